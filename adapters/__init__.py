@@ -1,0 +1,1 @@
+"""Upstream adapters: in-process models (``local``) and HTTP upstreams."""

@@ -1,0 +1,120 @@
+"""Adapter type ``local``: models run in this process, micro-batched in a worker thread.
+
+Upstream options (routing.yaml, under ``upstream``): ``max_batch_size`` (32),
+``max_wait_ms`` (2), ``device`` (``auto``), ``model_path`` (defaults to ``served_name``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from adapters.local.models import SentenceEmbedder, load_reranker
+from core import hookimpl
+from core.adapters import AdapterContext, EmbedResult, RerankResult
+from core.batching import MicroBatcher
+from core.errors import InvalidRequest
+from core.tokenization import load_counter
+
+if TYPE_CHECKING:
+    from core.config import ModelRoute, UpstreamConfig
+    from core.flow import Flow
+
+log = logging.getLogger("maas.adapters.local")
+
+
+class LocalModel:
+    """One loaded model and the batcher in front of it."""
+
+    def __init__(self, model: Any, batcher: MicroBatcher, tokenizer_path: str) -> None:
+        self.model = model
+        self.batcher = batcher
+        self.tokenizer_path = tokenizer_path
+
+
+class LocalAdapter:
+    def __init__(self, upstream: "UpstreamConfig", context: AdapterContext) -> None:
+        opts = upstream.options
+        self.max_batch_size = int(opts.get("max_batch_size", 32))
+        self.max_wait_s = float(opts.get("max_wait_ms", 2)) / 1000.0
+        self.device = str(opts.get("device", "auto"))
+        self.metrics = context.metrics
+        self._models: dict[tuple[str, str], LocalModel] = {}
+        self._loading: dict[tuple[str, str], asyncio.Task] = {}
+
+    def _model_name(self, route: "ModelRoute") -> str:
+        return str(route.options.get("model_path") or route.served_name)
+
+    async def prepare(self, route: "ModelRoute") -> None:
+        key = (route.kind, self._model_name(route))
+        if key in self._models:
+            return
+        if key not in self._loading:
+            self._loading[key] = asyncio.create_task(self._load(route, key))
+        try:
+            self._models[key] = await self._loading[key]
+        finally:
+            self._loading.pop(key, None)
+
+    async def _load(self, route: "ModelRoute", key: tuple[str, str]) -> LocalModel:
+        name = key[1]
+        log.info("loading %s model %s", route.kind, name)
+        if route.kind == "embeddings":
+            model = await asyncio.to_thread(SentenceEmbedder, name, self.device)
+            fn = model.encode
+        else:
+            model = await asyncio.to_thread(load_reranker, name, device=self.device)
+            fn = model.score
+        on_batch = None
+        if self.metrics is not None:
+            hist = self.metrics.batch_size.labels(model=route.alias)
+            on_batch = hist.observe
+        batcher = MicroBatcher(fn, max_batch_size=self.max_batch_size, max_wait_s=self.max_wait_s,
+                               name=name, on_batch=on_batch)
+        return LocalModel(model, batcher, model.tokenizer_path)
+
+    def tokenizer_name(self, route: "ModelRoute") -> str | None:
+        loaded = self._models.get((route.kind, self._model_name(route)))
+        return loaded.tokenizer_path if loaded else None
+
+    async def _model(self, route: "ModelRoute") -> LocalModel:
+        key = (route.kind, self._model_name(route))
+        loaded = self._models.get(key)
+        if loaded is None:
+            await self.prepare(route)
+            loaded = self._models[key]
+        return loaded
+
+    async def embed(self, route: "ModelRoute", inputs: Sequence[Any], flow: "Flow | None") -> EmbedResult:
+        loaded = await self._model(route)
+        texts = list(inputs)
+        if texts and not isinstance(texts[0], str):
+            counter = load_counter(loaded.tokenizer_path)
+            vocab = counter.vocab_size
+            for i, ids in enumerate(texts):
+                if any(t >= vocab for t in ids):
+                    raise InvalidRequest(f"'input[{i}]' has a token id outside the model's vocabulary "
+                                         f"(size {vocab})", param="input")
+            texts = counter.decode(texts)
+        rows = await loaded.batcher.submit(texts)
+        return EmbedResult(vectors=np.stack(rows).astype(np.float32, copy=False))
+
+    async def rerank(self, route: "ModelRoute", query: str, documents: Sequence[str],
+                     flow: "Flow | None") -> RerankResult:
+        loaded = await self._model(route)
+        scores = await loaded.batcher.submit([(query, d) for d in documents])
+        return RerankResult(scores=[float(s) for s in scores])
+
+    async def close(self) -> None:
+        for loaded in self._models.values():
+            await loaded.batcher.close()
+        self._models.clear()
+
+
+@hookimpl
+def register_adapters(register):
+    register("local", LocalAdapter)

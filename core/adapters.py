@@ -1,0 +1,117 @@
+"""What an upstream adapter is, and the registry that builds and shares them.
+
+Adapters turn one model call into whatever their upstream speaks. Core owns everything
+common to all of them: parsing, dimensions, base64, top-n, sorting, usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from core.config import ModelRoute, Settings, UpstreamConfig
+    from core.flow import Flow
+    from core.metrics import GatewayMetrics
+
+log = logging.getLogger("maas.adapters")
+
+
+@dataclass(slots=True)
+class EmbedResult:
+    vectors: np.ndarray  # (n, d) float32, in input order
+    prompt_tokens: int | None = None
+
+
+@dataclass(slots=True)
+class RerankResult:
+    scores: list[float]  # one per document, in document order
+    prompt_tokens: int | None = None
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    async def embed(self, route: "ModelRoute", inputs: Sequence[Any], flow: "Flow | None") -> EmbedResult:
+        """Embed ``inputs`` (strings, or token-id lists when ``flow.request.is_tokens``)."""
+
+    async def rerank(self, route: "ModelRoute", query: str, documents: Sequence[str],
+                     flow: "Flow | None") -> RerankResult:
+        """Score every document against the query."""
+
+    async def close(self) -> None:
+        """Release pools and models. Called once no snapshot uses the adapter."""
+
+
+@dataclass(slots=True)
+class AdapterContext:
+    """What a factory may use besides its upstream config."""
+
+    settings: "Settings"
+    metrics: "GatewayMetrics | None" = None
+
+
+AdapterFactory = Callable[["UpstreamConfig", AdapterContext], Adapter]
+
+
+async def prepare_adapter(adapter: Adapter, route: "ModelRoute") -> None:
+    """Let an adapter load or check what a route needs before the route takes traffic."""
+    prepare = getattr(adapter, "prepare", None)
+    if prepare is not None:
+        result = prepare(route)
+        if asyncio.iscoroutine(result):
+            await result
+
+
+class AdapterRegistry:
+    """Adapter types by name, and live adapter instances by upstream config.
+
+    Two routes with equal upstream configs share one instance (one connection pool, one
+    loaded model). An instance no snapshot refers to any more is closed once its in-flight
+    requests finish.
+    """
+
+    def __init__(self, context: AdapterContext) -> None:
+        self.context = context
+        self.factories: dict[str, AdapterFactory] = {}
+        self._instances: dict["UpstreamConfig", Adapter] = {}
+        self._inflight: dict[int, int] = {}
+
+    def register(self, type_name: str, factory: AdapterFactory) -> None:
+        if type_name in self.factories:
+            raise ConfigError(f"adapter type {type_name!r} is registered twice")
+        self.factories[type_name] = factory
+
+    def instance(self, upstream: "UpstreamConfig") -> Adapter:
+        adapter = self._instances.get(upstream)
+        if adapter is None:
+            adapter = self.factories[upstream.type](upstream, self.context)
+            self._instances[upstream] = adapter
+        return adapter
+
+    def acquire(self, adapter: Adapter) -> None:
+        self._inflight[id(adapter)] = self._inflight.get(id(adapter), 0) + 1
+
+    def release(self, adapter: Adapter) -> None:
+        self._inflight[id(adapter)] -= 1
+
+    async def retire_unused(self, in_use: set["UpstreamConfig"]) -> None:
+        """Close instances no snapshot uses, after their in-flight requests end."""
+        for upstream in [u for u in self._instances if u not in in_use]:
+            adapter = self._instances.pop(upstream)
+            while self._inflight.get(id(adapter), 0) > 0:
+                await asyncio.sleep(0.05)
+            self._inflight.pop(id(adapter), None)
+            try:
+                await adapter.close()
+            except Exception:  # closing must not stop the others from closing
+                log.exception("closing adapter for %s failed", upstream.type)
+
+    async def close_all(self) -> None:
+        await self.retire_unused(set())

@@ -1,0 +1,54 @@
+"""The router's aiohttp application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+
+import pluggy
+from aiohttp import web
+
+from core.config import Settings
+from core.gateway import Gateway
+from core.http import GATEWAY, add_routes, edge_middleware
+
+log = logging.getLogger("maas.app")
+
+
+def create_app(settings: Settings | None = None, pm: pluggy.PluginManager | None = None) -> web.Application:
+    settings = settings or Settings.from_env()
+    gateway = Gateway(settings, pm)
+    app = web.Application(middlewares=[edge_middleware], client_max_size=settings.max_body_bytes)
+    app[GATEWAY] = gateway
+    add_routes(app)
+    app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_drain)
+    log.info("request chain: %s", " → ".join(gateway.chain.names),
+             extra={"plugins": gateway.hooks.plugin_names()})
+    return app
+
+
+async def _load_first(gateway: Gateway) -> None:
+    try:
+        await gateway.load()
+    except Exception:
+        log.critical("initial configuration failed to load; stopping")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    gateway = app[GATEWAY]
+    gateway.validate()  # fail fast on a bad config; loading models happens in the background
+    await gateway.hooks.startup(app)
+    loader = asyncio.create_task(_load_first(gateway), name="initial-config-load")
+    yield
+    loader.cancel()
+    await gateway.hooks.shutdown(app)
+    await gateway.close()
+
+
+async def _drain(app: web.Application) -> None:
+    app[GATEWAY].draining = True

@@ -1,0 +1,149 @@
+"""Dynamic micro-batching for in-process models.
+
+Concurrent requests for one model are queued; a single worker takes items from the head of
+the queue up to ``max_batch_size`` (waiting at most ``max_wait_s`` for the batch to fill)
+and runs the model on them in a worker thread, so the event loop never blocks. A request
+larger than one batch is split across batches; one that waits longer than
+``queue_timeout_s`` before any of its items start is failed with ServiceUnavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
+
+from core.errors import ServiceUnavailable
+
+I = TypeVar("I")
+O = TypeVar("O")
+
+
+class _Job(Generic[I, O]):
+    __slots__ = ("items", "next", "done", "results", "future", "enqueued")
+
+    def __init__(self, items: Sequence[I], future: asyncio.Future) -> None:
+        self.items = items
+        self.next = 0
+        self.done = 0
+        self.results: list[Any] = [None] * len(items)
+        self.future = future
+        self.enqueued = time.monotonic()
+
+
+class MicroBatcher(Generic[I, O]):
+    def __init__(self, fn: Callable[[list[I]], Sequence[O]], *, max_batch_size: int = 32,
+                 max_wait_s: float = 0.002, queue_timeout_s: float | None = None, name: str = "model",
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        self.fn = fn
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.queue_timeout_s = queue_timeout_s
+        self.name = name
+        self.on_batch = on_batch
+        self._queue: deque[_Job[I, O]] = deque()
+        self._pending_items = 0
+        self._wakeup = asyncio.Event()
+        self._worker: asyncio.Task | None = None
+        # One thread per model: the model itself uses every core for one batch.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
+
+    @property
+    def queued_items(self) -> int:
+        return self._pending_items
+
+    async def submit(self, items: Sequence[I]) -> list[O]:
+        if not items:
+            return []
+        loop = asyncio.get_running_loop()
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._run(), name=f"batcher-{self.name}")
+        job: _Job[I, O] = _Job(items, loop.create_future())
+        self._queue.append(job)
+        self._pending_items += len(items)
+        self._wakeup.set()
+        return await job.future
+
+    def _take_batch(self) -> list[tuple[_Job[I, O], int, int]]:
+        parts: list[tuple[_Job[I, O], int, int]] = []
+        room = self.max_batch_size
+        now = time.monotonic()
+        while self._queue and room > 0:
+            job = self._queue[0]
+            if job.future.done():  # caller went away
+                self._queue.popleft()
+                self._pending_items -= len(job.items) - job.next
+                continue
+            if (job.next == 0 and self.queue_timeout_s is not None
+                    and now - job.enqueued > self.queue_timeout_s):
+                self._queue.popleft()
+                self._pending_items -= len(job.items)
+                job.future.set_exception(ServiceUnavailable(
+                    f"{self.name}: request waited over {self.queue_timeout_s * 1000:.0f} ms in the queue",
+                    code="queue_timeout"))
+                continue
+            take = min(room, len(job.items) - job.next)
+            parts.append((job, job.next, take))
+            job.next += take
+            room -= take
+            self._pending_items -= take
+            if job.next == len(job.items):
+                self._queue.popleft()
+        return parts
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            deadline = self._queue[0].enqueued + self.max_wait_s
+            while self._pending_items < self.max_batch_size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except TimeoutError:
+                    break
+            parts = self._take_batch()
+            if not parts:
+                continue
+            batch = [item for job, start, n in parts for item in job.items[start:start + n]]
+            if self.on_batch is not None:
+                self.on_batch(len(batch))
+            try:
+                outputs = await loop.run_in_executor(self._executor, self.fn, batch)
+                if len(outputs) != len(batch):
+                    raise RuntimeError(f"model returned {len(outputs)} outputs for {len(batch)} inputs")
+            except Exception as exc:  # the model failed: fail every request in this batch
+                for job, _, _ in parts:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            offset = 0
+            for job, start, n in parts:
+                job.results[start:start + n] = outputs[offset:offset + n]
+                offset += n
+                job.done += n
+                if job.done == len(job.items) and not job.future.done():
+                    job.future.set_result(job.results)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except (asyncio.CancelledError, Exception):
+                pass
+        for job in self._queue:
+            if not job.future.done():
+                job.future.set_exception(ServiceUnavailable(f"{self.name} is shutting down"))
+        self._queue.clear()
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,79 @@
+"""The ``maas`` command: serve the router, serve the rerank service, check configs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core.config import Settings
+from core.errors import ConfigError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from core.app import create_app
+    from core.logs import setup_logging
+
+    settings = Settings.from_env()
+    setup_logging(settings.log_level)
+    _use_uvloop()
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        print(f"maas: {exc}", file=sys.stderr)
+        return 1
+    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None,
+                shutdown_timeout=args.shutdown_timeout)
+    return 0
+
+
+def _serve_rerank(args: argparse.Namespace) -> int:
+    from core.rerank_service import run
+
+    _use_uvloop()
+    return run(args.host, args.port)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from core.gateway import Gateway
+
+    settings = Settings.from_env()
+    try:
+        Gateway(settings).validate()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in (settings.routing_path, settings.auth_path, settings.rate_limits_path):
+        print(f"ok: {path}")
+    return 0
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return
+    uvloop.install()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="maas", description="Quadrate MAAS Embeddings gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the router (OpenAI-compatible API)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--shutdown-timeout", type=float, default=30.0)
+    serve.set_defaults(func=_serve)
+    rr = sub.add_parser("serve-rerank", help="run the rerank service")
+    rr.add_argument("--host", default="0.0.0.0")
+    rr.add_argument("--port", type=int, default=9002)
+    rr.set_defaults(func=_serve_rerank)
+    check = sub.add_parser("check-config", help="validate the three config files (ROUTER_*_PATH)")
+    check.set_defaults(func=_check_config)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

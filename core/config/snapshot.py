@@ -1,0 +1,37 @@
+"""Parse and validate all three config files into one immutable, hashable whole."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from core.config.access import AuthConfig, RateLimitConfig, parse_auth, parse_rate_limits
+from core.config.routing import RoutingConfig, parse_routing
+from core.config.settings import Settings
+from core.config.yamlfile import load_yaml
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFiles:
+    routing: RoutingConfig
+    auth: AuthConfig
+    rate_limits: RateLimitConfig
+    digest: str
+    loaded_at: float
+
+
+def load_config(settings: Settings, known_types: Collection[str] | None = None) -> ConfigFiles:
+    """Read every file, validate every field; raise ConfigError (file, line) on the first problem."""
+    routing_doc, r1 = load_yaml(settings.routing_path)
+    auth_doc, r2 = load_yaml(settings.auth_path)
+    limits_doc, r3 = load_yaml(settings.rate_limits_path)
+    digest = hashlib.sha256(b"\0".join((r1, r2, r3))).hexdigest()[:16]
+    return ConfigFiles(
+        routing=parse_routing(routing_doc, known_types),
+        auth=parse_auth(auth_doc),
+        rate_limits=parse_rate_limits(limits_doc),
+        digest=digest,
+        loaded_at=time.time(),
+    )

@@ -1,0 +1,128 @@
+"""One error hierarchy for the whole gateway, translated to HTTP only at the edge.
+
+    GatewayError                      500 server_error
+    ├── InvalidRequest                400 invalid_request_error
+    │   ├── PayloadTooLarge           413 (body size)
+    │   └── TokenLimitExceeded        413 (token limits)
+    ├── AuthError                     401 authentication_error
+    ├── PermissionDenied              403 permission_error
+    ├── ModelNotFound                 404 invalid_request_error / model_not_found
+    ├── RateLimited                   429 rate_limit_error (+ Retry-After)
+    ├── ServiceUnavailable            503 overloaded / draining (+ Retry-After)
+    └── UpstreamError                 502 upstream_error
+        ├── UpstreamTimeout           504
+        └── UpstreamRejected          the upstream's 4xx, normalised
+
+Stages and adapters raise these; `core.http` turns them into OpenAI-shaped JSON
+``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "server_error"
+    default_code: str | None = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type,
+                          "param": self.param, "code": self.code}}
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    default_code = "invalid_request"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    default_code = "request_too_large"
+
+
+class TokenLimitExceeded(InvalidRequest):
+    status = 413
+    default_code = "token_limit_exceeded"
+
+
+class AuthError(GatewayError):
+    status = 401
+    type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    default_code = "model_not_allowed"
+
+
+class ModelNotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    default_code = "model_not_found"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+        self.headers.setdefault("Retry-After", str(max(1, int(-(-retry_after // 1)))))
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    default_code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers.setdefault("Retry-After", str(max(1, int(-(-retry_after // 1)))))
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    type = "upstream_error"
+    default_code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    default_code = "upstream_timeout"
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream refused the request (its 4xx); we pass its status on, normalised."""
+
+    type = "invalid_request_error"
+    default_code = "upstream_rejected"
+
+    def __init__(self, message: str, *, status: int, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.status = status if 400 <= status < 500 else 400
+
+
+class ConfigError(Exception):
+    """A configuration file is invalid; carries file and line for the operator."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+        self.file = file
+        self.line = line
+        where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
+        super().__init__(f"{where}{message}")
+        self.message = message

@@ -1,0 +1,54 @@
+"""The one object that travels through the request chain."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from core.adapters import Adapter
+    from core.config import ModelRoute
+    from core.gateway import Snapshot
+    from core.protocol import EmbeddingsRequest, RerankRequest
+
+
+@dataclass(slots=True)
+class Caller:
+    """Who is calling. ``name`` is safe to log; the key itself never is."""
+
+    name: str
+    anonymous: bool
+    client_ip: str
+    allowed_models: frozenset[str] | None = None
+
+
+@dataclass(slots=True)
+class Flow:
+    """One request: what was asked, by whom, where it goes, and what came back.
+
+    Stages read what earlier stages wrote. A stage ends the chain early by setting
+    ``response`` or by raising a ``GatewayError``.
+    """
+
+    kind: Literal["embeddings", "rerank"]
+    request: "EmbeddingsRequest | RerankRequest"
+    snapshot: "Snapshot"
+    request_id: str
+    client_ip: str
+    headers: Any  # the HTTP request headers (case-insensitive mapping)
+    caller: Caller | None = None
+    route: "ModelRoute | None" = None
+    adapter: "Adapter | None" = None
+    token_counts: list[int] | None = None
+    response: dict[str, Any] | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    error: Exception | None = None
+    status: int = 200
+    stages_run: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        return sum(self.token_counts) if self.token_counts is not None else None

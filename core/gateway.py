@@ -1,0 +1,159 @@
+"""The gateway's long-lived state: plugins, adapters, the chain, and the serving snapshot.
+
+A snapshot binds every route to its adapter and token counter. Building one validates
+everything first; only then is it swapped in, so a request sees one snapshot from start
+to end and a bad config never replaces a good one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import pluggy
+
+from core.adapters import Adapter, AdapterContext, AdapterRegistry, prepare_adapter
+from core.config import ConfigFiles, ModelRoute, Settings, load_config
+from core.dispatcher import Chain, ChainBuilder
+from core.errors import ConfigError, GatewayError
+from core.flow import Flow
+from core.metrics import GatewayMetrics
+from core.plugins import Hooks, build_plugin_manager
+from core.tokenization import TokenCounter, counter_for
+
+log = logging.getLogger("maas.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    files: ConfigFiles
+    routes: Mapping[str, ModelRoute]
+    adapters: Mapping[str, Adapter]
+    counters: Mapping[str, TokenCounter]
+    flags: frozenset[str]
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def digest(self) -> str:
+        return self.files.digest
+
+    def flag(self, name: str) -> bool:
+        return name in self.flags
+
+
+class Gateway:
+    def __init__(self, settings: Settings, pm: pluggy.PluginManager | None = None) -> None:
+        self.settings = settings
+        self.pm = pm or build_plugin_manager(settings.disabled_plugins)
+        self.hooks = Hooks(self.pm)
+        self.metrics = GatewayMetrics()
+        self.registry = AdapterRegistry(AdapterContext(settings=settings, metrics=self.metrics))
+        self.hooks.register_adapters(self.registry.register)
+        self.known_flags: dict[str, str] = {}
+        self.hooks.register_feature_flags(self._register_flag)
+        builder = ChainBuilder()
+        self.hooks.register_stages(builder.register, settings)
+        self.chain: Chain = builder.build()
+        self.snapshot: Snapshot | None = None
+        self.draining = False
+        self._check_flags(settings.feature_flags, "ROUTER_FEATURE_FLAGS")
+
+    def _register_flag(self, name: str, description: str) -> None:
+        self.known_flags[name] = description
+
+    def _check_flags(self, flags: tuple[str, ...], source: str, files: ConfigFiles | None = None) -> None:
+        unknown = [f for f in flags if f not in self.known_flags]
+        if unknown:
+            raise ConfigError(f"unknown feature flag(s) in {source}: {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(self.known_flags)) or 'none'}",
+                              file=files and self.settings.routing_path)
+
+    @property
+    def ready(self) -> bool:
+        return self.snapshot is not None and not self.draining
+
+    def validate(self) -> ConfigFiles:
+        """Parse and validate the config files; raise ConfigError. Changes nothing."""
+        files = load_config(self.settings, known_types=self.registry.factories.keys())
+        self._check_flags(files.routing.feature_flags, "routing.yaml feature_flags", files)
+        return files
+
+    async def build_snapshot(self, files: ConfigFiles) -> Snapshot:
+        routes: dict[str, ModelRoute] = {}
+        adapters: dict[str, Adapter] = {}
+        counters: dict[str, TokenCounter] = {}
+        for alias, route in files.routing.routes.items():
+            factory = self.registry.factories[route.upstream.type]
+            is_enabled = getattr(factory, "is_enabled", None)
+            if is_enabled is not None and not is_enabled(self.settings):
+                continue  # e.g. qwen3 without QWEN3_ENABLED: its models do not exist
+            adapter = self.registry.instance(route.upstream)
+            if route.enabled:
+                await prepare_adapter(adapter, route)
+            routes[alias] = route
+            adapters[alias] = adapter
+            tokenizer_name = getattr(adapter, "tokenizer_name", None)
+            counters[alias] = counter_for([route.tokenizer, self.settings.tokenizer_name,
+                                           tokenizer_name(route) if tokenizer_name else None,
+                                           route.served_name])
+        flags = frozenset(self.settings.feature_flags) | frozenset(files.routing.feature_flags)
+        return Snapshot(files=files, routes=MappingProxyType(routes), adapters=MappingProxyType(adapters),
+                        counters=MappingProxyType(counters), flags=flags)
+
+    async def load(self) -> Snapshot:
+        """Validate, build and swap in a new snapshot. On any error the old one stays."""
+        try:
+            files = self.validate()
+            snapshot = await self.build_snapshot(files)
+        except Exception as exc:
+            self.metrics.reloads.labels(result="error").inc()
+            if isinstance(exc, ConfigError):
+                log.error("config rejected: %s", exc, extra={"file": exc.file, "line": exc.line})
+            else:
+                log.exception("config rejected")
+            await self.registry.retire_unused(self._in_use())
+            raise
+        previous, self.snapshot = self.snapshot, snapshot
+        self.metrics.reloads.labels(result="success").inc()
+        self.metrics.config_swapped(snapshot.digest, snapshot.loaded_at)
+        log.info("config loaded", extra={"digest": snapshot.digest, "models": sorted(snapshot.routes)})
+        await self.hooks.config_changed(snapshot, previous)
+        await self.registry.retire_unused(self._in_use())
+        return snapshot
+
+    def _in_use(self) -> set:
+        return {r.upstream for r in self.snapshot.routes.values()} if self.snapshot else set()
+
+    async def handle(self, flow: Flow) -> None:
+        """Run the chain over one flow; record metrics; tell observers."""
+        try:
+            await self.chain.run(flow)
+        except GatewayError as exc:
+            flow.error = exc
+            flow.status = exc.status
+            raise
+        except Exception as exc:
+            flow.error = exc
+            flow.status = 500
+            raise
+        finally:
+            self._observe(flow)
+            self.hooks.request_finished(flow)
+
+    def _observe(self, flow: Flow) -> None:
+        model = flow.route.alias if flow.route is not None else "unknown"
+        m = self.metrics
+        m.requests.labels(endpoint=flow.kind, model=model, status=str(flow.status)).inc()
+        m.latency.labels(endpoint=flow.kind, model=model).observe(time.perf_counter() - flow.started)
+        if flow.status == 200:
+            tokens = flow.prompt_tokens
+            if tokens:
+                m.tokens.labels(endpoint=flow.kind, model=model).inc(tokens)
+            m.inputs.labels(endpoint=flow.kind, model=model).inc(len(flow.request.texts) or len(
+                getattr(flow.request, "inputs", ())))
+
+    async def close(self) -> None:
+        await self.registry.close_all()

@@ -1,0 +1,162 @@
+"""The HTTP edge: aiohttp app, request ids, body limits, and error translation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from core.errors import GatewayError, InvalidRequest, PayloadTooLarge, ServiceUnavailable
+from core.flow import Flow
+from core.gateway import Gateway
+from core.logs import request_id_var
+from core.protocol import parse_embeddings, parse_rerank
+
+log = logging.getLogger("maas.http")
+access_log = logging.getLogger("maas.access")
+
+GATEWAY = web.AppKey("gateway", Gateway)
+REQUEST_ID = web.RequestKey("request_id", str)
+LOG_EXTRA = web.RequestKey("log_extra", dict)
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_JSON = "application/json"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
+                        content_type=_JSON, headers=headers)
+
+
+def error_response(exc: GatewayError) -> web.Response:
+    return json_response(exc.to_body(), status=exc.status, headers=exc.headers)
+
+
+_HTTP_ERRORS = {404: ("Unknown route", "not_found"), 405: ("Method not allowed", "method_not_allowed")}
+
+
+@web.middleware
+async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id in and out, errors in OpenAI shape, one access-log line per request."""
+    incoming = request.headers.get("X-Request-ID", "")
+    rid = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = rid
+    token = request_id_var.set(rid)
+    started = time.perf_counter()
+    try:
+        try:
+            response = await handler(request)
+        except GatewayError as exc:
+            response = error_response(exc)
+        except web.HTTPRequestEntityTooLarge as exc:
+            response = error_response(PayloadTooLarge(
+                f"Request body is larger than the limit of {exc.max_size} bytes", code="request_too_large"))
+        except web.HTTPException as exc:
+            message, code = _HTTP_ERRORS.get(exc.status, (exc.reason, "http_error"))
+            err = GatewayError(f"{message}: {request.method} {request.path}", code=code)
+            err.status, err.type = exc.status, "invalid_request_error"
+            response = error_response(err)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unhandled error")
+            response = error_response(GatewayError("Internal server error"))
+        response.headers["X-Request-ID"] = rid
+        if request.path.startswith("/v1/"):
+            access_log.info("%s %s %d", request.method, request.path, response.status,
+                            extra={"status": response.status, "path": request.path,
+                                   "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                                   **request.get(LOG_EXTRA, {})})
+        return response
+    finally:
+        request_id_var.reset(token)
+
+
+async def _read_json(request: web.Request, limit: int) -> object:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
+    raw = await request.read()
+    if not raw:
+        raise InvalidRequest("Request body is empty; send a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
+
+
+def _client_ip(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def _serve(request: web.Request, kind: str) -> web.Response:
+    gw = request.app[GATEWAY]
+    snapshot = gw.snapshot
+    if snapshot is None or gw.draining:
+        raise ServiceUnavailable("The gateway is starting or draining; retry shortly")
+    body = await _read_json(request, gw.settings.max_body_bytes)
+    parse = parse_embeddings if kind == "embeddings" else parse_rerank
+    flow = Flow(kind=kind, request=parse(body, max_inputs=gw.settings.max_inputs), snapshot=snapshot,
+                request_id=request[REQUEST_ID], client_ip=_client_ip(request), headers=request.headers)
+    try:
+        await gw.handle(flow)
+    finally:
+        request[LOG_EXTRA] = {"model": flow.request.model,
+                                "caller": flow.caller.name if flow.caller else None,
+                                "tokens": flow.prompt_tokens}
+    return json_response(flow.response, headers=flow.response_headers or None)
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    return await _serve(request, "embeddings")
+
+
+async def rerank(request: web.Request) -> web.Response:
+    return await _serve(request, "rerank")
+
+
+async def models(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    snapshot = gw.snapshot
+    data = []
+    if snapshot is not None:
+        created = int(snapshot.loaded_at)
+        for alias, route in snapshot.routes.items():
+            if not route.enabled and not gw.settings.allow_disabled_models:
+                continue
+            data.append({"id": alias, "object": "model", "created": created, "owned_by": route.owned_by,
+                         "type": route.kind, "enabled": route.enabled})
+    return json_response({"object": "list", "data": data})
+
+
+async def live(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    if gw.ready:
+        return json_response({"status": "ok"})
+    state = "draining" if gw.draining else "starting"
+    return json_response({"status": state}, status=503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[GATEWAY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/rerank", rerank)
+    app.router.add_post("/rerank", rerank)
+    app.router.add_get("/metrics", metrics)

