@@ -1,0 +1,206 @@
+"""The rerank service (port 9002): a cross-encoder in its own process, with dynamic batching.
+
+Same contract as the router's ``/v1/rerank``. Configured by the RERANK_* variables:
+model and aliases, request limits, batch size and delay, queue timeout, device and precision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from adapters.local.models import DEFAULT_RERANKER, load_reranker
+from core.batching import MicroBatcher
+from core.config.settings import _bool
+from core.errors import ConfigError, InvalidRequest, ModelNotFound, ServiceUnavailable
+from core.http import edge_middleware, json_response
+from core.protocol import parse_rerank, rerank_body
+
+log = logging.getLogger("maas.rerank")
+
+
+@dataclass(frozen=True)
+class RerankSettings:
+    model_name: str = DEFAULT_RERANKER
+    mapping: Mapping[str, str] = field(default_factory=dict)
+    max_documents: int = 50
+    max_document_length: int = 4096
+    max_batch_size: int = 8
+    batch_delay_ms: float = 20.0
+    queue_timeout_ms: float = 1000.0
+    device: str = "auto"
+    mixed_precision: bool = True
+    quantization: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "RerankSettings":
+        e = os.environ if env is None else env
+        try:
+            mapping = json.loads(e.get("RERANK_MODEL_MAPPING") or "{}")
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"RERANK_MODEL_MAPPING is not valid JSON: {exc}") from exc
+        if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in mapping.items()):
+            raise ConfigError("RERANK_MODEL_MAPPING must be a JSON object of alias -> model name")
+        quant = (e.get("RERANK_QUANTIZATION") or "false").strip().lower()
+        return cls(
+            model_name=e.get("RERANK_MODEL_NAME") or DEFAULT_RERANKER,
+            mapping=mapping,
+            max_documents=int(e.get("RERANK_MAX_DOCUMENTS") or 50),
+            max_document_length=int(e.get("RERANK_MAX_DOCUMENT_LENGTH") or 4096),
+            max_batch_size=int(e.get("RERANK_MAX_BATCH_SIZE") or 8),
+            batch_delay_ms=float(e.get("RERANK_BATCH_DELAY_MS") or 20),
+            queue_timeout_ms=float(e.get("RERANK_QUEUE_TIMEOUT_MS") or 1000),
+            device=(e.get("RERANK_DEVICE") or "auto").lower(),
+            mixed_precision=_bool(e.get("RERANK_MIXED_PRECISION"), True),
+            quantization=quant in {"1", "true", "yes", "on", "int8"},
+        )
+
+    def names(self) -> dict[str, str]:
+        """Every name the service answers to → the model it means."""
+        return {self.model_name: self.model_name, **self.mapping}
+
+
+class RerankService:
+    def __init__(self, settings: RerankSettings) -> None:
+        self.settings = settings
+        self.batchers: dict[str, MicroBatcher] = {}
+        self.backends: dict[str, str] = {}
+        self.ready = False
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("rerank_requests_total", "Rerank requests by status", ["status"], registry=r)
+        self.pairs = Counter("rerank_pairs_total", "Query-document pairs scored", registry=r)
+        self.batch_size = Histogram("rerank_batch_size", "Pairs per model batch",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.queue_depth = Gauge("rerank_queue_pairs", "Pairs waiting to be scored", registry=r)
+
+    async def load(self) -> None:
+        s = self.settings
+        for model in dict.fromkeys(s.names().values()):
+            scorer = await asyncio.to_thread(load_reranker, model, device=s.device,
+                                             fp16=s.mixed_precision, int8=s.quantization)
+            self.backends[model] = scorer.backend
+            self.batchers[model] = MicroBatcher(
+                scorer.score, max_batch_size=s.max_batch_size, max_wait_s=s.batch_delay_ms / 1000,
+                queue_timeout_s=s.queue_timeout_ms / 1000, name=model, on_batch=self.batch_size.observe)
+            log.info("rerank model ready", extra={"model": model, "backend": scorer.backend})
+        self.ready = True
+
+    def resolve(self, name: str | None) -> str:
+        if name is None:
+            return self.settings.model_name
+        model = self.settings.names().get(name)
+        if model is None:
+            raise ModelNotFound(f"The model '{name}' is not served here", param="model")
+        return model
+
+    async def rerank(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            raise ServiceUnavailable("The rerank model is still loading")
+        s = self.settings
+        try:
+            body = await request.json(loads=json.loads)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InvalidRequest("Request body is not valid JSON") from None
+        if isinstance(body, dict) and "model" not in body:
+            body = {**body, "model": s.model_name}
+        req = parse_rerank(body, max_inputs=s.max_documents)
+        for i, doc in enumerate(req.documents):
+            if len(doc) > s.max_document_length:
+                raise InvalidRequest(f"'documents[{i}]' has {len(doc)} characters; at most "
+                                     f"{s.max_document_length} are allowed", param="documents")
+        batcher = self.batchers[self.resolve(req.model)]
+        self.queue_depth.set(sum(b.queued_items for b in self.batchers.values()) + len(req.documents))
+        scores = await batcher.submit([(req.query, d) for d in req.documents])
+        self.pairs.inc(len(scores))
+        return json_response(rerank_body(req.model, req, [float(x) for x in scores], req.top_n, 0))
+
+    async def close(self) -> None:
+        for batcher in self.batchers.values():
+            await batcher.close()
+
+
+SERVICE = web.AppKey("rerank_service", RerankService)
+
+
+async def _rerank(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    try:
+        response = await service.rerank(request)
+    except Exception as exc:
+        service.requests.labels(status=str(getattr(exc, "status", 500))).inc()
+        raise
+    service.requests.labels(status="200").inc()
+    return response
+
+
+async def _ready(request: web.Request) -> web.Response:
+    if request.app[SERVICE].ready:
+        return json_response({"status": "ok"})
+    return json_response({"status": "loading"}, status=503)
+
+
+async def _live(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def _models(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": "quadrate", "type": "rerank",
+             "root": model, "backend": service.backends.get(model)}
+            for name, model in service.settings.names().items()]
+    return json_response({"object": "list", "data": data})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(request.app[SERVICE].registry),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_rerank_app(settings: RerankSettings | None = None) -> web.Application:
+    service = RerankService(settings or RerankSettings.from_env())
+    app = web.Application(middlewares=[edge_middleware], client_max_size=8 * 1024 * 1024)
+    app[SERVICE] = service
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        loader = asyncio.create_task(service.load())
+        loader.add_done_callback(_stop_on_failure)
+        yield
+        loader.cancel()
+        await service.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    for path in ("/rerank", "/v1/rerank"):
+        app.router.add_post(path, _rerank)
+    app.router.add_get("/health/ready", _ready)
+    app.router.add_get("/health/live", _live)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+def _stop_on_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("rerank model failed to load: %s", task.exception())
+        os.kill(os.getpid(), 15)
+
+
+def run(host: str, port: int) -> int:
+    from core.logs import setup_logging
+
+    setup_logging(os.environ.get("RERANK_LOG_LEVEL", "INFO").upper())
+    try:
+        app = create_rerank_app()
+    except ConfigError as exc:
+        print(f"maas serve-rerank: {exc}")
+        return 1
+    web.run_app(app, host=host, port=port, access_log=None, print=None)
+    return 0
