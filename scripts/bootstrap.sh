@@ -6,7 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
 PY=${PYTHON:-python3}
-pipq() { "$@" -q --disable-pip-version-check 2>&1 | grep -vE '^WARNING: Location' || true; }
+# Quiet pip: print its output only when it fails (and then fail).
+pipq() {
+  local log; log=$(mktemp)
+  if ! "$@" -q --disable-pip-version-check >"$log" 2>&1; then cat "$log" >&2; rm -f "$log"; return 1; fi
+  rm -f "$log"
+}
 
 stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
 
