@@ -1,0 +1,56 @@
+"""Wire-format helpers: parsing edge cases and response shaping."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+
+from core.errors import InvalidRequest
+from core.protocol import embeddings_body, parse_embeddings, parse_rerank, rerank_body, shape_vectors
+
+
+def test_token_arrays_are_recognised():
+    single = parse_embeddings({"model": "m", "input": [1, 2, 3]}, max_inputs=10)
+    assert single.is_tokens and single.inputs == [[1, 2, 3]]
+    many = parse_embeddings({"model": "m", "input": [[1], [2, 3]]}, max_inputs=10)
+    assert many.is_tokens and many.inputs == [[1], [2, 3]]
+    assert parse_embeddings({"model": "m", "input": "x"}, max_inputs=1).inputs == ["x"]
+
+
+def test_booleans_are_not_token_ids_or_dimensions():
+    with pytest.raises(InvalidRequest):
+        parse_embeddings({"model": "m", "input": [True, False]}, max_inputs=10)
+    with pytest.raises(InvalidRequest) as info:
+        parse_embeddings({"model": "m", "input": "x", "dimensions": True}, max_inputs=10)
+    assert info.value.param == "dimensions"
+
+
+def test_top_n_wins_over_top_k_and_documents_may_be_objects():
+    req = parse_rerank({"model": "m", "query": "q", "documents": ["a", {"text": "b"}], "top_n": 1, "top_k": 5},
+                       max_inputs=10)
+    assert req.top_n == 1 and req.documents == ["a", "b"]
+
+
+def test_shape_vectors_truncates_and_renormalises():
+    v = np.array([[3.0, 4.0, 12.0]], dtype=np.float32)
+    out = shape_vectors(v, 2)
+    np.testing.assert_allclose(out, [[0.6, 0.8]], rtol=1e-6)
+    assert shape_vectors(v, None) is not None and shape_vectors(v, None).shape == (1, 3)
+
+
+def test_base64_is_little_endian_float32():
+    v = np.array([[1.5, -2.25]], dtype=np.float32)
+    body = embeddings_body("m", v, "base64", 7)
+    raw = base64.b64decode(body["data"][0]["embedding"])
+    assert raw == np.array([1.5, -2.25], dtype="<f4").tobytes()
+    assert body["usage"] == {"prompt_tokens": 7, "total_tokens": 7}
+
+
+def test_rerank_body_sorts_and_cuts():
+    req = parse_rerank({"model": "m", "query": "q", "documents": ["a", "b", "c"], "return_documents": True},
+                       max_inputs=10)
+    body = rerank_body("m", req, [0.1, 0.9, 0.5], 2, 3)
+    assert [r["index"] for r in body["results"]] == [1, 2]
+    assert body["results"][0]["document"] == {"text": "b"}
