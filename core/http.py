@@ -55,9 +55,6 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
             response = await handler(request)
         except GatewayError as exc:
             response = error_response(exc)
-        except web.HTTPRequestEntityTooLarge as exc:
-            response = error_response(PayloadTooLarge(
-                f"Request body is larger than the limit of {exc.max_size} bytes", code="request_too_large"))
         except web.HTTPException as exc:
             message, code = _HTTP_ERRORS.get(exc.status, (exc.reason, "http_error"))
             err = GatewayError(f"{message}: {request.method} {request.path}", code=code)
@@ -82,7 +79,10 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def _read_json(request: web.Request, limit: int) -> object:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes") from None
     if not raw:
         raise InvalidRequest("Request body is empty; send a JSON object")
     try:
@@ -100,9 +100,13 @@ async def _serve(request: web.Request, kind: str) -> web.Response:
     snapshot = gw.snapshot
     if snapshot is None or gw.draining:
         raise ServiceUnavailable("The gateway is starting or draining; retry shortly")
-    body = await _read_json(request, gw.settings.max_body_bytes)
     parse = parse_embeddings if kind == "embeddings" else parse_rerank
-    flow = Flow(kind=kind, request=parse(body, max_inputs=gw.settings.max_inputs), snapshot=snapshot,
+    try:
+        parsed = parse(await _read_json(request, gw.settings.max_body_bytes), max_inputs=gw.settings.max_inputs)
+    except GatewayError as exc:  # rejected before a flow exists: still counted
+        gw.metrics.requests.labels(endpoint=kind, model="unknown", status=str(exc.status)).inc()
+        raise
+    flow = Flow(kind=kind, request=parsed, snapshot=snapshot,
                 request_id=request[REQUEST_ID], client_ip=_client_ip(request), headers=request.headers)
     try:
         await gw.handle(flow)
