@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from core.config.yamlfile import LineDict, expect
+from core.config.yamlfile import LineDict, LineList, expect
+from core.errors import ConfigError
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
@@ -129,23 +130,26 @@ def _secret_from(entry: LineDict, index: int) -> bytes:
     return key_digest(secret)
 
 
-def _parse_hex(doc: LineDict, value: str, field_name: str, index: int) -> bytes:
+def _parse_hex(doc: LineDict, value: str, field_name: str, index: int, line: int | None = None) -> bytes:
     if not _HEX64.match(value):
-        raise doc.fail(f"api_keys[{index}]: a sha256 digest must be 64 hex digits", field_name)
+        message = f"api_keys[{index}]: a sha256 digest must be 64 hex digits"
+        raise ConfigError(message, file=doc.file, line=line) if line else doc.fail(message, field_name)
     return bytes.fromhex(value)
 
 
-def _parse_key(doc: LineDict, item: object, index: int) -> ApiKey:
+def _parse_key(doc: LineDict, raw: list, index: int) -> ApiKey:
+    item = raw[index]
+    line = raw.line_of(index, doc.line_of("api_keys")) if isinstance(raw, LineList) else doc.line_of("api_keys")
     if isinstance(item, str):
         if not item.strip():
-            raise doc.fail(f"api_keys[{index}] must not be empty", "api_keys")
+            raise ConfigError(f"api_keys[{index}] must not be empty", file=doc.file, line=line)
         if item.startswith("sha256:"):
-            digest = _parse_hex(doc, item[len("sha256:"):], "api_keys", index)
+            digest = _parse_hex(doc, item[len("sha256:"):], "api_keys", index, line)
         else:
             digest = key_digest(item.strip())
         return ApiKey(name=f"key-{digest.hex()[:8]}", digest=digest)
     if not isinstance(item, LineDict):
-        raise doc.fail(f"api_keys[{index}] must be a string or a mapping", "api_keys")
+        raise ConfigError(f"api_keys[{index}] must be a string or a mapping", file=doc.file, line=line)
     unknown = sorted(set(item) - _ENTRY_KEYS)
     if unknown:
         raise item.fail(f"api_keys[{index}]: unknown field {unknown[0]!r}", unknown[0])
@@ -166,14 +170,15 @@ def parse_auth(doc: LineDict) -> AuthConfig:
         raise doc.fail(f"unknown top-level key {unknown[0]!r}", unknown[0])
     raw = expect(doc, "api_keys", list, required=False, default=[])
     keys: list[ApiKey] = []
-    for i, item in enumerate(raw):
-        key = _parse_key(doc, item, i)
+    for i in range(len(raw)):
+        key = _parse_key(doc, raw, i)
+        line = raw.line_of(i) if isinstance(raw, LineList) else doc.line_of("api_keys")
         for j, other in enumerate(keys):
-            where = item if isinstance(item, LineDict) else doc
             if other.digest == key.digest:  # not secret-dependent timing: this runs at load
-                raise where.fail(f"api_keys[{i}] is the same key as api_keys[{j}]")
+                raise ConfigError(f"api_keys[{i}] is the same key as api_keys[{j}]", file=doc.file, line=line)
             if other.name == key.name:
-                raise where.fail(f"api_keys[{i}] has the same name as api_keys[{j}]: {key.name}")
+                raise ConfigError(f"api_keys[{i}] has the same name as api_keys[{j}]: {key.name}",
+                                  file=doc.file, line=line)
         keys.append(key)
     anon = expect(doc, "allow_anonymous_without_api_keys", bool, required=False, default=False)
     return AuthConfig(keys=tuple(keys), allow_anonymous_without_api_keys=anon)
