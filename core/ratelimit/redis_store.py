@@ -49,7 +49,8 @@ if tokens >= cost then
 end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'updated', string.format('%.17g', updated))
 if rate > 0 then
-  redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
+  -- capped at a day (buckets.NEVER), so the number stays an integer literal
+  redis.call('PEXPIRE', KEYS[1], math.min(math.ceil((capacity - tokens) / rate * 1000), 86400000) + 1000)
 else
   redis.call('PERSIST', KEYS[1])
 end
@@ -85,7 +86,7 @@ class RedisBucketStore:
             if not self._down:
                 self._down = True
                 # The URL may hold a password: name only the error.
-                log.error("rate-limit store unreachable: %s: %s", type(exc).__name__, exc)
+                log.error("rate-limit store failed: %s: %s", type(exc).__name__, exc)
             raise StoreUnavailable("rate-limit store unreachable") from None
         if self._down:
             self._down = False
