@@ -55,7 +55,7 @@ class Gateway:
         self.known_flags: dict[str, str] = {}
         self.hooks.register_feature_flags(self._register_flag)
         builder = ChainBuilder()
-        self.hooks.register_stages(builder.register, settings)
+        self.hooks.register_stages(builder.register, settings, self.metrics)
         self.chain: Chain = builder.build()
         self.snapshot: Snapshot | None = None
         self.draining = False

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from core.config import Settings
     from core.flow import Flow
     from core.gateway import Snapshot
+    from core.metrics import GatewayMetrics
 
 hookspec = pluggy.HookspecMarker("maas")
 
@@ -35,14 +36,15 @@ def register_adapters(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def register_stages(register: Callable[..., None], settings: "Settings") -> None:
+def register_stages(register: Callable[..., None], settings: "Settings", metrics: "GatewayMetrics") -> None:
     """Contribute request-chain stages.
 
     Called once at startup. ``register(stage)`` fills the built-in slot named ``stage.name``
     (``auth``, ``rate_limit``, ``token_limit``, ``route``, ``adapter``);
     ``register(stage, before="route")`` or ``register(stage, after="auth")`` inserts an extra
     stage next to a named one. A stage is an object with ``name: str`` and
-    ``async def __call__(flow) -> None``.
+    ``async def __call__(flow) -> None``. ``metrics`` is the gateway's ``GatewayMetrics``
+    (take it only if the stage counts something).
 
     .. versionadded:: 0.1
     """

@@ -22,6 +22,10 @@ class GatewayMetrics:
         self.inflight = Gauge("maas_inflight_requests", "Requests being processed", registry=r)
         self.rate_limited = Counter("maas_rate_limited_total", "Requests rejected by rate limiting",
                                     ["caller", "reason"], registry=r)
+        self.rate_limit_store_errors = Counter(
+            "maas_rate_limit_store_errors_total",
+            "Rate-limit decisions the store (Redis) could not make, by what happened to the request",
+            ["store", "outcome"], registry=r)
         self.auth_failures = Counter("maas_auth_failures_total", "Requests rejected by auth",
                                      ["reason"], registry=r)
         self.upstream_requests = Counter("maas_upstream_requests_total", "Calls to upstreams by outcome",

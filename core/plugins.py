@@ -62,8 +62,8 @@ class Hooks:
     def register_adapters(self, register: Any) -> None:
         self.pm.hook.register_adapters(register=register)
 
-    def register_stages(self, register: Any, settings: Any) -> None:
-        self.pm.hook.register_stages(register=register, settings=settings)
+    def register_stages(self, register: Any, settings: Any, metrics: Any = None) -> None:
+        self.pm.hook.register_stages(register=register, settings=settings, metrics=metrics)
 
     def register_feature_flags(self, register: Any) -> None:
         self.pm.hook.register_feature_flags(register=register)

@@ -1,18 +1,94 @@
-"""Stage ``auth``: decide who is calling."""
+"""Stage ``auth``: decide who is calling.
+
+The rule (secure by default):
+
+- A key is read from ``Authorization: Bearer <key>``, else from ``X-API-Key``.
+- While auth.yaml lists at least one key, every request needs one of them: a missing key and an
+  unknown key are both 401, whatever ``allow_anonymous_without_api_keys`` says.
+- Only when auth.yaml lists no key *and* ``allow_anonymous_without_api_keys`` is true are callers
+  anonymous; a key they send is then ignored, since there is nothing to check it against (the
+  OpenAI SDKs always send one). The flag defaults to false: no keys and no flag refuses everyone.
+- Anonymous callers are told apart by address (for rate limits); see ``core.client_address``.
+
+Keys are compared as SHA-256 digests in constant time, against every configured key.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING
+
 from core import hookimpl
+from core.client_address import client_address, parse_networks
+from core.errors import AuthError
 from core.flow import Caller, Flow
+
+if TYPE_CHECKING:
+    from core.gateway import Snapshot
+
+log = logging.getLogger("maas.auth")
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="maas"'}
+
+
+def presented_key(headers) -> str | None:
+    """The key the request carries, or None. Raises AuthError for a malformed Authorization."""
+    auth = headers.get("Authorization")
+    if auth is not None and auth.strip():
+        scheme, _, token = auth.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("The Authorization header must be 'Bearer <API key>'",
+                            code="invalid_authorization_header", headers=_CHALLENGE)
+        return token.strip()
+    key = headers.get("X-API-Key")
+    return key.strip() if key is not None and key.strip() else None
 
 
 class AuthStage:
     name = "auth"
 
+    def __init__(self, trusted_proxies: tuple[str, ...] = (), metrics=None) -> None:
+        self.trusted = parse_networks(trusted_proxies)
+        self.metrics = metrics
+
     async def __call__(self, flow: Flow) -> None:
-        flow.caller = Caller(name="anonymous", anonymous=True, client_ip=flow.client_ip)
+        try:
+            flow.caller = self.identify(flow)
+        except AuthError as exc:
+            if self.metrics is not None:
+                self.metrics.auth_failures.labels(reason=exc.code).inc()
+            raise
+
+    def identify(self, flow: Flow) -> Caller:
+        ip = client_address(flow.client_ip, flow.headers, self.trusted)
+        auth = flow.snapshot.files.auth
+        if auth.anonymous_allowed:
+            return Caller(name="anonymous", anonymous=True, client_ip=ip)
+        key = presented_key(flow.headers)
+        if key is None:
+            if not auth.keys:
+                raise AuthError("No API keys are configured and anonymous access is disabled",
+                                code="anonymous_access_disabled", headers=_CHALLENGE)
+            raise AuthError("Missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                            code="missing_api_key", headers=_CHALLENGE)
+        found = auth.find(key)
+        if found is None:
+            raise AuthError("Invalid API key", code="invalid_api_key", headers=_CHALLENGE)
+        return Caller(name=found.name, anonymous=False, client_ip=ip, allowed_models=found.models)
 
 
 @hookimpl
-def register_stages(register):
-    register(AuthStage())
+def register_stages(register, settings, metrics):
+    register(AuthStage(settings.trusted_proxies, metrics))
+
+
+@hookimpl
+def config_changed(snapshot: "Snapshot", previous: "Snapshot | None") -> None:
+    auth = snapshot.files.auth
+    if auth.keys and auth.allow_anonymous_without_api_keys:
+        log.warning("allow_anonymous_without_api_keys is ignored: auth.yaml lists API keys, "
+                    "so every request needs one")
+    if not auth.keys and not auth.allow_anonymous_without_api_keys:
+        log.warning("auth.yaml lists no API keys and anonymous access is disabled: every request gets 401")
+    log.info("auth: %d API key(s), anonymous %s", len(auth.keys),
+             "allowed" if auth.anonymous_allowed else "refused", extra={"keys": [k.name for k in auth.keys]})

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from core import hookimpl
 
-FLAGS: dict[str, str] = {}
+FLAGS: dict[str, str] = {
+    "truncate_inputs": (
+        "An input or rerank document over ROUTER_DOCUMENT_TOKEN_LIMIT is cut to the limit instead of "
+        "answering 413; usage reports the cut count. ROUTER_SAFE_REQUEST_TOKEN_LIMIT still applies."),
+    "rate_limit_fail_open": (
+        "When the shared rate-limit store (Redis) cannot be reached, admit requests unchecked instead "
+        "of answering 503. Either way the failure is logged and counted in "
+        "maas_rate_limit_store_errors_total."),
+}
 
 
 @hookimpl

@@ -1,18 +1,170 @@
-"""Stage ``rate_limit``: token buckets per caller."""
+"""Stages ``rate_limit`` and ``token_budget``: token buckets per caller.
+
+rate_limits.yaml gives each caller a bucket: its ``per_api_key`` entry, else ``default``;
+anonymous callers ``anonymous`` (else ``default``), one bucket per client address. A request
+costs 1. A bucket may also set ``tokens_per_minute``: a second bucket charged with the
+request's token count, checked by ``token_budget`` right after ``token_limit`` has counted.
+
+The store is Redis when ``ROUTER_REDIS_URL`` is set (replicas share budgets), else in-process.
+If Redis cannot be reached the request gets 503 (fail closed), or passes unchecked with the
+``rate_limit_fail_open`` flag; either way it is logged and counted.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+from typing import TYPE_CHECKING
+
 from core import hookimpl
+from core.config import BucketSpec
+from core.errors import RateLimited, ServiceUnavailable, TokenLimitExceeded
 from core.flow import Flow
+from core.ratelimit import Decision, StoreUnavailable, open_store
+
+if TYPE_CHECKING:
+    from core.gateway import Snapshot
+    from core.metrics import GatewayMetrics
+    from core.ratelimit import BucketStore
+
+log = logging.getLogger("maas.ratelimit")
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's reset format: ``"1s"``, ``"250ms"``, ``"6m0s"``."""
+    if seconds < 1:
+        return f"{math.ceil(seconds * 1000)}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    minutes, rest = divmod(int(math.ceil(seconds)), 60)
+    return f"{minutes}m{rest}s"
+
+
+def rate_headers(decision: Decision, unit: str) -> dict[str, str]:
+    return {f"x-ratelimit-limit-{unit}": str(int(decision.limit)),
+            f"x-ratelimit-remaining-{unit}": str(max(0, math.floor(decision.remaining))),
+            f"x-ratelimit-reset-{unit}": duration(decision.reset_after)}
+
+
+class RateLimiter:
+    """The store and the limits of the serving snapshot, shared by both stages."""
+
+    def __init__(self, store: "BucketStore", metrics: "GatewayMetrics | None") -> None:
+        self.store = store
+        self.metrics = metrics
+        self._snapshot: "Snapshot | None" = None
+        self._per_key: dict[str, BucketSpec] = {}
+
+    def spec_for(self, flow: Flow) -> tuple[str, BucketSpec] | None:
+        """(bucket id, limits) for the flow's caller; None when no bucket applies."""
+        if flow.snapshot is not self._snapshot:  # resolved once per config snapshot
+            self._per_key = flow.snapshot.files.rate_limits.resolve(flow.snapshot.files.auth)[0]
+            self._snapshot = flow.snapshot
+        limits, caller = flow.snapshot.files.rate_limits, flow.caller
+        if caller is None:
+            return None
+        if caller.anonymous:
+            spec = limits.anonymous or limits.default
+            return (f"anon:{caller.client_ip}", spec) if spec else None
+        spec = self._per_key.get(caller.name) or limits.default
+        return (f"key:{caller.name}", spec) if spec else None
+
+    async def take(self, flow: Flow, key: str, capacity: float, rate: float, cost: float) -> Decision | None:
+        """Ask the store; None means it could not answer and the flag lets the request through."""
+        try:
+            return await self.store.take(key, capacity, rate, cost)
+        except StoreUnavailable:
+            fail_open = flow.snapshot.flag("rate_limit_fail_open")
+            if self.metrics is not None:
+                self.metrics.rate_limit_store_errors.labels(
+                    store=self.store.kind, outcome="admitted" if fail_open else "rejected").inc()
+            if fail_open:
+                return None
+            raise ServiceUnavailable("Rate limiting is unavailable; retry shortly", retry_after=1.0,
+                                     code="rate_limit_unavailable") from None
+
+    def limited(self, flow: Flow, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.rate_limited.labels(caller=flow.caller.name, reason=reason).inc()
 
 
 class RateLimitStage:
     name = "rate_limit"
 
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
     async def __call__(self, flow: Flow) -> None:
-        return None
+        found = self.limiter.spec_for(flow)
+        if found is None:
+            return
+        bucket, spec = found
+        decision = await self.limiter.take(flow, "req:" + bucket, spec.capacity, spec.refill_rate, 1)
+        if decision is None:
+            return
+        headers = rate_headers(decision, "requests")
+        flow.response_headers.update(headers)
+        if not decision.allowed:
+            self.limiter.limited(flow, "requests")
+            raise RateLimited(f"Rate limit reached: {int(spec.capacity)} requests, refilling at "
+                              f"{spec.refill_rate:g} per second; retry in {decision.retry_after:.2f} s",
+                              retry_after=decision.retry_after, headers=_retry(headers, decision))
+
+
+class TokenBudgetStage:
+    name = "token_budget"
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
+    async def __call__(self, flow: Flow) -> None:
+        found = self.limiter.spec_for(flow)
+        tokens = flow.prompt_tokens
+        if found is None or found[1].tokens_per_minute is None or tokens is None:
+            return
+        bucket, spec = found
+        tpm = spec.tokens_per_minute
+        if tokens > tpm:  # could never fit: waiting would not help, so not a 429
+            raise TokenLimitExceeded(f"The request has {tokens} tokens; this caller's budget is {tpm} "
+                                     "tokens per minute", code="token_budget_exceeded")
+        decision = await self.limiter.take(flow, "tok:" + bucket, tpm, tpm / 60.0, tokens)
+        if decision is None:
+            return
+        headers = rate_headers(decision, "tokens")
+        flow.response_headers.update(headers)
+        if not decision.allowed:
+            self.limiter.limited(flow, "tokens")
+            raise RateLimited(f"Token budget reached: {tpm} tokens per minute; this request needs {tokens}; "
+                              f"retry in {decision.retry_after:.2f} s", retry_after=decision.retry_after,
+                              headers=_retry(dict(flow.response_headers), decision))
+
+
+def _retry(headers: dict[str, str], decision: Decision) -> dict[str, str]:
+    # OpenAI's SDKs read retry-after-ms before Retry-After (whole seconds).
+    return {**headers, "retry-after-ms": str(math.ceil(decision.retry_after * 1000))}
 
 
 @hookimpl
-def register_stages(register):
-    register(RateLimitStage())
+def register_stages(register, settings, metrics):
+    limiter = RateLimiter(open_store(settings.redis_url), metrics)
+    register(RateLimitStage(limiter))
+    register(TokenBudgetStage(limiter), after="token_limit")
+
+
+@hookimpl
+def config_changed(snapshot: "Snapshot", previous: "Snapshot | None") -> None:
+    """Bucket levels need nothing here (they survive reloads); point at entries matching no key."""
+    limits = snapshot.files.rate_limits
+    for line in limits.resolve(snapshot.files.auth)[1]:
+        # The entry's name may be a key itself, so only where it is gets logged.
+        log.warning("%s:%d: per_api_key entry matches no API key name or key; ignored", limits.file, line,
+                    extra={"file": limits.file, "line": line})
+
+
+@hookimpl
+async def shutdown(app):
+    from core.http import GATEWAY
+
+    for stage in app[GATEWAY].chain.stages:
+        if isinstance(stage, RateLimitStage):
+            await stage.limiter.store.close()

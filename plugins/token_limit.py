@@ -1,28 +1,68 @@
-"""Stage ``token_limit``: tokenize once, with the target model's tokenizer.
+"""Stage ``token_limit``: tokenize once, with the target model's tokenizer, and apply the limits.
 
-The counts land on ``flow.token_counts`` and serve the limits, usage and token budgets.
+The counts land on ``flow.token_counts`` and serve the limits, usage and the token budget.
+``ROUTER_DOCUMENT_TOKEN_LIMIT`` caps each input (or rerank document) and
+``ROUTER_SAFE_REQUEST_TOKEN_LIMIT`` the whole request; over either is 413 naming the limit, the
+count and the item. With the ``truncate_inputs`` flag an input over the document limit is cut
+to it instead, and usage reports the cut count; the request limit still applies afterwards.
 """
 
 from __future__ import annotations
 
 from core import hookimpl
+from core.errors import TokenLimitExceeded
 from core.flow import Flow
+from core.tokenization import TokenCounter
 
 
 class TokenLimitStage:
     name = "token_limit"
+
+    def __init__(self, request_limit: int | None = None, document_limit: int | None = None) -> None:
+        self.request_limit = request_limit
+        self.document_limit = document_limit
 
     async def __call__(self, flow: Flow) -> None:
         counter = flow.snapshot.counters.get(flow.request.model)
         if counter is None:
             return  # unknown model: the route stage answers 404
         req = flow.request
-        if flow.kind == "embeddings" and req.is_tokens:
-            flow.token_counts = [len(ids) for ids in req.inputs]
-        else:
-            flow.token_counts = counter.count(req.texts)
+        tokens_given = flow.kind == "embeddings" and req.is_tokens
+        counts = [len(ids) for ids in req.inputs] if tokens_given else counter.count(req.texts)
+        flow.token_counts = counts
+        param = "input" if flow.kind == "embeddings" else "documents"
+        limit = self.document_limit
+        if limit is not None:
+            for i, count in enumerate(counts):
+                if count <= limit:
+                    continue
+                if not flow.snapshot.flag("truncate_inputs"):
+                    raise TokenLimitExceeded(
+                        f"'{param}[{i}]' has {count} tokens; the limit per item is {limit} "
+                        "(ROUTER_DOCUMENT_TOKEN_LIMIT)", param=param, code="document_token_limit_exceeded")
+                counts[i] = self._truncate(flow, counter, i, limit, tokens_given)
+        if self.request_limit is not None and sum(counts) > self.request_limit:
+            running = 0
+            for i, count in enumerate(counts):
+                running += count
+                if running > self.request_limit:
+                    break
+            raise TokenLimitExceeded(
+                f"The request has {sum(counts)} tokens; the limit per request is {self.request_limit} "
+                f"(ROUTER_SAFE_REQUEST_TOKEN_LIMIT), passed at '{param}[{i}]'", param=param,
+                code="request_token_limit_exceeded")
+
+    @staticmethod
+    def _truncate(flow: Flow, counter: TokenCounter, i: int, limit: int, tokens_given: bool) -> int:
+        """Cut item ``i`` in place to ``limit`` tokens; return its new count."""
+        items = flow.request.inputs if flow.kind == "embeddings" else flow.request.documents
+        if tokens_given:
+            items[i] = items[i][:limit]
+            return len(items[i])
+        items[i] = counter.truncate(items[i], limit)
+        return counter.count([items[i]])[0]
 
 
 @hookimpl
-def register_stages(register):
-    register(TokenLimitStage())
+def register_stages(register, settings):
+    register(TokenLimitStage(settings.safe_request_token_limit, settings.document_token_limit))

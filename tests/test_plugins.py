@@ -9,33 +9,14 @@ import numpy as np
 import pytest
 
 from core import hookimpl, hookspecs
-from core.adapters import EmbedResult, RerankResult
 from core.app import create_app
 from core.config import Settings
 from core.dispatcher import SLOTS
 from core.http import GATEWAY
+from core.metrics import GatewayMetrics
 from core.plugins import DEFAULT_PLUGINS, build_plugin_manager
 from tests.support.configs import write_yaml
-
-
-class EchoAdapter:
-    """Embeds each text as [len(text), 1, 0, ...]; scores documents by length."""
-
-    def __init__(self, upstream, context):
-        self.dim = int(upstream.options.get("dim", 4))
-        self.closed = False
-
-    async def embed(self, route, inputs, flow):
-        vecs = np.zeros((len(inputs), self.dim), dtype=np.float32)
-        for i, text in enumerate(inputs):
-            vecs[i, 0], vecs[i, 1] = len(text), 1.0
-        return EmbedResult(vecs)
-
-    async def rerank(self, route, query, documents, flow):
-        return RerankResult([float(len(d)) for d in documents])
-
-    async def close(self):
-        self.closed = True
+from tests.support.echo import EchoAdapter
 
 
 class TracingStage:
@@ -115,19 +96,21 @@ async def test_third_party_adapter_type_serves_a_route(client):
 
 async def test_exact_stage_order_for_one_request(client, plugin):
     gateway = client.app[GATEWAY]
-    assert gateway.chain.names == ("auth", "rate_limit", "token_limit", "route", "trace", "adapter")
+    assert gateway.chain.names == ("auth", "rate_limit", "token_limit", "token_budget", "route", "trace",
+                                   "adapter")
     resp = await client.post("/v1/embeddings", json={"model": "echo-emb", "input": "x"},
                              headers={"X-Request-ID": "order-1"})
     assert resp.status == 200
     assert resp.headers["X-Traced"] == "1"
-    assert plugin.stage.seen == [("echo-emb", ["auth", "rate_limit", "token_limit", "route", "trace"])]
-    assert plugin.finished == [("order-1", ["auth", "rate_limit", "token_limit", "route", "trace", "adapter"], 200)]
+    before = ["auth", "rate_limit", "token_limit", "token_budget", "route", "trace"]
+    assert plugin.stage.seen == [("echo-emb", before)]
+    assert plugin.finished == [("order-1", before + ["adapter"], 200)]
 
 
 async def test_a_failing_stage_stops_the_chain_and_is_reported(client, plugin):
     resp = await client.post("/v1/embeddings", json={"model": "missing", "input": "x"})
     assert resp.status == 404
-    assert plugin.finished[-1][1] == ["auth", "rate_limit", "token_limit", "route"]
+    assert plugin.finished[-1][1] == ["auth", "rate_limit", "token_limit", "token_budget", "route"]
     assert plugin.finished[-1][2] == 404
     assert plugin.stage.seen == []
 
@@ -139,8 +122,10 @@ def test_builtins_fill_every_slot_and_are_plugins():
     from core.dispatcher import ChainBuilder
 
     builder = ChainBuilder()
-    pm.hook.register_stages(register=builder.register, settings=Settings())
-    assert builder.build().names == SLOTS
+    pm.hook.register_stages(register=builder.register, settings=Settings(), metrics=GatewayMetrics())
+    names = builder.build().names
+    assert names == ("auth", "rate_limit", "token_limit", "token_budget", "route", "adapter")
+    assert [n for n in names if n in SLOTS] == list(SLOTS)
 
 
 def test_blocked_plugin_is_not_loaded():

@@ -38,6 +38,7 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     max_inputs: int = 2048
     redis_url: str | None = field(default=None, repr=False)
+    trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose X-Real-IP / X-Forwarded-For count
     disabled_plugins: tuple[str, ...] = ()
     log_level: str = "INFO"
 
@@ -60,6 +61,7 @@ class Settings:
             max_body_bytes=int(e.get("ROUTER_MAX_BODY_BYTES") or cls.max_body_bytes),
             max_inputs=int(e.get("ROUTER_MAX_INPUTS") or cls.max_inputs),
             redis_url=e.get("ROUTER_REDIS_URL") or None,
+            trusted_proxies=_list(e.get("ROUTER_TRUSTED_PROXIES")),
             disabled_plugins=_list(e.get("ROUTER_DISABLED_PLUGINS")),
             log_level=e.get("ROUTER_LOG_LEVEL", cls.log_level).upper(),
         )

@@ -37,13 +37,31 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if key in out:
-            raise ConfigError(f"duplicate key {key!r}", file=loader.name, line=key_node.start_mark.line + 1)
+            # The key itself is not quoted: in rate_limits.yaml per_api_key it may be an API key.
+            raise ConfigError(f"duplicate key (first at line {out.key_lines[str(key)]})", file=loader.name,
+                              line=key_node.start_mark.line + 1)
         out[key] = loader.construct_object(value_node, deep=True)
         out.key_lines[str(key)] = key_node.start_mark.line + 1
     return out
 
 
+class LineList(list):
+    """A sequence from a YAML file, with the 1-based line of each item (scalars have no other)."""
+
+    item_lines: list[int]
+
+    def line_of(self, index: int, default: int = 0) -> int:
+        return self.item_lines[index] if 0 <= index < len(self.item_lines) else default
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
+    out = LineList(loader.construct_object(child, deep=True) for child in node.value)
+    out.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return out
+
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
 def load_yaml(path: str | Path) -> tuple[LineDict, bytes]:
