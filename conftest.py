@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.support.configs import copy_default_configs  # noqa: E402
+from tests.support.configs import copy_default_configs, read_yaml, write_yaml  # noqa: E402
 from tests.support.processes import start_router  # noqa: E402
 
 
@@ -19,6 +19,11 @@ def default_router(tmp_path_factory):
     """The router on the embedded default config (in-process MiniLM and ms-marco cross-encoder)."""
     work = tmp_path_factory.mktemp("default-router")
     config_dir = copy_default_configs(work / "configs")
+    # Many tests share this one anonymous caller: give it room so a fast machine never sees 429s
+    # here (rate limiting has its own tests).
+    limits = read_yaml(config_dir / "rate_limits.yaml")
+    limits["anonymous"] = {"capacity": 10000, "refill_rate": 10000}
+    write_yaml(config_dir / "rate_limits.yaml", limits)
     server, url = start_router(config_dir, work / "router.log")
     server.url = url
     yield server
