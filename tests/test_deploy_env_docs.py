@@ -149,6 +149,16 @@ def test_docs_exist_and_their_relative_links_resolve(doc):
         assert (path.parent / target).exists(), f"{doc} links to missing {target}"
 
 
+def test_every_metric_is_documented_in_operations():
+    text = OPERATIONS.read_text()
+    metrics = set()
+    for folder in ("core", "plugins", "adapters"):
+        for path in (ROOT / folder).rglob("*.py"):
+            metrics |= set(re.findall(r"(?:Counter|Gauge|Histogram|Summary)\(\s*\"([a-z_]+)\"", path.read_text()))
+    assert {"maas_requests_total", "rerank_batch_size"} <= metrics
+    assert not sorted(m for m in metrics if f"`{m}`" not in text)
+
+
 def test_architecture_has_a_diagram():
     text = (ROOT / "docs" / "architecture.md").read_text()
     assert re.search(r"```\n[^`]*(──|-->|->)[^`]*```", text)
