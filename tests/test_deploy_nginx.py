@@ -4,7 +4,9 @@ official OpenAI client; and scripts/smoke_test.sh against a router."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import uuid
 
 import httpx
@@ -127,9 +129,8 @@ def test_edge_errors_are_openai_shaped(edge, ca, tmp_path):
 
 
 def _smoke(url: str, **env: str) -> subprocess.CompletedProcess:
-    import os
-
-    full = {**os.environ, "MAAS_SMOKE_EMBED_MODEL": "minilm", "MAAS_SMOKE_EMBED_DIM": "384", **env}
+    full = {**os.environ, "PYTHON": sys.executable, "MAAS_SMOKE_EMBED_MODEL": "minilm",
+            "MAAS_SMOKE_EMBED_DIM": "384", **env}
     return subprocess.run(["bash", str(ROOT / "scripts" / "smoke_test.sh"), url], env=full,
                           capture_output=True, text=True, timeout=120)
 
