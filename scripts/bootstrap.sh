@@ -43,6 +43,7 @@ case "$mode" in test|bench)
   need=()
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
   command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+  command -v curl >/dev/null || need+=(curl)  # scripts/smoke_test.sh
   if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -q >/dev/null

@@ -1,0 +1,150 @@
+"""The deployed Nginx config, run for real: TLS in front of two router replicas, called with the
+official OpenAI client; and scripts/smoke_test.sh against a router."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import httpx
+import openai
+import pytest
+
+from tests.support.configs import copy_default_configs
+from tests.support.nginx import make_test_ca, nginx_binary, start_nginx
+from tests.support.processes import ROOT, free_port, start_router
+
+pytestmark = pytest.mark.nginx
+
+if nginx_binary() is None:  # pragma: no cover - scripts/bootstrap.sh test installs nginx
+    pytest.skip("nginx is not installed", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def second_router(tmp_path_factory):
+    work = tmp_path_factory.mktemp("router-replica-2")
+    server, url = start_router(copy_default_configs(work / "configs"), work / "router.log")
+    server.url = url
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    return make_test_ca(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory, default_router, second_router, ca):
+    replicas = [default_router, second_router]
+    nginx = start_nginx(tmp_path_factory.mktemp("nginx"), [r.url.removeprefix("http://") for r in replicas], ca)
+    nginx.replicas = replicas
+    yield nginx
+    nginx.stop()
+
+
+@pytest.fixture(scope="module")
+def client(edge):
+    http = httpx.Client(verify=edge.ca.ssl_context(), timeout=60)
+    yield openai.OpenAI(base_url=edge.url + "/v1", api_key="unused", max_retries=0, http_client=http)
+    http.close()
+
+
+def _access_lines(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+def _router_request_ids(replica) -> set[str]:
+    return {r.get("request_id") for r in _access_lines(replica.log_text()) if r.get("logger") == "maas.access"}
+
+
+def test_embeddings_over_tls_spread_across_replicas_with_one_request_id(client, edge):
+    returned = []
+    for i in range(8):
+        raw = client.embeddings.with_raw_response.create(model="minilm", input=[f"sentence number {i}"])
+        body = raw.parse()
+        assert len(body.data) == 1 and len(body.data[0].embedding) == 384
+        returned.append(raw.headers["x-request-id"])
+    assert len(set(returned)) == 8, "every request gets its own id"
+    per_replica = [_router_request_ids(r) & set(returned) for r in edge.replicas]
+    assert all(per_replica), f"least_conn should use both replicas: {[len(s) for s in per_replica]}"
+    # The id the client got back is the id the router logged (and only one replica served each).
+    assert per_replica[0] | per_replica[1] == set(returned)
+    assert not per_replica[0] & per_replica[1]
+    nginx_ids = {r["request_id"] for r in _access_lines(edge.access_log.read_text())}
+    assert set(returned) <= nginx_ids
+
+
+def test_client_request_id_passes_through(client, edge):
+    rid = f"client-{uuid.uuid4().hex[:12]}"
+    raw = client.embeddings.with_raw_response.create(model="minilm", input="hello", extra_headers={"X-Request-ID": rid})
+    assert raw.headers["x-request-id"] == rid
+    assert any(rid in _router_request_ids(r) for r in edge.replicas)
+    assert rid in {r["request_id"] for r in _access_lines(edge.access_log.read_text())}
+
+
+def test_health_is_proxied_but_not_access_logged(edge):
+    marker = f"marker-{uuid.uuid4().hex[:12]}"
+    with httpx.Client(verify=edge.ca.ssl_context(), base_url=edge.url) as http:
+        for path in ("/health/ready", "/health/live"):
+            response = http.get(path)
+            assert response.status_code == 200 and response.json() == {"status": "ok"}
+            assert response.headers["x-request-id"]
+        assert http.get("/v1/models", headers={"X-Request-ID": marker}).status_code == 200
+    lines = _access_lines(edge.access_log.read_text())
+    assert marker in {r["request_id"] for r in lines}, "the access log is written at all"
+    assert not [r for r in lines if r["uri"].startswith("/health")]
+
+
+def test_edge_errors_are_openai_shaped(edge, ca, tmp_path):
+    with httpx.Client(verify=ca.ssl_context(), base_url=edge.url) as http:
+        metrics = http.get("/metrics")
+        assert metrics.status_code == 404 and metrics.json()["error"]["code"] == "not_found"
+        too_big = http.post("/v1/embeddings", content=b"x" * (17 * 1024 * 1024),
+                            headers={"Content-Type": "application/json", "X-Request-ID": "big-body-1"})
+        assert too_big.status_code == 413
+        assert too_big.json()["error"]["code"] == "request_too_large"
+        assert too_big.headers["x-request-id"] == "big-body-1"
+    # No replica reachable: nginx's own 502, in the gateway's shape, with a request id.
+    dead = start_nginx(tmp_path / "nginx-dead", [f"127.0.0.1:{free_port()}"], ca)
+    try:
+        with httpx.Client(verify=ca.ssl_context(), base_url=dead.url) as http:
+            response = http.post("/v1/embeddings", json={"model": "minilm", "input": "x"})
+        assert response.status_code == 502
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+        assert response.headers["x-request-id"]
+    finally:
+        dead.stop()
+
+
+def _smoke(url: str, **env: str) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PYTHON": sys.executable, "MAAS_SMOKE_EMBED_MODEL": "minilm",
+            "MAAS_SMOKE_EMBED_DIM": "384", **env}
+    return subprocess.run(["bash", str(ROOT / "scripts" / "smoke_test.sh"), url], env=full,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_smoke_test_passes_against_a_router_and_through_tls(router_url, edge):
+    direct = _smoke(router_url)
+    assert direct.returncode == 0, direct.stdout + direct.stderr
+    assert "all checks passed" in direct.stdout
+    through_edge = _smoke(edge.url, CURL_CA_BUNDLE=str(edge.ca.ca_cert))
+    assert through_edge.returncode == 0, through_edge.stdout + through_edge.stderr
+
+
+def test_smoke_test_fails_on_a_wrong_answer_or_no_server(router_url):
+    wrong = _smoke(router_url, MAAS_SMOKE_EMBED_DIM="1024")
+    assert wrong.returncode == 1 and "FAIL v1/embeddings" in wrong.stdout
+    nothing = _smoke(f"http://127.0.0.1:{free_port()}")
+    assert nothing.returncode == 1 and "FAIL health/ready" in nothing.stdout
