@@ -129,6 +129,7 @@ class Gateway:
 
     async def handle(self, flow: Flow) -> None:
         """Run the chain over one flow; record metrics; tell observers."""
+        self.metrics.inflight.inc()
         try:
             await self.chain.run(flow)
         except GatewayError as exc:
@@ -140,6 +141,7 @@ class Gateway:
             flow.status = 500
             raise
         finally:
+            self.metrics.inflight.dec()
             self._observe(flow)
             self.hooks.request_finished(flow)
 
