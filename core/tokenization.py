@@ -102,4 +102,8 @@ def counter_for(preferred: Sequence[str | None]) -> TokenCounter:
             continue
         except Exception:  # a corrupt tokenizer file: say so, fall back
             log.warning("tokenizer %s failed to load", name, exc_info=True)
+    tried = [n for n in preferred if n]
+    if tried:  # counts (limits, usage) are then only approximate for this model
+        log.warning("no tokenizer found for %s; counting tokens with %s", ", ".join(tried), DEFAULT_TOKENIZER,
+                    extra={"tokenizer": DEFAULT_TOKENIZER})
     return load_counter(DEFAULT_TOKENIZER)
