@@ -1,6 +1,6 @@
 """The request chain: one explicit, ordered list of stages over one Flow.
 
-Built-in order: auth → rate_limit → token_limit → route → adapter. Plugins fill these slots
+Built-in order: auth → rate_limit → parse → token_limit → route → adapter. Plugins fill these slots
 or insert extra stages next to them; the resulting order is logged at startup and exposed
 as ``Chain.names``.
 """
@@ -13,7 +13,7 @@ from typing import Protocol
 from core.errors import ConfigError
 from core.flow import Flow
 
-SLOTS: tuple[str, ...] = ("auth", "rate_limit", "token_limit", "route", "adapter")
+SLOTS: tuple[str, ...] = ("auth", "rate_limit", "parse", "token_limit", "route", "adapter")
 
 
 class Stage(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -32,11 +33,14 @@ class Flow:
     """
 
     kind: Literal["embeddings", "rerank"]
-    request: "EmbeddingsRequest | RerankRequest"
     snapshot: "Snapshot"
     request_id: str
     client_ip: str
     headers: Any  # the HTTP request headers (case-insensitive mapping)
+    # The body is read and parsed by the ``parse`` stage, after auth and rate limiting, so an
+    # unauthenticated or limited caller costs no body read. Later stages use ``request``.
+    read_body: "Callable[[], Awaitable[bytes]] | None" = None
+    request: "EmbeddingsRequest | RerankRequest | None" = None
     caller: Caller | None = None
     route: "ModelRoute | None" = None
     adapter: "Adapter | None" = None

@@ -150,7 +150,7 @@ class Gateway:
         m = self.metrics
         m.requests.labels(endpoint=flow.kind, model=model, status=str(flow.status)).inc()
         m.latency.labels(endpoint=flow.kind, model=model).observe(time.perf_counter() - flow.started)
-        if flow.status == 200:
+        if flow.status == 200 and flow.request is not None:
             tokens = flow.prompt_tokens
             if tokens:
                 m.tokens.labels(endpoint=flow.kind, model=model).inc(tokens)

@@ -12,11 +12,10 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from core.errors import GatewayError, InvalidRequest, PayloadTooLarge, ServiceUnavailable
+from core.errors import GatewayError, PayloadTooLarge, ServiceUnavailable
 from core.flow import Flow
 from core.gateway import Gateway
 from core.logs import request_id_var
-from core.protocol import parse_embeddings, parse_rerank
 
 log = logging.getLogger("maas.http")
 access_log = logging.getLogger("maas.access")
@@ -76,19 +75,14 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request_id_var.reset(token)
 
 
-async def _read_json(request: web.Request, limit: int) -> object:
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, or PayloadTooLarge past ``limit`` bytes (checked before reading)."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
     try:
-        raw = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes") from None
-    if not raw:
-        raise InvalidRequest("Request body is empty; send a JSON object")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
 
 
 def _client_ip(request: web.Request) -> str:
@@ -100,18 +94,13 @@ async def _serve(request: web.Request, kind: str) -> web.Response:
     snapshot = gw.snapshot
     if snapshot is None or gw.draining:
         raise ServiceUnavailable("The gateway is starting or draining; retry shortly")
-    parse = parse_embeddings if kind == "embeddings" else parse_rerank
-    try:
-        parsed = parse(await _read_json(request, gw.settings.max_body_bytes), max_inputs=gw.settings.max_inputs)
-    except GatewayError as exc:  # rejected before a flow exists: still counted
-        gw.metrics.requests.labels(endpoint=kind, model="unknown", status=str(exc.status)).inc()
-        raise
-    flow = Flow(kind=kind, request=parsed, snapshot=snapshot,
-                request_id=request[REQUEST_ID], client_ip=_client_ip(request), headers=request.headers)
+    limit = gw.settings.max_body_bytes
+    flow = Flow(kind=kind, snapshot=snapshot, request_id=request[REQUEST_ID], client_ip=_client_ip(request),
+                headers=request.headers, read_body=lambda: read_body(request, limit))
     try:
         await gw.handle(flow)
     finally:
-        request[LOG_EXTRA] = {"model": flow.request.model,
+        request[LOG_EXTRA] = {"model": flow.request.model if flow.request else None,
                                 "caller": flow.caller.name if flow.caller else None,
                                 "tokens": flow.prompt_tokens}
     return json_response(flow.response, headers=flow.response_headers or None)

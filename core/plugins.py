@@ -23,6 +23,7 @@ ENTRY_POINT_GROUP = "maas"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.auth",
     "plugins.rate_limit",
+    "plugins.parse",
     "plugins.token_limit",
     "plugins.routing",
     "plugins.invoke",

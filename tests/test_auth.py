@@ -193,3 +193,12 @@ def test_client_address_trusts_forwarding_headers_only_from_trusted_proxies():
     assert client_address("10.0.0.2", {"X-Forwarded-For": "garbage, 10.1.1.1"}, nginx) == "10.0.0.2"
     with pytest.raises(ConfigError, match="ROUTER_TRUSTED_PROXIES"):
         parse_networks(["nginx.local"])
+
+
+async def test_a_caller_without_a_key_is_refused_before_its_body_is_parsed(client):
+    # Malformed JSON without a key: 401, not 400; the body is never read or parsed.
+    resp = await client.post(EMB, data=b"{not json", headers={"Content-Type": "application/json"})
+    await _error(resp, 401, "missing_api_key")
+    resp = await client.post(EMB, data=b"{not json", headers={"Authorization": f"Bearer {PLAIN}",
+                                                              "Content-Type": "application/json"})
+    assert resp.status == 400

@@ -96,13 +96,13 @@ async def test_third_party_adapter_type_serves_a_route(client):
 
 async def test_exact_stage_order_for_one_request(client, plugin):
     gateway = client.app[GATEWAY]
-    assert gateway.chain.names == ("auth", "rate_limit", "token_limit", "token_budget", "route", "trace",
+    assert gateway.chain.names == ("auth", "rate_limit", "parse", "token_limit", "token_budget", "route", "trace",
                                    "adapter")
     resp = await client.post("/v1/embeddings", json={"model": "echo-emb", "input": "x"},
                              headers={"X-Request-ID": "order-1"})
     assert resp.status == 200
     assert resp.headers["X-Traced"] == "1"
-    before = ["auth", "rate_limit", "token_limit", "token_budget", "route", "trace"]
+    before = ["auth", "rate_limit", "parse", "token_limit", "token_budget", "route", "trace"]
     assert plugin.stage.seen == [("echo-emb", before)]
     assert plugin.finished == [("order-1", before + ["adapter"], 200)]
 
@@ -110,7 +110,7 @@ async def test_exact_stage_order_for_one_request(client, plugin):
 async def test_a_failing_stage_stops_the_chain_and_is_reported(client, plugin):
     resp = await client.post("/v1/embeddings", json={"model": "missing", "input": "x"})
     assert resp.status == 404
-    assert plugin.finished[-1][1] == ["auth", "rate_limit", "token_limit", "token_budget", "route"]
+    assert plugin.finished[-1][1] == ["auth", "rate_limit", "parse", "token_limit", "token_budget", "route"]
     assert plugin.finished[-1][2] == 404
     assert plugin.stage.seen == []
 
@@ -124,7 +124,7 @@ def test_builtins_fill_every_slot_and_are_plugins():
     builder = ChainBuilder()
     pm.hook.register_stages(register=builder.register, settings=Settings(), metrics=GatewayMetrics())
     names = builder.build().names
-    assert names == ("auth", "rate_limit", "token_limit", "token_budget", "route", "adapter")
+    assert names == ("auth", "rate_limit", "parse", "token_limit", "token_budget", "route", "adapter")
     assert [n for n in names if n in SLOTS] == list(SLOTS)
 
 
