@@ -97,8 +97,7 @@ def _client_ip(request: web.Request) -> str:
 
 async def _serve(request: web.Request, kind: str) -> web.Response:
     gw = request.app[GATEWAY]
-    snapshot = gw.snapshot
-    if snapshot is None or gw.draining:
+    if gw.snapshot is None or gw.draining:
         raise ServiceUnavailable("The gateway is starting or draining; retry shortly")
     parse = parse_embeddings if kind == "embeddings" else parse_rerank
     try:
@@ -106,7 +105,9 @@ async def _serve(request: web.Request, kind: str) -> web.Response:
     except GatewayError as exc:  # rejected before a flow exists: still counted
         gw.metrics.requests.labels(endpoint=kind, model="unknown", status=str(exc.status)).inc()
         raise
-    flow = Flow(kind=kind, request=parsed, snapshot=snapshot,
+    # Take the snapshot only now, after the last await before gw.handle pins its adapters:
+    # one taken before reading the body could be retired (adapters closed) while it is read.
+    flow = Flow(kind=kind, request=parsed, snapshot=gw.snapshot,
                 request_id=request[REQUEST_ID], client_ip=_client_ip(request), headers=request.headers)
     try:
         await gw.handle(flow)
