@@ -106,8 +106,9 @@ def configmap_publish(mount: Path, texts: dict[str, str]) -> None:
     os.symlink(new.name, mount / "..data_tmp")
     os.replace(mount / "..data_tmp", data)
     for name in texts:
-        if not (mount / name).is_symlink():
-            os.symlink(f"..data/{name}", mount / name)
+        if not (mount / name).is_symlink():  # a plain file there (first publish over one) is replaced
+            os.symlink(f"..data/{name}", mount / f".{name}.link")
+            os.replace(mount / f".{name}.link", mount / name)
     if old is not None:
         shutil.rmtree(mount / old)
 
