@@ -66,13 +66,11 @@ class ConfigWatcher:
     async def check(self, *, force: bool = False) -> bool:
         """Load the files if their content is new; return True if a new snapshot was swapped in."""
         digest = self.disk_digest()
-        serving = self.gateway.snapshot
-        if not force:
-            if serving is not None and digest == serving.digest:
-                self._rejected = None  # back to the serving content: a later bad write is news again
-                return False
-            if digest == self._rejected:
-                return False
+        if not force and not self._is_new(digest):
+            return False
+        digest = await self._settled(digest)
+        if not force and not self._is_new(digest):
+            return False
         log.info("config change detected", extra={"digest": digest, "forced": force})
         try:
             await self.gateway.load()
@@ -81,6 +79,24 @@ class ConfigWatcher:
             return False
         self._rejected = None
         return True
+
+    def _is_new(self, digest: str) -> bool:
+        serving = self.gateway.snapshot
+        if serving is not None and digest == serving.digest:
+            self._rejected = None  # back to the serving content: a later bad write is news again
+            return False
+        return digest != self._rejected
+
+    async def _settled(self, digest: str) -> str:
+        """Wait until two reads one step apart agree, so a file caught between truncate and
+        write (empty, hence valid: no models) or half written is not what gets loaded."""
+        for _ in range(40):
+            await asyncio.sleep(_STEP_MS / 1000)
+            again = self.disk_digest()
+            if again == digest:
+                break
+            digest = again
+        return digest
 
     def request_reload(self) -> None:
         """Reload at once even if the content looks unchanged (SIGHUP): retries a load that

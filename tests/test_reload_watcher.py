@@ -183,3 +183,27 @@ async def test_unchanged_upstream_keeps_its_adapter_and_a_removed_one_drains(tmp
     assert not replacement.closed
     await gw.close()
     assert replacement.closed
+
+
+async def test_a_file_caught_between_truncate_and_write_is_not_loaded(tmp_path):
+    write_good(tmp_path, "minilm", upstream_type=GATE)
+    gw, _ = _gateway(tmp_path)
+    await gw.load()
+    watcher = ConfigWatcher(gw, use_events=False)
+    path = tmp_path / "routing.yaml"
+    text = path.read_text().replace("minilm", "rewritten")
+
+    async def write_in_place():  # as `cat new > routing.yaml` does: truncate, then write
+        with open(path, "w") as f:
+            f.flush()
+            await asyncio.sleep(0.02)
+            f.write(text)
+
+    writer = asyncio.create_task(write_in_place())
+    await asyncio.sleep(0.005)
+    assert path.read_text() == ""  # an empty routing.yaml is valid: it would remove every model
+    assert await watcher.check()
+    await writer
+    assert set(gw.snapshot.routes) == {"rewritten"}
+    assert _count(gw, "success") == 2 and _count(gw, "error") == 0  # the empty state was never loaded
+    await gw.close()
