@@ -19,15 +19,18 @@ import logging
 import signal
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import watchfiles
 
 from core.config.snapshot import config_digest
-from core.gateway import Gateway
+
+if TYPE_CHECKING:
+    from core.gateway import Gateway
 
 log = logging.getLogger("maas.reload")
 
-# An unreadable file (mid-replace, deleted) is a state of its own: loading it fails once and
+# An unreadable file (deleted, no permission) is a state of its own: loading it fails once and
 # is reported once, like any other bad content.
 _UNREADABLE = b"\0unreadable\0"
 _STEP_MS = 50  # a change is acted on once the directory has been quiet this long
@@ -40,7 +43,7 @@ class ConfigWatcher:
     bad file is logged and counted once, not at every tick.
     """
 
-    def __init__(self, gateway: Gateway, *, interval_s: float | None = None, use_events: bool = True) -> None:
+    def __init__(self, gateway: "Gateway", *, interval_s: float | None = None, use_events: bool = True) -> None:
         s = gateway.settings
         self.gateway = gateway
         self.paths = tuple(Path(p).absolute() for p in (s.routing_path, s.auth_path, s.rate_limits_path))
