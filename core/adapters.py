@@ -7,6 +7,7 @@ common to all of them: parsing, dimensions, base64, top-n, sorting, usage.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,11 @@ class AdapterContext:
     metrics: "GatewayMetrics | None" = None
 
 
+def upstream_id(upstream: "UpstreamConfig") -> str:
+    """A short, stable name for an upstream config in logs; URLs may carry credentials."""
+    return hashlib.sha256(upstream.key.encode()).hexdigest()[:8]
+
+
 AdapterFactory = Callable[["UpstreamConfig", AdapterContext], Adapter]
 
 
@@ -93,6 +99,7 @@ class AdapterRegistry:
         if adapter is None:
             adapter = self.factories[upstream.type](upstream, self.context)
             self._instances[upstream] = adapter
+            log.info("adapter created", extra={"adapter_type": upstream.type, "upstream_id": upstream_id(upstream)})
         return adapter
 
     def acquire(self, adapter: Adapter) -> None:
@@ -101,17 +108,26 @@ class AdapterRegistry:
     def release(self, adapter: Adapter) -> None:
         self._inflight[id(adapter)] -= 1
 
-    async def retire_unused(self, in_use: set["UpstreamConfig"]) -> None:
-        """Close instances no snapshot uses, after their in-flight requests end."""
-        for upstream in [u for u in self._instances if u not in in_use]:
-            adapter = self._instances.pop(upstream)
-            while self._inflight.get(id(adapter), 0) > 0:
-                await asyncio.sleep(0.05)
-            self._inflight.pop(id(adapter), None)
-            try:
-                await adapter.close()
-            except Exception:  # closing must not stop the others from closing
-                log.exception("closing adapter for %s failed", upstream.type)
+    def retire_unused(self, in_use: set["UpstreamConfig"]) -> "asyncio.Future[list[None]]":
+        """Close instances no snapshot uses, after their in-flight requests end.
+
+        They leave the registry before this returns, so a snapshot built later gets a fresh
+        instance rather than one about to close. The returned future completes once every
+        retired instance is closed; awaiting it is optional.
+        """
+        retired = [(u, self._instances.pop(u)) for u in list(self._instances) if u not in in_use]
+        return asyncio.gather(*(self._close_when_idle(u, a) for u, a in retired))
+
+    async def _close_when_idle(self, upstream: "UpstreamConfig", adapter: Adapter) -> None:
+        while self._inflight.get(id(adapter), 0) > 0:
+            await asyncio.sleep(0.05)
+        self._inflight.pop(id(adapter), None)
+        try:
+            await adapter.close()
+        except Exception:  # closing must not stop the others from closing
+            log.exception("closing adapter for %s failed", upstream.type)
+        else:
+            log.info("adapter closed", extra={"adapter_type": upstream.type, "upstream_id": upstream_id(upstream)})
 
     async def close_all(self) -> None:
         await self.retire_unused(set())

@@ -14,6 +14,7 @@ from aiohttp import web
 from core.config import Settings
 from core.gateway import Gateway
 from core.http import GATEWAY, add_routes, edge_middleware
+from core.reload import ConfigWatcher
 
 log = logging.getLogger("maas.app")
 
@@ -44,7 +45,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gateway.validate()  # fail fast on a bad config; loading models happens in the background
     await gateway.hooks.startup(app)
     loader = asyncio.create_task(_load_first(gateway), name="initial-config-load")
+    watcher = ConfigWatcher(gateway)
+    watcher.start(after=loader, handle_sighup=True)
     yield
+    await watcher.stop()
     loader.cancel()
     await gateway.hooks.shutdown(app)
     await gateway.close()

@@ -7,6 +7,7 @@ to end and a bad config never replaces a good one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -59,6 +60,8 @@ class Gateway:
         self.chain: Chain = builder.build()
         self.snapshot: Snapshot | None = None
         self.draining = False
+        self._load_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Future] = set()
         self._check_flags(settings.feature_flags, "ROUTER_FEATURE_FLAGS")
 
     def _register_flag(self, name: str, description: str) -> None:
@@ -104,7 +107,15 @@ class Gateway:
                         counters=MappingProxyType(counters), flags=flags)
 
     async def load(self) -> Snapshot:
-        """Validate, build and swap in a new snapshot. On any error the old one stays."""
+        """Validate, build and swap in a new snapshot. On any error the old one stays.
+
+        Loads run one at a time. Adapters no snapshot uses any more close in the background
+        once their in-flight requests end, so a slow request never holds up the next load.
+        """
+        async with self._load_lock:
+            return await self._load()
+
+    async def _load(self) -> Snapshot:
         try:
             files = self.validate()
             snapshot = await self.build_snapshot(files)
@@ -114,15 +125,21 @@ class Gateway:
                 log.error("config rejected: %s", exc, extra={"file": exc.file, "line": exc.line})
             else:
                 log.exception("config rejected")
-            await self.registry.retire_unused(self._in_use())
+            self._retire_unused()
             raise
         previous, self.snapshot = self.snapshot, snapshot
         self.metrics.reloads.labels(result="success").inc()
         self.metrics.config_swapped(snapshot.digest, snapshot.loaded_at)
         log.info("config loaded", extra={"digest": snapshot.digest, "models": sorted(snapshot.routes)})
         await self.hooks.config_changed(snapshot, previous)
-        await self.registry.retire_unused(self._in_use())
+        self._retire_unused()
         return snapshot
+
+    def _retire_unused(self) -> None:
+        closing = self.registry.retire_unused(self._in_use())
+        if not closing.done():
+            self._retiring.add(closing)
+            closing.add_done_callback(self._retiring.discard)
 
     def _in_use(self) -> set:
         return {r.upstream for r in self.snapshot.routes.values()} if self.snapshot else set()
@@ -130,6 +147,11 @@ class Gateway:
     async def handle(self, flow: Flow) -> None:
         """Run the chain over one flow; record metrics; tell observers."""
         self.metrics.inflight.inc()
+        # Pin the snapshot's adapters before any stage can suspend: a reload that drops one
+        # of them then closes it only after this request ends.
+        pinned = list({id(a): a for a in flow.snapshot.adapters.values()}.values())
+        for adapter in pinned:
+            self.registry.acquire(adapter)
         try:
             await self.chain.run(flow)
         except GatewayError as exc:
@@ -142,6 +164,8 @@ class Gateway:
             raise
         finally:
             self.metrics.inflight.dec()
+            for adapter in pinned:
+                self.registry.release(adapter)
             self._observe(flow)
             self.hooks.request_finished(flow)
 
@@ -158,4 +182,6 @@ class Gateway:
                 getattr(flow.request, "inputs", ())))
 
     async def close(self) -> None:
+        if self._retiring:
+            await asyncio.gather(*self._retiring)
         await self.registry.close_all()

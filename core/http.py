@@ -91,11 +91,12 @@ def _client_ip(request: web.Request) -> str:
 
 async def _serve(request: web.Request, kind: str) -> web.Response:
     gw = request.app[GATEWAY]
-    snapshot = gw.snapshot
-    if snapshot is None or gw.draining:
+    if gw.snapshot is None or gw.draining:
         raise ServiceUnavailable("The gateway is starting or draining; retry shortly")
     limit = gw.settings.max_body_bytes
-    flow = Flow(kind=kind, snapshot=snapshot, request_id=request[REQUEST_ID], client_ip=_client_ip(request),
+    # No await between taking the snapshot and gw.handle pinning its adapters: a reload in
+    # between could retire (close) an adapter this request is about to use.
+    flow = Flow(kind=kind, snapshot=gw.snapshot, request_id=request[REQUEST_ID], client_ip=_client_ip(request),
                 headers=request.headers, read_body=lambda: read_body(request, limit))
     try:
         await gw.handle(flow)

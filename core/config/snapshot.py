@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from core.config.access import AuthConfig, RateLimitConfig, parse_auth, parse_rate_limits
@@ -22,12 +22,17 @@ class ConfigFiles:
     loaded_at: float
 
 
+def config_digest(raws: Iterable[bytes]) -> str:
+    """The digest of the three files' bytes (routing, auth, rate limits, in that order)."""
+    return hashlib.sha256(b"\0".join(raws)).hexdigest()[:16]
+
+
 def load_config(settings: Settings, known_types: Collection[str] | None = None) -> ConfigFiles:
     """Read every file, validate every field; raise ConfigError (file, line) on the first problem."""
     routing_doc, r1 = load_yaml(settings.routing_path)
     auth_doc, r2 = load_yaml(settings.auth_path)
     limits_doc, r3 = load_yaml(settings.rate_limits_path)
-    digest = hashlib.sha256(b"\0".join((r1, r2, r3))).hexdigest()[:16]
+    digest = config_digest((r1, r2, r3))
     return ConfigFiles(
         routing=parse_routing(routing_doc, known_types),
         auth=parse_auth(auth_doc),

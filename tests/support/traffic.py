@@ -1,0 +1,87 @@
+"""Steady background traffic against a router, and readers for its config metrics.
+
+``Traffic`` keeps a few tiny embedding requests in flight and probes ``/health/ready``;
+every answer that is not a 200 is kept, so a test can say exactly what failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass
+class Traffic:
+    url: str
+    model: str = "minilm"
+    workers: int = 2
+    pause_s: float = 0.01  # between one worker's requests: bounded load on a small machine
+    requests: int = 0
+    ready_probes: int = 0
+    failures: list[str] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    async def __aenter__(self) -> "Traffic":
+        self._client = httpx.AsyncClient(base_url=self.url, timeout=30)
+        self._tasks = [asyncio.create_task(self._embed()) for _ in range(self.workers)]
+        self._tasks.append(asyncio.create_task(self._ready()))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+        await self._client.aclose()
+
+    async def _embed(self) -> None:
+        while not self._stop.is_set():
+            try:
+                resp = await self._client.post("/v1/embeddings", json={"model": self.model, "input": "hi"})
+                if resp.status_code != 200 or len(resp.json()["data"][0]["embedding"]) != 384:
+                    self.failures.append(f"embeddings {resp.status_code}: {resp.text[:200]}")
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                self.failures.append(f"embeddings {type(exc).__name__}: {exc}")
+            self.requests += 1
+            await asyncio.sleep(self.pause_s)
+
+    async def _ready(self) -> None:
+        while not self._stop.is_set():
+            try:
+                resp = await self._client.get("/health/ready")
+                if resp.status_code != 200:
+                    self.failures.append(f"ready {resp.status_code}: {resp.text[:200]}")
+            except httpx.HTTPError as exc:
+                self.failures.append(f"ready {type(exc).__name__}: {exc}")
+            self.ready_probes += 1
+            await asyncio.sleep(0.05)
+
+
+async def metrics_text(client: httpx.AsyncClient) -> str:
+    resp = await client.get("/metrics")
+    resp.raise_for_status()
+    return resp.text
+
+
+async def serving_digest(client: httpx.AsyncClient) -> str | None:
+    found = re.search(r'^maas_config_info\{digest="([0-9a-f]+)"\} 1\.0$', await metrics_text(client), re.M)
+    return found.group(1) if found else None
+
+
+async def reloads(client: httpx.AsyncClient, result: str) -> float:
+    found = re.search(rf'^maas_config_reloads_total\{{result="{result}"\}} ([0-9.e+]+)$',
+                      await metrics_text(client), re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+async def wait_for(check, timeout: float, what: str) -> float:
+    """Await ``check()`` until it is true; return the seconds it took. The bound only stops a hang."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not reached within {timeout} s")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
