@@ -82,6 +82,19 @@ class Gateway:
         """Parse and validate the config files; raise ConfigError. Changes nothing."""
         files = load_config(self.settings, known_types=self.registry.factories.keys())
         self._check_flags(files.routing.feature_flags, "routing.yaml feature_flags", files)
+        for route in files.routing.routes.values():
+            check = getattr(self.registry.factories[route.upstream.type], "validate_options", None)
+            if check is None:
+                continue
+            try:
+                check(route.upstream)
+            except (ValueError, TypeError, ConfigError) as exc:
+                message = exc.message if isinstance(exc, ConfigError) else str(exc)
+                raise ConfigError(f"model {route.alias!r}: {message}", file=self.settings.routing_path,
+                                  line=route.line) from exc
+        if not files.routing.routes:
+            log.warning("routing config has no models: every model request will answer 404",
+                        extra={"file": self.settings.routing_path})
         return files
 
     async def build_snapshot(self, files: ConfigFiles) -> Snapshot:
@@ -131,7 +144,10 @@ class Gateway:
         self.metrics.reloads.labels(result="success").inc()
         self.metrics.config_swapped(snapshot.digest, snapshot.loaded_at)
         log.info("config loaded", extra={"digest": snapshot.digest, "models": sorted(snapshot.routes)})
-        await self.hooks.config_changed(snapshot, previous)
+        try:
+            await self.hooks.config_changed(snapshot, previous)
+        except Exception:  # the new snapshot already serves; a plugin's failure must not undo that
+            log.exception("a config_changed hook failed")
         self._retire_unused()
         return snapshot
 

@@ -118,7 +118,11 @@ async def test_events_pick_up_a_configmap_symlink_swap(tmp_path):
         await gw.close()
 
 
-@pytest.mark.parametrize("case", BAD_CASES, ids=[c.name for c in BAD_CASES])
+# The in-process gate adapter has no options to check: the bad-option case needs the real local one.
+GATE_CASES = [c for c in BAD_CASES if c.name != "bad-adapter-option"]
+
+
+@pytest.mark.parametrize("case", GATE_CASES, ids=[c.name for c in GATE_CASES])
 async def test_bad_content_is_rejected_once_and_the_old_snapshot_serves(tmp_path, case, caplog):
     write_good(tmp_path, "minilm", upstream_type=GATE)
     gw, _ = _gateway(tmp_path)

@@ -1,7 +1,8 @@
 """Adapter type ``local``: models run in this process, micro-batched in a worker thread.
 
 Upstream options (routing.yaml, under ``upstream``): ``max_batch_size`` (32),
-``max_wait_ms`` (2), ``device`` (``auto``), ``model_path`` (defaults to ``served_name``).
+``max_wait_ms`` (2), ``device`` (``auto``). The model is the route's ``served_name`` (a packaged
+name, a local folder or a cached Hugging Face id), or ``options: {model_path: ...}``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,27 @@ class LocalModel:
         self.tokenizer_path = tokenizer_path
 
 
+_OPTIONS = {"max_batch_size", "max_wait_ms", "device"}
+_DEVICES = {"auto", "cpu", "gpu", "cuda"}
+
+
 class LocalAdapter:
+    @classmethod
+    def validate_options(cls, upstream: "UpstreamConfig") -> None:
+        opts = upstream.options
+        unknown = sorted(set(opts) - _OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown option {unknown[0]!r} for upstream type 'local' "
+                             f"(known: {', '.join(sorted(_OPTIONS))})")
+        size = opts.get("max_batch_size", 32)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"'max_batch_size' must be a positive integer, got {size!r}")
+        wait = opts.get("max_wait_ms", 2)
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or wait < 0:
+            raise ValueError(f"'max_wait_ms' must be a number >= 0, got {wait!r}")
+        if str(opts.get("device", "auto")).lower() not in _DEVICES:
+            raise ValueError(f"'device' must be one of {', '.join(sorted(_DEVICES))}")
+
     def __init__(self, upstream: "UpstreamConfig", context: AdapterContext) -> None:
         opts = upstream.options
         self.max_batch_size = int(opts.get("max_batch_size", 32))

@@ -50,6 +50,7 @@ class ModelRoute:
     tokenizer: str | None = None
     owned_by: str = "quadrate"
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    line: int = field(default=0, compare=False)  # where the entry starts in routing.yaml
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,7 @@ def _parse_route(entry: Any, kind: Kind, known_types: Collection[str] | None, do
         tokenizer=expect(entry, "tokenizer", str, required=False),
         owned_by=expect(entry, "owned_by", str, required=False, default="quadrate"),
         options=MappingProxyType(_plain(options)),
+        line=entry.line,
     )
 
 
