@@ -99,16 +99,9 @@ class RateLimitStage:
         if found is None:
             return
         bucket, spec = found
-        decision = await self.limiter.take(flow, "req:" + bucket, spec.capacity, spec.refill_rate, 1)
-        if decision is None:
-            return
-        headers = rate_headers(decision, "requests")
-        flow.response_headers.update(headers)
-        if not decision.allowed:
-            self.limiter.limited(flow, "requests")
-            raise RateLimited(f"Rate limit reached: {int(spec.capacity)} requests, refilling at "
-                              f"{spec.refill_rate:g} per second; retry in {decision.retry_after:.2f} s",
-                              retry_after=decision.retry_after, headers=_retry(headers, decision))
+        await _charge(self.limiter, flow, "requests", "req:" + bucket, spec.capacity, spec.refill_rate, 1,
+                      f"Rate limit reached: {int(spec.capacity)} requests, refilling at "
+                      f"{spec.refill_rate:g} per second")
 
 
 class TokenBudgetStage:
@@ -127,16 +120,21 @@ class TokenBudgetStage:
         if tokens > tpm:  # could never fit: waiting would not help, so not a 429
             raise TokenLimitExceeded(f"The request has {tokens} tokens; this caller's budget is {tpm} "
                                      "tokens per minute", code="token_budget_exceeded")
-        decision = await self.limiter.take(flow, "tok:" + bucket, tpm, tpm / 60.0, tokens)
-        if decision is None:
-            return
-        headers = rate_headers(decision, "tokens")
-        flow.response_headers.update(headers)
-        if not decision.allowed:
-            self.limiter.limited(flow, "tokens")
-            raise RateLimited(f"Token budget reached: {tpm} tokens per minute; this request needs {tokens}; "
-                              f"retry in {decision.retry_after:.2f} s", retry_after=decision.retry_after,
-                              headers=_retry(dict(flow.response_headers), decision))
+        await _charge(self.limiter, flow, "tokens", "tok:" + bucket, tpm, tpm / 60.0, tokens,
+                      f"Token budget reached: {tpm} tokens per minute; this request needs {tokens}")
+
+
+async def _charge(limiter: RateLimiter, flow: Flow, kind: str, bucket: str, capacity: float, rate: float,
+                  cost: float, refusal: str) -> None:
+    """Take ``cost`` from a bucket; set the x-ratelimit-*-``kind`` headers; 429 when it is short."""
+    decision = await limiter.take(flow, bucket, capacity, rate, cost)
+    if decision is None:
+        return
+    flow.response_headers.update(rate_headers(decision, kind))
+    if not decision.allowed:
+        limiter.limited(flow, kind)
+        raise RateLimited(f"{refusal}; retry in {decision.retry_after:.2f} s", retry_after=decision.retry_after,
+                          headers=_retry(dict(flow.response_headers), decision))
 
 
 def _retry(headers: dict[str, str], decision: Decision) -> dict[str, str]:
