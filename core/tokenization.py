@@ -31,6 +31,10 @@ class TokenCounter:
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self._tok.encode_batch(list(texts))]
 
+    def count_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
+        """Tokens a cross-encoder sees per (query, document) pair, special tokens included."""
+        return [len(e.ids) for e in self._tok.encode_batch(list(pairs))]
+
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
 
