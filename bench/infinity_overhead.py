@@ -21,9 +21,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.configs import copy_default_configs, write_yaml  # noqa: E402
 from tests.support.processes import start_router  # noqa: E402
-from tests.support.upstreams import start_infinity  # noqa: E402
+from tests.support.upstreams import router_configs, start_infinity  # noqa: E402
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
 
@@ -81,8 +80,7 @@ def main() -> None:
         work = Path(tmp)
         infinity, infinity_url = start_infinity(work / "infinity.log")
         try:
-            configs = copy_default_configs(work / "configs")
-            write_yaml(configs / "routing.yaml", {"embeddings": [{
+            configs = router_configs(work / "configs", {"embeddings": [{
                 "model": "minilm-inf", "served_name": "minilm",
                 "upstream": {"type": "infinity", "url": infinity_url, "timeout_seconds": 30}}]})
             router, router_url = start_router(configs, work / "router.log")

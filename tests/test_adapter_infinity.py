@@ -8,8 +8,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.support.configs import copy_default_configs, write_yaml
 from tests.support.processes import start_router
+from tests.support.upstreams import router_configs
 
 pytestmark = pytest.mark.infinity
 
@@ -19,9 +19,8 @@ TEXTS = ["The cat sits on the mat.", "A feline rests on a rug.", "Stocks fell on
 @pytest.fixture(scope="module")
 def router(infinity_server, tmp_path_factory):
     work = tmp_path_factory.mktemp("infinity-router")
-    configs = copy_default_configs(work / "configs")
     upstream = {"type": "infinity", "url": infinity_server.url, "timeout_ms": 10000}
-    write_yaml(configs / "routing.yaml", {
+    configs = router_configs(work / "configs", {
         "embeddings": [
             {"model": "minilm-inf", "served_name": "minilm", "upstream": upstream},
             {"model": "minilm-inf-float", "served_name": "minilm",

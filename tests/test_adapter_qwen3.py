@@ -9,10 +9,9 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.support.configs import copy_default_configs, write_yaml
 from tests.support.openai_stub import stub_vector
 from tests.support.processes import free_port, start_router
-from tests.support.upstreams import start_stub
+from tests.support.upstreams import router_configs, start_stub
 
 KEY = "sk-qwen3-test-4f1c9a7e"
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
@@ -27,7 +26,7 @@ def stub(tmp_path_factory):
     server.stop()
 
 
-def _routing(configs, stub_url: str, **upstream_extra) -> None:
+def _configs(dest, stub_url: str, **upstream_extra):
     up = {"type": "qwen3", "url": stub_url + "/v1", "timeout_ms": 1500, "retry_backoff_ms": 10, **upstream_extra}
     embeddings = [
         {"model": "qwen3-query", "served_name": "qwen3-embedding", "upstream": up,
@@ -35,15 +34,14 @@ def _routing(configs, stub_url: str, **upstream_extra) -> None:
         {"model": "qwen3-doc", "served_name": "qwen3-embedding", "upstream": up},
         {"model": "dead", "upstream": {**up, "url": f"http://127.0.0.1:{free_port()}/v1"}},
     ] + [{"model": f"fault-{name}", "served_name": name, "upstream": up} for name in FAULTS]
-    write_yaml(configs / "routing.yaml", {"embeddings": embeddings, "rerank": [
+    return router_configs(dest, {"embeddings": embeddings, "rerank": [
         {"model": "qwen3-rerank", "served_name": "qwen3-reranker", "upstream": up}]})
 
 
 @pytest.fixture(scope="module")
 def router(stub, tmp_path_factory):
     work = tmp_path_factory.mktemp("qwen3-router")
-    configs = copy_default_configs(work / "configs")
-    _routing(configs, stub.url)
+    configs = _configs(work / "configs", stub.url)
     server, url = start_router(configs, work / "router.log", QWEN3_ENABLED="true", QWEN3_API_KEY=KEY,
                                ROUTER_LOG_LEVEL="DEBUG")
     server.url = url
@@ -115,8 +113,7 @@ def test_the_key_never_appears_in_logs_or_metrics(router):
 
 
 def test_a_wrong_key_is_an_upstream_failure_without_the_key(stub, tmp_path):
-    configs = copy_default_configs(tmp_path / "configs")
-    _routing(configs, stub.url)
+    configs = _configs(tmp_path / "configs", stub.url)
     wrong = "sk-wrong-key-8d2b"
     server, url = start_router(configs, tmp_path / "router.log", QWEN3_ENABLED="true", QWEN3_API_KEY=wrong,
                                ROUTER_LOG_LEVEL="DEBUG")
@@ -132,8 +129,7 @@ def test_a_wrong_key_is_an_upstream_failure_without_the_key(stub, tmp_path):
 
 
 def test_qwen3_models_do_not_exist_unless_enabled(stub, tmp_path):
-    configs = copy_default_configs(tmp_path / "configs")
-    _routing(configs, stub.url)
+    configs = _configs(tmp_path / "configs", stub.url)
     server, url = start_router(configs, tmp_path / "router.log", QWEN3_API_KEY=KEY)
     try:
         assert httpx.get(url + "/v1/models").json()["data"] == []

@@ -11,9 +11,8 @@ import pytest
 from tokenizers import Tokenizer
 
 from adapters.local.models import packaged_reranker_dir
-from tests.support.configs import copy_default_configs, write_yaml
 from tests.support.processes import ServerProcess, base_env, free_port, start_router
-from tests.support.upstreams import start_rerank_service
+from tests.support.upstreams import router_configs, start_rerank_service
 
 MODEL = "cross-encoder/ms-marco-MiniLM-L-12-v2"
 QUERY = "How many people live in Berlin?"
@@ -150,8 +149,7 @@ def test_gpu_without_a_gpu_fails_clearly(tmp_path):
 
 
 def test_router_reranks_through_the_service(service, tmp_path):
-    configs = copy_default_configs(tmp_path / "configs")
-    write_yaml(configs / "routing.yaml", {"rerank": [{
+    configs = router_configs(tmp_path / "configs", {"rerank": [{
         "model": "rerank-remote", "served_name": "rerank-base", "max_top_k": 2,
         "upstream": {"type": "rerank", "url": service, "timeout_seconds": 10}}]})
     router, url = start_router(configs, tmp_path / "router.log")

@@ -9,8 +9,8 @@ import sys
 
 import httpx
 
-from tests.support.configs import copy_default_configs, write_yaml
 from tests.support.processes import ROOT, start_router
+from tests.support.upstreams import router_configs
 
 FIXTURE = ROOT / "tests" / "fixtures" / "maas-reverse-adapter"
 
@@ -22,8 +22,7 @@ def test_an_installed_package_adds_an_adapter_type(tmp_path):
                     "--disable-pip-version-check", "--target", str(target), str(FIXTURE)], check=True)
     assert list(target.glob("maas_reverse_adapter-*.dist-info"))
 
-    configs = copy_default_configs(tmp_path / "configs")
-    write_yaml(configs / "routing.yaml", {"embeddings": [
+    configs = router_configs(tmp_path / "configs", {"embeddings": [
         {"model": "reversed", "upstream": {"type": "reverse", "dim": 3}}]})
     server, url = start_router(configs, tmp_path / "router.log",
                                PYTHONPATH=os.pathsep.join([str(target), str(ROOT)]))

@@ -7,19 +7,16 @@ import re
 import time
 
 import httpx
-import pytest
 
-from tests.support.configs import copy_default_configs, write_yaml
 from tests.support.processes import start_router
-from tests.support.upstreams import start_rerank_service
+from tests.support.upstreams import router_configs, start_rerank_service
 
 BODY = {"model": "rerank-remote", "query": "capital of France", "documents": ["Paris is in France.", "Bananas."]}
 WORKERS = 4
 
 
 def _start_router(tmp_path, urls: list[str]):
-    configs = copy_default_configs(tmp_path / "configs")
-    write_yaml(configs / "routing.yaml", {"rerank": [{
+    configs = router_configs(tmp_path / "configs", {"rerank": [{
         "model": "rerank-remote", "served_name": "cross-encoder/ms-marco-MiniLM-L-12-v2",
         "upstream": {"type": "rerank", "urls": urls, "timeout_seconds": 10, "retries": 2,
                      "retry_backoff_ms": 20, "failure_threshold": 2, "cooldown_seconds": 1}}]})

@@ -7,7 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.configs import copy_default_configs, read_yaml, write_yaml
 from tests.support.processes import ROOT, ServerProcess, base_env, free_port
+
+
+def router_configs(dest: Path, routing: dict) -> Path:
+    """The default configs with ``routing``; anonymous load tests get a bucket they never empty
+    (rate limiting has its own tests)."""
+    copy_default_configs(dest)
+    write_yaml(dest / "routing.yaml", routing)
+    limits = read_yaml(dest / "rate_limits.yaml")
+    limits["anonymous"] = {"capacity": 10000, "refill_rate": 10000}
+    write_yaml(dest / "rate_limits.yaml", limits)
+    return dest
 
 
 def infinity_venv() -> Path:
