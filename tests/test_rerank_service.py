@@ -27,7 +27,7 @@ def service(tmp_path_factory):
     # No RERANK_MODEL_NAME: the packaged cross-encoder. A long batch delay makes batching visible.
     server, url = start_rerank_service(log, RERANK_MODEL_MAPPING='{"rerank-base": "%s"}' % MODEL,
                                        RERANK_MAX_DOCUMENTS="5", RERANK_MAX_DOCUMENT_LENGTH="200",
-                                       RERANK_BATCH_DELAY_MS="150")
+                                       RERANK_BATCH_DELAY_MS="250")
     yield url
     server.stop()
 
@@ -88,7 +88,7 @@ async def test_concurrent_requests_share_batches(service):
         answers = await asyncio.gather(*[client.post(service + "/rerank", json={"query": QUERY, "documents": [d]})
                                          for d in DOCS + DOCS[:1]])
     assert all(a.status_code == 200 for a in answers)
-    assert batches() - before < 4  # four one-pair requests inside one 150 ms window: fewer than four batches
+    assert batches() - before < 4  # four one-pair requests inside one 250 ms window: fewer than four batches
 
 
 async def test_queue_timeout_answers_503_with_retry_after(tmp_path):
