@@ -33,3 +33,22 @@ def default_router(tmp_path_factory):
 @pytest.fixture(scope="session")
 def router_url(default_router) -> str:
     return default_router.url
+
+
+@pytest.fixture(scope="session")
+def infinity_server(tmp_path_factory):
+    """A real infinity-emb server (its own venv) serving the packaged MiniLM as ``minilm``.
+
+    Started once per session (6-25 s). INFINITY_MAX_CLIENT_BATCH_SIZE is small so a test can
+    make Infinity itself reject a request with its FastAPI validation error.
+    """
+    from tests.support.upstreams import infinity_venv, start_infinity
+
+    if not (infinity_venv() / "bin" / "infinity_emb").exists():
+        pytest.skip(f"no infinity-emb venv at {infinity_venv()} (scripts/bootstrap.sh test creates it; "
+                    "MAAS_INFINITY_VENV overrides the path)")
+    server, url = start_infinity(tmp_path_factory.mktemp("infinity") / "infinity.log",
+                                 INFINITY_MAX_CLIENT_BATCH_SIZE="16")
+    server.url = url
+    yield server
+    server.stop()

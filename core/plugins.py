@@ -29,6 +29,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.invoke",
     "plugins.flags",
     "adapters.local",
+    "adapters.infinity",
+    "adapters.rerank",
+    "adapters.qwen3",
 )
 
 

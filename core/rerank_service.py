@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
+import sys
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
+import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -23,6 +26,7 @@ from core.config.settings import _bool
 from core.errors import ConfigError, InvalidRequest, ModelNotFound, ServiceUnavailable
 from core.http import edge_middleware, json_response
 from core.protocol import parse_rerank, rerank_body
+from core.tokenization import TokenCounter, counter_for
 
 log = logging.getLogger("maas.rerank")
 
@@ -51,6 +55,9 @@ class RerankSettings:
                                                      for k, v in mapping.items()):
             raise ConfigError("RERANK_MODEL_MAPPING must be a JSON object of alias -> model name")
         quant = (e.get("RERANK_QUANTIZATION") or "false").strip().lower()
+        device = (e.get("RERANK_DEVICE") or "auto").strip().lower()
+        if device not in ("auto", "cpu", "gpu", "cuda"):
+            raise ConfigError(f"RERANK_DEVICE must be auto, cpu or gpu, got {device!r}")
         return cls(
             model_name=e.get("RERANK_MODEL_NAME") or DEFAULT_RERANKER,
             mapping=mapping,
@@ -59,7 +66,7 @@ class RerankSettings:
             max_batch_size=int(e.get("RERANK_MAX_BATCH_SIZE") or 8),
             batch_delay_ms=float(e.get("RERANK_BATCH_DELAY_MS") or 20),
             queue_timeout_ms=float(e.get("RERANK_QUEUE_TIMEOUT_MS") or 1000),
-            device=(e.get("RERANK_DEVICE") or "auto").lower(),
+            device=device,
             mixed_precision=_bool(e.get("RERANK_MIXED_PRECISION"), True),
             quantization=quant in {"1", "true", "yes", "on", "int8"},
         )
@@ -74,13 +81,16 @@ class RerankService:
         self.settings = settings
         self.batchers: dict[str, MicroBatcher] = {}
         self.backends: dict[str, str] = {}
+        self.counters: dict[str, TokenCounter] = {}
         self.ready = False
+        self.failed: BaseException | None = None
         r = self.registry = CollectorRegistry()
         self.requests = Counter("rerank_requests_total", "Rerank requests by status", ["status"], registry=r)
         self.pairs = Counter("rerank_pairs_total", "Query-document pairs scored", registry=r)
         self.batch_size = Histogram("rerank_batch_size", "Pairs per model batch",
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self.queue_depth = Gauge("rerank_queue_pairs", "Pairs waiting to be scored", registry=r)
+        self.queue_depth.set_function(lambda: sum(b.queued_items for b in self.batchers.values()))
 
     async def load(self) -> None:
         s = self.settings
@@ -88,6 +98,8 @@ class RerankService:
             scorer = await asyncio.to_thread(load_reranker, model, device=s.device,
                                              fp16=s.mixed_precision, int8=s.quantization)
             self.backends[model] = scorer.backend
+            # usage counts what the model reads: its own tokenizer over each (query, document) pair
+            self.counters[model] = counter_for([scorer.tokenizer_path, model])
             self.batchers[model] = MicroBatcher(
                 scorer.score, max_batch_size=s.max_batch_size, max_wait_s=s.batch_delay_ms / 1000,
                 queue_timeout_s=s.queue_timeout_ms / 1000, name=model, on_batch=self.batch_size.observe)
@@ -107,8 +119,8 @@ class RerankService:
             raise ServiceUnavailable("The rerank model is still loading")
         s = self.settings
         try:
-            body = await request.json(loads=json.loads)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
             raise InvalidRequest("Request body is not valid JSON") from None
         if isinstance(body, dict) and "model" not in body:
             body = {**body, "model": s.model_name}
@@ -117,11 +129,12 @@ class RerankService:
             if len(doc) > s.max_document_length:
                 raise InvalidRequest(f"'documents[{i}]' has {len(doc)} characters; at most "
                                      f"{s.max_document_length} are allowed", param="documents")
-        batcher = self.batchers[self.resolve(req.model)]
-        self.queue_depth.set(sum(b.queued_items for b in self.batchers.values()) + len(req.documents))
-        scores = await batcher.submit([(req.query, d) for d in req.documents])
+        model = self.resolve(req.model)
+        pairs = [(req.query, d) for d in req.documents]
+        scores = await self.batchers[model].submit(pairs)
+        tokens = sum(await asyncio.to_thread(self.counters[model].count_pairs, pairs))
         self.pairs.inc(len(scores))
-        return json_response(rerank_body(req.model, req, [float(x) for x in scores], req.top_n, 0))
+        return json_response(rerank_body(req.model, req, [float(x) for x in scores], req.top_n, tokens))
 
     async def close(self) -> None:
         for batcher in self.batchers.values():
@@ -172,7 +185,7 @@ def create_rerank_app(settings: RerankSettings | None = None) -> web.Application
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         loader = asyncio.create_task(service.load())
-        loader.add_done_callback(_stop_on_failure)
+        loader.add_done_callback(lambda task: _stop_on_failure(service, task))
         yield
         loader.cancel()
         await service.close()
@@ -187,10 +200,11 @@ def create_rerank_app(settings: RerankSettings | None = None) -> web.Application
     return app
 
 
-def _stop_on_failure(task: asyncio.Task) -> None:
+def _stop_on_failure(service: RerankService, task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.critical("rerank model failed to load: %s", task.exception())
-        os.kill(os.getpid(), 15)
+        service.failed = task.exception()
+        log.critical("rerank model failed to load: %s", service.failed)
+        os.kill(os.getpid(), signal.SIGTERM)  # run() then exits non-zero
 
 
 def run(host: str, port: int) -> int:
@@ -203,4 +217,7 @@ def run(host: str, port: int) -> int:
         print(f"maas serve-rerank: {exc}")
         return 1
     web.run_app(app, host=host, port=port, access_log=None, print=None)
+    if app[SERVICE].failed is not None:
+        print(f"maas serve-rerank: the model failed to load: {app[SERVICE].failed}", file=sys.stderr)
+        return 1
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from core.errors import ConfigError
+from core.errors import ConfigError, InvalidRequest
 
 log = logging.getLogger("maas.tokens")
 
@@ -30,6 +30,10 @@ class TokenCounter:
 
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self._tok.encode_batch(list(texts))]
+
+    def count_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
+        """Tokens a cross-encoder sees per (query, document) pair, special tokens included."""
+        return [len(e.ids) for e in self._tok.encode_batch(list(pairs))]
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
@@ -53,6 +57,15 @@ class TokenCounter:
             return ""
         end = plain.offsets[keep - 1][1]
         return text[:end]
+
+    def decode_inputs(self, inputs: Sequence[Sequence[int]]) -> list[str]:
+        """Token-id inputs back to text, for models that take text; every id is checked first."""
+        vocab = self.vocab_size
+        for i, ids in enumerate(inputs):
+            if any(t >= vocab for t in ids):
+                raise InvalidRequest(f"'input[{i}]' has a token id outside the model's vocabulary "
+                                     f"(size {vocab})", param="input")
+        return self.decode(inputs)
 
 
 def _find_tokenizer_file(name: str) -> Path | None:

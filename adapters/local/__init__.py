@@ -18,7 +18,6 @@ from adapters.local.models import SentenceEmbedder, load_reranker
 from core import hookimpl
 from core.adapters import AdapterContext, EmbedResult, RerankResult
 from core.batching import MicroBatcher
-from core.errors import InvalidRequest
 from core.tokenization import load_counter
 
 if TYPE_CHECKING:
@@ -114,13 +113,7 @@ class LocalAdapter:
         loaded = await self._model(route)
         texts = list(inputs)
         if texts and not isinstance(texts[0], str):
-            counter = load_counter(loaded.tokenizer_path)
-            vocab = counter.vocab_size
-            for i, ids in enumerate(texts):
-                if any(t >= vocab for t in ids):
-                    raise InvalidRequest(f"'input[{i}]' has a token id outside the model's vocabulary "
-                                         f"(size {vocab})", param="input")
-            texts = counter.decode(texts)
+            texts = load_counter(loaded.tokenizer_path).decode_inputs(texts)
         rows = await loaded.batcher.submit(texts)
         return EmbedResult(vectors=np.stack(rows).astype(np.float32, copy=False))
 

@@ -77,7 +77,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class OnnxCrossEncoder:
     """A cross-encoder exported to ONNX (raw logit output), run with onnxruntime."""
 
-    def __init__(self, folder: Path, max_length: int = 512, threads: int | None = None) -> None:
+    def __init__(self, folder: Path, max_length: int = 512, threads: int | None = None,
+                 device: str = "cpu") -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -86,10 +87,11 @@ class OnnxCrossEncoder:
         self.tokenizer.enable_padding()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or os.cpu_count() or 1
-        self.session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        providers = _onnx_providers(device, ort.get_available_providers())
+        self.session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=providers)
         self._inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer_path = str(folder)
-        self.backend = "onnx-int8"
+        self.backend = "onnx-cuda" if providers[0] == "CUDAExecutionProvider" else "onnx-cpu"
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         enc = self.tokenizer.encode_batch([(q, d) for q, d in pairs])
@@ -99,6 +101,18 @@ class OnnxCrossEncoder:
             feed["token_type_ids"] = np.array([e.type_ids for e in enc], dtype=np.int64)
         logits = self.session.run(None, feed)[0]
         return _sigmoid(logits.reshape(len(pairs), -1)[:, 0].astype(np.float32))
+
+
+def _onnx_providers(device: str, available: Sequence[str]) -> list[str]:
+    """``gpu`` needs onnxruntime's CUDA provider and fails loudly without it; ``auto`` uses it if present."""
+    device = (device or "auto").lower()
+    cuda = "CUDAExecutionProvider" in available
+    if device in ("gpu", "cuda") and not cuda:
+        raise ConfigError("device 'gpu' requested but onnxruntime has no CUDA execution provider "
+                          f"(available: {', '.join(available)}); install onnxruntime-gpu or use device cpu")
+    if device in ("gpu", "cuda") or (device == "auto" and cuda):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
 
 
 class TorchCrossEncoder:
@@ -119,8 +133,9 @@ class TorchCrossEncoder:
             self.model.model.half()
             self.backend = "torch-fp16"
         elif dev == "cpu" and int8:
-            self.model.model = torch.ao.quantization.quantize_dynamic(
-                self.model.model, {torch.nn.Linear}, dtype=torch.qint8)
+            # In place: CrossEncoder keeps its own reference to the module it calls.
+            torch.ao.quantization.quantize_dynamic(self.model.model, {torch.nn.Linear}, dtype=torch.qint8,
+                                                   inplace=True)
             self.backend = "torch-int8"
         self._sigmoid = torch.nn.Sigmoid()
         self.tokenizer_path = name
@@ -137,8 +152,8 @@ def load_reranker(name: str | None, *, device: str = "auto", fp16: bool = True,
     """The packaged INT8 ONNX model for the packaged names, else a folder or cached HF id."""
     name = name or DEFAULT_RERANKER
     if name in PACKAGED_RERANKERS:
-        return OnnxCrossEncoder(packaged_reranker_dir())
+        return OnnxCrossEncoder(packaged_reranker_dir(), device=device)
     path = Path(name)
     if path.is_dir() and (path / "model.onnx").is_file():
-        return OnnxCrossEncoder(path)
+        return OnnxCrossEncoder(path, device=device)
     return TorchCrossEncoder(name, device=device, fp16=fp16, int8=int8)

@@ -1,0 +1,53 @@
+"""What every HTTP adapter shares: the upstream client, text inputs, and closing.
+
+``HttpUpstream`` (``adapters.http.upstream``) does pooling, load spreading, failover and
+cooldown; ``adapters.http.errors`` normalises upstream error bodies; ``adapters.http.wire``
+reads answers strictly. An adapter on top only says which path and body its upstream wants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adapters.http.upstream import HttpUpstream
+from core.errors import ConfigError, InvalidRequest
+from core.logs import request_id_var
+
+if TYPE_CHECKING:
+    from core.adapters import AdapterContext
+    from core.config import ModelRoute, UpstreamConfig
+    from core.flow import Flow
+
+__all__ = ["HttpAdapter", "HttpUpstream"]
+
+
+class HttpAdapter:
+    type_name: ClassVar[str] = "http"
+    default_encoding: ClassVar[str] = "float"  # how embeddings are asked for (option encoding_format)
+
+    def __init__(self, upstream: "UpstreamConfig", context: "AdapterContext", *,
+                 headers: Mapping[str, str] | None = None, secrets: Iterable[str] = ()) -> None:
+        self.upstream = upstream
+        self.encoding = str(upstream.options.get("encoding_format", self.default_encoding))
+        if self.encoding not in ("base64", "float"):
+            raise ConfigError(f"{self.type_name} upstream: 'encoding_format' must be 'base64' or 'float'")
+        self.http = HttpUpstream(upstream, context, adapter=self.type_name, headers=headers, secrets=secrets)
+
+    async def post(self, path: str, payload: Any, route: "ModelRoute", flow: "Flow | None") -> Any:
+        request_id = flow.request_id if flow is not None else request_id_var.get()
+        return await self.http.post_json(path, payload, alias=route.alias, request_id=request_id)
+
+    @staticmethod
+    def texts(route: "ModelRoute", inputs: Sequence[Any], flow: "Flow | None") -> list[str]:
+        """Inputs as text: token-id inputs are decoded with the route's tokenizer."""
+        items = list(inputs)
+        if not items or isinstance(items[0], str):
+            return items
+        counter = flow.snapshot.counters.get(route.alias) if flow is not None else None
+        if counter is None:
+            raise InvalidRequest(f"The model '{route.alias}' does not accept token-id input", param="input")
+        return counter.decode_inputs(items)
+
+    async def close(self) -> None:
+        await self.http.close()

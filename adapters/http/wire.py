@@ -1,0 +1,80 @@
+"""Read upstream answers in the OpenAI embeddings and Cohere rerank shapes, strictly.
+
+An answer that does not hold exactly one vector per input (or one score per document) is an
+upstream failure (502), never a short or misordered response to the client.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import numpy as np
+
+from core.errors import UpstreamError
+
+
+def _bad(alias: str, what: str) -> UpstreamError:
+    return UpstreamError(f"The upstream for '{alias}' sent an invalid answer: {what}", code="upstream_bad_response")
+
+
+def _usage(answer: dict[str, Any]) -> int | None:
+    usage = answer.get("usage")
+    tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None
+
+
+def read_embeddings(answer: Any, count: int, alias: str) -> tuple[np.ndarray, int | None]:
+    """Vectors (count, d) float32 in input order, and the upstream's prompt-token count."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, list):
+        raise _bad(alias, "no 'data' list")
+    if len(data) != count:
+        raise _bad(alias, f"{len(data)} vectors for {count} inputs")
+    rows: list[np.ndarray | None] = [None] * count
+    for item in data:
+        index = item.get("index") if isinstance(item, dict) else None
+        if not isinstance(index, int) or not 0 <= index < count or rows[index] is not None:
+            raise _bad(alias, "missing, repeated or out-of-range 'index'")
+        rows[index] = _vector(item.get("embedding"), alias)
+    if len({r.shape[0] for r in rows}) != 1:  # type: ignore[union-attr]
+        raise _bad(alias, "vectors of different lengths")
+    vectors = np.stack(rows)  # type: ignore[arg-type]
+    if not np.isfinite(vectors).all():
+        raise _bad(alias, "non-finite values in a vector")
+    return vectors, _usage(answer)
+
+
+def _vector(value: Any, alias: str) -> np.ndarray:
+    if isinstance(value, str):  # base64 of little-endian float32, as OpenAI and Infinity send it
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise _bad(alias, "an embedding is not valid base64") from None
+        if not raw or len(raw) % 4:
+            raise _bad(alias, "a base64 embedding is not a whole number of float32 values")
+        return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if isinstance(value, list) and value and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                 for x in value):
+        return np.asarray(value, dtype=np.float32)
+    raise _bad(alias, "an embedding is neither a list of numbers nor base64")
+
+
+def read_rerank(answer: Any, count: int, alias: str) -> tuple[list[float], int | None]:
+    """One score per document in document order, from Cohere-style ``results``."""
+    results = answer.get("results") if isinstance(answer, dict) else None
+    if not isinstance(results, list):
+        raise _bad(alias, "no 'results' list")
+    if len(results) != count:
+        raise _bad(alias, f"{len(results)} scores for {count} documents")
+    scores: list[float | None] = [None] * count
+    for item in results:
+        index = item.get("index") if isinstance(item, dict) else None
+        score = item.get("relevance_score") if isinstance(item, dict) else None
+        if not isinstance(index, int) or not 0 <= index < count or scores[index] is not None:
+            raise _bad(alias, "missing, repeated or out-of-range 'index'")
+        if not isinstance(score, (int, float)) or isinstance(score, bool) or score != score:
+            raise _bad(alias, "a 'relevance_score' is not a number")
+        scores[index] = float(score)
+    return scores, _usage(answer)  # type: ignore[return-value]

@@ -1,0 +1,55 @@
+"""Adapter type ``infinity``: an infinity-emb server (``infinity_emb v2 ... --url-prefix /v1``).
+
+The upstream ``url`` is the server root (``http://infinity-embed:7997``); calls go to
+``<url><url_prefix>/embeddings`` and ``<url><url_prefix>/rerank`` with the route's
+``served_name`` as the model. Infinity answers any model name while it serves one model,
+so the router's own route table is what decides which names exist.
+
+Upstream options: ``url_prefix`` (``/v1``), ``encoding_format`` (``base64``: Infinity encodes
+and we decode base64 float32 several times faster than JSON floats), plus the resilience
+options of ``adapters.http.upstream``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from adapters.http import HttpAdapter
+from adapters.http.wire import read_embeddings, read_rerank
+from core import hookimpl
+from core.adapters import AdapterContext, EmbedResult, RerankResult
+
+if TYPE_CHECKING:
+    from core.config import ModelRoute, UpstreamConfig
+    from core.flow import Flow
+
+
+class InfinityAdapter(HttpAdapter):
+    type_name = "infinity"
+    default_encoding = "base64"
+
+    def __init__(self, upstream: "UpstreamConfig", context: AdapterContext) -> None:
+        super().__init__(upstream, context)
+        self.prefix = "/" + str(upstream.options.get("url_prefix", "/v1")).strip("/")
+        self.prefix = "" if self.prefix == "/" else self.prefix
+
+    async def embed(self, route: "ModelRoute", inputs: Sequence[Any], flow: "Flow | None") -> EmbedResult:
+        texts = self.texts(route, inputs, flow)
+        answer = await self.post(f"{self.prefix}/embeddings", {
+            "model": route.served_name, "input": texts, "encoding_format": self.encoding}, route, flow)
+        vectors, tokens = read_embeddings(answer, len(texts), route.alias)
+        return EmbedResult(vectors=vectors, prompt_tokens=tokens)
+
+    async def rerank(self, route: "ModelRoute", query: str, documents: Sequence[str],
+                     flow: "Flow | None") -> RerankResult:
+        answer = await self.post(f"{self.prefix}/rerank", {
+            "model": route.served_name, "query": query, "documents": list(documents),
+            "return_documents": False}, route, flow)
+        scores, tokens = read_rerank(answer, len(documents), route.alias)
+        return RerankResult(scores=scores, prompt_tokens=tokens)
+
+
+@hookimpl
+def register_adapters(register):
+    register("infinity", InfinityAdapter)

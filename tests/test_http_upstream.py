@@ -1,0 +1,81 @@
+"""The shared HTTP upstream client, in process, against real aiohttp servers on loopback."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from aiohttp import web
+
+from adapters.http.errors import error_from_response, upstream_message
+from adapters.http.upstream import HttpUpstream, public_url
+from core.adapters import AdapterContext
+from core.config import Settings, UpstreamConfig
+from core.errors import RateLimited, UpstreamError, UpstreamRejected
+from core.metrics import GatewayMetrics
+
+
+def _counting_app(calls: list[str], name: str) -> web.Application:
+    async def handler(request: web.Request) -> web.Response:
+        calls.append(name)
+        return web.json_response({"ok": name})
+
+    app = web.Application()
+    app.router.add_post("/echo", handler)
+    return app
+
+
+def _upstream(urls, metrics=None, **options) -> HttpUpstream:
+    config = UpstreamConfig(type="test", urls=tuple(urls), timeout_s=5, options=options)
+    return HttpUpstream(config, AdapterContext(settings=Settings(), metrics=metrics), adapter="test")
+
+
+async def test_calls_are_spread_over_every_url(aiohttp_server):
+    calls: list[str] = []
+    servers = [await aiohttp_server(_counting_app(calls, n)) for n in ("a", "b")]
+    http = _upstream([str(s.make_url("")).rstrip("/") for s in servers])
+    try:
+        for _ in range(20):
+            assert (await http.post_json("/echo", {}, alias="m"))["ok"] in {"a", "b"}
+    finally:
+        await http.close()
+    assert calls.count("a") >= 5 and calls.count("b") >= 5
+
+
+async def test_a_url_with_credentials_is_labelled_without_them(aiohttp_server):
+    calls: list[str] = []
+    server = await aiohttp_server(_counting_app(calls, "a"))
+    url = f"http://user:s3cret@127.0.0.1:{server.port}"
+    metrics = GatewayMetrics()
+    http = _upstream([url], metrics)
+    try:
+        await http.post_json("/echo", {}, alias="m")
+    finally:
+        await http.close()
+    exposition = metrics.render()[0].decode()
+    assert calls == ["a"]
+    assert "s3cret" not in exposition
+    assert f'upstream="http://127.0.0.1:{server.port}"' in exposition
+    assert public_url(url) == f"http://127.0.0.1:{server.port}"
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"error": {"message": "bad model", "type": None, "param": None, "code": 400}}, "bad model"),
+    ({"detail": [{"loc": ["body", "input", 3], "msg": "too long"}]}, "input.3: too long"),
+    ({"detail": "Not authenticated"}, "Not authenticated"),
+    ({"message": "flat message"}, "flat message"),
+    ({"something": "else"}, None),
+])
+def test_upstream_messages_of_each_dialect(body, message):
+    assert upstream_message(orjson.dumps(body)) == message
+    assert upstream_message(b"<html>502 Bad Gateway</html>") is None
+
+
+def test_status_mapping():
+    assert error_from_response(422, b"{}", {}, alias="m").status == 400
+    assert isinstance(error_from_response(413, b"{}", {}, alias="m"), UpstreamRejected)
+    limited = error_from_response(429, b"{}", {"Retry-After": "7"}, alias="m")
+    assert isinstance(limited, RateLimited) and limited.headers["Retry-After"] == "7"
+    for status in (401, 403, 404):  # the gateway's own credentials or config: not the client's fault
+        error = error_from_response(status, b'{"message": "key sk-abc is wrong"}', {}, alias="m", secrets=["sk-abc"])
+        assert type(error) is UpstreamError and error.status == 502
+        assert "sk-abc" not in error.message
