@@ -47,16 +47,20 @@ class TokenCounter:
 
     def truncate(self, text: str, max_tokens: int) -> str:
         """Cut ``text`` so that it encodes (special tokens included) to at most ``max_tokens``."""
-        enc = self._tok.encode(text)
-        if len(enc.ids) <= max_tokens:
+        full = len(self._tok.encode(text).ids)
+        if full <= max_tokens:
             return text
-        specials = len(enc.ids) - len(self._tok.encode(text, add_special_tokens=False).ids)
-        keep = max(0, max_tokens - specials)
         plain = self._tok.encode(text, add_special_tokens=False)
-        if keep == 0:
-            return ""
-        end = plain.offsets[keep - 1][1]
-        return text[:end]
+        return self._cut(text, plain, max_tokens - (full - len(plain.ids)))
+
+    def truncate_plain(self, text: str, max_tokens: int) -> str:
+        """Cut ``text`` to at most ``max_tokens`` tokens, not counting special tokens."""
+        plain = self._tok.encode(text, add_special_tokens=False)
+        return text if len(plain.ids) <= max_tokens else self._cut(text, plain, max_tokens)
+
+    @staticmethod
+    def _cut(text: str, plain, keep: int) -> str:
+        return text[:plain.offsets[keep - 1][1]] if keep > 0 else ""
 
     def decode_inputs(self, inputs: Sequence[Sequence[int]]) -> list[str]:
         """Token-id inputs back to text, for models that take text; every id is checked first."""

@@ -28,7 +28,12 @@ class TokenLimitStage:
             return  # unknown model: the route stage answers 404
         req = flow.request
         tokens_given = flow.kind == "embeddings" and req.is_tokens
-        counts = [len(ids) for ids in req.inputs] if tokens_given else counter.count(req.texts)
+        if tokens_given:
+            counts = [len(ids) for ids in req.inputs]
+        elif flow.kind == "rerank":  # what the cross-encoder sees: the query and the document, as a pair
+            counts = counter.count_pairs([(req.query, d) for d in req.documents])
+        else:
+            counts = counter.count(req.texts)
         flow.token_counts = counts
         param = "input" if flow.kind == "embeddings" else "documents"
         limit = self.document_limit
@@ -55,12 +60,22 @@ class TokenLimitStage:
     @staticmethod
     def _truncate(flow: Flow, counter: TokenCounter, i: int, limit: int, tokens_given: bool) -> int:
         """Cut item ``i`` in place to ``limit`` tokens; return its new count."""
-        items = flow.request.inputs if flow.kind == "embeddings" else flow.request.documents
+        req = flow.request
         if tokens_given:
-            items[i] = items[i][:limit]
-            return len(items[i])
-        items[i] = counter.truncate(items[i], limit)
-        return counter.count([items[i]])[0]
+            req.inputs[i] = req.inputs[i][:limit]
+            return len(req.inputs[i])
+        if flow.kind == "embeddings":
+            req.inputs[i] = counter.truncate(req.inputs[i], limit)
+            return counter.count([req.inputs[i]])[0]
+        doc = req.documents[i]
+        pair = counter.count_pairs([(req.query, doc)])[0]
+        overhead = pair - len(counter.encode([doc])[0])  # the query and the special tokens
+        if overhead >= limit:
+            raise TokenLimitExceeded(f"The query alone has {overhead} tokens with the pair's special tokens; "
+                                     f"the limit per document is {limit} (ROUTER_DOCUMENT_TOKEN_LIMIT)",
+                                     param="query", code="document_token_limit_exceeded")
+        req.documents[i] = counter.truncate_plain(doc, limit - overhead)
+        return counter.count_pairs([(req.query, req.documents[i])])[0]
 
 
 @hookimpl

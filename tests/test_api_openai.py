@@ -94,7 +94,12 @@ def test_rerank_puts_the_population_document_first(router_url):
     scores = [r["relevance_score"] for r in results]
     assert scores == sorted(scores, reverse=True)
     assert len(results) == 3
-    assert body["usage"]["total_tokens"] > 0
+    from adapters.local.models import packaged_reranker_dir
+    from core.tokenization import load_counter
+
+    pairs = load_counter(str(packaged_reranker_dir())).count_pairs(
+        [("How many people live in Berlin?", d) for d in BERLIN_DOCS])
+    assert body["usage"]["total_tokens"] == sum(pairs)  # what the cross-encoder saw, as the rerank service counts
 
 
 @pytest.mark.parametrize("field", ["top_k", "top_n"])

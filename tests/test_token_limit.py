@@ -32,7 +32,8 @@ async def test_an_input_over_the_document_limit_is_413_naming_it(client):
     message = await _error(await client.post(RR, json={"model": "echo-rerank", "query": "q",
                                                        "documents": [LONG, "ok"]}),
                            "document_token_limit_exceeded", "documents")
-    assert "'documents[0]' has 12 tokens" in message
+    # a rerank document counts as the model sees it: [CLS] q [SEP] one .. ten [SEP]
+    assert "'documents[0]' has 14 tokens" in message
     ids = list(range(1000, 1009))  # 9 token ids, counted as given
     message = await _error(await client.post(EMB, json={"model": "echo-emb", "input": [ids]}),
                            "document_token_limit_exceeded", "input")
@@ -64,7 +65,9 @@ async def test_flag_truncate_inputs_cuts_instead_of_413(client, tmp_path):
     assert (await ids.json())["usage"]["prompt_tokens"] == 8
     rr = await client.post(RR, json={"model": "echo-rerank", "query": "q", "documents": [LONG],
                                       "return_documents": True})
-    assert (await rr.json())["results"][0]["document"]["text"] == "one two three four five six"
+    rr = await rr.json()  # the pair fits 8 tokens: [CLS] q [SEP] + 4 words + [SEP]
+    assert rr["results"][0]["document"]["text"] == "one two three four"
+    assert rr["usage"]["prompt_tokens"] == 8
     # the request limit still holds after cutting: 3 inputs cut to 8 tokens each = 24 > 20
     await _error(await client.post(EMB, json={"model": "echo-emb", "input": [LONG] * 3}),
                  "request_token_limit_exceeded", "input")
