@@ -130,6 +130,17 @@ def passthrough(work: Path, upstream_url: str, mode: str) -> Server:
     return server
 
 
+def echo_upstream(work: Path) -> Server:
+    """bench/echo_upstream.py: n vectors for n inputs, calls counted at /stats."""
+    port = free_port()
+    (work / "echo-upstream").mkdir(parents=True, exist_ok=True)
+    proc = ServerProcess([sys.executable, "-m", "bench.echo_upstream", "--port", str(port)], env=base_env(),
+                         log_path=work / "echo-upstream" / "out.log")
+    server = Server("echo upstream", f"http://127.0.0.1:{port}", proc)
+    _wait_or_stop(server, "/health", 30)
+    return server
+
+
 def write_router_configs(dest: Path, routing: dict, *, api_keys: list[str] | None = None) -> Path:
     """routing.yaml as given; auth on (one key) and a rate limit too large to bite, unless told."""
     dest.mkdir(parents=True, exist_ok=True)
