@@ -83,7 +83,7 @@ async def _embed_many(client, texts_per_request):
     return await asyncio.gather(*(one(t) for t in texts_per_request))
 
 
-async def test_concurrent_small_requests_share_one_upstream_call(aiohttp_client, tmp_path):
+async def test_flag_coalesce_embeddings_merges_concurrent_small_requests_into_one_call(aiohttp_client, tmp_path):
     client = await _client(aiohttp_client, tmp_path, ["coalesce_embeddings"])
     requests = [["x" * (i + 1)] * (1 + i % 3) for i in range(12)]
     answers = await _embed_many(client, requests)
@@ -98,7 +98,7 @@ async def test_concurrent_small_requests_share_one_upstream_call(aiohttp_client,
     assert all(merged for _, merged in calls)  # the merged call carries no single request's flow
 
 
-async def test_without_the_flag_every_request_is_its_own_call(aiohttp_client, tmp_path):
+async def test_flag_coalesce_embeddings_off_keeps_one_call_per_request(aiohttp_client, tmp_path):
     client = await _client(aiohttp_client, tmp_path, [])
     answers = await _embed_many(client, [["a"], ["bb"], ["ccc"]])
     assert [s for s, _ in answers] == [200, 200, 200]
