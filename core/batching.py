@@ -12,6 +12,7 @@ A request larger than one batch is split across batches; one that waits longer t
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import time
 from collections import deque
@@ -85,7 +86,9 @@ class MicroBatcher(Generic[I, O]):
             return []
         loop = asyncio.get_running_loop()
         if self._worker is None or self._worker.done():
-            self._worker = loop.create_task(self._run(), name=f"batcher-{self.name}")
+            # A fresh context: the long-lived worker must not carry the request id (or any other
+            # context variable) of whichever request happened to start it.
+            self._worker = loop.create_task(self._run(), name=f"batcher-{self.name}", context=contextvars.Context())
         job: _Job[I, O] = _Job(items, loop.create_future())
         self._queue.append(job)
         self._pending_items += len(items)

@@ -1,15 +1,16 @@
 """Request coalescing: concurrent small embedding requests for one route share one adapter call.
 
-Behind the ``coalesce_embeddings`` feature flag. Requests with at most ``coalesce_max_request``
-inputs (route option, default 8) are queued per (adapter, route, text-or-tokens); within
+Behind the ``coalesce_embeddings`` feature flag. Text requests with at most ``coalesce_max_request``
+inputs (route option, default 8) are queued per (adapter, route); within
 ``coalesce_wait_ms`` (default 2) of the first one, up to ``coalesce_max_batch`` inputs
 (default 64) go upstream as one call, and each request gets its own rows back. Upstream
 calls per second drop by the batch size, which is what an upstream that pays per call
 (HTTP, JSON, scheduling) wants. It works for any adapter: it only calls ``adapter.embed``.
 
 The merged call is made with ``flow=None`` (it serves many requests), so the upstream sees
-no single request id. If a merged call is refused as bad input, each request is retried
-alone, so one caller's bad input never fails its neighbours.
+no single request id. Token-id inputs are not merged: adapters decode them with the flow's
+tokenizer. If a merged call is refused as bad input, each request is retried alone, so one
+caller's bad input never fails its neighbours.
 """
 
 from __future__ import annotations
@@ -50,16 +51,16 @@ class _Lane:
 class EmbedCoalescer:
     def __init__(self, max_in_flight: int = 4) -> None:
         self.max_in_flight = max_in_flight
-        self._lanes: dict[tuple[int, int, bool], _Lane] = {}
+        self._lanes: dict[tuple[int, int], _Lane] = {}
 
     @staticmethod
     def eligible(route: "ModelRoute", inputs: Sequence[Any]) -> bool:
-        return len(inputs) <= int(route.options.get("coalesce_max_request", DEFAULT_MAX_REQUEST))
+        return (0 < len(inputs) <= int(route.options.get("coalesce_max_request", DEFAULT_MAX_REQUEST))
+                and isinstance(inputs[0], str))
 
     async def embed(self, adapter: "Adapter", route: "ModelRoute", inputs: Sequence[Any],
                     flow: "Flow") -> EmbedResult:
-        is_tokens = bool(inputs) and not isinstance(inputs[0], str)
-        lane = self._lane(adapter, route, is_tokens)
+        lane = self._lane(adapter, route)
         try:
             rows = await lane.batcher.submit(list(inputs))
         except (InvalidRequest, UpstreamRejected):
@@ -67,8 +68,8 @@ class EmbedCoalescer:
             return await adapter.embed(route, inputs, flow)
         return EmbedResult(vectors=np.stack(rows))
 
-    def _lane(self, adapter: "Adapter", route: "ModelRoute", is_tokens: bool) -> _Lane:
-        key = (id(adapter), id(route), is_tokens)
+    def _lane(self, adapter: "Adapter", route: "ModelRoute") -> _Lane:
+        key = (id(adapter), id(route))
         lane = self._lanes.get(key)
         if lane is None:
             self._prune(route)

@@ -106,11 +106,35 @@ async def test_flag_coalesce_embeddings_off_keeps_one_call_per_request(aiohttp_c
     assert not any(merged for _, merged in CountingAdapter.calls)
 
 
-async def test_large_requests_bypass_coalescing(aiohttp_client, tmp_path):
+async def test_large_and_token_id_requests_bypass_coalescing(aiohttp_client, tmp_path):
     client = await _client(aiohttp_client, tmp_path, ["coalesce_embeddings"])
     answers = await _embed_many(client, [["a"] * 5, ["b"] * 6])
     assert [s for s, _ in answers] == [200, 200]
     assert sorted(CountingAdapter.calls) == [(5, False), (6, False)]
+    CountingAdapter.calls = []
+    resp = await client.post("/v1/embeddings", json={"model": "up", "input": [[101, 2054, 102]]})
+    assert resp.status == 200, await resp.text()
+    assert CountingAdapter.calls == [(1, False)]  # with its own flow: adapters decode ids with it
+
+
+async def test_merged_call_does_not_carry_the_request_id_of_the_first_caller():
+    from core.logs import request_id_var
+
+    seen: list[str | None] = []
+
+    async def record(batch):
+        seen.append(request_id_var.get())
+        return batch
+
+    batcher = MicroBatcher(record, max_batch_size=4, max_wait_s=0.001)
+    token = request_id_var.set("first-caller")
+    try:
+        await batcher.submit([1])
+        await batcher.submit([2])
+    finally:
+        request_id_var.reset(token)
+        await batcher.close()
+    assert seen == [None, None]
 
 
 async def test_one_bad_input_does_not_fail_its_neighbours(aiohttp_client, tmp_path):
