@@ -1,5 +1,8 @@
 """A fast OpenAI-embeddings upstream that answers n vectors for n inputs and counts its calls.
 
+Vectors come back as base64 float32 when the call asks for it (``encoding_format``), else as
+JSON floats, as Infinity does.
+
 Nginx's fixed body always holds one vector, which a merged (coalesced) call cannot use. This
 one parses just enough HTTP/1.1 (keep-alive, Content-Length) on uvloop to stay cheap per call,
 counts inputs with orjson, and serves ``GET /stats`` with the calls and inputs it has seen.
@@ -19,8 +22,8 @@ from bench.servers import fixed_embedding_body
 
 
 @functools.lru_cache(maxsize=4096)
-def _answer(n: int) -> bytes:
-    body = fixed_embedding_body(n)
+def _answer(n: int, encoding: str) -> bytes:
+    body = fixed_embedding_body(n, encoding=encoding)
     return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
 
 
@@ -55,13 +58,14 @@ class EchoProtocol(asyncio.Protocol):
             return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
                 len(out), out)
         try:
-            inputs = orjson.loads(body).get("input", [])
+            request = orjson.loads(body)
+            inputs = request.get("input", [])
         except (orjson.JSONDecodeError, AttributeError):
             return b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
         n = 1 if isinstance(inputs, str) else len(inputs)
         self.stats["calls"] += 1
         self.stats["inputs"] += n
-        return _answer(n)
+        return _answer(n, "base64" if request.get("encoding_format") == "base64" else "float")
 
 
 def main() -> int:

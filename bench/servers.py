@@ -6,6 +6,7 @@ same readiness polling, same clean stop of the whole process group.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import yaml
 
 from tests.support.processes import ROOT, ServerProcess, base_env, free_port
@@ -30,10 +32,12 @@ def venv_python(name: str, env_var: str) -> Path:
     return Path(override) if override else ROOT / name / "bin" / "python"
 
 
-def fixed_embedding_body(n: int = 1, dim: int = EMBED_DIM) -> bytes:
-    """An OpenAI embeddings response with ``n`` unit-ish vectors of short decimals."""
-    vec = [round(((i * 37) % 101) / 1000.0, 3) for i in range(dim)]
-    data = [{"object": "embedding", "index": i, "embedding": vec} for i in range(n)]
+def fixed_embedding_body(n: int = 1, dim: int = EMBED_DIM, encoding: str = "base64") -> bytes:
+    """An OpenAI embeddings response with ``n`` vectors, as base64 float32 (what Infinity's adapter and
+    the OpenAI SDK ask for by default) or as JSON floats."""
+    vec = np.array([((i * 37) % 101) / 1000.0 for i in range(dim)], dtype="<f4")
+    embedding = base64.b64encode(vec.tobytes()).decode() if encoding == "base64" else vec.tolist()
+    data = [{"object": "embedding", "index": i, "embedding": embedding} for i in range(n)]
     return json.dumps({"object": "list", "data": data, "model": "fixed",
                        "usage": {"prompt_tokens": 4 * n, "total_tokens": 4 * n}},
                       separators=(",", ":")).encode()
@@ -84,7 +88,7 @@ http {{
 
 
 def fixed_upstream(work: Path) -> Server:
-    """Nginx answering every embeddings call at once with the same one-vector body."""
+    """Nginx answering every embeddings call at once with the same one-vector body (base64)."""
     port = free_port()
     body = fixed_embedding_body().decode()
     models = json.dumps({"object": "list", "data": [{"id": "fixed", "object": "model"}]})
