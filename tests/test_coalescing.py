@@ -195,3 +195,38 @@ def test_flag_is_declared_in_the_one_flag_list():
 def test_batcher_rejects_nonsense_in_flight(bad):
     with pytest.raises(ValueError):
         MicroBatcher(lambda b: b, max_in_flight=bad)
+
+
+async def test_flag_coalesce_embeddings_through_a_real_router_and_http_adapter(tmp_path):
+    """The router process, its ``infinity`` adapter and an OpenAI-style server: concurrent
+    one-text requests share upstream calls, and each caller gets the vector of its own text."""
+    import httpx
+
+    from tests.support.openai_stub import stub_vector
+    from tests.support.processes import start_router
+    from tests.support.upstreams import router_configs, start_stub
+
+    stub, stub_url = start_stub(tmp_path / "stub.log")
+    try:
+        configs = router_configs(tmp_path / "configs", {
+            "feature_flags": ["coalesce_embeddings"],
+            "embeddings": [{"model": "m", "served_name": "stub-model",
+                            "upstream": {"type": "infinity", "url": stub_url, "timeout_ms": 5000},
+                            "options": {"coalesce_wait_ms": 20}}]})
+        router, url = start_router(configs, tmp_path / "router.log")
+        try:
+            texts = [f"sentence number {i}" for i in range(16)]
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                await client.post("/v1/embeddings", json={"model": "m", "input": "warm up"})
+                calls_before = httpx.get(stub_url + "/_seen").json()["calls"]
+                answers = await asyncio.gather(*(client.post("/v1/embeddings", json={"model": "m", "input": t})
+                                                 for t in texts))
+            calls = httpx.get(stub_url + "/_seen").json()["calls"] - calls_before
+        finally:
+            router.stop()
+    finally:
+        stub.stop()
+    for text, resp in zip(texts, answers):
+        assert resp.status_code == 200, resp.text
+        np.testing.assert_allclose(resp.json()["data"][0]["embedding"], stub_vector(text), rtol=1e-5)
+    assert calls < len(texts), f"{calls} upstream calls for {len(texts)} concurrent requests"
