@@ -1,18 +1,22 @@
-"""Dynamic micro-batching for in-process models.
+"""Dynamic micro-batching: for in-process models and for coalescing upstream calls.
 
 Concurrent requests for one model are queued; a single worker takes items from the head of
 the queue up to ``max_batch_size`` (waiting at most ``max_wait_s`` for the batch to fill)
-and runs the model on them in a worker thread, so the event loop never blocks. A request
-larger than one batch is split across batches; one that waits longer than
+and runs ``fn`` on them. A plain function (a model) runs in a worker thread, so the event
+loop never blocks; a coroutine function (an upstream call) is awaited on the loop, with up
+to ``max_in_flight`` batches outstanding so a slow call does not hold back the next batch.
+A request larger than one batch is split across batches; one that waits longer than
 ``queue_timeout_s`` before any of its items start is failed with ServiceUnavailable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import inspect
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
@@ -34,13 +38,19 @@ class _Job(Generic[I, O]):
         self.enqueued = time.monotonic()
 
 
+BatchFn = Callable[[list[I]], Sequence[O]] | Callable[[list[I]], Awaitable[Sequence[O]]]
+
+
 class MicroBatcher(Generic[I, O]):
-    def __init__(self, fn: Callable[[list[I]], Sequence[O]], *, max_batch_size: int = 32,
+    def __init__(self, fn: BatchFn, *, max_batch_size: int = 32,
                  max_wait_s: float = 0.002, queue_timeout_s: float | None = None, name: str = "model",
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 on_batch: Callable[[int], None] | None = None, max_in_flight: int = 1) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn)
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.queue_timeout_s = queue_timeout_s
@@ -50,19 +60,35 @@ class MicroBatcher(Generic[I, O]):
         self._pending_items = 0
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task | None = None
+        # A model runs one batch at a time (it uses every core for it); an upstream call may overlap.
+        self._slots = asyncio.Semaphore(max_in_flight if self.is_async else 1)
+        self._running: set[asyncio.Task] = set()
+        self._active = 0
         # One thread per model: the model itself uses every core for one batch.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
+        self._executor = None if self.is_async else ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"batch-{name}")
 
     @property
     def queued_items(self) -> int:
         return self._pending_items
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no batch running: safe to drop."""
+        return not self._queue and self._active == 0
+
+    def cancel_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
 
     async def submit(self, items: Sequence[I]) -> list[O]:
         if not items:
             return []
         loop = asyncio.get_running_loop()
         if self._worker is None or self._worker.done():
-            self._worker = loop.create_task(self._run(), name=f"batcher-{self.name}")
+            # A fresh context: the long-lived worker must not carry the request id (or any other
+            # context variable) of whichever request happened to start it.
+            self._worker = loop.create_task(self._run(), name=f"batcher-{self.name}", context=contextvars.Context())
         job: _Job[I, O] = _Job(items, loop.create_future())
         self._queue.append(job)
         self._pending_items += len(items)
@@ -97,7 +123,6 @@ class MicroBatcher(Generic[I, O]):
         return parts
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if not self._queue:
                 self._wakeup.clear()
@@ -112,21 +137,37 @@ class MicroBatcher(Generic[I, O]):
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except TimeoutError:
                     break
+            # Items keep arriving while every slot is busy: they join the next, fuller batch.
+            await self._slots.acquire()
             parts = self._take_batch()
             if not parts:
+                self._slots.release()
                 continue
+            if not self.is_async:
+                await self._execute(parts)  # a model: batches back to back, in its one thread
+            else:
+                task = asyncio.get_running_loop().create_task(self._execute(parts))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    async def _execute(self, parts: list[tuple[_Job[I, O], int, int]]) -> None:
+        self._active += 1
+        try:
             batch = [item for job, start, n in parts for item in job.items[start:start + n]]
             if self.on_batch is not None:
                 self.on_batch(len(batch))
             try:
-                outputs = await loop.run_in_executor(self._executor, self.fn, batch)
+                if self.is_async:
+                    outputs = await self.fn(batch)  # type: ignore[misc]
+                else:
+                    outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self.fn, batch)
                 if len(outputs) != len(batch):
-                    raise RuntimeError(f"model returned {len(outputs)} outputs for {len(batch)} inputs")
-            except Exception as exc:  # the model failed: fail every request in this batch
+                    raise RuntimeError(f"{self.name} returned {len(outputs)} outputs for {len(batch)} inputs")
+            except Exception as exc:  # the call failed: fail every request in this batch
                 for job, _, _ in parts:
                     if not job.future.done():
                         job.future.set_exception(exc)
-                continue
+                return
             offset = 0
             for job, start, n in parts:
                 job.results[start:start + n] = outputs[offset:offset + n]
@@ -134,16 +175,22 @@ class MicroBatcher(Generic[I, O]):
                 job.done += n
                 if job.done == len(job.items) and not job.future.done():
                     job.future.set_result(job.results)
+        finally:
+            self._active -= 1
+            self._slots.release()
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        for task in [self._worker, *self._running]:
+            if task is None:
+                continue
+            task.cancel()
             try:
-                await self._worker
+                await task
             except (asyncio.CancelledError, Exception):
                 pass
         for job in self._queue:
             if not job.future.done():
                 job.future.set_exception(ServiceUnavailable(f"{self.name} is shutting down"))
         self._queue.clear()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)

@@ -187,15 +187,10 @@ class Gateway:
 
     def _observe(self, flow: Flow) -> None:
         model = flow.route.alias if flow.route is not None else "unknown"
-        m = self.metrics
-        m.requests.labels(endpoint=flow.kind, model=model, status=str(flow.status)).inc()
-        m.latency.labels(endpoint=flow.kind, model=model).observe(time.perf_counter() - flow.started)
-        if flow.status == 200 and flow.request is not None:
-            tokens = flow.prompt_tokens
-            if tokens:
-                m.tokens.labels(endpoint=flow.kind, model=model).inc(tokens)
-            m.inputs.labels(endpoint=flow.kind, model=model).inc(len(flow.request.texts) or len(
-                getattr(flow.request, "inputs", ())))
+        req = flow.request  # None when the body never parsed
+        inputs = (len(req.texts) or len(getattr(req, "inputs", ()))) if req is not None else 0
+        self.metrics.request_done(flow.kind, model, flow.status, time.perf_counter() - flow.started,
+                                  flow.prompt_tokens, inputs)
 
     async def close(self) -> None:
         if self._retiring:

@@ -85,8 +85,11 @@ class Hooks:
             await await_me_maybe(result)
 
     def request_finished(self, flow: Any) -> None:
+        hook = self.pm.hook.request_finished
+        if not hook.get_hookimpls():  # called on every request: skip pluggy's call machinery when idle
+            return
         try:
-            self.pm.hook.request_finished(flow=flow)
+            hook(flow=flow)
         except Exception:  # an observer must never break the response
             log.exception("request_finished hook failed")
 

