@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -44,7 +45,7 @@ def _summarise(raw: Path, top: int) -> tuple[list[list], list[list], int]:
 
 def run(work: Path, *, quick: bool, tool: str = "hey") -> Section:
     sec = Section("profile", "Router hot path profile (py-spy, concurrency 16)")
-    spy = shutil.which("py-spy")
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
         sec.notes.append("py-spy is not installed (the `bench` extra): no profile taken.")
         return sec
