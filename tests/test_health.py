@@ -1,0 +1,72 @@
+"""Readiness: 503 while models load and while draining; liveness all along; requests refused cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from core import hookimpl
+from core.adapters import EmbedResult
+from core.app import create_app
+from core.http import GATEWAY
+from tests.support.inprocess import echo_plugin_manager, write_configs
+
+
+class GatedAdapter:
+    """Its model 'loads' until the test opens the gate."""
+
+    gate: asyncio.Event
+
+    def __init__(self, upstream, context):
+        pass
+
+    async def prepare(self, route):
+        await self.gate.wait()
+
+    async def embed(self, route, inputs, flow):
+        return EmbedResult(np.ones((len(inputs), 2), dtype=np.float32))
+
+    async def rerank(self, route, query, documents, flow):
+        raise NotImplementedError
+
+    async def close(self):
+        pass
+
+
+class GatedPlugin:
+    @hookimpl
+    def register_adapters(self, register):
+        register("gated", GatedAdapter)
+
+
+async def test_ready_only_after_loading_and_not_while_draining(aiohttp_client, tmp_path):
+    GatedAdapter.gate = asyncio.Event()
+    settings = write_configs(tmp_path, routing={"embeddings": [{"model": "slow", "upstream": {"type": "gated"}}]})
+    pm = echo_plugin_manager()
+    pm.register(GatedPlugin())
+    app = create_app(settings, pm)
+    client = await aiohttp_client(app)
+
+    assert (await client.get("/health/live")).status == 200
+    starting = await client.get("/health/ready")
+    assert starting.status == 503 and (await starting.json()) == {"status": "starting"}
+    early = await client.post("/v1/embeddings", json={"model": "slow", "input": "x"})
+    assert early.status == 503 and "Retry-After" in early.headers
+    assert set((await early.json())["error"]) == {"message", "type", "param", "code"}
+
+    GatedAdapter.gate.set()
+    for _ in range(200):
+        if (await client.get("/health/ready")).status == 200:
+            break
+        await asyncio.sleep(0.01)
+    assert (await client.get("/health/ready")).status == 200
+    assert (await client.post("/v1/embeddings", json={"model": "slow", "input": "x"})).status == 200
+
+    await app.shutdown()  # what SIGTERM starts: in-flight requests finish, new ones are refused
+    draining = await client.get("/health/ready")
+    assert draining.status == 503 and (await draining.json()) == {"status": "draining"}
+    assert app[GATEWAY].draining
+    refused = await client.post("/v1/embeddings", json={"model": "slow", "input": "x"})
+    assert refused.status == 503
+    assert (await client.get("/health/live")).status == 200
