@@ -39,6 +39,11 @@ class RerankResult:
 
 @runtime_checkable
 class Adapter(Protocol):
+    """Optional members: ``prepare(route)`` (load before serving), ``tokenizer_name(route)``,
+    classmethods ``is_enabled(settings)`` and ``validate_options(upstream)``, and
+    ``reports_usage = True`` when the upstream counts prompt tokens itself (the router then
+    tokenizes only when a limit or budget needs the counts)."""
+
     async def embed(self, route: "ModelRoute", inputs: Sequence[Any], flow: "Flow | None") -> EmbedResult:
         """Embed ``inputs`` (strings, or token-id lists when ``flow.request.is_tokens``)."""
 

@@ -45,6 +45,7 @@ class Flow:
     route: "ModelRoute | None" = None
     adapter: "Adapter | None" = None
     token_counts: list[int] | None = None
+    needs_token_counts: bool = False  # set by a stage that charges tokens (a tokens-per-minute budget)
     response: dict[str, Any] | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     error: Exception | None = None

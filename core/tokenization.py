@@ -72,6 +72,13 @@ class TokenCounter:
         return self.decode(inputs)
 
 
+def count_request(kind: str, request, counter: TokenCounter) -> list[int]:
+    """Tokens per input (embeddings) or per (query, document) pair (rerank), as the model sees them."""
+    if kind == "embeddings":
+        return [len(ids) for ids in request.inputs] if request.is_tokens else counter.count(request.inputs)
+    return counter.count_pairs([(request.query, d) for d in request.documents])
+
+
 def _find_tokenizer_file(name: str) -> Path | None:
     path = Path(name)
     if path.is_file():

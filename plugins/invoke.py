@@ -9,6 +9,7 @@ from core.coalescing import FLAG as COALESCE, EmbedCoalescer
 from core.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from core.flow import Flow
 from core.protocol import embeddings_body, rerank_body, shape_vectors
+from core.tokenization import count_request
 
 
 class InvokeStage:
@@ -32,7 +33,9 @@ class InvokeStage:
                     result = await adapter.rerank(route, req.query, req.documents, flow)
         except TimeoutError:
             raise UpstreamTimeout(f"The upstream for '{route.alias}' did not answer within {timeout:g} s") from None
-        tokens = flow.prompt_tokens if flow.prompt_tokens is not None else (result.prompt_tokens or 0)
+        tokens = flow.prompt_tokens if flow.prompt_tokens is not None else result.prompt_tokens
+        if tokens is None:  # the upstream left usage out: count with the route's tokenizer
+            tokens = sum(count_request(flow.kind, req, flow.snapshot.counters[route.alias]))
         if flow.kind == "embeddings":
             vectors = result.vectors
             if vectors.ndim != 2 or vectors.shape[0] != len(req.inputs):

@@ -99,6 +99,8 @@ class RateLimitStage:
         if found is None:
             return
         bucket, spec = found
+        if spec.tokens_per_minute is not None:
+            flow.needs_token_counts = True  # the token_budget stage charges them
         await _charge(self.limiter, flow, "requests", "req:" + bucket, spec.capacity, spec.refill_rate, 1,
                       f"Rate limit reached: {int(spec.capacity)} requests, refilling at "
                       f"{spec.refill_rate:g} per second")

@@ -1,6 +1,9 @@
 """Stage ``token_limit``: tokenize once, with the target model's tokenizer, and apply the limits.
 
 The counts land on ``flow.token_counts`` and serve the limits, usage and the token budget.
+When none of those needs them and the upstream reports usage itself (``reports_usage``), the
+request is not tokenized here at all: the upstream's count, made with the model's own
+tokenizer, is the usage.
 ``ROUTER_DOCUMENT_TOKEN_LIMIT`` caps each input (or rerank document) and
 ``ROUTER_SAFE_REQUEST_TOKEN_LIMIT`` the whole request; over either is 413 naming the limit, the
 count and the item. With the ``truncate_inputs`` flag an input over the document limit is cut
@@ -10,9 +13,10 @@ to it instead, and usage reports the cut count; the request limit still applies 
 from __future__ import annotations
 
 from core import hookimpl
+from core.coalescing import FLAG as COALESCE
 from core.errors import TokenLimitExceeded
 from core.flow import Flow
-from core.tokenization import TokenCounter
+from core.tokenization import TokenCounter, count_request
 
 
 class TokenLimitStage:
@@ -26,14 +30,11 @@ class TokenLimitStage:
         counter = flow.snapshot.counters.get(flow.request.model)
         if counter is None:
             return  # unknown model: the route stage answers 404
+        if not self._needs_counts(flow):
+            return  # the upstream reports usage and nothing here limits or charges tokens
         req = flow.request
         tokens_given = flow.kind == "embeddings" and req.is_tokens
-        if tokens_given:
-            counts = [len(ids) for ids in req.inputs]
-        elif flow.kind == "rerank":  # what the cross-encoder sees: the query and the document, as a pair
-            counts = counter.count_pairs([(req.query, d) for d in req.documents])
-        else:
-            counts = counter.count(req.texts)
+        counts = count_request(flow.kind, req, counter)
         flow.token_counts = counts
         param = "input" if flow.kind == "embeddings" else "documents"
         limit = self.document_limit
@@ -56,6 +57,13 @@ class TokenLimitStage:
                 f"The request has {sum(counts)} tokens; the limit per request is {self.request_limit} "
                 f"(ROUTER_SAFE_REQUEST_TOKEN_LIMIT), passed at '{param}[{i}]'", param=param,
                 code="request_token_limit_exceeded")
+
+    def _needs_counts(self, flow: Flow) -> bool:
+        if self.document_limit is not None or self.request_limit is not None or flow.needs_token_counts:
+            return True
+        if flow.snapshot.flag(COALESCE):  # a merged upstream call reports one total for all
+            return True
+        return not getattr(flow.snapshot.adapters.get(flow.request.model), "reports_usage", False)
 
     @staticmethod
     def _truncate(flow: Flow, counter: TokenCounter, i: int, limit: int, tokens_given: bool) -> int:

@@ -32,6 +32,7 @@ def _configs(dest, stub_url: str, **upstream_extra):
         {"model": "qwen3-query", "served_name": "qwen3-embedding", "upstream": up,
          "options": {"query_instruction": INSTRUCTION}},
         {"model": "qwen3-doc", "served_name": "qwen3-embedding", "upstream": up},
+        {"model": "no-usage", "served_name": "no-usage", "upstream": up},
         {"model": "dead", "upstream": {**up, "url": f"http://127.0.0.1:{free_port()}/v1"}},
     ] + [{"model": f"fault-{name}", "served_name": name, "upstream": up} for name in FAULTS]
     return router_configs(dest, {"embeddings": embeddings, "rerank": [
@@ -52,6 +53,14 @@ def router(stub, tmp_path_factory):
 def _embed(url: str, model: str, input, **extra) -> httpx.Response:
     return httpx.post(url + "/v1/embeddings", json={"model": model, "input": input, "encoding_format": "float"},
                       timeout=30, **extra)
+
+
+def test_usage_is_the_upstreams_count_else_the_routers(router):
+    # No limit needs the counts, so the router does not tokenize: usage is what the upstream counted
+    # (one per word here; MiniLM's tokenizer would say 7 with [CLS] and [SEP]).
+    assert _embed(router.url, "qwen3-doc", "one two three four five").json()["usage"]["prompt_tokens"] == 5
+    # An upstream that leaves usage out: the router counts with the route's tokenizer.
+    assert _embed(router.url, "no-usage", "one two three four five").json()["usage"]["prompt_tokens"] == 7
 
 
 def test_query_instruction_is_prefixed_per_model(router):

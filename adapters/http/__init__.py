@@ -25,6 +25,7 @@ __all__ = ["HttpAdapter", "HttpUpstream"]
 class HttpAdapter:
     type_name: ClassVar[str] = "http"
     default_encoding: ClassVar[str] = "float"  # how embeddings are asked for (option encoding_format)
+    reports_usage: ClassVar[bool] = True  # OpenAI/Cohere-shaped answers carry usage.prompt_tokens
 
     def __init__(self, upstream: "UpstreamConfig", context: "AdapterContext", *,
                  headers: Mapping[str, str] | None = None, secrets: Iterable[str] = ()) -> None:
