@@ -85,6 +85,7 @@ class HttpUpstream:
         self._headers = dict(headers or {})
         self._secrets = tuple(s for s in secrets if s)
         self._session: aiohttp.ClientSession | None = None
+        self._series: dict[tuple[str, str], tuple[Any, Any]] = {}  # (url label, outcome) -> metric children
         self._turn = 0
         for e in self.endpoints:
             self._set_up(e, True)
@@ -146,9 +147,10 @@ class HttpUpstream:
             raise UpstreamTimeout(f"The upstream for '{alias}' did not answer within {self.timeout_s:g} s")
         started = time.perf_counter()
         endpoint.inflight += 1
+        # The session's own timeout is the whole budget; only a retry needs a shorter one.
+        shorter = {"timeout": aiohttp.ClientTimeout(total=remaining)} if remaining < self.timeout_s - 0.001 else {}
         try:
-            async with self.session.post(endpoint.url + path, data=data, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=remaining)) as resp:
+            async with self.session.post(endpoint.url + path, data=data, headers=headers, **shorter) as resp:
                 body = await resp.read()
                 status, resp_headers = resp.status, resp.headers
         except TimeoutError:  # aiohttp's own timeouts subclass it too
@@ -179,10 +181,14 @@ class HttpUpstream:
     def _record(self, endpoint: Endpoint, outcome: str, started: float, *, failed: bool,
                 reason: str | None = None) -> None:
         if self.metrics is not None:
-            self.metrics.upstream_requests.labels(adapter=self.adapter, upstream=endpoint.label,
-                                                  outcome=outcome).inc()
-            self.metrics.upstream_latency.labels(adapter=self.adapter, upstream=endpoint.label).observe(
-                time.perf_counter() - started)
+            series = self._series.get((endpoint.label, outcome))
+            if series is None:  # label lookups cost more than the update: do them once per series
+                series = self._series[(endpoint.label, outcome)] = (
+                    self.metrics.upstream_requests.labels(adapter=self.adapter, upstream=endpoint.label,
+                                                          outcome=outcome),
+                    self.metrics.upstream_latency.labels(adapter=self.adapter, upstream=endpoint.label))
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
         if not failed:
             if endpoint.failures >= self.failure_threshold:
                 log.info("upstream back in rotation", extra={"adapter": self.adapter, "upstream": endpoint.label})
