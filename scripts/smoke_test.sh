@@ -9,7 +9,7 @@
 #   MAAS_SMOKE_EMBED_DIM     its expected vector length (1024)
 #   MAAS_SMOKE_RERANK_MODEL  rerank model to call (rerank-base); empty skips the rerank check
 #   CURL_CA_BUNDLE           CA file for an https:// URL with a private CA (read by curl)
-# Exits 0 when every check passes, 1 on the first failure (with the response that failed).
+# Exits 0 when every check passes, 1 when any fails (each failure shows the response).
 set -euo pipefail
 
 BASE=${1:-${MAAS_BASE_URL:-http://localhost:8085}}
