@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from adapters.http import HttpAdapter
-from adapters.http.wire import read_embeddings, read_rerank
 from core import hookimpl
 from core.adapters import AdapterContext, EmbedResult, RerankResult
 
@@ -35,19 +34,11 @@ class InfinityAdapter(HttpAdapter):
         self.prefix = "" if self.prefix == "/" else self.prefix
 
     async def embed(self, route: "ModelRoute", inputs: Sequence[Any], flow: "Flow | None") -> EmbedResult:
-        texts = self.texts(route, inputs, flow)
-        answer = await self.post(f"{self.prefix}/embeddings", {
-            "model": route.served_name, "input": texts, "encoding_format": self.encoding}, route, flow)
-        vectors, tokens = read_embeddings(answer, len(texts), route.alias)
-        return EmbedResult(vectors=vectors, prompt_tokens=tokens)
+        return await self.embed_at(f"{self.prefix}/embeddings", route, self.texts(route, inputs, flow), flow)
 
     async def rerank(self, route: "ModelRoute", query: str, documents: Sequence[str],
                      flow: "Flow | None") -> RerankResult:
-        answer = await self.post(f"{self.prefix}/rerank", {
-            "model": route.served_name, "query": query, "documents": list(documents),
-            "return_documents": False}, route, flow)
-        scores, tokens = read_rerank(answer, len(documents), route.alias)
-        return RerankResult(scores=scores, prompt_tokens=tokens)
+        return await self.rerank_at(f"{self.prefix}/rerank", route, query, documents, flow, return_documents=False)
 
 
 @hookimpl

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from adapters.http import HttpAdapter
-from adapters.http.wire import read_embeddings, read_rerank
 from core import hookimpl
 from core.adapters import AdapterContext, EmbedResult, RerankResult
 from core.errors import ConfigError, InvalidRequest
@@ -74,17 +73,11 @@ class Qwen3Adapter(HttpAdapter):
                                      "send text, not token ids", param="input")
             items = [prefix + text for text in items]
         # Token ids go through as they are: the OpenAI protocol takes them, in the model's own vocabulary.
-        answer = await self.post("/embeddings", {"model": route.served_name, "input": items,
-                                                 "encoding_format": self.encoding}, route, flow)
-        vectors, tokens = read_embeddings(answer, len(items), route.alias)
-        return EmbedResult(vectors=vectors, prompt_tokens=tokens)
+        return await self.embed_at("/embeddings", route, items, flow)
 
     async def rerank(self, route: "ModelRoute", query: str, documents: Sequence[str],
                      flow: "Flow | None") -> RerankResult:
-        answer = await self.post("/rerank", {"model": route.served_name, "query": query,
-                                             "documents": list(documents)}, route, flow)
-        scores, tokens = read_rerank(answer, len(documents), route.alias)
-        return RerankResult(scores=scores, prompt_tokens=tokens)
+        return await self.rerank_at("/rerank", route, query, documents, flow)
 
 
 @hookimpl

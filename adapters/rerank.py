@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from adapters.http import HttpAdapter
-from adapters.http.wire import read_rerank
 from core import hookimpl
 from core.adapters import AdapterContext, EmbedResult, RerankResult
 from core.errors import ConfigError, InvalidRequest
@@ -42,10 +41,7 @@ class RerankServiceAdapter(HttpAdapter):
 
     async def rerank(self, route: "ModelRoute", query: str, documents: Sequence[str],
                      flow: "Flow | None") -> RerankResult:
-        answer = await self.post(self.path, {"model": route.served_name, "query": query,
-                                             "documents": list(documents)}, route, flow)
-        scores, tokens = read_rerank(answer, len(documents), route.alias)
-        return RerankResult(scores=scores, prompt_tokens=tokens)
+        return await self.rerank_at(self.path, route, query, documents, flow)
 
 
 @hookimpl

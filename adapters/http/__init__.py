@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adapters.http.upstream import HttpUpstream
+from adapters.http.wire import read_embeddings, read_rerank
+from core.adapters import EmbedResult, RerankResult
 from core.errors import ConfigError, InvalidRequest
 from core.logs import request_id_var
 
@@ -38,6 +40,21 @@ class HttpAdapter:
     async def post(self, path: str, payload: Any, route: "ModelRoute", flow: "Flow | None") -> Any:
         request_id = flow.request_id if flow is not None else request_id_var.get()
         return await self.http.post_json(path, payload, alias=route.alias, request_id=request_id)
+
+    async def embed_at(self, path: str, route: "ModelRoute", items: list[Any], flow: "Flow | None") -> EmbedResult:
+        """POST an OpenAI embeddings body to ``path``; read one vector per item, strictly."""
+        answer = await self.post(path, {"model": route.served_name, "input": items,
+                                        "encoding_format": self.encoding}, route, flow)
+        vectors, tokens = read_embeddings(answer, len(items), route.alias)
+        return EmbedResult(vectors=vectors, prompt_tokens=tokens)
+
+    async def rerank_at(self, path: str, route: "ModelRoute", query: str, documents: Sequence[str],
+                        flow: "Flow | None", **extra: Any) -> RerankResult:
+        """POST a Cohere-style rerank body to ``path``; read one score per document, strictly."""
+        answer = await self.post(path, {"model": route.served_name, "query": query,
+                                        "documents": list(documents), **extra}, route, flow)
+        scores, tokens = read_rerank(answer, len(documents), route.alias)
+        return RerankResult(scores=scores, prompt_tokens=tokens)
 
     @staticmethod
     def texts(route: "ModelRoute", inputs: Sequence[Any], flow: "Flow | None") -> list[str]:
