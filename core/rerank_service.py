@@ -125,6 +125,9 @@ class RerankService:
         if isinstance(body, dict) and "model" not in body:
             body = {**body, "model": s.model_name}
         req = parse_rerank(body, max_inputs=s.max_documents)
+        if len(req.query) > s.max_document_length:  # the query is scored with every document
+            raise InvalidRequest(f"'query' has {len(req.query)} characters; at most {s.max_document_length} "
+                                 "are allowed", param="query")
         for i, doc in enumerate(req.documents):
             if len(doc) > s.max_document_length:
                 raise InvalidRequest(f"'documents[{i}]' has {len(doc)} characters; at most "
@@ -132,7 +135,7 @@ class RerankService:
         model = self.resolve(req.model)
         pairs = [(req.query, d) for d in req.documents]
         scores = await self.batchers[model].submit(pairs)
-        tokens = sum(await asyncio.to_thread(self.counters[model].count_pairs, pairs))
+        tokens = sum(await asyncio.to_thread(self.counters[model].count_query_documents, req.query, req.documents))
         self.pairs.inc(len(scores))
         return json_response(rerank_body(req.model, req, [float(x) for x in scores], req.top_n, tokens))
 

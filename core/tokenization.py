@@ -27,6 +27,8 @@ class TokenCounter:
         tokenizer.no_padding()
         self._tok = tokenizer
         self.name = name
+        post = tokenizer.post_processor
+        self._pair_specials = post.num_special_tokens_to_add(True) if post is not None else 0
 
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self._tok.encode_batch(list(texts))]
@@ -34,6 +36,12 @@ class TokenCounter:
     def count_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
         """Tokens a cross-encoder sees per (query, document) pair, special tokens included."""
         return [len(e.ids) for e in self._tok.encode_batch(list(pairs))]
+
+    def count_query_documents(self, query: str, documents: Sequence[str]) -> list[int]:
+        """What ``count_pairs`` gives for (query, document) pairs, tokenizing the query once:
+        a long query with many documents costs one pass over the query, not one per document."""
+        extra = len(self._tok.encode(query, add_special_tokens=False).ids) + self._pair_specials
+        return [len(e.ids) + extra for e in self._tok.encode_batch(list(documents), add_special_tokens=False)]
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
@@ -76,7 +84,7 @@ def count_request(kind: str, request, counter: TokenCounter) -> list[int]:
     """Tokens per input (embeddings) or per (query, document) pair (rerank), as the model sees them."""
     if kind == "embeddings":
         return [len(ids) for ids in request.inputs] if request.is_tokens else counter.count(request.inputs)
-    return counter.count_pairs([(request.query, d) for d in request.documents])
+    return counter.count_query_documents(request.query, request.documents)
 
 
 def _find_tokenizer_file(name: str) -> Path | None:

@@ -12,11 +12,23 @@ to it instead, and usage reports the cut count; the request limit still applies 
 
 from __future__ import annotations
 
+import asyncio
+
 from core import hookimpl
 from core.coalescing import FLAG as COALESCE
 from core.errors import TokenLimitExceeded
 from core.flow import Flow
 from core.tokenization import TokenCounter, count_request
+
+
+_INLINE_CHARS = 16384  # below this, tokenizing inline is cheaper than a thread hop
+
+
+def _chars(flow: Flow) -> int:
+    req = flow.request
+    if flow.kind == "embeddings":
+        return sum(len(t) for t in req.inputs)
+    return len(req.query) + sum(len(d) for d in req.documents)
 
 
 class TokenLimitStage:
@@ -27,14 +39,18 @@ class TokenLimitStage:
         self.document_limit = document_limit
 
     async def __call__(self, flow: Flow) -> None:
-        counter = flow.snapshot.counters.get(flow.request.model)
-        if counter is None:
-            return  # unknown model: the route stage answers 404
+        route = flow.snapshot.routes.get(flow.request.model)
+        if route is None or not route.enabled or route.kind != flow.kind:
+            return  # the route stage answers 404 or 400: nothing to count
+        counter = flow.snapshot.counters[route.alias]
         if not self._needs_counts(flow):
             return  # the upstream reports usage and nothing here limits or charges tokens
         req = flow.request
         tokens_given = flow.kind == "embeddings" and req.is_tokens
-        counts = count_request(flow.kind, req, counter)
+        if tokens_given or _chars(flow) < _INLINE_CHARS:
+            counts = count_request(flow.kind, req, counter)
+        else:  # a big request: tokenize off the event loop (the tokenizer releases the GIL)
+            counts = await asyncio.to_thread(count_request, flow.kind, req, counter)
         flow.token_counts = counts
         param = "input" if flow.kind == "embeddings" else "documents"
         limit = self.document_limit
