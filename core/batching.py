@@ -93,7 +93,20 @@ class MicroBatcher(Generic[I, O]):
         self._queue.append(job)
         self._pending_items += len(items)
         self._wakeup.set()
+        if self.queue_timeout_s is not None:
+            # A timer, not only a check when the next batch is taken: that can be long after the
+            # deadline when the batch ahead is slow.
+            timer = loop.call_later(self.queue_timeout_s, self._expire, job)
+            job.future.add_done_callback(lambda _: timer.cancel())
         return await job.future
+
+    def _expire(self, job: _Job[I, O]) -> None:
+        if job.next == 0 and not job.future.done():  # none of its items has started: give up on it
+            job.future.set_exception(self._queue_timeout())
+
+    def _queue_timeout(self) -> ServiceUnavailable:
+        return ServiceUnavailable(f"{self.name}: request waited over {self.queue_timeout_s * 1000:.0f} ms "
+                                  "in the queue", code="queue_timeout")
 
     def _take_batch(self) -> list[tuple[_Job[I, O], int, int]]:
         parts: list[tuple[_Job[I, O], int, int]] = []
@@ -109,9 +122,7 @@ class MicroBatcher(Generic[I, O]):
                     and now - job.enqueued > self.queue_timeout_s):
                 self._queue.popleft()
                 self._pending_items -= len(job.items)
-                job.future.set_exception(ServiceUnavailable(
-                    f"{self.name}: request waited over {self.queue_timeout_s * 1000:.0f} ms in the queue",
-                    code="queue_timeout"))
+                job.future.set_exception(self._queue_timeout())
                 continue
             take = min(room, len(job.items) - job.next)
             parts.append((job, job.next, take))

@@ -112,3 +112,24 @@ async def test_cancelled_request_is_skipped():
     await asyncio.sleep(0.05)
     await batcher.close()
     assert seen == [1]
+
+
+async def test_queue_timeout_fires_while_the_batch_ahead_still_runs():
+    release = threading.Event()
+
+    def held(items):
+        release.wait()  # holds the model until the test lets go
+        return items
+
+    batcher = MicroBatcher(held, max_batch_size=1, max_wait_s=0, queue_timeout_s=0.05)
+    first = asyncio.create_task(batcher.submit([1]))
+    await asyncio.sleep(0.01)
+    try:
+        # The model is still held, so only the timer can answer this request.
+        with pytest.raises(ServiceUnavailable):
+            await asyncio.wait_for(batcher.submit([2]), 30)
+        assert not first.done()
+    finally:
+        release.set()
+    assert await first == [1]
+    await batcher.close()
