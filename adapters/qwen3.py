@@ -56,6 +56,8 @@ class Qwen3Adapter(HttpAdapter):
 
     def __init__(self, upstream: "UpstreamConfig", context: AdapterContext) -> None:
         key = context.settings.qwen3_api_key
+        if key and any(ord(c) < 32 or ord(c) == 127 for c in key):
+            raise ConfigError("QWEN3_API_KEY contains control characters (not quoted here: it is a secret)")
         if not key:
             log.warning("QWEN3_ENABLED is set but QWEN3_API_KEY is empty: calls go without a key")
         headers = {"Authorization": f"Bearer {key}"} if key else {}

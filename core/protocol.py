@@ -119,9 +119,11 @@ def parse_rerank(body: Any, *, max_inputs: int) -> RerankRequest:
         if not doc.strip():
             raise InvalidRequest(f"'documents[{i}]' is empty", param="documents")
         texts.append(doc)
-    top_n = body.get("top_n", body.get("top_k"))
+    top_n = body.get("top_n")
+    if top_n is None:
+        top_n = body.get("top_k")
     if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
-        param = "top_n" if "top_n" in body else "top_k"
+        param = "top_n" if body.get("top_n") is not None else "top_k"
         raise InvalidRequest(f"'{param}' must be a positive integer", param=param)
     ret = body.get("return_documents", False)
     if not isinstance(ret, bool):

@@ -130,9 +130,11 @@ def test_a_wrong_key_is_an_upstream_failure_without_the_key(stub, tmp_path):
         answer = _embed(url, "qwen3-doc", "hello")
         assert answer.status_code == 502  # the gateway's credentials, not the client's
         assert answer.json()["error"]["code"] == "upstream_misconfigured"
-        assert "Incorrect API key provided: ***" in answer.json()["error"]["message"]
+        assert "Incorrect API key provided" not in answer.json()["error"]["message"]  # the upstream's words
         assert wrong not in answer.text
-        assert wrong not in server.log_text()
+        log = server.log_text()
+        assert "Incorrect API key provided: ***" in log  # the operator sees why, with the key blanked
+        assert wrong not in log
     finally:
         server.stop()
 
@@ -147,3 +149,16 @@ def test_qwen3_models_do_not_exist_unless_enabled(stub, tmp_path):
         assert answer.json()["error"]["code"] == "model_not_found"
     finally:
         server.stop()
+
+
+def test_a_key_from_a_secret_file_loses_its_newline_and_control_characters_are_refused():
+    from adapters.qwen3 import Qwen3Adapter
+    from core.adapters import AdapterContext
+    from core.config import Settings, UpstreamConfig
+    from core.errors import ConfigError
+
+    assert Settings.from_env({"QWEN3_API_KEY": "sk-abc\n"}).qwen3_api_key == "sk-abc"
+    up = UpstreamConfig(type="qwen3", urls=("http://127.0.0.1:9/v1",))
+    with pytest.raises(ConfigError, match="control characters") as info:
+        Qwen3Adapter(up, AdapterContext(settings=Settings(qwen3_enabled=True, qwen3_api_key="sk-a\rb")))
+    assert "sk-a" not in str(info.value)

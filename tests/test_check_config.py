@@ -44,3 +44,26 @@ def test_missing_file_is_reported(tmp_path):
     result = _check_config(tmp_path)
     assert result.returncode == 1
     assert f"{tmp_path / 'auth.yaml'}: cannot read file" in result.stderr
+
+
+@pytest.mark.parametrize("file, text, line, words", [
+    ("rate_limits.yaml", "default:\n  capacity: .inf\n  refill_rate: 1\n", 2, "must be a finite number"),
+    ("rate_limits.yaml", "default:\n  capacity: 5\n  refill_rate: .nan\n", 3, "must be a finite number"),
+    ("auth.yaml", "? [a, b]\n: 1\n", 1, "mapping key must be a plain value"),
+])
+def test_values_that_would_break_requests_are_rejected(tmp_path, file, text, line, words):
+    write_good(tmp_path)
+    write_text(tmp_path / file, text)
+    result = _check_config(tmp_path)
+    assert result.returncode == 1
+    assert f"{tmp_path / file}:{line}: " in result.stderr and words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_credentials_in_a_bad_url_are_not_echoed(tmp_path):
+    write_good(tmp_path)
+    routing = (tmp_path / "routing.yaml").read_text().replace('type: "local"', 'type: "infinity"\n      url: "htp://user:hunter2@h:1"')
+    write_text(tmp_path / "routing.yaml", routing)
+    result = _check_config(tmp_path)
+    assert result.returncode == 1 and "must start with http" in result.stderr
+    assert "hunter2" not in result.stderr

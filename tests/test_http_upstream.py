@@ -79,3 +79,44 @@ def test_status_mapping():
         error = error_from_response(status, b'{"message": "key sk-abc is wrong"}', {}, alias="m", secrets=["sk-abc"])
         assert type(error) is UpstreamError and error.status == 502
         assert "sk-abc" not in error.message
+
+
+def test_an_operator_side_refusal_never_quotes_the_upstream_to_the_client():
+    # Providers echo part of a wrong key ("Incorrect API key provided: sk-...abcd"): only the log sees it.
+    error = error_from_response(401, b'{"message": "Incorrect API key provided: sk-...abcd"}', {}, alias="m")
+    assert "abcd" not in error.message and "log" in error.message
+
+
+async def test_an_answer_over_the_size_cap_is_a_502(aiohttp_server):
+    async def huge(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for _ in range(40):  # 2.5 MiB, streamed without a Content-Length
+            await resp.write(b" " * 65536)
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/echo", huge)
+    server = await aiohttp_server(app)
+    http = _upstream([str(server.make_url("")).rstrip("/")], max_response_mb=1)
+    try:
+        with pytest.raises(UpstreamError) as info:
+            await http.post_json("/echo", {}, alias="m")
+        assert info.value.status == 502 and "over" in info.value.message
+    finally:
+        await http.close()
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"retries": -1}, "'retries' must be an integer >= 0"),
+    ({"pool_size": "abc"}, "'pool_size' must be an integer >= 1"),
+    ({"cooldown_seconds": float("nan")}, "'cooldown_seconds' must be a number >= 0"),
+    ({"encoding_format": "int8"}, "'encoding_format'"),
+])
+def test_bad_http_options_are_config_errors(options, words):
+    from adapters.infinity import InfinityAdapter
+
+    with pytest.raises(ValueError, match=words):
+        InfinityAdapter.validate_options(UpstreamConfig(type="infinity", urls=("http://x",), options=options))
+    with pytest.raises(ValueError, match="needs 'url'"):
+        InfinityAdapter.validate_options(UpstreamConfig(type="infinity"))

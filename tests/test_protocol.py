@@ -54,3 +54,19 @@ def test_rerank_body_sorts_and_cuts():
     body = rerank_body("m", req, [0.1, 0.9, 0.5], 2, 3)
     assert [r["index"] for r in body["results"]] == [1, 2]
     assert body["results"][0]["document"] == {"text": "b"}
+
+
+def test_a_null_top_n_falls_back_to_top_k():
+    req = parse_rerank({"model": "m", "query": "q", "documents": ["a", "b"], "top_k": 1, "top_n": None},
+                       max_inputs=10)
+    assert req.top_n == 1
+
+
+def test_upstream_answers_with_boolean_indexes_or_negative_usage_are_not_trusted():
+    from adapters.http.wire import read_embeddings
+    from core.errors import UpstreamError
+
+    ok = {"data": [{"index": 0, "embedding": [1.0, 0.0]}], "usage": {"prompt_tokens": -5}}
+    assert read_embeddings(ok, 1, "m")[1] is None
+    with pytest.raises(UpstreamError):
+        read_embeddings({"data": [{"index": True, "embedding": [1.0]}, {"index": 0, "embedding": [1.0]}]}, 2, "m")

@@ -7,6 +7,7 @@ reads answers strictly. An adapter on top only says which path and body its upst
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,6 +29,25 @@ class HttpAdapter:
     type_name: ClassVar[str] = "http"
     default_encoding: ClassVar[str] = "float"  # how embeddings are asked for (option encoding_format)
     reports_usage: ClassVar[bool] = True  # OpenAI/Cohere-shaped answers carry usage.prompt_tokens
+
+    @classmethod
+    def validate_options(cls, upstream: "UpstreamConfig") -> None:
+        """Check the options every HTTP upstream takes, so check-config catches them (file, line)."""
+        if not upstream.urls:
+            raise ValueError(f"upstream type {upstream.type!r} needs 'url' or 'urls'")
+        opts = upstream.options
+        for name, lowest, integer in (("retries", 0, True), ("failure_threshold", 1, True), ("pool_size", 1, True),
+                                      ("retry_backoff_ms", 0, False), ("cooldown_seconds", 0, False),
+                                      ("max_response_mb", 0.001, False)):
+            if name not in opts:
+                continue
+            value = opts[name]
+            kinds = (int,) if integer else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < lowest:
+                kind = "an integer" if integer else "a number"
+                raise ValueError(f"'{name}' must be {kind} >= {lowest}, got {value!r}")
+        if opts.get("encoding_format", cls.default_encoding) not in ("base64", "float"):
+            raise ValueError("'encoding_format' must be 'base64' or 'float'")
 
     def __init__(self, upstream: "UpstreamConfig", context: "AdapterContext", *,
                  headers: Mapping[str, str] | None = None, secrets: Iterable[str] = ()) -> None:

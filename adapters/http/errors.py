@@ -16,6 +16,8 @@ Status mapping (the client-facing status is what the client can act on):
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +27,9 @@ from core.errors import (GatewayError, RateLimited, ServiceUnavailable, Upstream
                          UpstreamTimeout)
 
 _MAX_MESSAGE = 500
+
+
+log = logging.getLogger("maas.upstream")
 
 
 def upstream_message(body: bytes) -> str | None:
@@ -85,8 +90,12 @@ def error_from_response(status: int, body: bytes, headers: Any, *, alias: str,
         return RateLimited(f"The upstream for '{alias}' is rate limiting{said}", retry_after=_retry_after(headers),
                            code="upstream_rate_limited")
     if 400 <= status < 500:
-        return UpstreamError(f"The upstream for '{alias}' refused the gateway's request "
-                             f"(HTTP {status}){said}", code="upstream_misconfigured")
+        # The gateway's own credentials or served name: the upstream's words (which may quote part
+        # of a key) go to the operator's log, not to the client.
+        log.warning("upstream refused the gateway's request (HTTP %d): %s", status, _scrub(detail, secrets),
+                    extra={"model": alias})
+        return UpstreamError(f"The upstream for '{alias}' refused the gateway's request (HTTP {status}); "
+                             "see the gateway's log", code="upstream_misconfigured")
     if status == 503:
         return ServiceUnavailable(f"The upstream for '{alias}' is overloaded or unavailable{said}",
                                   retry_after=_retry_after(headers), code="upstream_unavailable")

@@ -15,7 +15,8 @@ Every HTTP adapter (infinity, rerank, qwen3) sends its calls through an ``HttpUp
   connection (a fast 502), not a wait.
 
 Upstream options (routing.yaml, under ``upstream``): ``retries`` (2), ``retry_backoff_ms`` (50),
-``failure_threshold`` (3), ``cooldown_seconds`` (10), ``pool_size`` (64 connections).
+``failure_threshold`` (3), ``cooldown_seconds`` (10), ``pool_size`` (64 connections),
+``max_response_mb`` (64: a larger answer is a 502, not an exhausted router).
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class Endpoint:
     down_until: float = 0.0
 
 
+class _TooLarge(Exception):
+    pass
+
+
 class _Retryable(Exception):
     def __init__(self, error: GatewayError) -> None:
         self.error = error
@@ -80,6 +85,7 @@ class HttpUpstream:
         self.failure_threshold = max(1, int(opts.get("failure_threshold", 3)))
         self.cooldown_s = float(opts.get("cooldown_seconds", 10))
         self.pool_size = int(opts.get("pool_size", 64))
+        self.max_response_bytes = int(float(opts.get("max_response_mb", 64)) * 1024 * 1024)
         self.endpoints = [Endpoint(url, public_url(url)) for url in upstream.urls]
         self.metrics = context.metrics
         self._headers = dict(headers or {})
@@ -137,8 +143,7 @@ class HttpUpstream:
                 error = exc.error
                 if probing:
                     break
-        assert error is not None
-        raise error
+        raise error or UpstreamError(f"The upstream for '{alias}' was not tried within its timeout")
 
     async def _attempt(self, endpoint: Endpoint, path: str, data: bytes, headers: dict[str, str],
                        deadline: float, alias: str) -> Any:
@@ -151,7 +156,7 @@ class HttpUpstream:
         shorter = {"timeout": aiohttp.ClientTimeout(total=remaining)} if remaining < self.timeout_s - 0.001 else {}
         try:
             async with self.session.post(endpoint.url + path, data=data, headers=headers, **shorter) as resp:
-                body = await resp.read()
+                body = await self._read_capped(resp)
                 status, resp_headers = resp.status, resp.headers
         except TimeoutError:  # aiohttp's own timeouts subclass it too
             self._record(endpoint, "timeout", started, failed=True)
@@ -162,6 +167,10 @@ class HttpUpstream:
         except aiohttp.ClientError as exc:
             self._record(endpoint, "bad_response", started, failed=True, reason=type(exc).__name__)
             raise UpstreamError(f"The upstream for '{alias}' sent an invalid HTTP response") from None
+        except _TooLarge:
+            self._record(endpoint, "bad_response", started, failed=True, reason="answer too large")
+            raise UpstreamError(f"The upstream for '{alias}' sent an answer over {self.max_response_bytes} bytes",
+                                code="upstream_bad_response") from None
         finally:
             endpoint.inflight -= 1
         if 200 <= status < 300:
@@ -177,6 +186,19 @@ class HttpUpstream:
         if status in _RETRY_STATUSES:
             raise _Retryable(error)
         raise error
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The body, or _TooLarge past ``max_response_mb``: a runaway upstream must not fill memory."""
+        limit = self.max_response_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise _TooLarge
+        chunks, size = [], 0
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _record(self, endpoint: Endpoint, outcome: str, started: float, *, failed: bool,
                 reason: str | None = None) -> None:

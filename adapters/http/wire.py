@@ -22,7 +22,11 @@ def _bad(alias: str, what: str) -> UpstreamError:
 def _usage(answer: dict[str, Any]) -> int | None:
     usage = answer.get("usage")
     tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None
+    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0 else None
+
+
+def _is_index(index: Any, count: int) -> bool:
+    return isinstance(index, int) and not isinstance(index, bool) and 0 <= index < count
 
 
 def read_embeddings(answer: Any, count: int, alias: str) -> tuple[np.ndarray, int | None]:
@@ -35,7 +39,7 @@ def read_embeddings(answer: Any, count: int, alias: str) -> tuple[np.ndarray, in
     rows: list[np.ndarray | None] = [None] * count
     for item in data:
         index = item.get("index") if isinstance(item, dict) else None
-        if not isinstance(index, int) or not 0 <= index < count or rows[index] is not None:
+        if not _is_index(index, count) or rows[index] is not None:
             raise _bad(alias, "missing, repeated or out-of-range 'index'")
         rows[index] = _vector(item.get("embedding"), alias)
     if len({r.shape[0] for r in rows}) != 1:  # type: ignore[union-attr]
@@ -72,7 +76,7 @@ def read_rerank(answer: Any, count: int, alias: str) -> tuple[list[float], int |
     for item in results:
         index = item.get("index") if isinstance(item, dict) else None
         score = item.get("relevance_score") if isinstance(item, dict) else None
-        if not isinstance(index, int) or not 0 <= index < count or scores[index] is not None:
+        if not _is_index(index, count) or scores[index] is not None:
             raise _bad(alias, "missing, repeated or out-of-range 'index'")
         if not isinstance(score, (int, float)) or isinstance(score, bool) or score != score:
             raise _bad(alias, "a 'relevance_score' is not a number")

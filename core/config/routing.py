@@ -74,7 +74,8 @@ def _parse_upstream(entry: LineDict, known_types: Collection[str] | None) -> Ups
         urls.extend(extra)
     for u in urls:
         if not u.startswith(("http://", "https://")):
-            raise up.fail(f"upstream url must start with http:// or https://, got {u!r}", "url")
+            shown = u.rpartition("@")[2]  # never echo a user:password part into logs
+            raise up.fail(f"upstream url must start with http:// or https://, got {shown!r}", "url")
     timeout_s = None
     if "timeout_ms" in up:
         timeout_s = expect(up, "timeout_ms", (int, float)) / 1000.0

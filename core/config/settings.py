@@ -57,7 +57,7 @@ class Settings:
             tokenizer_name=e.get("ROUTER_TOKENIZER_NAME") or None,
             feature_flags=_list(e.get("ROUTER_FEATURE_FLAGS")),
             qwen3_enabled=_bool(e.get("QWEN3_ENABLED"), False),
-            qwen3_api_key=e.get("QWEN3_API_KEY") or None,
+            qwen3_api_key=(e.get("QWEN3_API_KEY") or "").strip() or None,  # files from Secrets end in \n
             max_body_bytes=int(e.get("ROUTER_MAX_BODY_BYTES") or cls.max_body_bytes),
             max_inputs=int(e.get("ROUTER_MAX_INPUTS") or cls.max_inputs),
             redis_url=e.get("ROUTER_REDIS_URL") or None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     out.key_lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, (str, int, float, bool)):
+            raise ConfigError("a mapping key must be a plain value, not a list or mapping", file=loader.name,
+                              line=key_node.start_mark.line + 1)
         if key in out:
             # The key itself is not quoted: in rate_limits.yaml per_api_key it may be an API key.
             raise ConfigError(f"duplicate key (first at line {out.key_lines[str(key)]})", file=loader.name,
@@ -101,8 +105,8 @@ def expect(mapping: LineDict, key: str, kind: type | tuple[type, ...], *, requir
         return default
     value = mapping[key]
     if kind in (int, float) or kind == (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise mapping.fail(f"field {key!r} must be a number, got {value!r}", key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise mapping.fail(f"field {key!r} must be a finite number, got {value!r}", key)
         return value
     if not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
