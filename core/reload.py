@@ -23,16 +23,15 @@ from typing import TYPE_CHECKING
 
 import watchfiles
 
-from core.config.snapshot import config_digest
+from core.config.snapshot import config_digest, read_all
 
 if TYPE_CHECKING:
     from core.gateway import Gateway
 
 log = logging.getLogger("maas.reload")
 
-# An unreadable file (deleted, no permission) is a state of its own: loading it fails once and
-# is reported once, like any other bad content.
-_UNREADABLE = b"\0unreadable\0"
+# An unreadable file (deleted, no permission) reads as a state of its own (snapshot.read_all):
+# loading it fails once and is reported once, like any other bad content.
 _STEP_MS = 50  # a change is acted on once the directory has been quiet this long
 
 
@@ -58,13 +57,9 @@ class ConfigWatcher:
 
     def disk_digest(self) -> str:
         """The digest the files on disk would load with (same as ``Snapshot.digest``)."""
-        raws = []
-        for path in self.paths:
-            try:
-                raws.append(path.read_bytes())
-            except OSError:
-                raws.append(_UNREADABLE)
-        return config_digest(raws)
+        serving = self.gateway.snapshot
+        key_files = serving.files.auth.key_files if serving is not None else ()
+        return config_digest(read_all((*self.paths, *key_files)))
 
     async def check(self, *, force: bool = False) -> bool:
         """Load the files if their content is new; return True if a new snapshot was swapped in."""

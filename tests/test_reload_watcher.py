@@ -211,3 +211,21 @@ async def test_a_file_caught_between_truncate_and_write_is_not_loaded(tmp_path):
     assert set(gw.snapshot.routes) == {"rewritten"}
     assert _count(gw, "success") == 2 and _count(gw, "error") == 0  # the empty state was never loaded
     await gw.close()
+
+
+async def test_rotating_a_key_file_is_a_config_change(tmp_path):
+    write_good(tmp_path, "minilm", upstream_type=GATE)
+    secret = tmp_path / "secret" / "api-key"
+    secret.parent.mkdir()
+    secret.write_text("old-key-1a2b\n")
+    write_text(tmp_path / "auth.yaml", f"api_keys:\n  - name: team\n    key_file: {secret}\n")
+    gw, _ = _gateway(tmp_path)
+    await gw.load()
+    watcher = ConfigWatcher(gw, use_events=False)
+    assert gw.snapshot.files.auth.find("old-key-1a2b") is not None
+    assert await watcher.check() is False  # nothing changed
+    secret.write_text("new-key-3c4d\n")  # the Secret was rotated; auth.yaml itself is unchanged
+    assert await watcher.check() is True
+    assert gw.snapshot.files.auth.find("new-key-3c4d") is not None
+    assert gw.snapshot.files.auth.find("old-key-1a2b") is None
+    await gw.close()

@@ -51,6 +51,7 @@ class ApiKey:
 class AuthConfig:
     keys: tuple[ApiKey, ...] = ()
     allow_anonymous_without_api_keys: bool = False
+    key_files: tuple[str, ...] = ()  # files keys were read from: a change to one is a config change
 
     @property
     def anonymous_allowed(self) -> bool:
@@ -181,7 +182,8 @@ def parse_auth(doc: LineDict) -> AuthConfig:
                                   file=doc.file, line=line)
         keys.append(key)
     anon = expect(doc, "allow_anonymous_without_api_keys", bool, required=False, default=False)
-    return AuthConfig(keys=tuple(keys), allow_anonymous_without_api_keys=anon)
+    key_files = tuple(str(e["key_file"]) for e in raw if isinstance(e, dict) and "key_file" in e)
+    return AuthConfig(keys=tuple(keys), allow_anonymous_without_api_keys=anon, key_files=key_files)
 
 
 def _bucket(spec: object, parent: LineDict, key: str, label: str) -> BucketSpec:

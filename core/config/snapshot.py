@@ -6,6 +6,7 @@ import hashlib
 import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from core.config.access import AuthConfig, RateLimitConfig, parse_auth, parse_rate_limits
 from core.config.routing import RoutingConfig, parse_routing
@@ -23,8 +24,23 @@ class ConfigFiles:
 
 
 def config_digest(raws: Iterable[bytes]) -> str:
-    """The digest of the three files' bytes (routing, auth, rate limits, in that order)."""
+    """The digest of the three files' bytes (routing, auth, rate limits, in that order), then
+    of the key files auth.yaml names: rotating a mounted key is a config change too."""
     return hashlib.sha256(b"\0".join(raws)).hexdigest()[:16]
+
+
+UNREADABLE = b"\0unreadable\0"
+
+
+def read_all(paths: Iterable[str | Path]) -> list[bytes]:
+    """Each file's bytes; an unreadable one reads as a marker (a state of its own)."""
+    out = []
+    for path in paths:
+        try:
+            out.append(Path(path).read_bytes())
+        except OSError:
+            out.append(UNREADABLE)
+    return out
 
 
 def load_config(settings: Settings, known_types: Collection[str] | None = None) -> ConfigFiles:
@@ -32,11 +48,11 @@ def load_config(settings: Settings, known_types: Collection[str] | None = None) 
     routing_doc, r1 = load_yaml(settings.routing_path)
     auth_doc, r2 = load_yaml(settings.auth_path)
     limits_doc, r3 = load_yaml(settings.rate_limits_path)
-    digest = config_digest((r1, r2, r3))
+    auth = parse_auth(auth_doc)
     return ConfigFiles(
         routing=parse_routing(routing_doc, known_types),
-        auth=parse_auth(auth_doc),
+        auth=auth,
         rate_limits=parse_rate_limits(limits_doc),
-        digest=digest,
+        digest=config_digest((r1, r2, r3, *read_all(auth.key_files))),
         loaded_at=time.time(),
     )
