@@ -165,9 +165,9 @@ class MicroBatcher(Generic[I, O]):
         self._active += 1
         try:
             batch = [item for job, start, n in parts for item in job.items[start:start + n]]
-            if self.on_batch is not None:
-                self.on_batch(len(batch))
             try:
+                if self.on_batch is not None:  # inside: a failing observer fails this batch, not the worker
+                    self.on_batch(len(batch))
                 if self.is_async:
                     outputs = await self.fn(batch)  # type: ignore[misc]
                 else:
