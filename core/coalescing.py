@@ -16,7 +16,8 @@ caller's bad input never fails its neighbours.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,21 @@ FLAG = "coalesce_embeddings"
 DEFAULT_MAX_REQUEST = 8
 DEFAULT_MAX_BATCH = 64
 DEFAULT_WAIT_MS = 2.0
+
+
+_LIMITS = (("coalesce_max_request", 1, True), ("coalesce_max_batch", 1, True), ("coalesce_wait_ms", 0, False))
+
+
+def validate_route_options(route: "ModelRoute") -> None:
+    """Check a route's coalescing options at config time (a bad one must not 500 each request)."""
+    for name, lowest, integer in _LIMITS:
+        if name not in route.options:
+            continue
+        value = route.options[name]
+        kinds = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < lowest:
+            raise ValueError(f"option '{name}' must be {'an integer' if integer else 'a number'} >= {lowest}, "
+                             f"got {value!r}")
 
 
 @dataclass(slots=True)
@@ -60,7 +76,7 @@ class EmbedCoalescer:
 
     async def embed(self, adapter: "Adapter", route: "ModelRoute", inputs: Sequence[Any],
                     flow: "Flow") -> EmbedResult:
-        lane = self._lane(adapter, route)
+        lane = self._lane(adapter, route, flow)
         try:
             rows = await lane.batcher.submit(list(inputs))
         except (InvalidRequest, UpstreamRejected):
@@ -68,11 +84,11 @@ class EmbedCoalescer:
             return await adapter.embed(route, inputs, flow)
         return EmbedResult(vectors=np.stack(rows))
 
-    def _lane(self, adapter: "Adapter", route: "ModelRoute") -> _Lane:
+    def _lane(self, adapter: "Adapter", route: "ModelRoute", flow: "Flow") -> _Lane:
         key = (id(adapter), id(route))
         lane = self._lanes.get(key)
         if lane is None:
-            self._prune(route)
+            self._prune(flow.snapshot.routes)
             lane = self._lanes[key] = _Lane(adapter, route, self._batcher(adapter, route))
         return lane
 
@@ -86,10 +102,12 @@ class EmbedCoalescer:
                             max_wait_s=float(opts.get("coalesce_wait_ms", DEFAULT_WAIT_MS)) / 1000.0,
                             name=f"coalesce-{route.alias}", max_in_flight=self.max_in_flight)
 
-    def _prune(self, current: "ModelRoute") -> None:
-        """Drop idle lanes of an older config of the same alias (a reload made a new route)."""
+    def _prune(self, serving: "Mapping[str, ModelRoute]") -> None:
+        """Drop idle lanes whose route the serving config no longer has (changed or removed by a
+        reload): a new lane is only ever made for a route of a newer snapshot, so this runs after
+        every reload that changes coalesced routes."""
         for key, lane in list(self._lanes.items()):
-            if lane.route.alias == current.alias and lane.route is not current and lane.batcher.idle:
+            if serving.get(lane.route.alias) is not lane.route and lane.batcher.idle:
                 del self._lanes[key]
                 lane.batcher.cancel_worker()
 

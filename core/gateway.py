@@ -17,6 +17,7 @@ from types import MappingProxyType
 import pluggy
 
 from core.adapters import Adapter, AdapterContext, AdapterRegistry, prepare_adapter
+from core.coalescing import validate_route_options as validate_coalescing
 from core.config import ConfigFiles, ModelRoute, Settings, load_config
 from core.dispatcher import Chain, ChainBuilder
 from core.errors import ConfigError, GatewayError
@@ -84,10 +85,10 @@ class Gateway:
         self._check_flags(files.routing.feature_flags, "routing.yaml feature_flags", files)
         for route in files.routing.routes.values():
             check = getattr(self.registry.factories[route.upstream.type], "validate_options", None)
-            if check is None:
-                continue
             try:
-                check(route.upstream)
+                if check is not None:
+                    check(route.upstream)
+                validate_coalescing(route)
             except (ValueError, TypeError, ConfigError) as exc:
                 message = exc.message if isinstance(exc, ConfigError) else str(exc)
                 raise ConfigError(f"model {route.alias!r}: {message}", file=self.settings.routing_path,

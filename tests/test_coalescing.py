@@ -230,3 +230,32 @@ async def test_flag_coalesce_embeddings_through_a_real_router_and_http_adapter(t
         assert resp.status_code == 200, resp.text
         np.testing.assert_allclose(resp.json()["data"][0]["embedding"], stub_vector(text), rtol=1e-5)
     assert calls < len(texts), f"{calls} upstream calls for {len(texts)} concurrent requests"
+
+
+async def test_lanes_of_a_removed_or_changed_route_are_dropped_after_a_reload(aiohttp_client, tmp_path):
+    client = await _client(aiohttp_client, tmp_path, ["coalesce_embeddings"])
+    gateway = client.app[GATEWAY]
+    coalescer = next(s for s in gateway.chain.stages if s.name == "adapter").coalescer
+    assert all(status == 200 for status, _ in await _embed_many(client, [["a"], ["b"]]))
+    assert len(coalescer._lanes) == 1
+    write_yaml(tmp_path / "routing.yaml", {  # "up" changes (a new route), "other" is new
+        "feature_flags": ["coalesce_embeddings"],
+        "embeddings": [{"model": "up", "upstream": {"type": "counting", "delay_ms": 1}},
+                       {"model": "other", "upstream": {"type": "counting", "delay_ms": 1}}]})
+    await gateway.load()
+    assert (await client.post("/v1/embeddings", json={"model": "other", "input": "x"})).status == 200
+    assert [lane.route.alias for lane in coalescer._lanes.values()] == ["other"]  # the old "up" lane is gone
+
+
+def test_bad_coalescing_options_are_config_errors(tmp_path):
+    from core.errors import ConfigError
+    from core.gateway import Gateway
+
+    settings = _settings(tmp_path, [])
+    write_yaml(tmp_path / "routing.yaml", {"embeddings": [
+        {"model": "up", "upstream": {"type": "counting"}, "options": {"coalesce_max_request": "abc"}}]})
+    pm = build_plugin_manager(entry_points=False)
+    pm.register(CountingPlugin(), name="counting")
+    with pytest.raises(ConfigError, match="coalesce_max_request") as info:
+        Gateway(settings, pm).validate()
+    assert info.value.line == 2
