@@ -15,10 +15,10 @@ def _serve(args: argparse.Namespace) -> int:
     from core.app import create_app
     from core.logs import setup_logging
 
-    settings = Settings.from_env()
-    setup_logging(settings.log_level)
-    _use_uvloop()
     try:
+        settings = Settings.from_env()
+        setup_logging(settings.log_level)
+        _use_uvloop()
         app = create_app(settings)
     except ConfigError as exc:
         print(f"maas: {exc}", file=sys.stderr)
@@ -38,8 +38,8 @@ def _serve_rerank(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     from core.gateway import Gateway
 
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()
         Gateway(settings).validate()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -22,7 +22,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from adapters.local.models import DEFAULT_RERANKER, load_reranker
 from core.batching import MicroBatcher
-from core.config.settings import _bool
+from core.config.settings import _bool, number
 from core.errors import ConfigError, InvalidRequest, ModelNotFound, ServiceUnavailable
 from core.http import edge_middleware, json_response
 from core.protocol import parse_rerank, rerank_body
@@ -61,11 +61,11 @@ class RerankSettings:
         return cls(
             model_name=e.get("RERANK_MODEL_NAME") or DEFAULT_RERANKER,
             mapping=mapping,
-            max_documents=int(e.get("RERANK_MAX_DOCUMENTS") or 50),
-            max_document_length=int(e.get("RERANK_MAX_DOCUMENT_LENGTH") or 4096),
-            max_batch_size=int(e.get("RERANK_MAX_BATCH_SIZE") or 8),
-            batch_delay_ms=float(e.get("RERANK_BATCH_DELAY_MS") or 20),
-            queue_timeout_ms=float(e.get("RERANK_QUEUE_TIMEOUT_MS") or 1000),
+            max_documents=number(e, "RERANK_MAX_DOCUMENTS", int, 50, minimum=1),
+            max_document_length=number(e, "RERANK_MAX_DOCUMENT_LENGTH", int, 4096, minimum=1),
+            max_batch_size=number(e, "RERANK_MAX_BATCH_SIZE", int, 8, minimum=1),
+            batch_delay_ms=number(e, "RERANK_BATCH_DELAY_MS", float, 20.0),
+            queue_timeout_ms=number(e, "RERANK_QUEUE_TIMEOUT_MS", float, 1000.0, minimum=1),
             device=device,
             mixed_precision=_bool(e.get("RERANK_MIXED_PRECISION"), True),
             quantization=quant in {"1", "true", "yes", "on", "int8"},
@@ -217,7 +217,7 @@ def run(host: str, port: int) -> int:
     try:
         app = create_rerank_app()
     except ConfigError as exc:
-        print(f"maas serve-rerank: {exc}")
+        print(f"maas serve-rerank: {exc}", file=sys.stderr)
         return 1
     web.run_app(app, host=host, port=port, access_log=None, print=None)
     if app[SERVICE].failed is not None:

@@ -67,3 +67,17 @@ def test_credentials_in_a_bad_url_are_not_echoed(tmp_path):
     result = _check_config(tmp_path)
     assert result.returncode == 1 and "must start with http" in result.stderr
     assert "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize("command, variable", [("check-config", "ROUTER_REQUEST_TIMEOUT_SECONDS"),
+                                               ("serve", "ROUTER_MAX_INPUTS"),
+                                               ("serve-rerank", "RERANK_MAX_BATCH_SIZE")])
+def test_a_bad_number_in_the_environment_is_named_not_a_traceback(tmp_path, command, variable):
+    write_good(tmp_path)
+    env = base_env(ROUTER_ROUTING_PATH=str(tmp_path / "routing.yaml"), ROUTER_AUTH_PATH=str(tmp_path / "auth.yaml"),
+                   ROUTER_RATE_LIMITS_PATH=str(tmp_path / "rate_limits.yaml"), **{variable: "ten"})
+    argv = [sys.executable, "-m", "core.cli", command] + ([] if command == "check-config" else ["--port", "1"])
+    result = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert variable in result.stderr and "'ten'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from core.errors import ConfigError
 
 
 def _bool(value: str | None, default: bool) -> bool:
@@ -13,8 +16,19 @@ def _bool(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _int(value: str | None) -> int | None:
-    return int(value) if value not in (None, "") else None
+def number(env: Mapping[str, str], name: str, cast: type, default, *, minimum: float = 0):
+    """``env[name]`` as ``cast`` (int or float), or ``default`` when unset; a ConfigError naming
+    the variable when it is not a finite number >= ``minimum``, not a traceback at startup."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = cast(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be {'an integer' if cast is int else 'a number'}, got {raw!r}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{name} must be a finite number >= {minimum:g}, got {raw!r}")
+    return value
 
 
 def _list(value: str | None) -> tuple[str, ...]:
@@ -49,17 +63,18 @@ class Settings:
             routing_path=e.get("ROUTER_ROUTING_PATH", cls.routing_path),
             auth_path=e.get("ROUTER_AUTH_PATH", cls.auth_path),
             rate_limits_path=e.get("ROUTER_RATE_LIMITS_PATH", cls.rate_limits_path),
-            request_timeout_s=float(e.get("ROUTER_REQUEST_TIMEOUT_SECONDS") or cls.request_timeout_s),
+            request_timeout_s=number(e, "ROUTER_REQUEST_TIMEOUT_SECONDS", float, cls.request_timeout_s, minimum=0.001),
             allow_disabled_models=_bool(e.get("ROUTER_ALLOW_DISABLED_MODELS"), False),
-            reload_interval_s=float(e.get("ROUTER_ROUTING_RELOAD_INTERVAL_SECONDS") or cls.reload_interval_s),
-            safe_request_token_limit=_int(e.get("ROUTER_SAFE_REQUEST_TOKEN_LIMIT")),
-            document_token_limit=_int(e.get("ROUTER_DOCUMENT_TOKEN_LIMIT")),
+            reload_interval_s=number(e, "ROUTER_ROUTING_RELOAD_INTERVAL_SECONDS", float, cls.reload_interval_s,
+                                     minimum=0.05),
+            safe_request_token_limit=number(e, "ROUTER_SAFE_REQUEST_TOKEN_LIMIT", int, None, minimum=1),
+            document_token_limit=number(e, "ROUTER_DOCUMENT_TOKEN_LIMIT", int, None, minimum=1),
             tokenizer_name=e.get("ROUTER_TOKENIZER_NAME") or None,
             feature_flags=_list(e.get("ROUTER_FEATURE_FLAGS")),
             qwen3_enabled=_bool(e.get("QWEN3_ENABLED"), False),
             qwen3_api_key=(e.get("QWEN3_API_KEY") or "").strip() or None,  # files from Secrets end in \n
-            max_body_bytes=int(e.get("ROUTER_MAX_BODY_BYTES") or cls.max_body_bytes),
-            max_inputs=int(e.get("ROUTER_MAX_INPUTS") or cls.max_inputs),
+            max_body_bytes=number(e, "ROUTER_MAX_BODY_BYTES", int, cls.max_body_bytes, minimum=1),
+            max_inputs=number(e, "ROUTER_MAX_INPUTS", int, cls.max_inputs, minimum=1),
             redis_url=e.get("ROUTER_REDIS_URL") or None,
             trusted_proxies=_list(e.get("ROUTER_TRUSTED_PROXIES")),
             disabled_plugins=_list(e.get("ROUTER_DISABLED_PLUGINS")),
