@@ -16,6 +16,7 @@ import pytest
 from tests.support.configs import copy_default_configs
 from tests.support.nginx import make_test_ca, nginx_binary, start_nginx
 from tests.support.processes import ROOT, free_port, start_router
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.nginx
 
@@ -65,6 +66,11 @@ def _access_lines(text: str) -> list[dict]:
     return out
 
 
+def _nginx_request_ids(edge) -> set[str]:
+    # Nginx writes its access line after the response has gone out, so readers wait for it.
+    return {r["request_id"] for r in _access_lines(edge.access_log.read_text())}
+
+
 def _router_request_ids(replica) -> set[str]:
     return {r.get("request_id") for r in _access_lines(replica.log_text()) if r.get("logger") == "maas.access"}
 
@@ -82,8 +88,8 @@ def test_embeddings_over_tls_spread_across_replicas_with_one_request_id(client, 
     # The id the client got back is the id the router logged (and only one replica served each).
     assert per_replica[0] | per_replica[1] == set(returned)
     assert not per_replica[0] & per_replica[1]
-    nginx_ids = {r["request_id"] for r in _access_lines(edge.access_log.read_text())}
-    assert set(returned) <= nginx_ids
+    assert wait_for(lambda: set(returned) <= _nginx_request_ids(edge)), \
+        f"not in the nginx access log: {sorted(set(returned) - _nginx_request_ids(edge))}"
 
 
 def test_client_request_id_passes_through(client, edge):
@@ -91,7 +97,7 @@ def test_client_request_id_passes_through(client, edge):
     raw = client.embeddings.with_raw_response.create(model="minilm", input="hello", extra_headers={"X-Request-ID": rid})
     assert raw.headers["x-request-id"] == rid
     assert any(rid in _router_request_ids(r) for r in edge.replicas)
-    assert rid in {r["request_id"] for r in _access_lines(edge.access_log.read_text())}
+    assert wait_for(lambda: rid in _nginx_request_ids(edge)), "nginx logs the client's request id"
 
 
 def test_health_is_proxied_but_not_access_logged(edge):
@@ -102,8 +108,8 @@ def test_health_is_proxied_but_not_access_logged(edge):
             assert response.status_code == 200 and response.json() == {"status": "ok"}
             assert response.headers["x-request-id"]
         assert http.get("/v1/models", headers={"X-Request-ID": marker}).status_code == 200
+    assert wait_for(lambda: marker in _nginx_request_ids(edge)), "the access log is written at all"
     lines = _access_lines(edge.access_log.read_text())
-    assert marker in {r["request_id"] for r in lines}, "the access log is written at all"
     assert not [r for r in lines if r["uri"].startswith("/health")]
 
 
