@@ -1,9 +1,9 @@
-"""One HTTP upstream: its URLs, one pooled client session, load spreading, failover, cooldown.
+"""One HTTP upstream: its URLs, a connection pool for each, load spreading, failover, cooldown.
 
 Every HTTP adapter (infinity, rerank, qwen3) sends its calls through an ``HttpUpstream``:
 
-* the session is opened on first use (inside the serving event loop) and closed in
-  ``close()``; its connections are kept alive and reused across requests;
+* each URL has its own pool of keep-alive connections (``adapters.http.transport``), opened
+  on first use and closed in ``close()``; a connection serves request after request;
 * each call goes to the URL with the fewest calls in flight, ties taken in turn;
 * connection errors and 502/503 answers are retried on another URL (bounded retries,
   exponential backoff with jitter), all inside one deadline, so a request never outlives
@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 import orjson
 
 from adapters.http.errors import error_from_response
+from adapters.http.transport import BadResponse, ConnectionFailed, ConnectionPool, ResponseTooLarge
 from core.errors import ConfigError, GatewayError, UpstreamError, UpstreamTimeout
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ log = logging.getLogger("maas.upstream")
 
 _RETRY_STATUSES = frozenset({502, 503})
 _MAX_BACKOFF_S = 1.0
+_KEEPALIVE_S = 30.0  # an idle connection older than this is closed, not reused
 
 
 def public_url(url: str) -> str:
@@ -58,13 +59,10 @@ def public_url(url: str) -> str:
 class Endpoint:
     url: str
     label: str
+    pool: ConnectionPool
     inflight: int = 0
     failures: int = 0  # consecutive
     down_until: float = 0.0
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class _Retryable(Exception):
@@ -86,11 +84,9 @@ class HttpUpstream:
         self.cooldown_s = float(opts.get("cooldown_seconds", 10))
         self.pool_size = int(opts.get("pool_size", 64))
         self.max_response_bytes = int(float(opts.get("max_response_mb", 64)) * 1024 * 1024)
-        self.endpoints = [Endpoint(url, public_url(url)) for url in upstream.urls]
+        self.endpoints = [Endpoint(url, public_url(url), self._pool(url, headers)) for url in upstream.urls]
         self.metrics = context.metrics
-        self._headers = dict(headers or {})
         self._secrets = tuple(s for s in secrets if s)
-        self._session: aiohttp.ClientSession | None = None
         self._series: dict[tuple[str, str], tuple[Any, Any]] = {}  # (url label, outcome) -> metric children
         self._turn = 0
         for e in self.endpoints:
@@ -100,13 +96,11 @@ class HttpUpstream:
         if self.metrics is not None:
             self.metrics.upstream_up.labels(adapter=self.adapter, upstream=endpoint.label).set(1 if up else 0)
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.pool_size, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
-                                                  timeout=aiohttp.ClientTimeout(total=self.timeout_s))
-        return self._session
+    def _pool(self, url: str, headers: Mapping[str, str] | None) -> ConnectionPool:
+        try:
+            return ConnectionPool(url, limit=self.pool_size, keepalive_s=_KEEPALIVE_S, headers=headers)
+        except ValueError as exc:
+            raise ConfigError(f"upstream type {self.adapter!r}: {exc}") from None
 
     def pick(self, tried: set[str]) -> Endpoint:
         """The URL for the next attempt (see the module docstring for the rules)."""
@@ -152,27 +146,25 @@ class HttpUpstream:
             raise UpstreamTimeout(f"The upstream for '{alias}' did not answer within {self.timeout_s:g} s")
         started = time.perf_counter()
         endpoint.inflight += 1
-        # The session's own timeout is the whole budget; only a retry needs a shorter one.
-        shorter = {"timeout": aiohttp.ClientTimeout(total=remaining)} if remaining < self.timeout_s - 0.001 else {}
         try:
-            async with self.session.post(endpoint.url + path, data=data, headers=headers, **shorter) as resp:
-                body = await self._read_capped(resp)
-                status, resp_headers = resp.status, resp.headers
-        except TimeoutError:  # aiohttp's own timeouts subclass it too
+            async with asyncio.timeout(remaining):
+                answer = await endpoint.pool.post(path, data, headers, max_bytes=self.max_response_bytes)
+        except TimeoutError:
             self._record(endpoint, "timeout", started, failed=True)
             raise UpstreamTimeout(f"The upstream for '{alias}' did not answer within {self.timeout_s:g} s") from None
-        except aiohttp.ClientConnectionError as exc:  # refused, reset, closed mid-answer: try another URL
-            self._record(endpoint, "connect_error", started, failed=True, reason=type(exc).__name__)
+        except ConnectionFailed as exc:  # refused, reset, closed mid-answer: try another URL
+            self._record(endpoint, "connect_error", started, failed=True, reason=str(exc))
             raise _Retryable(UpstreamError(f"The upstream for '{alias}' is unreachable")) from None
-        except aiohttp.ClientError as exc:
-            self._record(endpoint, "bad_response", started, failed=True, reason=type(exc).__name__)
+        except BadResponse as exc:
+            self._record(endpoint, "bad_response", started, failed=True, reason=str(exc))
             raise UpstreamError(f"The upstream for '{alias}' sent an invalid HTTP response") from None
-        except _TooLarge:
+        except ResponseTooLarge:
             self._record(endpoint, "bad_response", started, failed=True, reason="answer too large")
             raise UpstreamError(f"The upstream for '{alias}' sent an answer over {self.max_response_bytes} bytes",
                                 code="upstream_bad_response") from None
         finally:
             endpoint.inflight -= 1
+        status, body = answer.status, answer.body
         if 200 <= status < 300:
             try:
                 parsed = orjson.loads(body)
@@ -182,23 +174,10 @@ class HttpUpstream:
             self._record(endpoint, "ok", started, failed=False)
             return parsed
         self._record(endpoint, f"http_{status // 100}xx", started, failed=status >= 500, reason=f"HTTP {status}")
-        error = error_from_response(status, body, resp_headers, alias=alias, secrets=self._secrets)
+        error = error_from_response(status, body, answer.headers, alias=alias, secrets=self._secrets)
         if status in _RETRY_STATUSES:
             raise _Retryable(error)
         raise error
-
-    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
-        """The body, or _TooLarge past ``max_response_mb``: a runaway upstream must not fill memory."""
-        limit = self.max_response_bytes
-        if resp.content_length is not None and resp.content_length > limit:
-            raise _TooLarge
-        chunks, size = [], 0
-        async for chunk in resp.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _record(self, endpoint: Endpoint, outcome: str, started: float, *, failed: bool,
                 reason: str | None = None) -> None:
@@ -229,9 +208,8 @@ class HttpUpstream:
                             extra={"adapter": self.adapter, "upstream": endpoint.label})
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for e in self.endpoints:
+            await e.pool.close()
         if self.metrics is not None:
             for e in self.endpoints:
                 try:

@@ -6,7 +6,6 @@ upstream failure (502), never a short or misordered response to the client.
 
 from __future__ import annotations
 
-import base64
 import binascii
 from typing import Any
 
@@ -44,7 +43,7 @@ def read_embeddings(answer: Any, count: int, alias: str) -> tuple[np.ndarray, in
         rows[index] = _vector(item.get("embedding"), alias)
     if len({r.shape[0] for r in rows}) != 1:  # type: ignore[union-attr]
         raise _bad(alias, "vectors of different lengths")
-    vectors = np.stack(rows)  # type: ignore[arg-type]
+    vectors = rows[0][None, :] if count == 1 else np.stack(rows)  # type: ignore[index,arg-type]
     if not np.isfinite(vectors).all():
         raise _bad(alias, "non-finite values in a vector")
     return vectors, _usage(answer)
@@ -53,12 +52,12 @@ def read_embeddings(answer: Any, count: int, alias: str) -> tuple[np.ndarray, in
 def _vector(value: Any, alias: str) -> np.ndarray:
     if isinstance(value, str):  # base64 of little-endian float32, as OpenAI and Infinity send it
         try:
-            raw = base64.b64decode(value, validate=True)
+            raw = binascii.a2b_base64(value, strict_mode=True)
         except (binascii.Error, ValueError):
             raise _bad(alias, "an embedding is not valid base64") from None
         if not raw or len(raw) % 4:
             raise _bad(alias, "a base64 embedding is not a whole number of float32 values")
-        return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        return np.frombuffer(raw, dtype="<f4").astype(np.float32, copy=False)
     if isinstance(value, list) and value and all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                                  for x in value):
         return np.asarray(value, dtype=np.float32)
