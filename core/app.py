@@ -14,6 +14,7 @@ from aiohttp import web
 from core.config import Settings
 from core.gateway import Gateway
 from core.http import GATEWAY, add_routes, edge_middleware
+from core.logs import access_log
 from core.reload import ConfigWatcher
 
 log = logging.getLogger("maas.app")
@@ -52,6 +53,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     loader.cancel()
     await gateway.hooks.shutdown(app)
     await gateway.close()
+    access_log.flush()
 
 
 async def _drain(app: web.Application) -> None:

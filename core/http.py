@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 import time
-import uuid
+import os
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -15,10 +15,9 @@ from aiohttp import web
 from core.errors import GatewayError, PayloadTooLarge, ServiceUnavailable
 from core.flow import Flow
 from core.gateway import Gateway
-from core.logs import request_id_var
+from core.logs import access_log, request_id_var
 
 log = logging.getLogger("maas.http")
-access_log = logging.getLogger("maas.access")
 
 GATEWAY = web.AppKey("gateway", Gateway)
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -45,7 +44,7 @@ _HTTP_ERRORS = {404: ("Unknown route", "not_found"), 405: ("Method not allowed",
 async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id in and out, errors in OpenAI shape, one access-log line per request."""
     incoming = request.headers.get("X-Request-ID", "")
-    rid = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+    rid = incoming if _SAFE_ID.match(incoming) else os.urandom(16).hex()
     request[REQUEST_ID] = rid
     token = request_id_var.set(rid)
     started = time.perf_counter()
@@ -66,10 +65,10 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
             response = error_response(GatewayError("Internal server error"))
         response.headers["X-Request-ID"] = rid
         if request.path.startswith("/v1/"):
-            access_log.info("%s %s %d", request.method, request.path, response.status,
-                            extra={"status": response.status, "path": request.path,
-                                   "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                                   **request.get(LOG_EXTRA, {})})
+            access_log.info(f"{request.method} {request.path} {response.status}",
+                            {"status": response.status, "path": request.path,
+                             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                             **request.get(LOG_EXTRA, {})})
         return response
     finally:
         request_id_var.reset(token)

@@ -9,6 +9,8 @@ import numpy as np
 import openai
 import pytest
 
+from tests.support.waiting import wait_for
+
 
 @pytest.fixture(scope="module")
 def client(router_url):
@@ -122,8 +124,12 @@ def test_request_id_is_echoed_or_generated(router_url):
 def test_request_id_is_logged(default_router, router_url):
     httpx.post(router_url + "/v1/embeddings", json={"model": "minilm", "input": "trace me"},
                headers={"X-Request-ID": "trace-42"})
-    lines = [line for line in default_router.log_text().splitlines() if "trace-42" in line]
-    assert any('"request_id":"trace-42"' in line and '"status":200' in line for line in lines)
+
+    def logged() -> bool:  # the access line is written just after the response
+        lines = [line for line in default_router.log_text().splitlines() if "trace-42" in line]
+        return any('"request_id":"trace-42"' in line and '"status":200' in line for line in lines)
+
+    assert wait_for(logged)
 
 
 def test_health_and_metrics(router_url):

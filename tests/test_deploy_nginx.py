@@ -67,7 +67,7 @@ def _access_lines(text: str) -> list[dict]:
 
 
 def _nginx_request_ids(edge) -> set[str]:
-    # Nginx writes its access line after the response has gone out, so readers wait for it.
+    # Nginx and the router write access lines after the response has gone out: readers wait.
     return {r["request_id"] for r in _access_lines(edge.access_log.read_text())}
 
 
@@ -83,6 +83,7 @@ def test_embeddings_over_tls_spread_across_replicas_with_one_request_id(client, 
         assert len(body.data) == 1 and len(body.data[0].embedding) == 384
         returned.append(raw.headers["x-request-id"])
     assert len(set(returned)) == 8, "every request gets its own id"
+    assert wait_for(lambda: set(returned) <= set().union(*(_router_request_ids(r) for r in edge.replicas)))
     per_replica = [_router_request_ids(r) & set(returned) for r in edge.replicas]
     assert all(per_replica), f"least_conn should use both replicas: {[len(s) for s in per_replica]}"
     # The id the client got back is the id the router logged (and only one replica served each).
@@ -96,7 +97,7 @@ def test_client_request_id_passes_through(client, edge):
     rid = f"client-{uuid.uuid4().hex[:12]}"
     raw = client.embeddings.with_raw_response.create(model="minilm", input="hello", extra_headers={"X-Request-ID": rid})
     assert raw.headers["x-request-id"] == rid
-    assert any(rid in _router_request_ids(r) for r in edge.replicas)
+    assert wait_for(lambda: any(rid in _router_request_ids(r) for r in edge.replicas))
     assert wait_for(lambda: rid in _nginx_request_ids(edge)), "nginx logs the client's request id"
 
 

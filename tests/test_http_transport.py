@@ -99,7 +99,9 @@ async def test_chunked_answer_with_extensions_and_trailers():
 async def test_answer_ended_by_close_and_interim_answers():
     until_close = b"HTTP/1.0 200 OK\r\n\r\n{\"until\": \"close\"}"
     interim = b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"{}")
-    async with RawServer(answering(until_close, then_close=True)) as closing, RawServer(answering(interim)) as early:
+    no_content = b"HTTP/1.1 204 No Content\r\n\r\n"
+    async with RawServer(answering(until_close, then_close=True)) as closing, RawServer(answering(interim)) as early, \
+            RawServer(answering(no_content)) as empty:
         pool = ConnectionPool(closing.url)
         for _ in range(2):
             assert (await pool.post("/", b"{}", max_bytes=MB)).body == b'{"until": "close"}'
@@ -107,8 +109,14 @@ async def test_answer_ended_by_close_and_interim_answers():
         second = ConnectionPool(early.url)
         answer = await second.post("/", b"{}", max_bytes=MB)
         assert (answer.status, answer.body) == (200, b"{}")
+        third = ConnectionPool(empty.url)
+        for _ in range(2):  # no body follows a 204, even without Content-Length
+            answer = await asyncio.wait_for(third.post("/", b"{}", max_bytes=MB), 5)
+            assert (answer.status, answer.body) == (204, b"")
+        assert empty.connections == 1
         await pool.close()
         await second.close()
+        await third.close()
 
 
 async def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error():
@@ -257,7 +265,7 @@ async def test_headers_base_path_and_credentials_in_the_url(aiohttp_server):
         ConnectionPool("ftp://127.0.0.1/")
 
 
-async def test_tls_is_verified(tmp_path):
+async def test_tls_is_verified(tmp_path, monkeypatch):
     ca = make_test_ca(tmp_path / "ca")
     server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_side.load_cert_chain(ca.server_cert, ca.server_key)
@@ -273,5 +281,9 @@ async def test_tls_is_verified(tmp_path):
             await trusted.close()
             with pytest.raises(ConnectionFailed):  # the system trust store does not know the test CA
                 await ConnectionPool(f"https://localhost:{port}").post("/", b"{}", max_bytes=MB)
+            monkeypatch.setenv("SSL_CERT_FILE", str(ca.ca_cert))  # how an operator adds a private CA
+            private = ConnectionPool(f"https://localhost:{port}")
+            assert (await private.post("/", b"{}", max_bytes=MB)).body == b'{"tls": true}'
+            await private.close()
         finally:
             tls_server.close()

@@ -134,7 +134,7 @@ class _Connection:
                 raise
             if not 100 <= status < 200:
                 break  # 1xx interim answers (100 Continue, 103 Early Hints) are skipped
-        body, reusable = await self._body(headers, max_bytes)
+        body, reusable = (b"", True) if status in (204, 304) else await self._body(headers, max_bytes)
         self.answered += 1
         if "close" in headers.get("Connection", "").lower():
             reusable = False
