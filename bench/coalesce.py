@@ -74,6 +74,9 @@ def run(work: Path, *, quick: bool, tool: str = "hey") -> Section:
         off, on = chart.get(f"{upstream}, off"), chart.get(f"{upstream}, on")
         if off and on:
             sec.table([f"{upstream}: gain (on / off)"], [[on / off]])
+    sec.notes.append("Coalescing saves the upstream's cost per call (a round trip, a forward pass on a small "
+                     "batch). It gains where that cost is real work, as with Infinity; against an upstream "
+                     "that answers at once, one call more or less costs the router about as much as merging.")
     sec.chart("bar", "Coalescing off / on (req/s)", list(chart), {"req/s": list(chart.values())}, ylabel="req/s",
               logy=True)
     return sec

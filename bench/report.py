@@ -78,7 +78,8 @@ def render_markdown(sections: list[Section], *, quick: bool, chart_name: str, st
         for _, t in all_targets:
             goal = ("≤ " if t["lower"] else "≥ ") + _fmt(float(t["goal"]))
             # three significant figures: a value just under its goal must not print as the goal
-            value = f"{t['value']:.3g}" if isinstance(t["value"], float) and abs(t["value"]) < 1000 else _fmt(t["value"])
+            value = t["value"]
+            value = f"{value:.3g}" if isinstance(value, float) and abs(value) < 1000 else _fmt(value)
             out.append(f"| {t['name']} | {value} | {goal} | {'yes' if t['met'] else '**no**'} |")
         out.append("")
     out += [f"![benchmarks]({chart_name})", ""]

@@ -52,7 +52,8 @@ class RawServer:
 async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     """One request: its head and its Content-Length body."""
     head = await reader.readuntil(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length"))
     return head, await reader.readexactly(length)
 
 

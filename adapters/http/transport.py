@@ -254,7 +254,8 @@ class ConnectionPool:
                  headers: Mapping[str, str] | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"an upstream URL must be http:// or https:// with a host, not {parts.scheme or 'no scheme'}://...")
+            scheme = parts.scheme or "no scheme"
+            raise ValueError(f"an upstream URL must be http:// or https:// with a host, not {scheme}://...")
         self.host = parts.hostname
         self.tls = parts.scheme == "https"
         self.port = parts.port or (443 if self.tls else 80)
