@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -40,9 +40,12 @@ class RerankResult:
 @runtime_checkable
 class Adapter(Protocol):
     """Optional members: ``prepare(route)`` (load before serving), ``tokenizer_name(route)``,
-    classmethods ``is_enabled(settings)`` and ``validate_options(upstream)``, and
+    classmethods ``is_enabled(settings)`` and ``validate_options(upstream)``,
     ``reports_usage = True`` when the upstream counts prompt tokens itself (the router then
-    tokenizes only when a limit or budget needs the counts)."""
+    tokenizes only when a limit or budget needs the counts), and a classmethod
+    ``instance_key(route)`` for an adapter that holds a model in memory: routes then share an
+    instance only when their upstream and this key are equal (one per model), so a model no
+    route names any more is released with its instance."""
 
     async def embed(self, route: "ModelRoute", inputs: Sequence[Any], flow: "Flow | None") -> EmbedResult:
         """Embed ``inputs`` (strings, or token-id lists when ``flow.request.is_tokens``)."""
@@ -81,17 +84,18 @@ async def prepare_adapter(adapter: Adapter, route: "ModelRoute") -> None:
 
 
 class AdapterRegistry:
-    """Adapter types by name, and live adapter instances by upstream config.
+    """Adapter types by name, and live adapter instances by ``key(route)``.
 
-    Two routes with equal upstream configs share one instance (one connection pool, one
-    loaded model). An instance no snapshot refers to any more is closed once its in-flight
-    requests finish.
+    Two routes with equal upstream configs share one instance (one connection pool); for a
+    type with ``instance_key``, routes share one only when that key is equal too (one loaded
+    model). An instance no snapshot refers to any more is closed once its
+    in-flight requests finish.
     """
 
     def __init__(self, context: AdapterContext) -> None:
         self.context = context
         self.factories: dict[str, AdapterFactory] = {}
-        self._instances: dict["UpstreamConfig", Adapter] = {}
+        self._instances: dict[Hashable, tuple["UpstreamConfig", Adapter]] = {}
         self._inflight: dict[int, int] = {}
 
     def register(self, type_name: str, factory: AdapterFactory) -> None:
@@ -99,13 +103,19 @@ class AdapterRegistry:
             raise ConfigError(f"adapter type {type_name!r} is registered twice")
         self.factories[type_name] = factory
 
-    def instance(self, upstream: "UpstreamConfig") -> Adapter:
-        adapter = self._instances.get(upstream)
-        if adapter is None:
-            adapter = self.factories[upstream.type](upstream, self.context)
-            self._instances[upstream] = adapter
-            log.info("adapter created", extra={"adapter_type": upstream.type, "upstream_id": upstream_id(upstream)})
-        return adapter
+    def key(self, route: "ModelRoute") -> Hashable:
+        per_route = getattr(self.factories.get(route.upstream.type), "instance_key", None)
+        return route.upstream if per_route is None else (route.upstream, per_route(route))
+
+    def instance(self, route: "ModelRoute") -> Adapter:
+        key = self.key(route)
+        held = self._instances.get(key)
+        if held is None:
+            upstream = route.upstream
+            held = self._instances[key] = (upstream, self.factories[upstream.type](upstream, self.context))
+            log.info("adapter created", extra={"adapter_type": upstream.type, "upstream_id": upstream_id(upstream),
+                                               "model": route.served_name})
+        return held[1]
 
     def acquire(self, adapter: Adapter) -> None:
         self._inflight[id(adapter)] = self._inflight.get(id(adapter), 0) + 1
@@ -113,14 +123,14 @@ class AdapterRegistry:
     def release(self, adapter: Adapter) -> None:
         self._inflight[id(adapter)] -= 1
 
-    def retire_unused(self, in_use: set["UpstreamConfig"]) -> "asyncio.Future[list[None]]":
-        """Close instances no snapshot uses, after their in-flight requests end.
+    def retire_unused(self, in_use: set[Hashable]) -> "asyncio.Future[list[None]]":
+        """Close instances whose key no snapshot uses, after their in-flight requests end.
 
         They leave the registry before this returns, so a snapshot built later gets a fresh
         instance rather than one about to close. The returned future completes once every
         retired instance is closed; awaiting it is optional.
         """
-        retired = [(u, self._instances.pop(u)) for u in list(self._instances) if u not in in_use]
+        retired = [self._instances.pop(k) for k in list(self._instances) if k not in in_use]
         return asyncio.gather(*(self._close_when_idle(u, a) for u, a in retired))
 
     async def _close_when_idle(self, upstream: "UpstreamConfig", adapter: Adapter) -> None:

@@ -107,7 +107,7 @@ class Gateway:
             is_enabled = getattr(factory, "is_enabled", None)
             if is_enabled is not None and not is_enabled(self.settings):
                 continue  # e.g. qwen3 without QWEN3_ENABLED: its models do not exist
-            adapter = self.registry.instance(route.upstream)
+            adapter = self.registry.instance(route)
             if route.enabled:
                 await prepare_adapter(adapter, route)
             routes[alias] = route
@@ -159,7 +159,7 @@ class Gateway:
             closing.add_done_callback(self._retiring.discard)
 
     def _in_use(self) -> set:
-        return {r.upstream for r in self.snapshot.routes.values()} if self.snapshot else set()
+        return {self.registry.key(r) for r in self.snapshot.routes.values()} if self.snapshot else set()
 
     async def handle(self, flow: Flow) -> None:
         """Run the chain over one flow; record metrics; tell observers."""

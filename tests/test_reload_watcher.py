@@ -20,6 +20,7 @@ from core.plugins import build_plugin_manager
 from core.protocol import parse_embeddings
 from core.reload import ConfigWatcher
 from tests.support.config_cases import BAD_CASES, configmap_publish, good_texts, write_good, write_text
+from tests.support.configs import copy_default_configs, read_yaml, write_yaml
 
 GATE = "gate"
 
@@ -229,3 +230,44 @@ async def test_rotating_a_key_file_is_a_config_change(tmp_path):
     assert gw.snapshot.files.auth.find("new-key-3c4d") is not None
     assert gw.snapshot.files.auth.find("old-key-1a2b") is None
     await gw.close()
+
+
+async def test_a_local_model_leaves_memory_with_the_last_route_naming_it(tmp_path):
+    from adapters.local import LocalAdapter
+
+    created: list[LocalAdapter] = []
+
+    class Recording(LocalAdapter):
+        def __init__(self, upstream, context):
+            super().__init__(upstream, context)
+            created.append(self)
+
+    configs = copy_default_configs(tmp_path)
+    gw = Gateway(Settings(routing_path=str(configs / "routing.yaml"), auth_path=str(configs / "auth.yaml"),
+                          rate_limits_path=str(configs / "rate_limits.yaml")))
+    gw.registry.factories["local"] = Recording
+    await gw.load()
+    embedder, reranker = gw.snapshot.adapters["minilm"], gw.snapshot.adapters["rerank-base"]
+    assert embedder is not reranker and embedder._models and reranker._models
+
+    routing = read_yaml(configs / "routing.yaml")
+    rerank_routes = routing.pop("rerank")
+    routing["embeddings"].append({**routing["embeddings"][0], "model": "minilm-2"})
+    write_yaml(configs / "routing.yaml", routing)
+    await gw.load()
+    assert gw.snapshot.adapters["minilm-2"] is embedder, "two aliases of one model share it"
+    await _until(lambda: not reranker._models)  # its route is gone: the model is released
+    assert embedder._models and len(created) == 2
+
+    # A reload that loads a new model and then fails leaves the old snapshot and releases that model.
+    routing["rerank"] = rerank_routes + [{**rerank_routes[0], "model": "broken",
+                                          "served_name": str(tmp_path / "no-such-model")}]
+    write_yaml(configs / "routing.yaml", routing)
+    with pytest.raises(Exception):
+        await gw.load()
+    assert set(gw.snapshot.routes) == {"minilm", "minilm-2"}
+    loaded_then_dropped = [a for a in created[2:] if a is not embedder]
+    assert loaded_then_dropped, "the failed reload loaded the rerank model first"
+    await _until(lambda: all(not a._models for a in loaded_then_dropped))
+    await gw.close()
+    assert not embedder._models

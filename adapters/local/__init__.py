@@ -37,10 +37,20 @@ class LocalModel:
 
 
 _OPTIONS = {"max_batch_size", "max_wait_ms", "device"}
+
+
+def _model_name(route: "ModelRoute") -> str:
+    return str(route.options.get("model_path") or route.served_name)
 _DEVICES = {"auto", "cpu", "gpu", "cuda"}
 
 
 class LocalAdapter:
+    """One instance per (upstream, kind, model): a model leaves memory with the last route naming it."""
+
+    @classmethod
+    def instance_key(cls, route: "ModelRoute") -> tuple[str, str]:
+        return route.kind, _model_name(route)
+
     @classmethod
     def validate_options(cls, upstream: "UpstreamConfig") -> None:
         opts = upstream.options
@@ -66,11 +76,8 @@ class LocalAdapter:
         self._models: dict[tuple[str, str], LocalModel] = {}
         self._loading: dict[tuple[str, str], asyncio.Task] = {}
 
-    def _model_name(self, route: "ModelRoute") -> str:
-        return str(route.options.get("model_path") or route.served_name)
-
     async def prepare(self, route: "ModelRoute") -> None:
-        key = (route.kind, self._model_name(route))
+        key = (route.kind, _model_name(route))
         if key in self._models:
             return
         if key not in self._loading:
@@ -98,11 +105,11 @@ class LocalAdapter:
         return LocalModel(model, batcher, model.tokenizer_path)
 
     def tokenizer_name(self, route: "ModelRoute") -> str | None:
-        loaded = self._models.get((route.kind, self._model_name(route)))
+        loaded = self._models.get((route.kind, _model_name(route)))
         return loaded.tokenizer_path if loaded else None
 
     async def _model(self, route: "ModelRoute") -> LocalModel:
-        key = (route.kind, self._model_name(route))
+        key = (route.kind, _model_name(route))
         loaded = self._models.get(key)
         if loaded is None:
             await self.prepare(route)
