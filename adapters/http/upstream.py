@@ -98,7 +98,8 @@ class HttpUpstream:
 
     def _pool(self, url: str, headers: Mapping[str, str] | None) -> ConnectionPool:
         try:
-            return ConnectionPool(url, limit=self.pool_size, keepalive_s=_KEEPALIVE_S, headers=headers)
+            return ConnectionPool(url, limit=self.pool_size, keepalive_s=_KEEPALIVE_S,
+                                  headers={"Content-Type": "application/json", **(headers or {})})
         except ValueError as exc:
             raise ConfigError(f"upstream type {self.adapter!r}: {exc}") from None
 
@@ -117,9 +118,7 @@ class HttpUpstream:
         """POST ``payload`` as JSON to ``path`` on one of the URLs; return the parsed JSON answer."""
         deadline = time.monotonic() + self.timeout_s
         data = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-        headers = {"Content-Type": "application/json"}
-        if request_id:
-            headers["X-Request-ID"] = request_id
+        headers = {"X-Request-ID": request_id} if request_id else None
         tried: set[str] = set()
         error: GatewayError | None = None
         for attempt in range(self.retries + 1):
@@ -139,7 +138,7 @@ class HttpUpstream:
                     break
         raise error or UpstreamError(f"The upstream for '{alias}' was not tried within its timeout")
 
-    async def _attempt(self, endpoint: Endpoint, path: str, data: bytes, headers: dict[str, str],
+    async def _attempt(self, endpoint: Endpoint, path: str, data: bytes, headers: dict[str, str] | None,
                        deadline: float, alias: str) -> Any:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
