@@ -95,7 +95,7 @@ class AdapterRegistry:
     def __init__(self, context: AdapterContext) -> None:
         self.context = context
         self.factories: dict[str, AdapterFactory] = {}
-        self._instances: dict[Hashable, tuple["UpstreamConfig", Adapter]] = {}
+        self._instances: dict[Hashable, tuple[Adapter, dict[str, str]]] = {}  # key -> (adapter, log fields)
         self._inflight: dict[int, int] = {}
 
     def register(self, type_name: str, factory: AdapterFactory) -> None:
@@ -112,10 +112,13 @@ class AdapterRegistry:
         held = self._instances.get(key)
         if held is None:
             upstream = route.upstream
-            held = self._instances[key] = (upstream, self.factories[upstream.type](upstream, self.context))
-            log.info("adapter created", extra={"adapter_type": upstream.type, "upstream_id": upstream_id(upstream),
-                                               "model": route.served_name})
-        return held[1]
+            fields = {"adapter_type": upstream.type, "upstream_id": upstream_id(upstream)}
+            if key is not upstream:  # one instance per instance_key: say which one in the logs
+                part = key[1]  # type: ignore[index]
+                fields["instance"] = "/".join(map(str, part)) if isinstance(part, tuple) else str(part)
+            held = self._instances[key] = (self.factories[upstream.type](upstream, self.context), fields)
+            log.info("adapter created", extra=fields)
+        return held[0]
 
     def acquire(self, adapter: Adapter) -> None:
         self._inflight[id(adapter)] = self._inflight.get(id(adapter), 0) + 1
@@ -131,18 +134,18 @@ class AdapterRegistry:
         retired instance is closed; awaiting it is optional.
         """
         retired = [self._instances.pop(k) for k in list(self._instances) if k not in in_use]
-        return asyncio.gather(*(self._close_when_idle(u, a) for u, a in retired))
+        return asyncio.gather(*(self._close_when_idle(a, fields) for a, fields in retired))
 
-    async def _close_when_idle(self, upstream: "UpstreamConfig", adapter: Adapter) -> None:
+    async def _close_when_idle(self, adapter: Adapter, fields: dict[str, str]) -> None:
         while self._inflight.get(id(adapter), 0) > 0:
             await asyncio.sleep(0.05)
         self._inflight.pop(id(adapter), None)
         try:
             await adapter.close()
         except Exception:  # closing must not stop the others from closing
-            log.exception("closing adapter for %s failed", upstream.type)
+            log.exception("closing adapter for %s failed", fields["adapter_type"], extra=fields)
         else:
-            log.info("adapter closed", extra={"adapter_type": upstream.type, "upstream_id": upstream_id(upstream)})
+            log.info("adapter closed", extra=fields)
 
     async def close_all(self) -> None:
         await self.retire_unused(set())
