@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
 import ssl
+import struct
 import zlib
 from collections.abc import Awaitable, Callable
 
@@ -23,9 +25,12 @@ Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 class RawServer:
     """A TCP server that runs ``script`` on each connection and counts the connections."""
 
+    total_requests = 0  # requests read by any RawServer (read_request counts them)
+
     def __init__(self, script: Script) -> None:
         self.script = script
         self.connections = 0
+        self.ended = 0  # connections the client closed or dropped
         self.server: asyncio.Server | None = None
 
     async def __aenter__(self) -> "RawServer":
@@ -34,7 +39,7 @@ class RawServer:
             try:
                 await self.script(reader, writer)
             except (ConnectionError, asyncio.IncompleteReadError):
-                pass
+                self.ended += 1
             finally:
                 writer.close()
 
@@ -52,6 +57,7 @@ class RawServer:
 async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     """One request: its head and its Content-Length body."""
     head = await reader.readuntil(b"\r\n\r\n")
+    RawServer.total_requests += 1
     length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
                   if line.lower().startswith(b"content-length"))
     return head, await reader.readexactly(length)
@@ -169,6 +175,14 @@ async def test_closed_mid_answer_or_refused_is_a_connection_failure():
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope",
     b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}",
+    "HTTP/1.1 \u00b200 OK\r\nContent-Length: 0\r\n\r\n".encode("latin-1"),
+    "HTTP/1.1 200 OK\r\nContent-Length: \u00b2\r\n\r\n{}".encode("latin-1"),
+    b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    ok(gzip.compress(b'{"data": [1, 2, 3]}')[:-12], "Content-Encoding: gzip"),
+    ok(zlib.compress(b"{}") + b"junk", "Content-Encoding: deflate"),
 ])
 async def test_malformed_answers_are_bad_responses(answer):
     async with RawServer(answering(answer)) as server:
@@ -178,10 +192,13 @@ async def test_malformed_answers_are_bad_responses(answer):
 
 async def test_compressed_answers_are_undone():
     body = b'{"data": [1, 2, 3]}'
+    members = gzip.compress(body[:8]) + gzip.compress(body[8:])
     async with RawServer(answering(ok(gzip.compress(body), "Content-Encoding: gzip"))) as gz, \
-            RawServer(answering(ok(zlib.compress(body), "Content-Encoding: deflate"))) as deflate:
+            RawServer(answering(ok(zlib.compress(body), "Content-Encoding: deflate"))) as deflate, \
+            RawServer(answering(ok(members, "Content-Encoding: gzip"))) as two:
         assert (await ConnectionPool(gz.url).post("/", b"{}", max_bytes=MB)).body == body
         assert (await ConnectionPool(deflate.url).post("/", b"{}", max_bytes=MB)).body == body
+        assert (await ConnectionPool(two.url).post("/", b"{}", max_bytes=MB)).body == body
 
 
 @pytest.mark.parametrize("answer", [
@@ -264,6 +281,8 @@ async def test_headers_base_path_and_credentials_in_the_url(aiohttp_server):
         await ConnectionPool(str(server.make_url(""))).post("/", b"{}", {"X-Bad": "a\r\nInjected: 1"}, max_bytes=MB)
     with pytest.raises(ValueError):
         ConnectionPool("ftp://127.0.0.1/")
+    with pytest.raises(ValueError):  # HTTP/1.1 headers carry latin-1 only
+        ConnectionPool(str(server.make_url("")), headers={"Authorization": "Bearer k\u20acy"})
 
 
 async def test_tls_is_verified(tmp_path, monkeypatch):
@@ -288,3 +307,72 @@ async def test_tls_is_verified(tmp_path, monkeypatch):
             await private.close()
         finally:
             tls_server.close()
+
+
+async def test_a_reset_inside_an_answer_ended_by_close_is_a_failure_not_a_short_body():
+    async def reset(reader, writer):
+        await read_request(reader)
+        writer.write(b'HTTP/1.0 200 OK\r\n\r\n{"partial')
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # linger 0: the peer sees a reset
+
+    async with RawServer(reset) as server:
+        with pytest.raises(ConnectionFailed):
+            await ConnectionPool(server.url).post("/", b"{}", max_bytes=MB)
+
+
+async def test_bytes_sent_to_an_idle_connection_close_it():
+    async def answer_then_flood(reader, writer):
+        await read_request(reader)
+        writer.write(ok(b"{}"))
+        for _ in range(200):  # then bytes nobody asked for, while the connection sits in the pool
+            writer.write(b"x" * 65536)
+            await writer.drain()
+
+    async with RawServer(answer_then_flood) as flood:
+        pool = ConnectionPool(flood.url)
+        assert (await pool.post("/", b"{}", max_bytes=MB)).body == b"{}"
+        await asyncio.sleep(0.2)
+        assert flood.ended == 1, "the pool dropped the connection instead of buffering the flood"
+        await pool.close()
+
+
+async def test_a_close_long_after_the_send_is_not_resent():
+    async def answer_then_die_slowly(reader, writer):
+        await read_request(reader)
+        writer.write(ok(b"{}"))
+        await writer.drain()
+        await read_request(reader)
+        await asyncio.sleep(1.0)  # works on the call for a while, then dies without answering
+
+    async with RawServer(answer_then_die_slowly) as server:
+        pool = ConnectionPool(server.url)
+        await pool.post("/", b"{}", max_bytes=MB)
+        before = RawServer.total_requests
+        with pytest.raises(ConnectionFailed):
+            await pool.post("/", b"{}", max_bytes=MB)
+        await asyncio.sleep(0.05)
+        await pool.close()
+    assert RawServer.total_requests == before + 1, "a call the upstream may have acted on is not sent twice"
+    assert server.connections == 1
+
+
+async def test_idle_connections_past_keepalive_are_closed_even_when_newer_ones_serve():
+    async def slow_answers(reader, writer):
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.05)
+            writer.write(ok(b"{}"))
+            await writer.drain()
+
+    async with RawServer(slow_answers) as server:
+        pool = ConnectionPool(server.url, keepalive_s=0.3)
+        await asyncio.gather(pool.post("/", b"{}", max_bytes=MB), pool.post("/", b"{}", max_bytes=MB))
+        assert server.connections == 2
+        for _ in range(8):  # one connection keeps serving; the other only ages in the pool
+            await pool.post("/", b"{}", max_bytes=MB)
+        await asyncio.sleep(0.05)
+        assert server.connections == 2 and server.ended == 1
+        await pool.close()

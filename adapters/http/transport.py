@@ -9,10 +9,12 @@ raises one of three errors, which ``HttpUpstream`` maps to failover and client s
 * ``ResponseTooLarge``: the answer is over the caller's byte cap (checked while reading).
 
 Each ``ConnectionPool`` keeps up to ``limit`` connections to one URL. Idle connections are
-reused newest first and dropped after ``keepalive_s``. A call that finds its reused connection
-closed by the peer before any answer byte (the server timed out an idle connection just as
-the call was sent) is sent once more on a new connection. A call cancelled midway (its
-deadline passed) closes its connection: a half-read answer never reaches the next call.
+reused newest first and dropped after ``keepalive_s``; bytes arriving on an idle connection
+close it. A call whose reused connection closes right after the send with no answer byte (the
+server timed out an idle connection just as the call went out) is sent once more on a new
+connection; a later close is a failure, as the upstream may have worked on the call. A call
+cancelled midway (its deadline passed) closes its connection: a half-read answer never
+reaches the next call.
 
 Bodies may be ``Content-Length`` framed, chunked, or end at close. Compression is not asked
 for (upstreams sit on a local network); a gzip or deflate body is still undone, under the cap.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import ssl
 import time
 import zlib
@@ -32,6 +35,8 @@ from urllib.parse import unquote, urlsplit
 from multidict import CIMultiDict
 
 _MAX_HEAD = 64 * 1024  # status line and headers together
+_STALE_WINDOW_S = 0.2  # a close this soon after the send, with no answer byte, is an idle-timeout race
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _USER_AGENT = "quadrate-maas"
 
 
@@ -59,15 +64,22 @@ class _Stale(ConnectionFailed):
 
 
 class _Protocol(asyncio.Protocol):
-    """Bytes in, one waiter woken per arrival; the reading logic lives in ``_Connection``."""
+    """Bytes in, one waiter woken per arrival; the reading logic lives in ``_Connection``.
 
-    __slots__ = ("transport", "buffer", "closed", "error", "_waiter")
+    Bytes that arrive while no call is reading (an idle pooled connection), or more than the
+    call's cap, close the connection at once: a misbehaving peer cannot fill memory.
+    """
+
+    __slots__ = ("transport", "buffer", "closed", "error", "busy", "limit", "overflow", "_waiter")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.closed = False
         self.error: BaseException | None = None
+        self.busy = False  # a call is sending or reading on this connection
+        self.limit = 0  # most bytes the buffer may hold while a call reads
+        self.overflow = False
         self._waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -75,6 +87,10 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if not self.busy or len(self.buffer) > self.limit:
+            self.overflow = self.busy
+            self.closed = True
+            self.transport.close()  # type: ignore[union-attr]
         self._wake()
 
     def eof_received(self) -> bool:
@@ -94,6 +110,8 @@ class _Protocol(asyncio.Protocol):
 
     async def more(self) -> None:
         """Wait for more bytes; ConnectionFailed if the peer has closed."""
+        if self.overflow:
+            raise ResponseTooLarge
         if self.closed:
             raise ConnectionFailed(f"connection closed{f': {self.error}' if self.error else ''}")
         self._waiter = asyncio.get_running_loop().create_future()
@@ -124,18 +142,24 @@ class _Connection:
     async def exchange(self, request: bytes, max_bytes: int) -> tuple[Response, bool]:
         """Send ``request``; return the answer and whether the connection may be reused."""
         p = self.protocol
+        p.busy, p.limit = True, max_bytes + _MAX_HEAD
         p.transport.write(request)  # type: ignore[union-attr]
+        sent = time.monotonic()
         while True:
             try:
                 status, headers = await self._head()
             except ConnectionFailed as exc:
-                if self.answered and not p.buffer:
+                # Closed with not a byte of answer, on a reused connection, right after the send:
+                # the peer was closing it as idle. A later close may follow work done on the call.
+                if self.answered and not p.buffer and time.monotonic() - sent < _STALE_WINDOW_S:
                     raise _Stale(str(exc)) from None
                 raise
             if not 100 <= status < 200:
                 break  # 1xx interim answers (100 Continue, 103 Early Hints) are skipped
+            sent = 0.0  # the peer has the call: never send it again
         body, reusable = (b"", True) if status in (204, 304) else await self._body(headers, max_bytes)
         self.answered += 1
+        p.busy = False
         if "close" in headers.get("Connection", "").lower():
             reusable = False
         return Response(status, headers, _decoded(body, headers.get("Content-Encoding", ""), max_bytes)), reusable
@@ -150,8 +174,8 @@ class _Connection:
         del p.buffer[:end + 4]
         status_line, *lines = head.split("\r\n")
         version, _, rest = status_line.partition(" ")
-        code = rest[:3]
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        code, _, _ = rest.partition(" ")
+        if not version.startswith("HTTP/1.") or not _is_digits(code) or len(code) != 3:
             raise BadResponse(f"not an HTTP/1.x status line: {status_line[:80]!r}")
         headers: CIMultiDict[str] = CIMultiDict()
         for line in lines:
@@ -164,11 +188,15 @@ class _Connection:
         return int(code), headers
 
     async def _body(self, headers: CIMultiDict[str], max_bytes: int) -> tuple[bytes, bool]:
-        if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        coding = headers.get("Transfer-Encoding")
+        if coding is not None:
+            if coding.strip().lower() != "chunked" or len(headers.getall("Transfer-Encoding")) > 1:
+                raise BadResponse(f"unsupported Transfer-Encoding {coding[:40]!r}")
             return await self._chunked(max_bytes), True
-        length = headers.get("Content-Length")
-        if length is not None:
-            if not length.isdigit():
+        lengths = set(headers.getall("Content-Length", ()))
+        if lengths:
+            length = lengths.pop().strip()
+            if lengths or not _is_digits(length):
                 raise BadResponse(f"bad Content-Length {length[:40]!r}")
             return await self._exactly(int(length), max_bytes), True
         return await self._until_close(max_bytes), False
@@ -198,12 +226,9 @@ class _Connection:
         total = 0
         while True:
             size_text = (await self._line()).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise BadResponse(f"bad chunk size {size_text[:20]!r}") from None
-            if size < 0:
-                raise BadResponse("negative chunk size")
+            if not _HEX.fullmatch(size_text):
+                raise BadResponse(f"bad chunk size {size_text[:20]!r}")
+            size = int(size_text, 16)
             if size == 0:
                 while await self._line():  # trailers, up to the empty line
                     pass
@@ -221,6 +246,8 @@ class _Connection:
             if len(p.buffer) > max_bytes:
                 raise ResponseTooLarge
             if p.closed:
+                if p.error is not None:  # reset, not closed: the body may be cut short
+                    raise ConnectionFailed(f"connection reset mid-answer: {p.error}")
                 body = bytes(p.buffer)
                 p.buffer.clear()
                 return body
@@ -236,15 +263,25 @@ def _decoded(body: bytes, encoding: str, max_bytes: int) -> bytes:
         return body
     if encoding not in ("gzip", "x-gzip", "deflate"):
         raise BadResponse(f"unsupported Content-Encoding {encoding!r}")
-    wbits = 31 if "gzip" in encoding else (15 if body[:1] == b"\x78" else -15)  # deflate: zlib or raw
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise BadResponse(f"corrupt {encoding} body: {exc}") from None
-    if len(out) > max_bytes:
-        raise ResponseTooLarge
-    return out
+    gzip = "gzip" in encoding
+    wbits = 31 if gzip else (15 if body[:1] == b"\x78" else -15)  # deflate: zlib-wrapped or raw
+    out = bytearray()
+    rest = body
+    while True:  # gzip allows several members one after another
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out += inflater.decompress(rest, max_bytes + 1 - len(out))
+        except zlib.error as exc:
+            raise BadResponse(f"corrupt {encoding} body: {exc}") from None
+        if len(out) > max_bytes:
+            raise ResponseTooLarge
+        if not inflater.eof:
+            raise BadResponse(f"truncated {encoding} body")
+        rest = inflater.unused_data
+        if not rest:
+            return bytes(out)
+        if not gzip:
+            raise BadResponse(f"data after the end of the {encoding} body")
 
 
 class ConnectionPool:
@@ -305,6 +342,8 @@ class ConnectionPool:
 
     async def _connection(self) -> _Connection:
         oldest = time.monotonic() - self.keepalive_s
+        while self._idle and self._idle[0].idle_since <= oldest:  # the longest idle are at the front
+            self._idle.pop(0).close()
         while self._idle:
             connection = self._idle.pop()  # newest first: the likeliest to be alive
             if connection.usable and connection.idle_since > oldest:
@@ -330,5 +369,14 @@ class ConnectionPool:
 
 def _check_header_values(headers: Mapping[str, str]) -> None:
     for name, value in headers.items():
-        if any(c in str(name) + str(value) for c in "\r\n"):
+        text = f"{name}{value}"
+        if "\r" in text or "\n" in text:
             raise ValueError(f"header {name!r} holds a line break")
+        try:
+            text.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"header {name!r} holds a character HTTP/1.1 cannot carry") from None
+
+
+def _is_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
