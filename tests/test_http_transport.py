@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from adapters.http.transport import BadResponse, ConnectionFailed, ConnectionPool, ResponseTooLarge
+from adapters.http.connection import BadResponse, ConnectionFailed, ResponseTooLarge
+from adapters.http.transport import ConnectionPool
 from tests.support.nginx import make_test_ca
 from tests.support.processes import free_port
 

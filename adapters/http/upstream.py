@@ -32,8 +32,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from adapters.http.connection import BadResponse, ConnectionFailed, ResponseTooLarge
 from adapters.http.errors import error_from_response
-from adapters.http.transport import BadResponse, ConnectionFailed, ConnectionPool, ResponseTooLarge
+from adapters.http.transport import ConnectionPool
 from core.errors import ConfigError, GatewayError, UpstreamError, UpstreamTimeout
 
 if TYPE_CHECKING:
