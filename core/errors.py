@@ -3,7 +3,8 @@
     GatewayError                      500 server_error
     ├── InvalidRequest                400 invalid_request_error
     │   ├── PayloadTooLarge           413 (body size)
-    │   └── TokenLimitExceeded        413 (token limits)
+    │   ├── TokenLimitExceeded        413 (token limits)
+    │   └── ClientClosedRequest       499 (the client left before its body arrived; logged only)
     ├── AuthError                     401 authentication_error
     ├── PermissionDenied              403 permission_error
     ├── ModelNotFound                 404 invalid_request_error / model_not_found
@@ -54,6 +55,13 @@ class PayloadTooLarge(InvalidRequest):
 class TokenLimitExceeded(InvalidRequest):
     status = 413
     default_code = "token_limit_exceeded"
+
+
+class ClientClosedRequest(InvalidRequest):
+    """Nobody reads the answer; the status (nginx's 499) is for the access log and metrics."""
+
+    status = 499
+    default_code = "client_closed_request"
 
 
 class AuthError(GatewayError):

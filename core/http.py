@@ -10,9 +10,9 @@ import os
 from collections.abc import Awaitable, Callable
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
-from core.errors import GatewayError, PayloadTooLarge, ServiceUnavailable
+from core.errors import ClientClosedRequest, GatewayError, PayloadTooLarge, ServiceUnavailable
 from core.flow import Flow
 from core.gateway import Gateway
 from core.logs import access_log, request_id_var
@@ -82,6 +82,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes") from None
+    except (ConnectionResetError, ClientPayloadError):  # the client hung up mid-body
+        raise ClientClosedRequest("The client closed the connection before sending the whole body") from None
 
 
 def _client_ip(request: web.Request) -> str:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import time
+import uuid
+
 import httpx
 import pytest
+
+from tests.support.waiting import wait_for
 
 EMB = "/v1/embeddings"
 RR = "/v1/rerank"
@@ -96,3 +103,22 @@ def test_disabled_model_is_404_and_hidden(tmp_path):
         _assert_openai_error(resp, 404, "model")
     finally:
         server.stop()
+
+
+def test_a_client_gone_mid_body_is_logged_as_499_without_a_traceback(default_router, router_url):
+    rid = f"gone-{uuid.uuid4().hex[:12]}"
+    host, port = router_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"POST {EMB} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                     f"X-Request-ID: {rid}\r\nContent-Length: 1000\r\n\r\n".encode() + b'{"model": "mi')
+        time.sleep(0.2)  # the router is waiting for the rest of the body
+    lines = []
+
+    def logged() -> bool:
+        lines[:] = [json.loads(x) for x in default_router.log_text().splitlines() if rid in x]
+        return any(x.get("logger") == "maas.access" for x in lines)
+
+    assert wait_for(logged), "the request is in the access log"
+    assert [x["status"] for x in lines if x.get("logger") == "maas.access"] == [499]
+    assert not [x for x in lines if x.get("level") == "error"], lines
+    assert httpx.post(router_url + EMB, json={"model": "minilm", "input": "still serving"}).status_code == 200

@@ -81,6 +81,20 @@ def test_status_mapping():
         assert "sk-abc" not in error.message
 
 
+@pytest.mark.parametrize("body", [b"<html>404 Not Found</html>", b"", b'{"detail": null}'])
+def test_a_refusal_without_a_message_is_still_a_502(body):
+    error = error_from_response(404, body, {}, alias="m", secrets=["sk-abc"])
+    assert type(error) is UpstreamError and error.status == 502
+
+
+@pytest.mark.parametrize("value, seconds", [("inf", "1"), ("nan", "1"), ("-5", "1"), ("1e12", "3600"),
+                                            ("soon", "1"), ("2.5", "3")])
+def test_an_upstream_retry_after_is_kept_within_bounds(value, seconds):
+    for status in (429, 503):
+        error = error_from_response(status, b"{}", {"Retry-After": value}, alias="m")
+        assert error.headers["Retry-After"] == seconds
+
+
 def test_an_operator_side_refusal_never_quotes_the_upstream_to_the_client():
     # Providers echo part of a wrong key ("Incorrect API key provided: sk-...abcd"): only the log sees it.
     error = error_from_response(401, b'{"message": "Incorrect API key provided: sk-...abcd"}', {}, alias="m")

@@ -17,6 +17,7 @@ Status mapping (the client-facing status is what the client can act on):
 from __future__ import annotations
 
 import logging
+import math
 
 from collections.abc import Iterable
 from typing import Any
@@ -64,11 +65,16 @@ def _fastapi_item(item: Any) -> str:
     return f"{'.'.join(loc)}: {msg}" if loc else msg
 
 
+_MAX_RETRY_AFTER_S = 3600.0
+
+
 def _retry_after(headers: Any) -> float:
+    """The upstream's Retry-After in seconds, within [1, 3600]; 1 when absent or not a number."""
     try:
-        return max(1.0, float(headers.get("Retry-After", 1)))
+        value = float(headers.get("Retry-After", 1))
     except (TypeError, ValueError):
         return 1.0
+    return min(max(1.0, value), _MAX_RETRY_AFTER_S) if math.isfinite(value) else 1.0
 
 
 def _scrub(message: str, secrets: Iterable[str]) -> str:
@@ -92,7 +98,7 @@ def error_from_response(status: int, body: bytes, headers: Any, *, alias: str,
     if 400 <= status < 500:
         # The gateway's own credentials or served name: the upstream's words (which may quote part
         # of a key) go to the operator's log, not to the client.
-        log.warning("upstream refused the gateway's request (HTTP %d): %s", status, _scrub(detail, secrets),
+        log.warning("upstream refused the gateway's request (HTTP %d): %s", status, _scrub(detail or "", secrets),
                     extra={"model": alias})
         return UpstreamError(f"The upstream for '{alias}' refused the gateway's request (HTTP {status}); "
                              "see the gateway's log", code="upstream_misconfigured")
