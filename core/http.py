@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
-import os
 from collections.abc import Awaitable, Callable
 
 import orjson
