@@ -19,6 +19,7 @@ from core.errors import ConfigError
 
 if TYPE_CHECKING:
     from core.config import ModelRoute, Settings, UpstreamConfig
+    from core.gateway import Snapshot
     from core.flow import Flow
     from core.metrics import GatewayMetrics
 
@@ -96,7 +97,7 @@ class AdapterRegistry:
         self.context = context
         self.factories: dict[str, AdapterFactory] = {}
         self._instances: dict[Hashable, tuple[Adapter, dict[str, str]]] = {}  # key -> (adapter, log fields)
-        self._inflight: dict[int, int] = {}
+        self._pins: dict[int, list] = {}  # id(snapshot) -> [snapshot, requests holding it]
 
     def register(self, type_name: str, factory: AdapterFactory) -> None:
         if type_name in self.factories:
@@ -120,11 +121,23 @@ class AdapterRegistry:
             log.info("adapter created", extra=fields)
         return held[0]
 
-    def acquire(self, adapter: Adapter) -> None:
-        self._inflight[id(adapter)] = self._inflight.get(id(adapter), 0) + 1
+    def pin(self, snapshot: "Snapshot") -> None:
+        """Keep every adapter of ``snapshot`` open until ``unpin``: one count per request, whatever
+        the number of routes."""
+        held = self._pins.get(id(snapshot))
+        if held is None:
+            self._pins[id(snapshot)] = [snapshot, 1]
+        else:
+            held[1] += 1
 
-    def release(self, adapter: Adapter) -> None:
-        self._inflight[id(adapter)] -= 1
+    def unpin(self, snapshot: "Snapshot") -> None:
+        held = self._pins[id(snapshot)]
+        held[1] -= 1
+        if not held[1]:
+            del self._pins[id(snapshot)]
+
+    def _busy(self, adapter: Adapter) -> bool:
+        return any(a is adapter for snapshot, _ in self._pins.values() for a in snapshot.adapters.values())
 
     def retire_unused(self, in_use: set[Hashable]) -> "asyncio.Future[list[None]]":
         """Close instances whose key no snapshot uses, after their in-flight requests end.
@@ -137,9 +150,8 @@ class AdapterRegistry:
         return asyncio.gather(*(self._close_when_idle(a, fields) for a, fields in retired))
 
     async def _close_when_idle(self, adapter: Adapter, fields: dict[str, str]) -> None:
-        while self._inflight.get(id(adapter), 0) > 0:
+        while self._busy(adapter):  # a request on a snapshot that has it is still running
             await asyncio.sleep(0.05)
-        self._inflight.pop(id(adapter), None)
         try:
             await adapter.close()
         except Exception:  # closing must not stop the others from closing

@@ -164,11 +164,9 @@ class Gateway:
     async def handle(self, flow: Flow) -> None:
         """Run the chain over one flow; record metrics; tell observers."""
         self.metrics.inflight.inc()
-        # Pin the snapshot's adapters before any stage can suspend: a reload that drops one
-        # of them then closes it only after this request ends.
-        pinned = list({id(a): a for a in flow.snapshot.adapters.values()}.values())
-        for adapter in pinned:
-            self.registry.acquire(adapter)
+        # Pin the snapshot before any stage can suspend: a reload that drops one of its
+        # adapters then closes it only after this request ends.
+        self.registry.pin(flow.snapshot)
         try:
             await self.chain.run(flow)
         except GatewayError as exc:
@@ -181,8 +179,7 @@ class Gateway:
             raise
         finally:
             self.metrics.inflight.dec()
-            for adapter in pinned:
-                self.registry.release(adapter)
+            self.registry.unpin(flow.snapshot)
             self._observe(flow)
             self.hooks.request_finished(flow)
 
