@@ -40,6 +40,8 @@ class GatewayMetrics:
                                     ["model"], buckets=_BATCH_BUCKETS, registry=r)
         self.reloads = Counter("maas_config_reloads_total", "Config reload attempts by result",
                                ["result"], registry=r)
+        for result in ("success", "error"):  # exported from the start: a rate over them needs a 0
+            self.reloads.labels(result=result)
         self.config_info = Gauge("maas_config_info", "The loaded config snapshot (value 1)",
                                  ["digest"], registry=r)
         self.config_loaded_at = Gauge("maas_config_loaded_timestamp_seconds",

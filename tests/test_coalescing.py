@@ -185,50 +185,50 @@ async def test_async_batcher_failure_reaches_every_caller_of_that_batch():
         await batcher.close()
 
 
-def test_flag_is_declared_in_the_one_flag_list():
-    from plugins.flags import FLAGS
-
-    assert "coalesce_embeddings" in FLAGS and FLAGS["coalesce_embeddings"]
-
-
 @pytest.mark.parametrize("bad", [0, -1])
 def test_batcher_rejects_nonsense_in_flight(bad):
     with pytest.raises(ValueError):
         MicroBatcher(lambda b: b, max_in_flight=bad)
 
 
-async def test_flag_coalesce_embeddings_through_a_real_router_and_http_adapter(tmp_path):
-    """The router process, its ``infinity`` adapter and an OpenAI-style server: concurrent
+async def test_flag_coalesce_embeddings_through_a_real_router_and_infinity(tmp_path, infinity_server):
+    """The router process, its ``infinity`` adapter and a real Infinity server: concurrent
     one-text requests share upstream calls, and each caller gets the vector of its own text."""
+    import re
+
     import httpx
 
-    from tests.support.openai_stub import stub_vector
     from tests.support.processes import start_router
-    from tests.support.upstreams import router_configs, start_stub
+    from tests.support.upstreams import router_configs
 
-    stub, stub_url = start_stub(tmp_path / "stub.log")
+    def upstream_calls() -> float:
+        text = httpx.get(url + "/metrics").text
+        found = re.findall(r'^maas_upstream_requests_total\{adapter="infinity",outcome="ok",[^}]*\} (\S+)$', text,
+                           re.M)
+        assert found, "the router exports its upstream calls"
+        return sum(float(v) for v in found)
+
+    configs = router_configs(tmp_path / "configs", {
+        "feature_flags": ["coalesce_embeddings"],
+        "embeddings": [{"model": "m", "served_name": "minilm",
+                        "upstream": {"type": "infinity", "url": infinity_server.url, "timeout_ms": 20000},
+                        "options": {"coalesce_wait_ms": 20}}]})
+    router, url = start_router(configs, tmp_path / "router.log")
+    texts = [f"sentence number {i}" for i in range(16)]
     try:
-        configs = router_configs(tmp_path / "configs", {
-            "feature_flags": ["coalesce_embeddings"],
-            "embeddings": [{"model": "m", "served_name": "stub-model",
-                            "upstream": {"type": "infinity", "url": stub_url, "timeout_ms": 5000},
-                            "options": {"coalesce_wait_ms": 20}}]})
-        router, url = start_router(configs, tmp_path / "router.log")
-        try:
-            texts = [f"sentence number {i}" for i in range(16)]
-            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-                await client.post("/v1/embeddings", json={"model": "m", "input": "warm up"})
-                calls_before = httpx.get(stub_url + "/_seen").json()["calls"]
-                answers = await asyncio.gather(*(client.post("/v1/embeddings", json={"model": "m", "input": t})
-                                                 for t in texts))
-            calls = httpx.get(stub_url + "/_seen").json()["calls"] - calls_before
-        finally:
-            router.stop()
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            await client.post("/v1/embeddings", json={"model": "m", "input": "warm up"})
+            calls_before = upstream_calls()
+            answers = await asyncio.gather(*(client.post("/v1/embeddings", json={"model": "m", "input": t})
+                                             for t in texts))
+        calls = upstream_calls() - calls_before
     finally:
-        stub.stop()
-    for text, resp in zip(texts, answers):
+        router.stop()
+    direct = httpx.post(infinity_server.url + "/v1/embeddings", json={"model": "minilm", "input": texts},
+                        timeout=60).json()["data"]
+    for text, resp, want in zip(texts, answers, sorted(direct, key=lambda d: d["index"])):
         assert resp.status_code == 200, resp.text
-        np.testing.assert_allclose(resp.json()["data"][0]["embedding"], stub_vector(text), rtol=1e-5)
+        np.testing.assert_allclose(resp.json()["data"][0]["embedding"], want["embedding"], rtol=1e-4, atol=1e-5)
     assert calls < len(texts), f"{calls} upstream calls for {len(texts)} concurrent requests"
 
 

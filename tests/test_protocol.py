@@ -37,7 +37,8 @@ def test_shape_vectors_truncates_and_renormalises():
     v = np.array([[3.0, 4.0, 12.0]], dtype=np.float32)
     out = shape_vectors(v, 2)
     np.testing.assert_allclose(out, [[0.6, 0.8]], rtol=1e-6)
-    assert shape_vectors(v, None) is not None and shape_vectors(v, None).shape == (1, 3)
+    np.testing.assert_array_equal(shape_vectors(v, None), v)  # no dimensions: untouched
+    np.testing.assert_array_equal(shape_vectors(v, 3), v)  # as many as the model has: untouched
 
 
 def test_base64_is_little_endian_float32():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -184,4 +182,4 @@ def test_reset_durations_use_openai_format():
     assert duration(0.25) == "250ms"
     assert duration(1.5) == "1.5s"
     assert duration(360) == "6m0s"
-    assert math.isfinite(float(duration(42)[:-1]))
+    assert duration(42) == "42s"

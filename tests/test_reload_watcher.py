@@ -14,6 +14,7 @@ import pytest
 from core import hookimpl
 from core.adapters import EmbedResult, RerankResult
 from core.config import Settings
+from core.errors import ConfigError
 from core.flow import Flow
 from core.gateway import Gateway
 from core.plugins import build_plugin_manager
@@ -263,7 +264,7 @@ async def test_a_local_model_leaves_memory_with_the_last_route_naming_it(tmp_pat
     routing["rerank"] = rerank_routes + [{**rerank_routes[0], "model": "broken",
                                           "served_name": str(tmp_path / "no-such-model")}]
     write_yaml(configs / "routing.yaml", routing)
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError, match="cannot load cross-encoder"):
         await gw.load()
     assert set(gw.snapshot.routes) == {"minilm", "minilm-2"}
     loaded_then_dropped = [a for a in created[2:] if a is not embedder]

@@ -41,7 +41,8 @@ async def _load(url: str, total: int, on_progress) -> list[int]:
 def _metric(text: str, name: str, upstream: str, extra: str = "") -> float:
     pattern = rf'^{name}\{{adapter="rerank",{extra}upstream="{re.escape(upstream)}"\}} (\S+)$'
     found = re.search(pattern, text, re.M)
-    return float(found.group(1)) if found else 0.0
+    assert found, f"{name} for {upstream} is not exported"
+    return float(found.group(1))
 
 
 async def test_two_upstreams_one_killed_mid_run_clients_see_no_error(tmp_path):

@@ -74,7 +74,8 @@ async def serving_digest(client: httpx.AsyncClient) -> str | None:
 async def reloads(client: httpx.AsyncClient, result: str) -> float:
     found = re.search(rf'^maas_config_reloads_total\{{result="{result}"\}} ([0-9.e+]+)$',
                       await metrics_text(client), re.M)
-    return float(found.group(1)) if found else 0.0
+    assert found, f"maas_config_reloads_total{{result={result!r}}} is not exported"
+    return float(found.group(1))
 
 
 async def wait_for(check, timeout: float, what: str) -> float:
