@@ -10,7 +10,8 @@ The rule (secure by default):
   OpenAI SDKs always send one). The flag defaults to false: no keys and no flag refuses everyone.
 - Anonymous callers are told apart by address (for rate limits); see ``core.client_address``.
 
-Keys are compared as SHA-256 digests in constant time, against every configured key.
+A presented key is looked up by its SHA-256 digest: one hash lookup however many keys there
+are, and the plain key is never compared, so timing can tell nothing about it.
 """
 
 from __future__ import annotations
