@@ -50,6 +50,11 @@ def test_missing_file_is_reported(tmp_path):
     ("rate_limits.yaml", "default:\n  capacity: .inf\n  refill_rate: 1\n", 2, "must be a finite number"),
     ("rate_limits.yaml", "default:\n  capacity: 5\n  refill_rate: .nan\n", 3, "must be a finite number"),
     ("auth.yaml", "? [a, b]\n: 1\n", 1, "mapping key must be a plain value"),
+    ("rate_limits.yaml", "default:\n  capacity: 1" + "0" * 400 + "\n  refill_rate: 1\n", 2,
+     "must be a finite number"),
+    ("routing.yaml", "rerank:\n  - model: r\n    served_name: x\n    max_top_k: 1.5\n    upstream:\n"
+                     "      type: local\n", 4, "'max_top_k' must be a whole number"),
+    ("auth.yaml", "api_keys: []\n1: x\nallow_anonymous_without_api_keys: true\n", 2, "'1'"),
 ])
 def test_values_that_would_break_requests_are_rejected(tmp_path, file, text, line, words):
     write_good(tmp_path)
@@ -58,6 +63,20 @@ def test_values_that_would_break_requests_are_rejected(tmp_path, file, text, lin
     assert result.returncode == 1
     assert f"{tmp_path / file}:{line}: " in result.stderr and words in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("file, content", [("routing.yaml", b"embeddings: []\x00\n"),
+                                           ("auth.yaml", "api_keys: []".encode("utf-16")),
+                                           ("key.bin", bytes(range(256)))])
+def test_files_that_are_not_text_are_named_not_a_traceback(tmp_path, file, content):
+    write_good(tmp_path)
+    if file == "key.bin":  # a key_file that is not text: its contents are never echoed
+        write_text(tmp_path / "auth.yaml", f"api_keys:\n  - key_file: {tmp_path / file}\n")
+    (tmp_path / file).write_bytes(content)
+    result = _check_config(tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    named = tmp_path / ("auth.yaml" if file == "key.bin" else file)
+    assert str(named) in result.stderr
 
 
 def test_credentials_in_a_bad_url_are_not_echoed(tmp_path):

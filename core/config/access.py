@@ -118,6 +118,8 @@ def _secret_from(entry: LineDict, index: int) -> bytes:
         except OSError as exc:
             raise entry.fail(f"api_keys[{index}]: cannot read key file {value}: {exc.strerror or exc}",
                              source) from None
+        except UnicodeDecodeError:  # the contents are not echoed: they may be a key
+            raise entry.fail(f"api_keys[{index}]: key file {value} is not UTF-8 text", source) from None
         if not secret.strip():
             raise entry.fail(f"api_keys[{index}]: key file {value} is empty", source)
     else:

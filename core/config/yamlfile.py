@@ -40,6 +40,8 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
         if not isinstance(key, (str, int, float, bool)):
             raise ConfigError("a mapping key must be a plain value, not a list or mapping", file=loader.name,
                               line=key_node.start_mark.line + 1)
+        # Every key a config reads is a name: ``123:`` is the name "123", as the file shows it.
+        key = key if isinstance(key, str) else key_node.value
         if key in out:
             # The key itself is not quoted: in rate_limits.yaml per_api_key it may be an API key.
             raise ConfigError(f"duplicate key (first at line {out.key_lines[str(key)]})", file=loader.name,
@@ -75,7 +77,10 @@ def load_yaml(path: str | Path) -> tuple[LineDict, bytes]:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from exc
-    loader = _Loader(raw.decode("utf-8", errors="replace"))
+    try:
+        loader = _Loader(raw.decode("utf-8", errors="replace"))  # checks for unprintable characters
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not a YAML text file: {exc}", file=str(path)) from None
     loader.name = str(path)
     try:
         data = loader.get_single_data()
@@ -104,11 +109,24 @@ def expect(mapping: LineDict, key: str, kind: type | tuple[type, ...], *, requir
             raise mapping.fail(f"missing required field {key!r}")
         return default
     value = mapping[key]
-    if kind in (int, float) or kind == (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise mapping.fail(f"field {key!r} must be a finite number, got {value!r}", key)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > _MAX_NUMBER:
+            raise mapping.fail(f"field {key!r} must be a whole number, got {_shown(value)}", key)
+        return value
+    if kind is float or kind == (int, float):
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not (isinstance(value, int) or math.isfinite(value)) or abs(value) > _MAX_NUMBER):
+            raise mapping.fail(f"field {key!r} must be a finite number, got {_shown(value)}", key)
         return value
     if not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise mapping.fail(f"field {key!r} must be {names}, got {type(value).__name__}", key)
     return value
+
+
+_MAX_NUMBER = 1e15  # past any timeout, size or rate a config means; floats stay exact below it
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
