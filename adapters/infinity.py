@@ -15,32 +15,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from adapters.http import HttpAdapter
+from adapters.http import HttpAdapter, resilience_options
 from core import hookimpl
-from core.adapters import AdapterContext, EmbedResult, RerankResult
+from core.adapters import AdapterContext, CallContext, EmbedResult, RerankResult
+from core.options import Option, OptionSchema
 
 if TYPE_CHECKING:
     from core.config import ModelRoute, UpstreamConfig
-    from core.flow import Flow
 
 
 class InfinityAdapter(HttpAdapter):
     type_name = "infinity"
-    default_encoding = "base64"
+    upstream_options = resilience_options("base64") | OptionSchema([
+        Option("url_prefix", str, "/v1", "the server's --url-prefix"),
+    ])
 
-    def __init__(self, upstream: "UpstreamConfig", context: AdapterContext) -> None:
+    def __init__(self, upstream: UpstreamConfig, context: AdapterContext) -> None:
         super().__init__(upstream, context)
-        self.prefix = "/" + str(upstream.options.get("url_prefix", "/v1")).strip("/")
+        self.prefix = "/" + str(self.config["url_prefix"]).strip("/")
         self.prefix = "" if self.prefix == "/" else self.prefix
 
-    async def embed(self, route: "ModelRoute", inputs: Sequence[Any], flow: "Flow | None") -> EmbedResult:
-        return await self.embed_at(f"{self.prefix}/embeddings", route, self.texts(route, inputs, flow), flow)
+    async def embed(self, route: ModelRoute, inputs: Sequence[Any], call: CallContext) -> EmbedResult:
+        return await self.embed_at(f"{self.prefix}/embeddings", route, self.texts(route, inputs, call), call)
 
-    async def rerank(self, route: "ModelRoute", query: str, documents: Sequence[str],
-                     flow: "Flow | None") -> RerankResult:
-        return await self.rerank_at(f"{self.prefix}/rerank", route, query, documents, flow, return_documents=False)
+    async def rerank(self, route: ModelRoute, query: str, documents: Sequence[str],
+                     call: CallContext) -> RerankResult:
+        return await self.rerank_at(f"{self.prefix}/rerank", route, query, documents, call, return_documents=False)
 
 
 @hookimpl
-def register_adapters(register):
+def register_adapters(register) -> None:
     register("infinity", InfinityAdapter)

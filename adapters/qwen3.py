@@ -23,38 +23,42 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.http import HttpAdapter
 from core import hookimpl
-from core.adapters import AdapterContext, EmbedResult, RerankResult
+from core.adapters import AdapterContext, CallContext, EmbedResult, RerankResult
 from core.errors import ConfigError, InvalidRequest
+from core.options import Option, OptionSchema
 
 if TYPE_CHECKING:
     from core.config import ModelRoute, Settings, UpstreamConfig
-    from core.flow import Flow
 
 log = logging.getLogger("maas.adapters.qwen3")
 
 
-def query_prefix(route: "ModelRoute") -> str:
+def query_prefix(route: ModelRoute) -> str:
     """The text put before each input of this model ('' for none)."""
     instruction = route.options.get("query_instruction")
-    prefix = route.options.get("query_prefix")
-    if instruction is not None and prefix is not None:
-        raise ConfigError(f"model {route.alias!r}: give 'query_instruction' or 'query_prefix', not both")
-    for name, value in (("query_instruction", instruction), ("query_prefix", prefix)):
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"model {route.alias!r}: option {name!r} must be a string")
     if instruction:
         return f"Instruct: {instruction}\nQuery:"
-    return prefix or ""
+    return str(route.options.get("query_prefix") or "")
 
 
 class Qwen3Adapter(HttpAdapter):
     type_name = "qwen3"
+    route_options = OptionSchema([
+        Option("query_instruction", str, None, "task put in Qwen's template 'Instruct: <task>\\nQuery:'"),
+        Option("query_prefix", str, None, "a literal prefix for every input (instead of query_instruction)"),
+    ])
 
     @classmethod
-    def is_enabled(cls, settings: "Settings") -> bool:
+    def is_enabled(cls, settings: Settings) -> bool:
         return settings.qwen3_enabled
 
-    def __init__(self, upstream: "UpstreamConfig", context: AdapterContext) -> None:
+    @classmethod
+    def validate_route(cls, route: ModelRoute) -> None:
+        super().validate_route(route)
+        if route.options.get("query_instruction") is not None and route.options.get("query_prefix") is not None:
+            raise ValueError("give 'query_instruction' or 'query_prefix', not both")
+
+    def __init__(self, upstream: UpstreamConfig, context: AdapterContext) -> None:
         key = context.settings.qwen3_api_key
         if key and any(ord(c) < 32 or ord(c) == 127 for c in key):
             raise ConfigError("QWEN3_API_KEY contains control characters (not quoted here: it is a secret)")
@@ -63,25 +67,22 @@ class Qwen3Adapter(HttpAdapter):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         super().__init__(upstream, context, headers=headers, secrets=[key] if key else [])
 
-    def prepare(self, route: "ModelRoute") -> None:
-        query_prefix(route)  # a bad option rejects the config, not the first request
-
-    async def embed(self, route: "ModelRoute", inputs: Sequence[Any], flow: "Flow | None") -> EmbedResult:
+    async def embed(self, route: ModelRoute, inputs: Sequence[Any], call: CallContext) -> EmbedResult:
         prefix = query_prefix(route)
         items: list[Any] = list(inputs)
         if prefix:
-            if items and not isinstance(items[0], str):
+            if call.is_tokens:
                 raise InvalidRequest(f"The model '{route.alias}' adds a query instruction to text; "
                                      "send text, not token ids", param="input")
             items = [prefix + text for text in items]
         # Token ids go through as they are: the OpenAI protocol takes them, in the model's own vocabulary.
-        return await self.embed_at("/embeddings", route, items, flow)
+        return await self.embed_at("/embeddings", route, items, call)
 
-    async def rerank(self, route: "ModelRoute", query: str, documents: Sequence[str],
-                     flow: "Flow | None") -> RerankResult:
-        return await self.rerank_at("/rerank", route, query, documents, flow)
+    async def rerank(self, route: ModelRoute, query: str, documents: Sequence[str],
+                     call: CallContext) -> RerankResult:
+        return await self.rerank_at("/rerank", route, query, documents, call)
 
 
 @hookimpl
-def register_adapters(register):
+def register_adapters(register) -> None:
     register("qwen3", Qwen3Adapter)

@@ -12,38 +12,33 @@ Upstream options: ``path`` (``/rerank``), plus the resilience options of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from adapters.http import HttpAdapter
+from adapters.http import HttpAdapter, resilience_options
 from core import hookimpl
-from core.adapters import AdapterContext, EmbedResult, RerankResult
-from core.errors import ConfigError, InvalidRequest
+from core.adapters import AdapterContext, CallContext, RerankResult
+from core.options import Option, OptionSchema
 
 if TYPE_CHECKING:
     from core.config import ModelRoute, UpstreamConfig
-    from core.flow import Flow
 
 
 class RerankServiceAdapter(HttpAdapter):
     type_name = "rerank"
+    kinds = frozenset({"rerank"})
+    upstream_options = resilience_options("float") | OptionSchema([
+        Option("path", str, "/rerank", "the service's rerank path"),
+    ])
 
-    def __init__(self, upstream: "UpstreamConfig", context: AdapterContext) -> None:
+    def __init__(self, upstream: UpstreamConfig, context: AdapterContext) -> None:
         super().__init__(upstream, context)
-        self.path = "/" + str(upstream.options.get("path", "/rerank")).strip("/")
+        self.path = "/" + str(self.config["path"]).strip("/")
 
-    def prepare(self, route: "ModelRoute") -> None:
-        if route.kind != "rerank":
-            raise ConfigError(f"model {route.alias!r}: upstream type 'rerank' serves rerank models only")
-
-    async def embed(self, route: "ModelRoute", inputs: Sequence[Any], flow: "Flow | None") -> EmbedResult:
-        raise InvalidRequest(f"The model '{route.alias}' is served by a rerank service; use /v1/rerank",
-                             param="model", code="wrong_model_type")
-
-    async def rerank(self, route: "ModelRoute", query: str, documents: Sequence[str],
-                     flow: "Flow | None") -> RerankResult:
-        return await self.rerank_at(self.path, route, query, documents, flow)
+    async def rerank(self, route: ModelRoute, query: str, documents: Sequence[str],
+                     call: CallContext) -> RerankResult:
+        return await self.rerank_at(self.path, route, query, documents, call)
 
 
 @hookimpl
-def register_adapters(register):
+def register_adapters(register) -> None:
     register("rerank", RerankServiceAdapter)

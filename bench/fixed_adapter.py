@@ -12,30 +12,29 @@ import argparse
 import numpy as np
 
 from core import hookimpl
-from core.adapters import EmbedResult, RerankResult
+from core.adapters import Adapter, EmbedResult, RerankResult
 
 DIM = 384
 
 
-class FixedAdapter:
+class FixedAdapter(Adapter):
     # Like the HTTP adapters' upstreams, it reports usage (a fixed count per input), so the router
     # runs the same path as in front of the fixed upstream: no tokenizing of its own.
     reports_usage = True
     TOKENS_PER_INPUT = 8
 
     def __init__(self, upstream, context) -> None:
+        super().__init__(upstream, context)
         self.row = (np.arange(DIM, dtype=np.float32) % 101) / 1000
 
-    async def embed(self, route, inputs, flow) -> EmbedResult:
+    async def embed(self, route, inputs, call) -> EmbedResult:
         return EmbedResult(np.broadcast_to(self.row, (len(inputs), DIM)),
                            prompt_tokens=self.TOKENS_PER_INPUT * len(inputs))
 
-    async def rerank(self, route, query, documents, flow) -> RerankResult:
+    async def rerank(self, route, query, documents, call) -> RerankResult:
         return RerankResult([1.0 / (1 + i) for i in range(len(documents))],
                             prompt_tokens=self.TOKENS_PER_INPUT * len(documents))
 
-    async def close(self) -> None:
-        pass
 
 
 @hookimpl

@@ -62,7 +62,8 @@ def top1_agreement(a, b, qset: list[tuple[str, list[str]]]) -> float:
 
 
 def run(work: Path, *, quick: bool, tool: str = "hey") -> Section:
-    from adapters.local.models import TorchCrossEncoder, load_reranker, packaged_reranker_dir
+    from adapters.local.models import TorchCrossEncoder, load_reranker
+    from core.packaged import packaged_reranker_dir
     from bench.dequant import build_fp32
 
     repeats, seconds = (1, 5) if quick else (3, 12)

@@ -1,5 +1,12 @@
 """What an upstream adapter is, and the registry that builds and shares them.
 
+Every adapter type subclasses ``Adapter`` and says what it is: the ``kinds`` of model it serves,
+the options its ``upstream:`` block takes (``upstream_options``) and those a route's
+``options:`` block takes (``route_options``). The gateway checks a route against its type
+before any load: wrong kind, unknown or bad options and whatever ``validate_route`` refuses
+are config errors with file and line, in ``maas check-config`` too. The optional members have
+working defaults here, so nothing probes for them.
+
 Adapters turn one model call into whatever their upstream speaks. Core owns everything
 common to all of them: parsing, dimensions, base64, top-n, sorting, usage.
 """
@@ -11,19 +18,22 @@ import hashlib
 import logging
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from core.errors import ConfigError
+from core.errors import ConfigError, InvalidRequest
+from core.options import OptionSchema
 
 if TYPE_CHECKING:
     from core.config import ModelRoute, Settings, UpstreamConfig
-    from core.gateway import Snapshot
-    from core.flow import Flow
     from core.metrics import GatewayMetrics
+    from core.snapshot import Snapshot
+    from core.tokenization import TokenCounter
 
 log = logging.getLogger("maas.adapters")
+
+KINDS = frozenset({"embeddings", "rerank"})
 
 
 @dataclass(slots=True)
@@ -38,50 +48,95 @@ class RerankResult:
     prompt_tokens: int | None = None
 
 
-@runtime_checkable
-class Adapter(Protocol):
-    """Optional members: ``prepare(route)`` (load before serving), ``tokenizer_name(route)``,
-    classmethods ``is_enabled(settings)`` and ``validate_options(upstream)``,
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What an adapter may know about the call besides route and inputs.
+
+    ``request_id`` is None for a call that serves several requests at once (coalescing);
+    ``deadline`` is on the event loop's clock; ``is_tokens`` says the inputs are token-id
+    lists; ``tokenizer`` is the route's token counter (it decodes token ids to text).
+    """
+
+    request_id: str | None = None
+    deadline: float | None = None
+    is_tokens: bool = False
+    tokenizer: TokenCounter | None = None
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - asyncio.get_running_loop().time()
+
+
+@dataclass(slots=True)
+class AdapterContext:
+    """What an adapter may use besides its upstream config."""
+
+    settings: Settings
+    metrics: GatewayMetrics | None = None
+
+
+class Adapter:
+    """The base of every adapter type. Override ``embed`` and/or ``rerank``; the rest is optional.
+
     ``reports_usage = True`` when the upstream counts prompt tokens itself (the router then
-    tokenizes only when a limit or budget needs the counts), and a classmethod
-    ``instance_key(route)`` for an adapter that holds a model in memory: routes then share an
-    instance only when their upstream and this key are equal (one per model), so a model no
-    route names any more is released with its instance."""
+    tokenizes only when a limit or budget needs the counts). ``instance_key(route)`` is for an
+    adapter that holds a model in memory: routes then share an instance only when their
+    upstream and this key are equal (one per model), so a model no route names any more is
+    released with its instance.
+    """
 
-    async def embed(self, route: "ModelRoute", inputs: Sequence[Any], flow: "Flow | None") -> EmbedResult:
-        """Embed ``inputs`` (strings, or token-id lists when ``flow.request.is_tokens``)."""
+    kinds: ClassVar[frozenset[str]] = KINDS
+    upstream_options: ClassVar[OptionSchema] = OptionSchema()
+    route_options: ClassVar[OptionSchema] = OptionSchema()
+    reports_usage: ClassVar[bool] = False
 
-    async def rerank(self, route: "ModelRoute", query: str, documents: Sequence[str],
-                     flow: "Flow | None") -> RerankResult:
+    def __init__(self, upstream: UpstreamConfig, context: AdapterContext) -> None:
+        self.upstream = upstream
+        self.context = context
+        #: the upstream's options, checked, with every default filled in
+        self.config: dict[str, Any] = self.upstream_options.check(upstream.options, f"upstream type {upstream.type!r}")
+
+    @classmethod
+    def is_enabled(cls, settings: Settings) -> bool:
+        """False: this type's models do not exist under these settings (404, not listed)."""
+        return True
+
+    @classmethod
+    def instance_key(cls, route: ModelRoute) -> Hashable | None:
+        return None
+
+    @classmethod
+    def validate_route(cls, route: ModelRoute) -> None:
+        """Checks the schemas cannot express (raise ValueError); runs in ``maas check-config``."""
+
+    async def prepare(self, route: ModelRoute) -> None:
+        """Load or check what ``route`` needs before it takes traffic."""
+
+    def tokenizer_name(self, route: ModelRoute) -> str | None:
+        """The tokenizer that counts this route's tokens, when the adapter knows it."""
+        return None
+
+    async def embed(self, route: ModelRoute, inputs: Sequence[Any], call: CallContext) -> EmbedResult:
+        """Embed ``inputs`` (strings, or token-id lists when ``call.is_tokens``)."""
+        raise InvalidRequest(f"The model '{route.alias}' does not serve embeddings", param="model",
+                             code="wrong_model_type")
+
+    async def rerank(self, route: ModelRoute, query: str, documents: Sequence[str],
+                     call: CallContext) -> RerankResult:
         """Score every document against the query."""
+        raise InvalidRequest(f"The model '{route.alias}' does not serve rerank", param="model",
+                             code="wrong_model_type")
 
     async def close(self) -> None:
         """Release pools and models. Called once no snapshot uses the adapter."""
 
 
-@dataclass(slots=True)
-class AdapterContext:
-    """What a factory may use besides its upstream config."""
-
-    settings: "Settings"
-    metrics: "GatewayMetrics | None" = None
-
-
-def upstream_id(upstream: "UpstreamConfig") -> str:
+def upstream_id(upstream: UpstreamConfig) -> str:
     """A short, stable name for an upstream config in logs; URLs may carry credentials."""
     return hashlib.sha256(upstream.key.encode()).hexdigest()[:8]
 
 
-AdapterFactory = Callable[["UpstreamConfig", AdapterContext], Adapter]
-
-
-async def prepare_adapter(adapter: Adapter, route: "ModelRoute") -> None:
-    """Let an adapter load or check what a route needs before the route takes traffic."""
-    prepare = getattr(adapter, "prepare", None)
-    if prepare is not None:
-        result = prepare(route)
-        if asyncio.iscoroutine(result):
-            await result
+AdapterType = type[Adapter]
 
 
 class AdapterRegistry:
@@ -95,33 +150,57 @@ class AdapterRegistry:
 
     def __init__(self, context: AdapterContext) -> None:
         self.context = context
-        self.factories: dict[str, AdapterFactory] = {}
+        self.factories: dict[str, AdapterType] = {}
+        self._origins: dict[str, tuple[str, bool]] = {}  # type name -> (plugin, built in)
         self._instances: dict[Hashable, tuple[Adapter, dict[str, str]]] = {}  # key -> (adapter, log fields)
-        self._pins: dict[int, list] = {}  # id(snapshot) -> [snapshot, requests holding it]
+        self._pins: dict[int, list[Any]] = {}  # id(snapshot) -> [snapshot, requests holding it]
 
-    def register(self, type_name: str, factory: AdapterFactory) -> None:
-        if type_name in self.factories:
-            raise ConfigError(f"adapter type {type_name!r} is registered twice")
-        self.factories[type_name] = factory
+    def registrar(self, origin: str, builtin: bool) -> Callable[[str, AdapterType], None]:
+        """The ``register`` callback one plugin's ``register_adapters`` receives."""
 
-    def key(self, route: "ModelRoute") -> Hashable:
-        per_route = getattr(self.factories.get(route.upstream.type), "instance_key", None)
-        return route.upstream if per_route is None else (route.upstream, per_route(route))
+        def register(type_name: str, cls: AdapterType) -> None:
+            self.add(type_name, cls, origin=origin, builtin=builtin)
 
-    def instance(self, route: "ModelRoute") -> Adapter:
+        return register
+
+    def add(self, type_name: str, cls: AdapterType, *, origin: str = "?", builtin: bool = False) -> None:
+        """Register a type. A third party replaces a built-in type; two of one standing clash."""
+        if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+            raise ConfigError(f"adapter type {type_name!r} from {origin} must be a subclass of core.adapters.Adapter")
+        if not cls.kinds or not cls.kinds <= KINDS:
+            raise ConfigError(f"adapter type {type_name!r} from {origin}: kinds must be a non-empty subset of "
+                              f"{sorted(KINDS)}")
+        held = self._origins.get(type_name)
+        if held is not None:
+            if held[1] == builtin:
+                raise ConfigError(f"adapter type {type_name!r} is registered by both {held[0]} and {origin}; "
+                                  "block one with ROUTER_DISABLED_PLUGINS")
+            if builtin:  # the third-party type already there wins
+                return
+        self.factories[type_name] = cls
+        self._origins[type_name] = (origin, builtin)
+
+    def origin(self, type_name: str) -> str:
+        return self._origins[type_name][0]
+
+    def key(self, route: ModelRoute) -> Hashable:
+        per_route = self.factories[route.upstream.type].instance_key(route)
+        return route.upstream if per_route is None else (route.upstream, per_route)
+
+    def instance(self, route: ModelRoute) -> Adapter:
         key = self.key(route)
         held = self._instances.get(key)
         if held is None:
             upstream = route.upstream
             fields = {"adapter_type": upstream.type, "upstream_id": upstream_id(upstream)}
-            if key is not upstream:  # one instance per instance_key: say which one in the logs
-                part = key[1]  # type: ignore[index]
+            if isinstance(key, tuple):  # one instance per instance_key: say which one in the logs
+                part = key[1]
                 fields["instance"] = "/".join(map(str, part)) if isinstance(part, tuple) else str(part)
             held = self._instances[key] = (self.factories[upstream.type](upstream, self.context), fields)
             log.info("adapter created", extra=fields)
         return held[0]
 
-    def pin(self, snapshot: "Snapshot") -> None:
+    def pin(self, snapshot: Snapshot) -> None:
         """Keep every adapter of ``snapshot`` open until ``unpin``: one count per request, whatever
         the number of routes."""
         held = self._pins.get(id(snapshot))
@@ -130,7 +209,7 @@ class AdapterRegistry:
         else:
             held[1] += 1
 
-    def unpin(self, snapshot: "Snapshot") -> None:
+    def unpin(self, snapshot: Snapshot) -> None:
         held = self._pins[id(snapshot)]
         held[1] -= 1
         if not held[1]:
@@ -139,7 +218,7 @@ class AdapterRegistry:
     def _busy(self, adapter: Adapter) -> bool:
         return any(a is adapter for snapshot, _ in self._pins.values() for a in snapshot.adapters.values())
 
-    def retire_unused(self, in_use: set[Hashable]) -> "asyncio.Future[list[None]]":
+    def retire_unused(self, in_use: set[Hashable]) -> asyncio.Future[list[None]]:
         """Close instances whose key no snapshot uses, after their in-flight requests end.
 
         They leave the registry before this returns, so a snapshot built later gets a fresh

@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None, pm: pluggy.PluginManager | None
     add_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_drain)
-    log.info("request chain: %s", " → ".join(gateway.chain.names),
+    log.info("request chain: %s", gateway.chain.describe(),
              extra={"plugins": gateway.hooks.plugin_names()})
     return app
 
@@ -44,14 +44,14 @@ async def _load_first(gateway: Gateway) -> None:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     gateway.validate()  # fail fast on a bad config; loading models happens in the background
-    await gateway.hooks.startup(app)
+    await gateway.hooks.startup(app, gateway)
     loader = asyncio.create_task(_load_first(gateway), name="initial-config-load")
     watcher = ConfigWatcher(gateway)
     watcher.start(after=loader, handle_sighup=True)
     yield
     await watcher.stop()
     loader.cancel()
-    await gateway.hooks.shutdown(app)
+    await gateway.hooks.shutdown(app, gateway)
     await gateway.close()
     access_log.flush()
 

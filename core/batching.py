@@ -12,6 +12,7 @@ A request larger than one batch is split across batches; one that waits longer t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import time
@@ -20,16 +21,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
 from core.errors import ServiceUnavailable
 
-I = TypeVar("I")
-O = TypeVar("O")
+In = TypeVar("In")  # what a batch takes (a text, a pair)
+Out = TypeVar("Out")  # what it gives per item (a vector, a score)
 
 
-class _Job(Generic[I, O]):
+class _Job(Generic[In, Out]):
     __slots__ = ("items", "next", "done", "results", "future", "enqueued")
 
-    def __init__(self, items: Sequence[I], future: asyncio.Future) -> None:
+    def __init__(self, items: Sequence[In], future: asyncio.Future) -> None:
         self.items = items
         self.next = 0
         self.done = 0
@@ -38,10 +41,12 @@ class _Job(Generic[I, O]):
         self.enqueued = time.monotonic()
 
 
-BatchFn = Callable[[list[I]], Sequence[O]] | Callable[[list[I]], Awaitable[Sequence[O]]]
+# A batch function gives one result per item: a list, or an array with a row per item.
+BatchResult = Sequence[Out] | np.ndarray
+BatchFn = Callable[[list[In]], BatchResult[Out]] | Callable[[list[In]], Awaitable[BatchResult[Out]]]
 
 
-class MicroBatcher(Generic[I, O]):
+class MicroBatcher(Generic[In, Out]):
     def __init__(self, fn: BatchFn, *, max_batch_size: int = 32,
                  max_wait_s: float = 0.002, queue_timeout_s: float | None = None, name: str = "model",
                  on_batch: Callable[[int], None] | None = None, max_in_flight: int = 1) -> None:
@@ -56,7 +61,7 @@ class MicroBatcher(Generic[I, O]):
         self.queue_timeout_s = queue_timeout_s
         self.name = name
         self.on_batch = on_batch
-        self._queue: deque[_Job[I, O]] = deque()
+        self._queue: deque[_Job[In, Out]] = deque()
         self._pending_items = 0
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task | None = None
@@ -81,7 +86,7 @@ class MicroBatcher(Generic[I, O]):
         if self._worker is not None:
             self._worker.cancel()
 
-    async def submit(self, items: Sequence[I]) -> list[O]:
+    async def submit(self, items: Sequence[In]) -> list[Out]:
         if not items:
             return []
         loop = asyncio.get_running_loop()
@@ -89,7 +94,7 @@ class MicroBatcher(Generic[I, O]):
             # A fresh context: the long-lived worker must not carry the request id (or any other
             # context variable) of whichever request happened to start it.
             self._worker = loop.create_task(self._run(), name=f"batcher-{self.name}", context=contextvars.Context())
-        job: _Job[I, O] = _Job(items, loop.create_future())
+        job: _Job[In, Out] = _Job(items, loop.create_future())
         self._queue.append(job)
         self._pending_items += len(items)
         self._wakeup.set()
@@ -100,16 +105,17 @@ class MicroBatcher(Generic[I, O]):
             job.future.add_done_callback(lambda _: timer.cancel())
         return await job.future
 
-    def _expire(self, job: _Job[I, O]) -> None:
+    def _expire(self, job: _Job[In, Out]) -> None:
         if job.next == 0 and not job.future.done():  # none of its items has started: give up on it
             job.future.set_exception(self._queue_timeout())
 
     def _queue_timeout(self) -> ServiceUnavailable:
-        return ServiceUnavailable(f"{self.name}: request waited over {self.queue_timeout_s * 1000:.0f} ms "
+        waited = (self.queue_timeout_s or 0.0) * 1000
+        return ServiceUnavailable(f"{self.name}: request waited over {waited:.0f} ms "
                                   "in the queue", code="queue_timeout")
 
-    def _take_batch(self) -> list[tuple[_Job[I, O], int, int]]:
-        parts: list[tuple[_Job[I, O], int, int]] = []
+    def _take_batch(self) -> list[tuple[_Job[In, Out], int, int]]:
+        parts: list[tuple[_Job[In, Out], int, int]] = []
         room = self.max_batch_size
         now = time.monotonic()
         while self._queue and room > 0:
@@ -161,7 +167,7 @@ class MicroBatcher(Generic[I, O]):
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
 
-    async def _execute(self, parts: list[tuple[_Job[I, O], int, int]]) -> None:
+    async def _execute(self, parts: list[tuple[_Job[In, Out], int, int]]) -> None:
         self._active += 1
         try:
             batch = [item for job, start, n in parts for item in job.items[start:start + n]]
@@ -195,10 +201,8 @@ class MicroBatcher(Generic[I, O]):
             if task is None:
                 continue
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # its failure was its jobs' to see
                 await task
-            except (asyncio.CancelledError, Exception):
-                pass
         for job in self._queue:
             if not job.future.done():
                 job.future.set_exception(ServiceUnavailable(f"{self.name} is shutting down"))

@@ -29,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _serve_rerank(args: argparse.Namespace) -> int:
-    from core.rerank_service import run
+    from services.rerank.service import run
 
     _use_uvloop()
     return run(args.host, args.port)
@@ -61,12 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="maas", description="Quadrate MAAS Embeddings gateway")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the router (OpenAI-compatible API)")
-    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a container's server listens on all
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--shutdown-timeout", type=float, default=30.0)
     serve.set_defaults(func=_serve)
     rr = sub.add_parser("serve-rerank", help="run the rerank service")
-    rr.add_argument("--host", default="0.0.0.0")
+    rr.add_argument("--host", default="0.0.0.0")  # noqa: S104 - as above
     rr.add_argument("--port", type=int, default=9002)
     rr.set_defaults(func=_serve_rerank)
     check = sub.add_parser("check-config", help="validate the three config files (ROUTER_*_PATH)")

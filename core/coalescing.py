@@ -16,21 +16,20 @@ caller's bad input never fails its neighbours.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.adapters import EmbedResult
+from core.adapters import CallContext, EmbedResult
 from core.batching import MicroBatcher
 from core.errors import InvalidRequest, UpstreamRejected
+from core.options import Option
 
 if TYPE_CHECKING:
     from core.adapters import Adapter
     from core.config import ModelRoute
-    from core.flow import Flow
 
 log = logging.getLogger("maas.coalescing")
 
@@ -40,27 +39,19 @@ DEFAULT_MAX_BATCH = 64
 DEFAULT_WAIT_MS = 2.0
 
 
-_LIMITS = (("coalesce_max_request", 1, True), ("coalesce_max_batch", 1, True), ("coalesce_wait_ms", 0, False))
-
-
-def validate_route_options(route: "ModelRoute") -> None:
-    """Check a route's coalescing options at config time (a bad one must not 500 each request)."""
-    for name, lowest, integer in _LIMITS:
-        if name not in route.options:
-            continue
-        value = route.options[name]
-        kinds = (int,) if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < lowest:
-            raise ValueError(f"option '{name}' must be {'an integer' if integer else 'a number'} >= {lowest}, "
-                             f"got {value!r}")
+ROUTE_OPTIONS = (
+    Option("coalesce_max_request", int, DEFAULT_MAX_REQUEST, "largest request (inputs) that is merged", minimum=1),
+    Option("coalesce_max_batch", int, DEFAULT_MAX_BATCH, "most inputs in one merged upstream call", minimum=1),
+    Option("coalesce_wait_ms", float, DEFAULT_WAIT_MS, "how long the first request waits for others", minimum=0),
+)
 
 
 @dataclass(slots=True)
 class _Lane:
     """One queue: the adapter and route it calls (kept alive so their ids stay unique)."""
 
-    adapter: "Adapter"
-    route: "ModelRoute"
+    adapter: Adapter
+    route: ModelRoute
     batcher: MicroBatcher
 
 
@@ -68,33 +59,35 @@ class EmbedCoalescer:
     def __init__(self, max_in_flight: int = 4) -> None:
         self.max_in_flight = max_in_flight
         self._lanes: dict[tuple[int, int], _Lane] = {}
+        self._serving: Mapping[str, ModelRoute] = {}
 
     @staticmethod
-    def eligible(route: "ModelRoute", inputs: Sequence[Any]) -> bool:
+    def eligible(route: ModelRoute, inputs: Sequence[Any]) -> bool:
         return (0 < len(inputs) <= int(route.options.get("coalesce_max_request", DEFAULT_MAX_REQUEST))
                 and isinstance(inputs[0], str))
 
-    async def embed(self, adapter: "Adapter", route: "ModelRoute", inputs: Sequence[Any],
-                    flow: "Flow") -> EmbedResult:
-        lane = self._lane(adapter, route, flow)
+    async def embed(self, adapter: Adapter, route: ModelRoute, inputs: Sequence[Any],
+                    context: CallContext) -> EmbedResult:
+        lane = self._lane(adapter, route)
         try:
             rows = await lane.batcher.submit(list(inputs))
         except (InvalidRequest, UpstreamRejected):
-            # Maybe a neighbour's input was refused: ask again alone, with this request's flow.
-            return await adapter.embed(route, inputs, flow)
+            # Maybe a neighbour's input was refused: ask again alone, with this request's context.
+            return await adapter.embed(route, inputs, context)
         return EmbedResult(vectors=np.stack(rows))
 
-    def _lane(self, adapter: "Adapter", route: "ModelRoute", flow: "Flow") -> _Lane:
+    def _lane(self, adapter: Adapter, route: ModelRoute) -> _Lane:
         key = (id(adapter), id(route))
         lane = self._lanes.get(key)
         if lane is None:
-            self._prune(flow.snapshot.routes)
+            self._prune()
             lane = self._lanes[key] = _Lane(adapter, route, self._batcher(adapter, route))
         return lane
 
-    def _batcher(self, adapter: "Adapter", route: "ModelRoute") -> MicroBatcher:
+    def _batcher(self, adapter: Adapter, route: ModelRoute) -> MicroBatcher:
         async def call(batch: list[Any]) -> np.ndarray:
-            result = await adapter.embed(route, batch, None)
+            # one call for many requests: no single request id, no per-request deadline
+            result = await adapter.embed(route, batch, CallContext())
             return result.vectors
 
         opts = route.options
@@ -102,12 +95,16 @@ class EmbedCoalescer:
                             max_wait_s=float(opts.get("coalesce_wait_ms", DEFAULT_WAIT_MS)) / 1000.0,
                             name=f"coalesce-{route.alias}", max_in_flight=self.max_in_flight)
 
-    def _prune(self, serving: "Mapping[str, ModelRoute]") -> None:
+    def config_changed(self, serving: Mapping[str, ModelRoute]) -> None:
+        """A new snapshot serves ``serving``: drop the lanes of changed or removed routes."""
+        self._serving = serving
+        self._prune()
+
+    def _prune(self) -> None:
         """Drop idle lanes whose route the serving config no longer has (changed or removed by a
-        reload): a new lane is only ever made for a route of a newer snapshot, so this runs after
-        every reload that changes coalesced routes."""
+        reload). A lane busy at the reload goes when the next lane is made."""
         for key, lane in list(self._lanes.items()):
-            if serving.get(lane.route.alias) is not lane.route and lane.batcher.idle:
+            if self._serving.get(lane.route.alias) is not lane.route and lane.batcher.idle:
                 del self._lanes[key]
                 lane.batcher.cancel_worker()
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from core.adapters import Adapter
     from core.config import ModelRoute
-    from core.gateway import Snapshot
-    from core.protocol import EmbeddingsRequest, RerankRequest
+    from core.requests import ModelRequest
+    from core.snapshot import Snapshot
 
 
 @dataclass(slots=True)
@@ -33,17 +33,17 @@ class Flow:
     """
 
     kind: Literal["embeddings", "rerank"]
-    snapshot: "Snapshot"
+    snapshot: Snapshot
     request_id: str
     client_ip: str
     headers: Any  # the HTTP request headers (case-insensitive mapping)
     # The body is read and parsed by the ``parse`` stage, after auth and rate limiting, so an
     # unauthenticated or limited caller costs no body read. Later stages use ``request``.
-    read_body: "Callable[[], Awaitable[bytes]] | None" = None
-    request: "EmbeddingsRequest | RerankRequest | None" = None
+    read_body: Callable[[], Awaitable[bytes]] | None = None
+    request: ModelRequest | None = None
     caller: Caller | None = None
-    route: "ModelRoute | None" = None
-    adapter: "Adapter | None" = None
+    route: ModelRoute | None = None
+    adapter: Adapter | None = None
     token_counts: list[int] | None = None
     needs_token_counts: bool = False  # set by a stage that charges tokens (a tokens-per-minute budget)
     response: dict[str, Any] | None = None
@@ -53,6 +53,18 @@ class Flow:
     stages_run: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+
+    def parsed(self) -> ModelRequest:
+        """The parsed request; for stages after ``parse``."""
+        if self.request is None:
+            raise RuntimeError("no parsed request: this stage must run after 'parse'")
+        return self.request
+
+    def routed(self) -> tuple[ModelRoute, Adapter]:
+        """The chosen route and its adapter; for stages after ``route``."""
+        if self.route is None or self.adapter is None:
+            raise RuntimeError("no route: this stage must run after 'route'")
+        return self.route, self.adapter
 
     @property
     def prompt_tokens(self) -> int | None:

@@ -1,49 +1,33 @@
 """The gateway's long-lived state: plugins, adapters, the chain, and the serving snapshot.
 
-A snapshot binds every route to its adapter and token counter. Building one validates
-everything first; only then is it swapped in, so a request sees one snapshot from start
-to end and a bad config never replaces a good one.
+A snapshot (``core.snapshot``) binds every route to its adapter and token counter. Building
+one validates everything first; only then is it swapped in, so a request sees one snapshot
+from start to end and a bad config never replaces a good one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Hashable
 from types import MappingProxyType
 
 import pluggy
 
-from core.adapters import Adapter, AdapterContext, AdapterRegistry, prepare_adapter
-from core.coalescing import validate_route_options as validate_coalescing
+from core.adapters import Adapter, AdapterContext, AdapterRegistry
+from core.chain import Chain, ChainBuilder
 from core.config import ConfigFiles, ModelRoute, Settings, load_config
-from core.dispatcher import Chain, ChainBuilder
 from core.errors import ConfigError, GatewayError
 from core.flow import Flow
 from core.metrics import GatewayMetrics
+from core.options import Option, OptionError, OptionSchema
 from core.plugins import Hooks, build_plugin_manager
+from core.snapshot import Snapshot
 from core.tokenization import TokenCounter, counter_for
 
 log = logging.getLogger("maas.gateway")
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    files: ConfigFiles
-    routes: Mapping[str, ModelRoute]
-    adapters: Mapping[str, Adapter]
-    counters: Mapping[str, TokenCounter]
-    flags: frozenset[str]
-    loaded_at: float = field(default_factory=time.time)
-
-    @property
-    def digest(self) -> str:
-        return self.files.digest
-
-    def flag(self, name: str) -> bool:
-        return name in self.flags
 
 
 class Gateway:
@@ -53,11 +37,14 @@ class Gateway:
         self.hooks = Hooks(self.pm)
         self.metrics = GatewayMetrics()
         self.registry = AdapterRegistry(AdapterContext(settings=settings, metrics=self.metrics))
-        self.hooks.register_adapters(self.registry.register)
+        self.hooks.register_adapters(self.registry.registrar)
         self.known_flags: dict[str, str] = {}
         self.hooks.register_feature_flags(self._register_flag)
+        plugin_options: list[Option] = []
+        self.hooks.register_route_options(plugin_options.append)
+        self.route_options = OptionSchema(plugin_options)  # route ``options:`` entries plugins own
         builder = ChainBuilder()
-        self.hooks.register_stages(builder.register, settings, self.metrics)
+        self.hooks.register_stages(builder, settings, self.metrics)
         self.chain: Chain = builder.build()
         self.snapshot: Snapshot | None = None
         self.draining = False
@@ -73,49 +60,67 @@ class Gateway:
         if unknown:
             raise ConfigError(f"unknown feature flag(s) in {source}: {', '.join(unknown)}; "
                               f"known: {', '.join(sorted(self.known_flags)) or 'none'}",
-                              file=files and self.settings.routing_path)
+                              file=self.settings.routing_path if files is not None else None)
 
     @property
     def ready(self) -> bool:
         return self.snapshot is not None and not self.draining
 
     def validate(self) -> ConfigFiles:
-        """Parse and validate the config files; raise ConfigError. Changes nothing."""
+        """Parse and validate the config files; raise ConfigError. Changes nothing.
+
+        Each route is checked against its adapter type (kind, upstream options, route
+        options, ``validate_route``); the files come back with every option's default filled in.
+        """
         files = load_config(self.settings, known_types=self.registry.factories.keys())
         self._check_flags(files.routing.feature_flags, "routing.yaml feature_flags", files)
-        for route in files.routing.routes.values():
-            check = getattr(self.registry.factories[route.upstream.type], "validate_options", None)
-            try:
-                if check is not None:
-                    check(route.upstream)
-                validate_coalescing(route)
-            except (ValueError, TypeError, ConfigError) as exc:
-                message = exc.message if isinstance(exc, ConfigError) else str(exc)
-                raise ConfigError(f"model {route.alias!r}: {message}", file=self.settings.routing_path,
-                                  line=route.line) from exc
-        if not files.routing.routes:
+        routes = {alias: self.check_route(route) for alias, route in files.routing.routes.items()}
+        if not routes:
             log.warning("routing config has no models: every model request will answer 404",
                         extra={"file": self.settings.routing_path})
-        return files
+        routing = dataclasses.replace(files.routing, routes=MappingProxyType(routes))
+        return dataclasses.replace(files, routing=routing)
+
+    def check_route(self, route: ModelRoute) -> ModelRoute:
+        """``route`` with its options checked and defaulted by its adapter type; ConfigError
+        (file, line of the offending field) otherwise."""
+        cls = self.registry.factories[route.upstream.type]
+        field_path = "upstream.type"
+        try:
+            if route.kind not in cls.kinds:
+                raise ValueError(f"upstream type {route.upstream.type!r} serves {' and '.join(sorted(cls.kinds))} "
+                                 f"models only, not {route.kind}")
+            field_path = "upstream"
+            upstream = dataclasses.replace(route.upstream, options=MappingProxyType(
+                cls.upstream_options.check(route.upstream.options, f"upstream type {route.upstream.type!r}")))
+            field_path = "options"
+            options = (cls.route_options | self.route_options).check(
+                route.options, f"the options of a route on upstream type {route.upstream.type!r}")
+            checked = dataclasses.replace(route, upstream=upstream, options=MappingProxyType(options))
+            field_path = ""
+            cls.validate_route(checked)
+        except (ValueError, TypeError, ConfigError) as exc:
+            message = exc.message if isinstance(exc, ConfigError) else str(exc)
+            if isinstance(exc, OptionError):
+                field_path = f"{field_path}.{exc.field}"
+            raise ConfigError(f"model {route.alias!r}: {message}", file=self.settings.routing_path,
+                              line=route.line_of(field_path)) from exc
+        return checked
 
     async def build_snapshot(self, files: ConfigFiles) -> Snapshot:
         routes: dict[str, ModelRoute] = {}
         adapters: dict[str, Adapter] = {}
         counters: dict[str, TokenCounter] = {}
         for alias, route in files.routing.routes.items():
-            factory = self.registry.factories[route.upstream.type]
-            is_enabled = getattr(factory, "is_enabled", None)
-            if is_enabled is not None and not is_enabled(self.settings):
+            if not self.registry.factories[route.upstream.type].is_enabled(self.settings):
                 continue  # e.g. qwen3 without QWEN3_ENABLED: its models do not exist
             adapter = self.registry.instance(route)
             if route.enabled:
-                await prepare_adapter(adapter, route)
+                await adapter.prepare(route)
             routes[alias] = route
             adapters[alias] = adapter
-            tokenizer_name = getattr(adapter, "tokenizer_name", None)
             counters[alias] = counter_for([route.tokenizer, self.settings.tokenizer_name,
-                                           tokenizer_name(route) if tokenizer_name else None,
-                                           route.served_name])
+                                           adapter.tokenizer_name(route), route.served_name])
         flags = frozenset(self.settings.feature_flags) | frozenset(files.routing.feature_flags)
         return Snapshot(files=files, routes=MappingProxyType(routes), adapters=MappingProxyType(adapters),
                         counters=MappingProxyType(counters), flags=flags)
@@ -158,7 +163,7 @@ class Gateway:
             self._retiring.add(closing)
             closing.add_done_callback(self._retiring.discard)
 
-    def _in_use(self) -> set:
+    def _in_use(self) -> set[Hashable]:
         return {self.registry.key(r) for r in self.snapshot.routes.values()} if self.snapshot else set()
 
     async def handle(self, flow: Flow) -> None:
@@ -186,7 +191,7 @@ class Gateway:
     def _observe(self, flow: Flow) -> None:
         model = flow.route.alias if flow.route is not None else "unknown"
         req = flow.request  # None when the body never parsed
-        inputs = (len(req.texts) or len(getattr(req, "inputs", ()))) if req is not None else 0
+        inputs = req.item_count if req is not None else 0
         self.metrics.request_done(flow.kind, model, flow.status, time.perf_counter() - flow.started,
                                   flow.prompt_tokens, inputs)
 

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 
     from core.config import Settings
     from core.flow import Flow
-    from core.gateway import Snapshot
+    from core.gateway import Gateway
     from core.metrics import GatewayMetrics
+    from core.options import Option
+    from core.snapshot import Snapshot
 
 hookspec = pluggy.HookspecMarker("maas")
 
@@ -27,24 +29,30 @@ def register_adapters(register: Callable[..., None]) -> None:
     """Contribute upstream adapter types.
 
     Called once when the gateway (or ``maas check-config``) starts. Call
-    ``register(type_name, factory)`` for each type; ``factory(upstream, context)`` returns an
-    object implementing ``core.adapters.Adapter`` and is called once per distinct upstream
-    config. The type name is what ``upstream.type`` in routing.yaml selects.
+    ``register(type_name, cls)`` for each type; ``cls`` is a subclass of
+    ``core.adapters.Adapter``, instantiated as ``cls(upstream, context)`` once per distinct
+    upstream config (and ``instance_key``). The type name is what ``upstream.type`` in
+    routing.yaml selects. A third-party plugin's type replaces a built-in type of that name;
+    two third-party plugins registering one name is a startup error.
 
     .. versionadded:: 0.1
     """
 
 
 @hookspec
-def register_stages(register: Callable[..., None], settings: "Settings", metrics: "GatewayMetrics") -> None:
+def register_stages(register: Callable[..., None], settings: Settings, metrics: GatewayMetrics) -> None:
     """Contribute request-chain stages.
 
-    Called once at startup. ``register(stage)`` fills the built-in slot named ``stage.name``
-    (``auth``, ``rate_limit``, ``token_limit``, ``route``, ``adapter``);
+    Called once at startup. ``register(stage)`` fills the slot named ``stage.name`` (``auth``,
+    ``rate_limit``, ``parse``, ``route``, ``token_limit``, ``token_budget``, ``adapter``);
     ``register(stage, before="route")`` or ``register(stage, after="auth")`` inserts an extra
     stage next to a named one. A stage is an object with ``name: str`` and
     ``async def __call__(flow) -> None``. ``metrics`` is the gateway's ``GatewayMetrics``
     (take it only if the stage counts something).
+
+    Precedence (``core.chain``): a third-party plugin's stage replaces the built-in stage of
+    its slot whatever the load order; two third-party plugins claiming one slot is a startup
+    error naming both.
 
     .. versionadded:: 0.1
     """
@@ -62,23 +70,44 @@ def register_feature_flags(register: Callable[[str, str], None]) -> None:
 
 
 @hookspec
-def startup(app: "web.Application") -> Any:
+def register_route_options(register: Callable[[Option], None]) -> None:
+    """Declare entries a route's ``options:`` block may hold for this plugin:
+    ``register(Option(name, type, default, help, minimum=…))``.
+
+    Together with the adapter type's ``route_options`` they make the route's option schema:
+    an undeclared key is a config error with file and line, a declared one is validated and
+    defaulted before the config is swapped in.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def startup(app: web.Application, gateway: Gateway) -> Any:
     """The HTTP app is starting (may be a coroutine). Open long-lived resources here.
 
+    Implementations are called in registration order (built-ins first); a failure stops the
+    start. Take ``gateway`` (the running ``core.gateway.Gateway``) rather than reading it off
+    ``app``.
+
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 ``gateway`` argument; ``app`` stays for a deprecation period.
     """
 
 
 @hookspec
-def shutdown(app: "web.Application") -> Any:
-    """The HTTP app is stopping (may be a coroutine). Close what ``startup`` opened.
+def shutdown(app: web.Application, gateway: Gateway) -> Any:
+    """The HTTP app is stopping (may be a coroutine). Close what ``startup`` or
+    ``register_stages`` opened. Called last-registered first; one failing is logged and the
+    others still run.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 ``gateway`` argument; ``app`` stays for a deprecation period.
     """
 
 
 @hookspec
-def config_changed(snapshot: "Snapshot", previous: "Snapshot | None") -> Any:
+def config_changed(snapshot: Snapshot, previous: Snapshot | None) -> Any:
     """A new validated config snapshot has just been swapped in (may be a coroutine).
 
     ``previous`` is None on the first load. Plugins keeping state keyed by config (rate-limit
@@ -89,7 +118,7 @@ def config_changed(snapshot: "Snapshot", previous: "Snapshot | None") -> Any:
 
 
 @hookspec
-def request_finished(flow: "Flow") -> None:
+def request_finished(flow: Flow) -> None:
     """Observe a finished request (response or error set). Must not modify it or block.
 
     .. versionadded:: 0.1

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import ClientPayloadError, web
 
+from core.config.routing import Kind
 from core.errors import ClientClosedRequest, GatewayError, PayloadTooLarge, ServiceUnavailable
 from core.flow import Flow
 from core.gateway import Gateway
@@ -90,7 +91,7 @@ def _client_ip(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
-async def _serve(request: web.Request, kind: str) -> web.Response:
+async def _serve(request: web.Request, kind: Kind) -> web.Response:
     gw = request.app[GATEWAY]
     if gw.snapshot is None or gw.draining:
         raise ServiceUnavailable("The gateway is starting or draining; retry shortly")

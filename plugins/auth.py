@@ -25,7 +25,7 @@ from core.errors import AuthError
 from core.flow import Caller, Flow
 
 if TYPE_CHECKING:
-    from core.gateway import Snapshot
+    from core.snapshot import Snapshot
 
 log = logging.getLogger("maas.auth")
 
@@ -84,7 +84,7 @@ def register_stages(register, settings, metrics):
 
 
 @hookimpl
-def config_changed(snapshot: "Snapshot", previous: "Snapshot | None") -> None:
+def config_changed(snapshot: Snapshot, previous: Snapshot | None) -> None:
     auth = snapshot.files.auth
     if auth.keys and auth.allow_anonymous_without_api_keys:
         log.warning("allow_anonymous_without_api_keys is ignored: auth.yaml lists API keys, "

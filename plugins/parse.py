@@ -6,14 +6,17 @@ turned away before its body is read or parsed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 
 from core import hookimpl
 from core.errors import InvalidRequest
 from core.flow import Flow
 from core.protocol import parse_embeddings, parse_rerank
+from core.requests import ModelRequest
 
-_PARSERS = {"embeddings": parse_embeddings, "rerank": parse_rerank}
+_PARSERS: dict[str, Callable[..., ModelRequest]] = {"embeddings": parse_embeddings, "rerank": parse_rerank}
 
 
 class ParseStage:

@@ -3,7 +3,8 @@
 rate_limits.yaml gives each caller a bucket: its ``per_api_key`` entry, else ``default``;
 anonymous callers ``anonymous`` (else ``default``), one bucket per client address. A request
 costs 1. A bucket may also set ``tokens_per_minute``: a second bucket charged with the
-request's token count, checked by ``token_budget`` right after ``token_limit`` has counted.
+request's token count, checked by ``token_budget`` right after ``token_limit`` has counted (both after ``route``, so a
+request refused there is charged no tokens).
 
 The store is Redis when ``ROUTER_REDIS_URL`` is set (replicas share budgets), else in-process.
 If Redis cannot be reached the request gets 503 (fail closed), or passes unchecked with the
@@ -23,9 +24,10 @@ from core.flow import Flow
 from core.ratelimit import Decision, StoreUnavailable, open_store
 
 if TYPE_CHECKING:
-    from core.gateway import Snapshot
+    from core.config import Settings
     from core.metrics import GatewayMetrics
     from core.ratelimit import BucketStore
+    from core.snapshot import Snapshot
 
 log = logging.getLogger("maas.ratelimit")
 
@@ -49,10 +51,10 @@ def rate_headers(decision: Decision, unit: str) -> dict[str, str]:
 class RateLimiter:
     """The store and the limits of the serving snapshot, shared by both stages."""
 
-    def __init__(self, store: "BucketStore", metrics: "GatewayMetrics | None") -> None:
+    def __init__(self, store: BucketStore, metrics: GatewayMetrics | None) -> None:
         self.store = store
         self.metrics = metrics
-        self._snapshot: "Snapshot | None" = None
+        self._snapshot: Snapshot | None = None
         self._per_key: dict[str, BucketSpec] = {}
 
     def spec_for(self, flow: Flow) -> tuple[str, BucketSpec] | None:
@@ -85,7 +87,8 @@ class RateLimiter:
 
     def limited(self, flow: Flow, reason: str) -> None:
         if self.metrics is not None:
-            self.metrics.rate_limited.labels(caller=flow.caller.name, reason=reason).inc()
+            caller = flow.caller.name if flow.caller is not None else "unknown"
+            self.metrics.rate_limited.labels(caller=caller, reason=reason).inc()
 
 
 class RateLimitStage:
@@ -115,10 +118,12 @@ class TokenBudgetStage:
     async def __call__(self, flow: Flow) -> None:
         found = self.limiter.spec_for(flow)
         tokens = flow.prompt_tokens
-        if found is None or found[1].tokens_per_minute is None or tokens is None:
+        if found is None or tokens is None:
             return
         bucket, spec = found
         tpm = spec.tokens_per_minute
+        if tpm is None:
+            return
         if tokens > tpm:  # could never fit: waiting would not help, so not a 429
             raise TokenLimitExceeded(f"The request has {tokens} tokens; this caller's budget is {tpm} "
                                      "tokens per minute", code="token_budget_exceeded")
@@ -144,27 +149,28 @@ def _retry(headers: dict[str, str], decision: Decision) -> dict[str, str]:
     return {**headers, "retry-after-ms": str(math.ceil(decision.retry_after * 1000))}
 
 
-@hookimpl
-def register_stages(register, settings, metrics):
-    limiter = RateLimiter(open_store(settings.redis_url), metrics)
-    register(RateLimitStage(limiter))
-    register(TokenBudgetStage(limiter), after="token_limit")
+class RateLimitPlugin:
+    """Owns the bucket store (in-process or Redis) that both stages share, and closes it."""
 
+    def __init__(self) -> None:
+        self.limiter: RateLimiter | None = None
 
-@hookimpl
-def config_changed(snapshot: "Snapshot", previous: "Snapshot | None") -> None:
-    """Bucket levels need nothing here (they survive reloads); point at entries matching no key."""
-    limits = snapshot.files.rate_limits
-    for line in limits.resolve(snapshot.files.auth)[1]:
-        # The entry's name may be a key itself, so only where it is gets logged.
-        log.warning("%s:%d: per_api_key entry matches no API key name or key; ignored", limits.file, line,
-                    extra={"file": limits.file, "line": line})
+    @hookimpl
+    def register_stages(self, register, settings: Settings, metrics: GatewayMetrics) -> None:
+        self.limiter = RateLimiter(open_store(settings.redis_url), metrics)
+        register(RateLimitStage(self.limiter))
+        register(TokenBudgetStage(self.limiter))
 
+    @hookimpl
+    def config_changed(self, snapshot: Snapshot) -> None:
+        """Bucket levels need nothing here (they survive reloads); point at entries matching no key."""
+        limits = snapshot.files.rate_limits
+        for line in limits.resolve(snapshot.files.auth)[1]:
+            # The entry's name may be a key itself, so only where it is gets logged.
+            log.warning("%s:%d: per_api_key entry matches no API key name or key; ignored", limits.file, line,
+                        extra={"file": limits.file, "line": line})
 
-@hookimpl
-async def shutdown(app):
-    from core.http import GATEWAY
-
-    for stage in app[GATEWAY].chain.stages:
-        if isinstance(stage, RateLimitStage):
-            await stage.limiter.store.close()
+    @hookimpl
+    async def shutdown(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.store.close()

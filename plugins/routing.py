@@ -1,4 +1,8 @@
-"""Stage ``route``: resolve the model alias to a route and its adapter, and check the request fits it."""
+"""Stage ``route``: resolve the model alias to a route and its adapter, and check the request fits it.
+
+It runs right after ``parse`` and before anything is counted: a request for a model that does
+not exist, or that the caller may not use, costs no tokenization and no token budget.
+"""
 
 from __future__ import annotations
 
@@ -13,22 +17,22 @@ class RouteStage:
     name = "route"
 
     async def __call__(self, flow: Flow) -> None:
-        alias = flow.request.model
+        req = flow.parsed()
+        alias = req.model
         route = flow.snapshot.routes.get(alias)
         if route is None or not route.enabled:
             raise ModelNotFound(f"The model '{alias}' does not exist or is not enabled", param="model")
-        if route.kind != flow.kind:
-            raise InvalidRequest(f"The model '{alias}' is a {route.kind} model; use {_OTHER[flow.kind]}",
+        if route.kind != req.kind:
+            raise InvalidRequest(f"The model '{alias}' is a {route.kind} model; use {_OTHER[req.kind]}",
                                  param="model", code="wrong_model_type")
         caller = flow.caller
         if caller is not None and caller.allowed_models is not None and alias not in caller.allowed_models:
             raise PermissionDenied(f"This API key may not use the model '{alias}'", param="model")
-        if flow.kind == "embeddings" and flow.request.dimensions is not None and not route.allow_dimensions:
-            raise InvalidRequest(f"The model '{alias}' does not support 'dimensions'", param="dimensions")
+        req.check_route(route)
         flow.route = route
         flow.adapter = flow.snapshot.adapters[alias]
 
 
 @hookimpl
-def register_stages(register):
+def register_stages(register) -> None:
     register(RouteStage())

@@ -96,7 +96,7 @@ def test_rerank_puts_the_population_document_first(router_url):
     scores = [r["relevance_score"] for r in results]
     assert scores == sorted(scores, reverse=True)
     assert len(results) == 3
-    from adapters.local.models import packaged_reranker_dir
+    from core.packaged import packaged_reranker_dir
     from core.tokenization import load_counter
 
     pairs = load_counter(str(packaged_reranker_dir())).count_pairs(

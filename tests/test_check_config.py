@@ -55,6 +55,17 @@ def test_missing_file_is_reported(tmp_path):
     ("routing.yaml", "rerank:\n  - model: r\n    served_name: x\n    max_top_k: 1.5\n    upstream:\n"
                      "      type: local\n", 4, "'max_top_k' must be a whole number"),
     ("auth.yaml", "api_keys: []\n1: x\nallow_anonymous_without_api_keys: true\n", 2, "'1'"),
+    # the adapter contract, checked before any load: options by schema, kinds, validate_route
+    ("routing.yaml", "embeddings:\n  - model: e\n    upstream:\n      type: infinity\n      url: http://h:1\n"
+                     "      pool_sise: 8\n", 6, "unknown option 'pool_sise' for upstream type 'infinity'"),
+    ("routing.yaml", "embeddings:\n  - model: e\n    upstream:\n      type: rerank\n      url: http://h:1\n",
+     4, "upstream type 'rerank' serves rerank models only, not embeddings"),
+    ("routing.yaml", "embeddings:\n  - model: q\n    upstream:\n      type: qwen3\n      url: https://h/v1\n"
+                     "    options:\n      query_instruction: a\n      query_prefix: b\n", 2,
+     "give 'query_instruction' or 'query_prefix', not both"),
+    ("routing.yaml", "embeddings:\n  - model: e\n    upstream: {type: local}\n    options:\n"
+                     "      model_pth: x\n", 5, "unknown option 'model_pth'"),
+    ("routing.yaml", "embeddings:\n  - model: e\n    upstream: {type: infinity}\n", 2, "needs 'url' or 'urls'"),
 ])
 def test_values_that_would_break_requests_are_rejected(tmp_path, file, text, line, words):
     write_good(tmp_path)

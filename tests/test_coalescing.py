@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from core import hookimpl
-from core.adapters import EmbedResult, RerankResult
+from core.adapters import Adapter, EmbedResult, RerankResult
+from core.options import Option, OptionSchema
 from core.app import create_app
 from core.batching import MicroBatcher
 from core.config import Settings
@@ -19,16 +20,19 @@ from core.plugins import build_plugin_manager
 from tests.support.configs import write_yaml
 
 
-class CountingAdapter:
+class CountingAdapter(Adapter):
+    upstream_options = OptionSchema([Option("delay_ms", float, 5, "how long a call takes", minimum=0)])
+
     """Stands in for an HTTP upstream: counts calls; refuses any batch holding the text "bad"."""
 
     calls: list[tuple[int, bool]] = []
 
     def __init__(self, upstream, context):
-        self.delay_s = float(upstream.options.get("delay_ms", 5)) / 1000
+        super().__init__(upstream, context)
+        self.delay_s = self.config["delay_ms"] / 1000
 
-    async def embed(self, route, inputs, flow):
-        CountingAdapter.calls.append((len(inputs), flow is None))
+    async def embed(self, route, inputs, call):
+        CountingAdapter.calls.append((len(inputs), call.request_id is None))
         await asyncio.sleep(self.delay_s)
         if "bad" in inputs:
             raise UpstreamRejected("input 'bad' refused", status=400, param="input")
@@ -95,7 +99,7 @@ async def test_flag_coalesce_embeddings_merges_concurrent_small_requests_into_on
     calls = CountingAdapter.calls
     assert sum(n for n, _ in calls) == sum(len(t) for t in requests)
     assert len(calls) < len(requests) / 2, calls
-    assert all(merged for _, merged in calls)  # the merged call carries no single request's flow
+    assert all(merged for _, merged in calls)  # the merged call carries no single request's id
 
 
 async def test_flag_coalesce_embeddings_off_keeps_one_call_per_request(aiohttp_client, tmp_path):
@@ -258,4 +262,5 @@ def test_bad_coalescing_options_are_config_errors(tmp_path):
     pm.register(CountingPlugin(), name="counting")
     with pytest.raises(ConfigError, match="coalesce_max_request") as info:
         Gateway(settings, pm).validate()
-    assert info.value.line == 2
+    # the line of the offending option itself
+    assert "coalesce_max_request" in (tmp_path / "routing.yaml").read_text().splitlines()[info.value.line - 1]

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from core.config import Settings
-from core.config.snapshot import load_config
+from core.config.files import load_config
 from core.plugins import build_plugin_manager
-from tests.support.deploy import (COMPOSE, DEPLOY, DOCKERFILES, HELM, ROOT, code_env_vars, compose_env,
+from tests.support.deploy import (CODE_DIRS, COMPOSE, DEPLOY, DOCKERFILES, HELM, ROOT, code_env_vars, compose_env,
                                   containers, dockerfile_instructions, load_compose, manifest_docs,
                                   template_env_names)
 from tests.support.processes import base_env
@@ -152,7 +152,7 @@ def test_docs_exist_and_their_relative_links_resolve(doc):
 def test_every_metric_is_documented_in_operations():
     text = OPERATIONS.read_text()
     metrics = set()
-    for folder in ("core", "plugins", "adapters"):
+    for folder in CODE_DIRS:
         for path in (ROOT / folder).rglob("*.py"):
             metrics |= set(re.findall(r"(?:Counter|Gauge|Histogram|Summary)\(\s*\"([a-z_]+)\"", path.read_text()))
     assert {"maas_requests_total", "rerank_batch_size"} <= metrics

@@ -7,19 +7,16 @@ import asyncio
 import numpy as np
 
 from core import hookimpl
-from core.adapters import EmbedResult
+from core.adapters import Adapter, EmbedResult
 from core.app import create_app
 from core.http import GATEWAY
 from tests.support.inprocess import echo_plugin_manager, write_configs
 
 
-class GatedAdapter:
+class GatedAdapter(Adapter):
     """Its model 'loads' until the test opens the gate."""
 
     gate: asyncio.Event
-
-    def __init__(self, upstream, context):
-        pass
 
     async def prepare(self, route):
         await self.gate.wait()
@@ -27,11 +24,6 @@ class GatedAdapter:
     async def embed(self, route, inputs, flow):
         return EmbedResult(np.ones((len(inputs), 2), dtype=np.float32))
 
-    async def rerank(self, route, query, documents, flow):
-        raise NotImplementedError
-
-    async def close(self):
-        pass
 
 
 class GatedPlugin:

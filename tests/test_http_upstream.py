@@ -7,9 +7,10 @@ import pytest
 from aiohttp import web
 
 from adapters.http.errors import error_from_response, upstream_message
+from adapters.http import resilience_options
 from adapters.http.upstream import HttpUpstream, public_url
 from core.adapters import AdapterContext
-from core.config import Settings, UpstreamConfig
+from core.config import ModelRoute, Settings, UpstreamConfig
 from core.errors import RateLimited, UpstreamError, UpstreamRejected
 from core.metrics import GatewayMetrics
 
@@ -26,7 +27,8 @@ def _counting_app(calls: list[str], name: str) -> web.Application:
 
 def _upstream(urls, metrics=None, **options) -> HttpUpstream:
     config = UpstreamConfig(type="test", urls=tuple(urls), timeout_s=5, options=options)
-    return HttpUpstream(config, AdapterContext(settings=Settings(), metrics=metrics), adapter="test")
+    checked = resilience_options("float").check(options, "upstream type 'test'")
+    return HttpUpstream(config, checked, AdapterContext(settings=Settings(), metrics=metrics), adapter="test")
 
 
 async def test_calls_are_spread_over_every_url(aiohttp_server):
@@ -122,15 +124,19 @@ async def test_an_answer_over_the_size_cap_is_a_502(aiohttp_server):
 
 
 @pytest.mark.parametrize("options, words", [
-    ({"retries": -1}, "'retries' must be an integer >= 0"),
-    ({"pool_size": "abc"}, "'pool_size' must be an integer >= 1"),
-    ({"cooldown_seconds": float("nan")}, "'cooldown_seconds' must be a number >= 0"),
-    ({"encoding_format": "int8"}, "'encoding_format'"),
+    ({"retries": -1}, "'retries' must be >= 0, got -1"),
+    ({"pool_size": "abc"}, "'pool_size' must be an integer, got 'abc'"),
+    ({"pool_size": 2.5}, "'pool_size' must be an integer, got 2.5"),
+    ({"cooldown_seconds": float("nan")}, "'cooldown_seconds' must be a number, got nan"),
+    ({"encoding_format": "int8"}, "'encoding_format' must be one of base64, float"),
+    ({"pool_sise": 8}, "unknown option 'pool_sise' for upstream type 'infinity' .*pool_size"),
 ])
 def test_bad_http_options_are_config_errors(options, words):
     from adapters.infinity import InfinityAdapter
 
     with pytest.raises(ValueError, match=words):
-        InfinityAdapter.validate_options(UpstreamConfig(type="infinity", urls=("http://x",), options=options))
+        InfinityAdapter.upstream_options.check(options, "upstream type 'infinity'")
+    route = ModelRoute(alias="m", kind="embeddings", served_name="m", enabled=True,
+                       upstream=UpstreamConfig(type="infinity"))
     with pytest.raises(ValueError, match="needs 'url'"):
-        InfinityAdapter.validate_options(UpstreamConfig(type="infinity"))
+        InfinityAdapter.validate_route(route)

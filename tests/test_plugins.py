@@ -11,10 +11,10 @@ import pytest
 from core import hookimpl, hookspecs
 from core.app import create_app
 from core.config import Settings
-from core.dispatcher import SLOTS
+from core.chain import SLOTS
 from core.http import GATEWAY
 from core.metrics import GatewayMetrics
-from core.plugins import DEFAULT_PLUGINS, build_plugin_manager
+from core.plugins import BUILTIN_NAMES, DEFAULT_PLUGINS, build_plugin_manager
 from tests.support.configs import write_yaml
 from tests.support.echo import EchoAdapter
 
@@ -96,21 +96,21 @@ async def test_third_party_adapter_type_serves_a_route(client):
 
 async def test_exact_stage_order_for_one_request(client, plugin):
     gateway = client.app[GATEWAY]
-    assert gateway.chain.names == ("auth", "rate_limit", "parse", "token_limit", "token_budget", "route", "trace",
+    assert gateway.chain.names == ("auth", "rate_limit", "parse", "route", "trace", "token_limit", "token_budget",
                                    "adapter")
     resp = await client.post("/v1/embeddings", json={"model": "echo-emb", "input": "x"},
                              headers={"X-Request-ID": "order-1"})
     assert resp.status == 200
     assert resp.headers["X-Traced"] == "1"
-    before = ["auth", "rate_limit", "parse", "token_limit", "token_budget", "route", "trace"]
-    assert plugin.stage.seen == [("echo-emb", before)]
-    assert plugin.finished == [("order-1", before + ["adapter"], 200)]
+    at_trace = ["auth", "rate_limit", "parse", "route", "trace"]
+    assert plugin.stage.seen == [("echo-emb", at_trace)]
+    assert plugin.finished == [("order-1", at_trace + ["token_limit", "token_budget", "adapter"], 200)]
 
 
 async def test_a_failing_stage_stops_the_chain_and_is_reported(client, plugin):
     resp = await client.post("/v1/embeddings", json={"model": "missing", "input": "x"})
     assert resp.status == 404
-    assert plugin.finished[-1][1] == ["auth", "rate_limit", "parse", "token_limit", "token_budget", "route"]
+    assert plugin.finished[-1][1] == ["auth", "rate_limit", "parse", "route"]
     assert plugin.finished[-1][2] == 404
     assert plugin.stage.seen == []
 
@@ -118,13 +118,17 @@ async def test_a_failing_stage_stops_the_chain_and_is_reported(client, plugin):
 def test_builtins_fill_every_slot_and_are_plugins():
     pm = build_plugin_manager(entry_points=False)
     names = {name for name, _ in pm.list_name_plugin()}
-    assert set(DEFAULT_PLUGINS) <= names
-    from core.dispatcher import ChainBuilder
+    assert BUILTIN_NAMES <= names and len(BUILTIN_NAMES) == len(DEFAULT_PLUGINS)
+    from core.chain import ChainBuilder
+    from core.plugins import Hooks
 
     builder = ChainBuilder()
-    pm.hook.register_stages(register=builder.register, settings=Settings(), metrics=GatewayMetrics())
-    names = builder.build().names
-    assert names == ("auth", "rate_limit", "parse", "token_limit", "token_budget", "route", "adapter")
+    Hooks(pm).register_stages(builder, Settings(), GatewayMetrics())
+    chain = builder.build()
+    names = chain.names
+    assert names == ("auth", "rate_limit", "parse", "route", "token_limit", "token_budget", "adapter")
+    assert chain.origins == ("plugins.auth", "plugins.rate_limit", "plugins.parse", "plugins.routing",
+                             "plugins.token_limit", "plugins.rate_limit", "plugins.invoke")
     assert [n for n in names if n in SLOTS] == list(SLOTS)
 
 
@@ -133,7 +137,7 @@ def test_blocked_plugin_is_not_loaded():
     assert pm.get_plugin("adapters.local") is None
     found = []
     pm.hook.register_adapters(register=lambda name, factory: found.append(name))
-    assert "local" not in found
+    assert "local" not in found and "infinity" in found
 
 
 def test_unknown_upstream_type_is_a_config_error(tmp_path):

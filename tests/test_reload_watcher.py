@@ -11,8 +11,9 @@ import asyncio
 import numpy as np
 import pytest
 
+from adapters.local import LocalAdapter
 from core import hookimpl
-from core.adapters import EmbedResult, RerankResult
+from core.adapters import Adapter, EmbedResult, RerankResult
 from core.config import Settings
 from core.errors import ConfigError
 from core.flow import Flow
@@ -26,10 +27,14 @@ from tests.support.configs import copy_default_configs, read_yaml, write_yaml
 GATE = "gate"
 
 
-class GateAdapter:
-    """Answers with ones; while ``hold`` is set, a call waits until it is released."""
+class GateAdapter(Adapter):
+    """Answers with ones; while ``hold`` is set, a call waits until it is released. It stands in
+    for ``local`` in the shared config cases, so it takes the same options."""
+
+    upstream_options = LocalAdapter.upstream_options
 
     def __init__(self, upstream, context):
+        super().__init__(upstream, context)
         self.hold: asyncio.Event | None = None
         self.entered = asyncio.Event()
         self.closed = False
@@ -55,10 +60,14 @@ class GatePlugin:
 
     @hookimpl
     def register_adapters(self, register):
-        def factory(upstream, context):
-            self.adapters.append(GateAdapter(upstream, context))
-            return self.adapters[-1]
-        register(GATE, factory)
+        made = self.adapters
+
+        class Recorded(GateAdapter):  # every instance the gateway makes, in order
+            def __init__(self, upstream, context):
+                super().__init__(upstream, context)
+                made.append(self)
+
+        register(GATE, Recorded)
 
 
 def _gateway(config_dir, interval_s: float = 5.0) -> tuple[Gateway, GatePlugin]:

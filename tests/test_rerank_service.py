@@ -10,7 +10,7 @@ import httpx
 import pytest
 from tokenizers import Tokenizer
 
-from adapters.local.models import packaged_reranker_dir
+from core.packaged import packaged_reranker_dir
 from tests.support.processes import ServerProcess, base_env, free_port, start_router
 from tests.support.upstreams import router_configs, start_rerank_service
 
@@ -111,7 +111,7 @@ async def test_queue_timeout_answers_503_with_retry_after(tmp_path):
 def test_a_torch_cross_encoder_folder_with_int8(tmp_path):
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-    from adapters.local.models import _packaged_minilm
+    from core.packaged import packaged_minilm_dir as _packaged_minilm
 
     folder = tmp_path / "tiny-ce"
     tokenizer = BertTokenizerFast(vocab_file=str(_packaged_minilm() / "vocab.txt"))

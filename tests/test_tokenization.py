@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.local.models import packaged_reranker_dir
+from core.packaged import packaged_reranker_dir
 from core.tokenization import load_counter
 
 QUERIES = ["How many people live in Berlin?", "", "naïve café résumé — 東京 🙂", "a " * 300]

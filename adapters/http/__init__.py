@@ -7,82 +7,81 @@ reads answers strictly. An adapter on top only says which path and body its upst
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adapters.http.upstream import HttpUpstream
 from adapters.http.wire import read_embeddings, read_rerank
-from core.adapters import EmbedResult, RerankResult
-from core.errors import ConfigError, InvalidRequest
+from core.adapters import Adapter, CallContext, EmbedResult, RerankResult
+from core.errors import InvalidRequest
 from core.logs import request_id_var
+from core.options import Option, OptionSchema
 
 if TYPE_CHECKING:
     from core.adapters import AdapterContext
     from core.config import ModelRoute, UpstreamConfig
-    from core.flow import Flow
 
-__all__ = ["HttpAdapter", "HttpUpstream"]
+__all__ = ["HttpAdapter", "HttpUpstream", "resilience_options"]
 
 
-class HttpAdapter:
+def resilience_options(default_encoding: str) -> OptionSchema:
+    """The upstream options every HTTP type takes (``adapters.http.upstream`` reads them)."""
+    return OptionSchema([
+        Option("retries", int, 2, "further attempts on another URL after a connection error or 502/503",
+               minimum=0),
+        Option("retry_backoff_ms", float, 50, "first backoff between attempts, doubled each time", minimum=0),
+        Option("failure_threshold", int, 3, "consecutive failures that take a URL out", minimum=1),
+        Option("cooldown_seconds", float, 10, "how long a failing URL sits out", minimum=0),
+        Option("pool_size", int, 64, "keep-alive connections per URL", minimum=1),
+        Option("max_response_mb", float, 64, "a larger answer is a 502", minimum=0.001),
+        Option("encoding_format", str, default_encoding, "how embeddings are asked for",
+               choices=("base64", "float")),
+    ])
+
+
+class HttpAdapter(Adapter):
     type_name: ClassVar[str] = "http"
-    default_encoding: ClassVar[str] = "float"  # how embeddings are asked for (option encoding_format)
+    upstream_options: ClassVar[OptionSchema] = resilience_options("float")
     reports_usage: ClassVar[bool] = True  # OpenAI/Cohere-shaped answers carry usage.prompt_tokens
 
     @classmethod
-    def validate_options(cls, upstream: "UpstreamConfig") -> None:
-        """Check the options every HTTP upstream takes, so check-config catches them (file, line)."""
-        if not upstream.urls:
-            raise ValueError(f"upstream type {upstream.type!r} needs 'url' or 'urls'")
-        opts = upstream.options
-        for name, lowest, integer in (("retries", 0, True), ("failure_threshold", 1, True), ("pool_size", 1, True),
-                                      ("retry_backoff_ms", 0, False), ("cooldown_seconds", 0, False),
-                                      ("max_response_mb", 0.001, False)):
-            if name not in opts:
-                continue
-            value = opts[name]
-            kinds = (int,) if integer else (int, float)
-            if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < lowest:
-                kind = "an integer" if integer else "a number"
-                raise ValueError(f"'{name}' must be {kind} >= {lowest}, got {value!r}")
-        if opts.get("encoding_format", cls.default_encoding) not in ("base64", "float"):
-            raise ValueError("'encoding_format' must be 'base64' or 'float'")
+    def validate_route(cls, route: ModelRoute) -> None:
+        if not route.upstream.urls:
+            raise ValueError(f"upstream type {route.upstream.type!r} needs 'url' or 'urls'")
 
-    def __init__(self, upstream: "UpstreamConfig", context: "AdapterContext", *,
+    def __init__(self, upstream: UpstreamConfig, context: AdapterContext, *,
                  headers: Mapping[str, str] | None = None, secrets: Iterable[str] = ()) -> None:
-        self.upstream = upstream
-        self.encoding = str(upstream.options.get("encoding_format", self.default_encoding))
-        if self.encoding not in ("base64", "float"):
-            raise ConfigError(f"{self.type_name} upstream: 'encoding_format' must be 'base64' or 'float'")
-        self.http = HttpUpstream(upstream, context, adapter=self.type_name, headers=headers, secrets=secrets)
+        super().__init__(upstream, context)
+        self.encoding = str(self.config["encoding_format"])
+        self.http = HttpUpstream(upstream, self.config, context, adapter=self.type_name, headers=headers,
+                                 secrets=secrets)
 
-    async def post(self, path: str, payload: Any, route: "ModelRoute", flow: "Flow | None") -> Any:
-        request_id = flow.request_id if flow is not None else request_id_var.get()
+    async def post(self, path: str, payload: Any, route: ModelRoute, call: CallContext) -> Any:
+        request_id = call.request_id if call.request_id is not None else request_id_var.get()
         return await self.http.post_json(path, payload, alias=route.alias, request_id=request_id)
 
-    async def embed_at(self, path: str, route: "ModelRoute", items: list[Any], flow: "Flow | None") -> EmbedResult:
+    async def embed_at(self, path: str, route: ModelRoute, items: list[Any], call: CallContext) -> EmbedResult:
         """POST an OpenAI embeddings body to ``path``; read one vector per item, strictly."""
         answer = await self.post(path, {"model": route.served_name, "input": items,
-                                        "encoding_format": self.encoding}, route, flow)
+                                        "encoding_format": self.encoding}, route, call)
         vectors, tokens = read_embeddings(answer, len(items), route.alias)
         return EmbedResult(vectors=vectors, prompt_tokens=tokens)
 
-    async def rerank_at(self, path: str, route: "ModelRoute", query: str, documents: Sequence[str],
-                        flow: "Flow | None", **extra: Any) -> RerankResult:
+    async def rerank_at(self, path: str, route: ModelRoute, query: str, documents: Sequence[str],
+                        call: CallContext, **extra: Any) -> RerankResult:
         """POST a Cohere-style rerank body to ``path``; read one score per document, strictly."""
         answer = await self.post(path, {"model": route.served_name, "query": query,
-                                        "documents": list(documents), **extra}, route, flow)
+                                        "documents": list(documents), **extra}, route, call)
         scores, tokens = read_rerank(answer, len(documents), route.alias)
         return RerankResult(scores=scores, prompt_tokens=tokens)
 
     @staticmethod
-    def texts(route: "ModelRoute", inputs: Sequence[Any], flow: "Flow | None") -> list[str]:
+    def texts(route: ModelRoute, inputs: Sequence[Any], call: CallContext) -> list[str]:
         """Inputs as text: token-id inputs are decoded with the route's tokenizer."""
         items = list(inputs)
         if not items or isinstance(items[0], str):
             return items
-        counter = flow.snapshot.counters.get(route.alias) if flow is not None else None
+        counter = call.tokenizer
         if counter is None:
             raise InvalidRequest(f"The model '{route.alias}' does not accept token-id input", param="input")
         return counter.decode_inputs(items)

@@ -23,8 +23,7 @@ from typing import Any
 
 import orjson
 
-from core.errors import (GatewayError, RateLimited, ServiceUnavailable, UpstreamError, UpstreamRejected,
-                         UpstreamTimeout)
+from core.errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamError, UpstreamRejected, UpstreamTimeout
 
 _MAX_MESSAGE = 500
 

@@ -72,19 +72,19 @@ class _Retryable(Exception):
 
 
 class HttpUpstream:
-    def __init__(self, upstream: "UpstreamConfig", context: "AdapterContext", *, adapter: str,
-                 headers: Mapping[str, str] | None = None, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, upstream: UpstreamConfig, options: Mapping[str, Any], context: AdapterContext, *,
+                 adapter: str, headers: Mapping[str, str] | None = None, secrets: Iterable[str] = ()) -> None:
+        """``options`` are the upstream's, checked and defaulted (``resilience_options``)."""
         if not upstream.urls:
             raise ConfigError(f"upstream type {adapter!r} needs 'url' or 'urls'")
-        opts = upstream.options
         self.adapter = adapter
         self.timeout_s = upstream.timeout_s or context.settings.request_timeout_s
-        self.retries = int(opts.get("retries", 2))
-        self.backoff_s = float(opts.get("retry_backoff_ms", 50)) / 1000.0
-        self.failure_threshold = max(1, int(opts.get("failure_threshold", 3)))
-        self.cooldown_s = float(opts.get("cooldown_seconds", 10))
-        self.pool_size = int(opts.get("pool_size", 64))
-        self.max_response_bytes = int(float(opts.get("max_response_mb", 64)) * 1024 * 1024)
+        self.retries = int(options["retries"])
+        self.backoff_s = float(options["retry_backoff_ms"]) / 1000.0
+        self.failure_threshold = int(options["failure_threshold"])
+        self.cooldown_s = float(options["cooldown_seconds"])
+        self.pool_size = int(options["pool_size"])
+        self.max_response_bytes = int(float(options["max_response_mb"]) * 1024 * 1024)
         self.endpoints = [Endpoint(url, public_url(url), self._pool(url, headers)) for url in upstream.urls]
         self.metrics = context.metrics
         self._secrets = tuple(s for s in secrets if s)
@@ -124,7 +124,7 @@ class HttpUpstream:
         error: GatewayError | None = None
         for attempt in range(self.retries + 1):
             if attempt:
-                delay = min(self.backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S) * random.uniform(0.5, 1.0)
+                delay = min(self.backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
                 if time.monotonic() + delay >= deadline:
                     break
                 await asyncio.sleep(delay)

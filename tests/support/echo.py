@@ -12,21 +12,25 @@ from pathlib import Path
 import numpy as np
 
 from core import hookimpl
-from core.adapters import EmbedResult, RerankResult
+from core.adapters import Adapter, EmbedResult, RerankResult
+from core.options import Option, OptionSchema
 
 
-class EchoAdapter:
+class EchoAdapter(Adapter):
+    upstream_options = OptionSchema([Option("dim", int, 4, "vector width", minimum=2)])
+
     def __init__(self, upstream, context):
-        self.dim = int(upstream.options.get("dim", 4))
+        super().__init__(upstream, context)
+        self.dim = self.config["dim"]
         self.closed = False
 
-    async def embed(self, route, inputs, flow):
+    async def embed(self, route, inputs, call):
         vecs = np.zeros((len(inputs), self.dim), dtype=np.float32)
         for i, text in enumerate(inputs):
             vecs[i, 0], vecs[i, 1] = len(text), 1.0
         return EmbedResult(vecs)
 
-    async def rerank(self, route, query, documents, flow):
+    async def rerank(self, route, query, documents, call):
         return RerankResult([float(len(d)) for d in documents])
 
     async def close(self):

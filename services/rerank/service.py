@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
-import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
@@ -20,11 +20,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from adapters.local.models import DEFAULT_RERANKER, load_reranker
+from adapters.local.models import load_reranker
 from core.batching import MicroBatcher
 from core.config.settings import _bool, number
 from core.errors import ConfigError, InvalidRequest, ModelNotFound, ServiceUnavailable
 from core.http import edge_middleware, json_response
+from core.packaged import DEFAULT_RERANKER, check_device
 from core.protocol import parse_rerank, rerank_body
 from core.tokenization import TokenCounter, counter_for
 
@@ -45,7 +46,7 @@ class RerankSettings:
     quantization: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "RerankSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RerankSettings:
         e = os.environ if env is None else env
         try:
             mapping = json.loads(e.get("RERANK_MODEL_MAPPING") or "{}")
@@ -55,9 +56,7 @@ class RerankSettings:
                                                      for k, v in mapping.items()):
             raise ConfigError("RERANK_MODEL_MAPPING must be a JSON object of alias -> model name")
         quant = (e.get("RERANK_QUANTIZATION") or "false").strip().lower()
-        device = (e.get("RERANK_DEVICE") or "auto").strip().lower()
-        if device not in ("auto", "cpu", "gpu", "cuda"):
-            raise ConfigError(f"RERANK_DEVICE must be auto, cpu or gpu, got {device!r}")
+        device = check_device(e.get("RERANK_DEVICE") or "auto", "RERANK_DEVICE")
         return cls(
             model_name=e.get("RERANK_MODEL_NAME") or DEFAULT_RERANKER,
             mapping=mapping,

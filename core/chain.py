@@ -1,0 +1,136 @@
+"""The request chain: one explicit, ordered list of stages over one Flow.
+
+Built-in order: auth → rate_limit → parse → route → token_limit → token_budget → adapter. The
+model is chosen before anything is counted, so a request the route stage refuses (404, 403)
+costs no tokenization and no token budget.
+
+Precedence, by origin rather than registration order (pluggy's is last-registered-first):
+
+* a built-in plugin (``core.plugins.DEFAULT_PLUGINS``) fills a slot;
+* a third-party stage with a slot's name replaces the built-in one, whichever registered first;
+* two third-party plugins claiming one slot (or one extra stage name) is a startup error naming both;
+* ``register(stage, before="route")`` / ``after=`` inserts an extra stage next to a named one.
+
+The resulting order is logged at startup and exposed as ``Chain.names``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.errors import ConfigError
+from core.flow import Flow
+
+SLOTS: tuple[str, ...] = ("auth", "rate_limit", "parse", "route", "token_limit", "token_budget", "adapter")
+
+
+class Stage(Protocol):
+    name: str
+
+    def __call__(self, flow: Flow) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    stage: Stage
+    origin: str  # the plugin's registered name
+    builtin: bool
+    before: str | None = None
+    after: str | None = None
+
+
+Register = Callable[..., None]
+
+
+class ChainBuilder:
+    def __init__(self) -> None:
+        self._slots: dict[str, Claim] = {}
+        self._extra: dict[str, Claim] = {}
+
+    def registrar(self, origin: str, *, builtin: bool) -> Register:
+        """The ``register`` callback one plugin's ``register_stages`` receives."""
+
+        def register(stage: Stage, *, before: str | None = None, after: str | None = None) -> None:
+            self.claim(Claim(stage, origin, builtin, before, after))
+
+        return register
+
+    def claim(self, claim: Claim) -> None:
+        name = claim.stage.name
+        if claim.before is not None and claim.after is not None:
+            raise ConfigError(f"stage {name!r} from {claim.origin}: pass before= or after=, not both")
+        if claim.before is None and claim.after is None:
+            if name not in SLOTS:
+                raise ConfigError(f"stage {name!r} from {claim.origin} is not a built-in slot "
+                                  f"({', '.join(SLOTS)}); pass before= or after=")
+            table = self._slots
+        else:
+            if name in SLOTS:
+                raise ConfigError(f"stage {name!r} from {claim.origin} has a slot's name; register it "
+                                  "without before=/after= to replace the built-in")
+            table = self._extra
+        held = table.get(name)
+        if held is not None:
+            if held.builtin == claim.builtin:  # two plugins of one standing: no rule can pick
+                raise ConfigError(f"stage {name!r} is registered by both {held.origin} and {claim.origin}; "
+                                  "block one with ROUTER_DISABLED_PLUGINS")
+            if claim.builtin:  # the third-party stage already there wins
+                return
+        table[name] = claim
+
+    def build(self) -> Chain:
+        missing = [s for s in SLOTS if s not in self._slots]
+        if missing:
+            raise ConfigError(f"no stage registered for slot(s): {', '.join(missing)}")
+        claims = [self._slots[s] for s in SLOTS]
+        pending = list(self._extra.values())
+        while pending:  # an extra stage may anchor on another extra stage
+            names = [c.stage.name for c in claims]
+            placed = [c for c in pending if (c.before or c.after) in names]
+            if not placed:
+                c = pending[0]
+                raise ConfigError(f"stage {c.stage.name!r} from {c.origin} refers to unknown stage "
+                                  f"{c.before or c.after!r}")
+            for c in placed:
+                names = [x.stage.name for x in claims]
+                index = names.index(c.before or c.after) + (0 if c.before else 1)  # type: ignore[arg-type]
+                claims.insert(index, c)
+                pending.remove(c)
+        return Chain([c.stage for c in claims], [c.origin for c in claims])
+
+
+class Chain:
+    def __init__(self, stages: list[Stage], origins: list[str] | None = None) -> None:
+        self.stages = tuple(stages)
+        self.names = tuple(s.name for s in stages)
+        self.origins = tuple(origins or ["?"] * len(stages))
+
+    def describe(self) -> str:
+        """``auth (plugins.auth) → …``: the startup log line."""
+        return " → ".join(f"{n} ({o})" for n, o in zip(self.names, self.origins, strict=True))
+
+    def find(self, name: str) -> Stage:
+        return self.stages[self.names.index(name)]
+
+    async def run(self, flow: Flow) -> None:
+        for stage in self.stages:
+            flow.stages_run.append(stage.name)
+            await stage(flow)
+            if flow.response is not None:
+                return
+
+
+StageFn = Callable[[Flow], Awaitable[None]]
+
+
+class FunctionStage:
+    """Wrap a plain coroutine function as a named stage."""
+
+    def __init__(self, name: str, fn: StageFn) -> None:
+        self.name = name
+        self._fn = fn
+
+    def __call__(self, flow: Flow) -> Awaitable[None]:
+        return self._fn(flow)

@@ -1,0 +1,112 @@
+"""Declared config fields: one ``Option`` per field, validated, defaulted and documented in one place.
+
+Adapters declare the options of their upstream (``Adapter.upstream_options``) and of a route's
+``options:`` block (``Adapter.route_options``); plugins declare route options through the
+``register_route_options`` hook. ``OptionSchema.check`` refuses an unknown key (naming the ones
+it knows), a wrong type or a value out of range, and returns the options with every default
+filled in, so code reading them never needs its own fallback.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One field: ``type`` is ``int``, ``float`` (ints accepted), ``str``, ``bool`` or ``list``."""
+
+    name: str
+    type: type
+    default: Any = None
+    help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: Any) -> Any:
+        """The value, converted where lossless (an int for a float field); ValueError otherwise."""
+        if value is None:
+            return self.default
+        kind = self.type
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"'{self.name}' must be true or false, got {value!r}")
+            return value
+        if kind in (int, float):
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or (kind is int and not isinstance(value, int)) or not math.isfinite(value)):
+                raise ValueError(f"'{self.name}' must be {'an integer' if kind is int else 'a number'}, "
+                                 f"got {value!r}")
+            if self.minimum is not None and value < self.minimum:
+                raise ValueError(f"'{self.name}' must be >= {self.minimum:g}, got {value!r}")
+            if self.maximum is not None and value > self.maximum:
+                raise ValueError(f"'{self.name}' must be <= {self.maximum:g}, got {value!r}")
+            return kind(value)
+        if not isinstance(value, kind):
+            raise ValueError(f"'{self.name}' must be a {kind.__name__}, got {type(value).__name__}")
+        if self.choices and value not in self.choices:
+            raise ValueError(f"'{self.name}' must be one of {', '.join(self.choices)}, got {value!r}")
+        return value
+
+    def describe(self) -> str:
+        """One line for docs and ``maas check-config --fields``."""
+        bounds = []
+        if self.minimum is not None:
+            bounds.append(f">= {self.minimum:g}")
+        if self.maximum is not None:
+            bounds.append(f"<= {self.maximum:g}")
+        if self.choices:
+            bounds.append("|".join(self.choices))
+        shown = "" if self.default is None else f", default {self.default!r}"
+        limits = f" ({', '.join(bounds)})" if bounds else ""
+        return f"{self.name}: {self.type.__name__}{limits}{shown}. {self.help}".rstrip()
+
+
+class OptionSchema:
+    """An ordered set of options; ``check`` validates a mapping against it."""
+
+    def __init__(self, options: Iterable[Option] = ()) -> None:
+        self.options: dict[str, Option] = {}
+        for option in options:
+            if option.name in self.options:
+                raise ValueError(f"option {option.name!r} is declared twice")
+            self.options[option.name] = option
+
+    def __iter__(self):
+        return iter(self.options.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.options
+
+    def __or__(self, other: OptionSchema) -> OptionSchema:
+        return OptionSchema([*self, *other])
+
+    def check(self, values: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """``values`` with defaults filled in; ValueError naming the field on any problem."""
+        unknown = sorted(set(values) - set(self.options))
+        if unknown:
+            known = ", ".join(sorted(self.options)) or "none"
+            raise UnknownOption(f"unknown option {unknown[0]!r} for {where} (known: {known})", unknown[0])
+        out: dict[str, Any] = {}
+        for name, option in self.options.items():
+            try:
+                out[name] = option.check(values.get(name))
+            except ValueError as exc:
+                raise OptionError(str(exc), name) from None
+        return out
+
+
+class OptionError(ValueError):
+    """A bad option value; ``field`` is the key, so the error can point at its line."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownOption(OptionError):
+    pass

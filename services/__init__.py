@@ -1,0 +1,1 @@
+"""Services that run as processes of their own beside the router."""
