@@ -9,9 +9,8 @@ Both need the router's ``infinity`` adapter (OpenAI-style embeddings over HTTP).
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import urllib.request
+from pathlib import Path
 
 from bench import servers
 from bench.loadgen import available_tool, embed_load, http_load, median

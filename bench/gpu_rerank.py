@@ -8,7 +8,13 @@ meaningful. ``GPU_CHECK_VOCAB`` names a WordPiece vocab.txt (default: the packag
 ``GPU_CHECK_DEVICE=cpu`` with small ``GPU_CHECK_SECONDS``/``GPU_CHECK_QUERIES``/``GPU_CHECK_CLIENTS``
 is a dry run of the script itself.
 """
-import asyncio, json, os, random, subprocess, sys, time
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +61,7 @@ DOCS = [[text(40) for _ in range(20)] for _ in QUERIES]
 folder = Path("/tmp/ce-minilm12")
 build_model(folder)
 from adapters.local.models import TorchCrossEncoder
+
 
 def bare(fp16):
     ce = TorchCrossEncoder(str(folder), device=DEV, fp16=fp16)

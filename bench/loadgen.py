@@ -66,7 +66,8 @@ wrk.headers["Content-Type"] = "application/json"
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %f %f %f %d\\n", summary.requests / (summary.duration / 1e6),
     latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout))
 end
 """
 

@@ -62,7 +62,7 @@ def run(work: Path, *, quick: bool, tool: str = "hey") -> Section:
     runs: dict[tuple[str, int], list[HttpRun]] = {}
     with ExitStack() as stack:
         targets = start_targets(stack, work, notes)
-        for name, server in targets.items():  # warm up: connections, caches, lazy imports
+        for server in targets.values():  # warm up: connections, caches, lazy imports
             http_load(tool, server.url + PATH, BODY, concurrency=4, seconds=1)
         for _ in range(repeats):
             for conc in (16, 1):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import os
+import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +42,7 @@ class Section:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Section":
+    def from_dict(cls, data: dict[str, Any]) -> Section:
         return cls(**data)
 
 
@@ -113,7 +113,7 @@ def render_chart(sections: list[Section], path: Path) -> bool:
     cols = 3 if len(charts) > 4 else 2
     rows = -(-len(charts) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=False)
-    for ax, c in zip(axes.flat, charts):
+    for ax, c in zip(axes.flat, charts, strict=False):  # the grid may have spare cells
         _draw(ax, c)
     for ax in list(axes.flat)[len(charts):]:
         ax.axis("off")
@@ -136,7 +136,7 @@ def _draw(ax, c: dict[str, Any]) -> None:
         ax.set_xticklabels([str(x) for x in c["x"]], rotation=20, ha="right", fontsize=8)
     else:
         for name in names:
-            pts = [(x, y) for x, y in zip(c["x"], c["series"][name]) if y is not None]
+            pts = [(x, y) for x, y in zip(c["x"], c["series"][name], strict=True) if y is not None]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
         if c.get("logx"):
             ax.set_xscale("log", base=2)

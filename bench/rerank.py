@@ -63,8 +63,8 @@ def top1_agreement(a, b, qset: list[tuple[str, list[str]]]) -> float:
 
 def run(work: Path, *, quick: bool, tool: str = "hey") -> Section:
     from adapters.local.models import TorchCrossEncoder, load_reranker
-    from core.packaged import packaged_reranker_dir
     from bench.dequant import build_fp32
+    from core.packaged import packaged_reranker_dir
 
     repeats, seconds = (1, 5) if quick else (3, 12)
     sizes = [1, 8, 32] if quick else [1, 4, 8, 16, 32]

@@ -38,6 +38,11 @@ def _serve_rerank(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     from core.gateway import Gateway
 
+    if args.fields:
+        from core.fields import field_table
+
+        print(field_table(Gateway(Settings.from_env())), end="")
+        return 0
     try:
         settings = Settings.from_env()
         Gateway(settings).validate()
@@ -70,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     rr.add_argument("--port", type=int, default=9002)
     rr.set_defaults(func=_serve_rerank)
     check = sub.add_parser("check-config", help="validate the three config files (ROUTER_*_PATH)")
+    check.add_argument("--fields", action="store_true",
+                       help="print the table of every routing.yaml field (Markdown) instead")
     check.set_defaults(func=_check_config)
     args = parser.parse_args(argv)
     return args.func(args)

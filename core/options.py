@@ -52,19 +52,6 @@ class Option:
             raise ValueError(f"'{self.name}' must be one of {', '.join(self.choices)}, got {value!r}")
         return value
 
-    def describe(self) -> str:
-        """One line for docs and ``maas check-config --fields``."""
-        bounds = []
-        if self.minimum is not None:
-            bounds.append(f">= {self.minimum:g}")
-        if self.maximum is not None:
-            bounds.append(f"<= {self.maximum:g}")
-        if self.choices:
-            bounds.append("|".join(self.choices))
-        shown = "" if self.default is None else f", default {self.default!r}"
-        limits = f" ({', '.join(bounds)})" if bounds else ""
-        return f"{self.name}: {self.type.__name__}{limits}{shown}. {self.help}".rstrip()
-
 
 class OptionSchema:
     """An ordered set of options; ``check`` validates a mapping against it."""

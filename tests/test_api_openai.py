@@ -32,7 +32,7 @@ def test_base64_default_and_float_give_the_same_vectors(client, router_url):
     default = client.embeddings.create(model="minilm", input=texts)  # the client asks for base64
     floats = client.embeddings.create(model="minilm", input=texts, encoding_format="float")
     assert len(default.data) == len(floats.data) == 2
-    for a, b in zip(default.data, floats.data):
+    for a, b in zip(default.data, floats.data, strict=True):
         assert len(a.embedding) == 384
         np.testing.assert_allclose(a.embedding, b.embedding, rtol=1e-6, atol=1e-7)
     raw = httpx.post(router_url + "/v1/embeddings",

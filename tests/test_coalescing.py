@@ -10,12 +10,12 @@ import pytest
 
 from core import hookimpl
 from core.adapters import Adapter, EmbedResult, RerankResult
-from core.options import Option, OptionSchema
 from core.app import create_app
 from core.batching import MicroBatcher
 from core.config import Settings
 from core.errors import UpstreamRejected
 from core.http import GATEWAY
+from core.options import Option, OptionSchema
 from core.plugins import build_plugin_manager
 from tests.support.configs import write_yaml
 
@@ -91,7 +91,7 @@ async def test_flag_coalesce_embeddings_merges_concurrent_small_requests_into_on
     client = await _client(aiohttp_client, tmp_path, ["coalesce_embeddings"])
     requests = [["x" * (i + 1)] * (1 + i % 3) for i in range(12)]
     answers = await _embed_many(client, requests)
-    for texts, (status, body) in zip(requests, answers):
+    for texts, (status, body) in zip(requests, answers, strict=True):
         assert status == 200, body
         # each caller gets its own rows, in its own order: the first component is the text length
         assert [round(d["embedding"][0]) for d in body["data"]] == [len(t) for t in texts]
@@ -230,7 +230,7 @@ async def test_flag_coalesce_embeddings_through_a_real_router_and_infinity(tmp_p
         router.stop()
     direct = httpx.post(infinity_server.url + "/v1/embeddings", json={"model": "minilm", "input": texts},
                         timeout=60).json()["data"]
-    for text, resp, want in zip(texts, answers, sorted(direct, key=lambda d: d["index"])):
+    for resp, want in zip(answers, sorted(direct, key=lambda d: d["index"]), strict=True):
         assert resp.status_code == 200, resp.text
         np.testing.assert_allclose(resp.json()["data"][0]["embedding"], want["embedding"], rtol=1e-4, atol=1e-5)
     assert calls < len(texts), f"{calls} upstream calls for {len(texts)} concurrent requests"

@@ -9,8 +9,17 @@ import re
 import jsonschema
 import pytest
 
-from tests.support.deploy import (COMPOSE, DOCKERFILES, ROOT, check_maas_argv, compose_env, compose_files,
-                                  dockerfile_instructions, exec_form, load_compose)
+from tests.support.deploy import (
+    COMPOSE,
+    DOCKERFILES,
+    ROOT,
+    check_maas_argv,
+    compose_env,
+    compose_files,
+    dockerfile_instructions,
+    exec_form,
+    load_compose,
+)
 
 QUICK = COMPOSE / "docker-compose.yml"
 PRODUCTION = COMPOSE / "docker-compose.production.yml"
@@ -83,7 +92,7 @@ def test_production_stack():
     services = load_compose(PRODUCTION)["services"]
     routers = {n: s for n, s in services.items() if "maas-router" in s.get("image", "")}
     assert len(routers) == 3
-    for name, router in routers.items():
+    for router in routers.values():
         env = compose_env(router)
         assert env["ROUTER_ROUTING_PATH"] == "/app/configs/routing.yaml"
         assert env["ROUTER_AUTH_PATH"] == "/app/configs/auth.yaml"

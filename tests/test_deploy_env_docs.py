@@ -16,9 +16,21 @@ import yaml
 from core.config import Settings
 from core.config.files import load_config
 from core.plugins import build_plugin_manager
-from tests.support.deploy import (CODE_DIRS, COMPOSE, DEPLOY, DOCKERFILES, HELM, ROOT, code_env_vars, compose_env,
-                                  containers, dockerfile_instructions, load_compose, manifest_docs,
-                                  template_env_names)
+from tests.support.deploy import (
+    CODE_DIRS,
+    COMPOSE,
+    DEPLOY,
+    DOCKERFILES,
+    HELM,
+    ROOT,
+    code_env_vars,
+    compose_env,
+    containers,
+    dockerfile_instructions,
+    load_compose,
+    manifest_docs,
+    template_env_names,
+)
 from tests.support.processes import base_env
 
 OPERATIONS = ROOT / "OPERATIONS.md"

@@ -13,8 +13,17 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.support.deploy import (DEPLOY, HELM, check_maas_argv, containers, helm_charts, lookup,
-                                  manifest_docs, template_env_names, values_paths)
+from tests.support.deploy import (
+    DEPLOY,
+    HELM,
+    check_maas_argv,
+    containers,
+    helm_charts,
+    lookup,
+    manifest_docs,
+    template_env_names,
+    values_paths,
+)
 
 K8S_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 CHARTS = {"infinity-embed", "rerank", "router"}

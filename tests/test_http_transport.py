@@ -34,7 +34,7 @@ class RawServer:
         self.ended = 0  # connections the client closed or dropped
         self.server: asyncio.Server | None = None
 
-    async def __aenter__(self) -> "RawServer":
+    async def __aenter__(self) -> RawServer:
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections += 1
             try:

@@ -6,8 +6,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from adapters.http.errors import error_from_response, upstream_message
 from adapters.http import resilience_options
+from adapters.http.errors import error_from_response, upstream_message
 from adapters.http.upstream import HttpUpstream, public_url
 from core.adapters import AdapterContext
 from core.config import ModelRoute, Settings, UpstreamConfig

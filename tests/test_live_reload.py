@@ -16,8 +16,7 @@ import time
 import httpx
 import pytest
 
-from tests.support.config_cases import (BAD_CASES, configmap_publish, digest_of, good_texts, write_good,
-                                        write_text)
+from tests.support.config_cases import BAD_CASES, configmap_publish, digest_of, good_texts, write_good, write_text
 from tests.support.processes import start_router
 from tests.support.traffic import Traffic, reloads, serving_digest, wait_for
 
@@ -100,13 +99,14 @@ async def test_alternating_good_and_bad_writes_under_load(live):
                 if i % 2 == 0:
                     aliases = ("minilm", f"probe-{i}")
                     last_good = write_good(live.config_dir, *aliases)
-                    await wait_for(lambda: _serves(client, last_good), WAIT_S, f"good write {i}")
+                    await wait_for(lambda good=last_good: _serves(client, good), WAIT_S, f"good write {i}")
                     good_s.append(time.monotonic() - written)
                 else:
                     case = BAD_CASES[(i // 2) % len(BAD_CASES)]
                     seen = await reloads(client, "error")
                     write_text(live.config_dir / case.file, case.text)
-                    await wait_for(lambda: _more_errors(client, seen), WAIT_S, f"bad write {i} ({case.name})")
+                    await wait_for(lambda before=seen: _more_errors(client, before), WAIT_S,
+                                   f"bad write {i} ({case.name})")
                     bad_s.append(time.monotonic() - written)
                     assert await serving_digest(client) == last_good  # the last good snapshot still serves
         report("alternating-writes", writes=50, requests=traffic.requests, ready_probes=traffic.ready_probes,
@@ -152,7 +152,8 @@ async def test_configmap_symlink_swap_is_picked_up(live):
         for version in (2, 3):
             written = time.monotonic()
             configmap_publish(live.config_dir, good_texts("minilm", f"from-configmap-{version}"))
-            timings.append(await wait_for(lambda: _new_alias_serves(client, f"from-configmap-{version}"),
+            alias = f"from-configmap-{version}"
+            timings.append(await wait_for(lambda name=alias: _new_alias_serves(client, name),
                                           WAIT_S, f"publish {version}"))
             assert time.monotonic() - written <= APPLY_BOUND_S
         models = {m["id"] for m in (await client.get("/v1/models")).json()["data"]}

@@ -18,7 +18,7 @@ from core.http import GATEWAY
 from core.plugins import build_plugin_manager
 from core.tokenization import TokenCounter
 from tests.support import echo
-from tests.support.inprocess import ECHO_ROUTING, serve, write_configs
+from tests.support.inprocess import ECHO_ROUTING, write_configs
 
 SWAP_AUTH = '''
 from core import hookimpl

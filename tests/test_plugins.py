@@ -10,8 +10,8 @@ import pytest
 
 from core import hookimpl, hookspecs
 from core.app import create_app
-from core.config import Settings
 from core.chain import SLOTS
+from core.config import Settings
 from core.http import GATEWAY
 from core.metrics import GatewayMetrics
 from core.plugins import BUILTIN_NAMES, DEFAULT_PLUGINS, build_plugin_manager

@@ -9,12 +9,38 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from core.config.yamlfile import LineDict, expect
+from core.options import Option, OptionSchema
 
 Kind = Literal["embeddings", "rerank"]
 
-_ROUTE_KEYS = {"model", "served_name", "enabled", "upstream", "max_top_k", "allow_dimensions",
-               "tokenizer", "owned_by", "options"}
-_UPSTREAM_KEYS_COMMON = {"type", "url", "urls", "timeout_ms", "timeout_seconds"}
+# The fields core owns, declared once: the parser refuses any other key, and
+# ``core.fields`` documents them beside the adapters' and plugins' options.
+TOP_LEVEL_FIELDS = OptionSchema([
+    Option("embeddings", list, [], "the embedding models"),
+    Option("rerank", list, [], "the rerank models"),
+    Option("feature_flags", list, [], "flags to turn on (reloadable), besides ROUTER_FEATURE_FLAGS"),
+])
+ROUTE_FIELDS = OptionSchema([
+    Option("model", str, None, "the alias clients send as 'model' (required)"),
+    Option("served_name", str, None, "the name the upstream knows the model by (default: the alias)"),
+    Option("enabled", bool, True, "a disabled model answers 404 and is listed only with "
+                                  "ROUTER_ALLOW_DISABLED_MODELS"),
+    Option("upstream", dict, None, "where requests go (required); see the upstream fields"),
+    Option("max_top_k", int, None, "rerank only: the most results one request gets", minimum=1),
+    Option("allow_dimensions", bool, True, "whether requests may ask for fewer 'dimensions'"),
+    Option("tokenizer", str, None, "the tokenizer that counts this model's tokens (a folder or cached id)"),
+    Option("owned_by", str, "quadrate", "shown in /v1/models"),
+    Option("options", dict, {}, "per-route options of the upstream type and of plugins"),
+])
+UPSTREAM_FIELDS = OptionSchema([
+    Option("type", str, None, "the adapter type (required): local, infinity, rerank, qwen3 or a plugin's"),
+    Option("url", str, None, "the upstream's base URL (HTTP types)"),
+    Option("urls", list, None, "several base URLs, balanced with failover (HTTP types)"),
+    Option("timeout_ms", float, None, "per-request timeout (default ROUTER_REQUEST_TIMEOUT_SECONDS)"),
+    Option("timeout_seconds", float, None, "the same in seconds"),
+])
+_ROUTE_KEYS = set(ROUTE_FIELDS.options)
+_UPSTREAM_KEYS_COMMON = set(UPSTREAM_FIELDS.options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +165,10 @@ def _parse_route(entry: Any, kind: Kind, known_types: Collection[str] | None, do
 
 
 def parse_routing(doc: LineDict, known_types: Collection[str] | None = None) -> RoutingConfig:
-    unknown = set(doc) - {"embeddings", "rerank", "feature_flags"}
+    unknown = set(doc) - set(TOP_LEVEL_FIELDS.options)
     if unknown:
         key = sorted(unknown)[0]
-        raise doc.fail(f"unknown top-level key {key!r} (expected embeddings, rerank, feature_flags)", key)
+        raise doc.fail(f"unknown top-level key {key!r} (expected {', '.join(TOP_LEVEL_FIELDS.options)})", key)
     routes: dict[str, ModelRoute] = {}
     for kind in ("embeddings", "rerank"):
         entries = expect(doc, kind, list, required=False, default=[])

@@ -62,8 +62,9 @@ BAD_CASES = (
     BadCase("duplicate-alias", "routing.yaml", routing("minilm", "minilm"), 8, "duplicate model alias 'minilm'"),
     BadCase("missing-field", "routing.yaml", "embeddings:\n  - model: \"minilm\"\n    served_name: \"x\"\n",
             2, "missing required field 'upstream'"),
-    BadCase("bad-adapter-option", "routing.yaml", routing("minilm").replace("max_batch_size: 32", "max_batch_size: abc"),
-            6, "'max_batch_size' must be an integer, got 'abc'"),
+    BadCase("bad-adapter-option", "routing.yaml",
+            routing("minilm").replace("max_batch_size: 32", "max_batch_size: abc"), 6,
+            "'max_batch_size' must be an integer, got 'abc'"),
 )
 
 

@@ -26,7 +26,7 @@ class Traffic:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
-    async def __aenter__(self) -> "Traffic":
+    async def __aenter__(self) -> Traffic:
         self._client = httpx.AsyncClient(base_url=self.url, timeout=30)
         self._tasks = [asyncio.create_task(self._embed()) for _ in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._ready()))
