@@ -38,6 +38,15 @@ class HeaderAuth:
         flow.caller = Caller(name=tenant, anonymous=False, client_ip=flow.client_ip)
 
 
+@hookimpl
+def register_stages(register):
+    register(HeaderAuth())
+'''
+
+ADD_STAGE = '''
+from core import hookimpl
+
+
 class Stamp:
     name = "stamp"
 
@@ -47,7 +56,6 @@ class Stamp:
 
 @hookimpl
 def register_stages(register):
-    register(HeaderAuth())
     register(Stamp(), before="route")
 '''
 
@@ -71,12 +79,14 @@ def site(tmp_path, monkeypatch):
 
 async def test_an_entry_point_plugin_replaces_auth_and_adds_a_stage(aiohttp_client, tmp_path, site):
     _install(site, "maas-swap-auth", "maas_swap_auth", SWAP_AUTH)
+    _install(site, "maas-stamp", "maas_stamp", ADD_STAGE)
     pm = build_plugin_manager()  # built-ins first, then every entry point: pluggy calls the third party first
     pm.register(echo, name="tests.support.echo")
     app = create_app(write_configs(tmp_path / "cfg", auth={"api_keys": [{"key": "k-1", "name": "one"}]}), pm)
     chain = app[GATEWAY].chain
     assert chain.names == ("auth", "rate_limit", "parse", "stamp", "route", "token_limit", "token_budget", "adapter")
-    assert chain.origins[:4] == ("maas_swap_auth", "plugins.rate_limit", "plugins.parse", "maas_swap_auth")
+    assert chain.origins == ("maas_swap_auth", "plugins.rate_limit", "plugins.parse", "maas_stamp", "plugins.routing",
+                             "plugins.token_limit", "plugins.rate_limit", "plugins.invoke")
     client = await aiohttp_client(app)
     while not app[GATEWAY].ready:
         await __import__("asyncio").sleep(0.01)
@@ -91,7 +101,7 @@ async def test_an_entry_point_plugin_replaces_auth_and_adds_a_stage(aiohttp_clie
 
 def test_two_third_party_plugins_claiming_one_slot_is_an_error_naming_both(site):
     _install(site, "maas-swap-auth", "maas_swap_auth", SWAP_AUTH)
-    _install(site, "maas-other-auth", "maas_other_auth", SWAP_AUTH.replace('"stamp"', '"stamp2"'))
+    _install(site, "maas-other-auth", "maas_other_auth", SWAP_AUTH)
     with pytest.raises(ConfigError) as err:
         Gateway(Settings(), build_plugin_manager())
     assert "'auth'" in err.value.message
@@ -106,6 +116,13 @@ class _TypeSwap:
     @hookimpl
     def register_adapters(self, register):
         register("infinity", _Replacement)
+
+
+def test_two_third_party_plugins_adding_one_extra_stage_name_clash(site):
+    _install(site, "maas-stamp", "maas_stamp", ADD_STAGE)
+    _install(site, "maas-stamp-again", "maas_stamp_again", ADD_STAGE)
+    with pytest.raises(ConfigError, match="'stamp' is registered by both maas_stamp(_again)? and maas_stamp"):
+        Gateway(Settings(), build_plugin_manager())
 
 
 def test_a_third_party_adapter_type_replaces_a_built_in_and_two_clash():
