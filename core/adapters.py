@@ -112,6 +112,11 @@ class Adapter:
     async def prepare(self, route: ModelRoute) -> None:
         """Load or check what ``route`` needs before it takes traffic."""
 
+    def describe(self, route: ModelRoute) -> dict[str, Any]:
+        """What the adapter knows of the route's model: ``dimensions``, ``max_input_tokens``
+        (for ``/v1/models/{id}``; a missing key is unknown)."""
+        return {}
+
     def tokenizer_name(self, route: ModelRoute) -> str | None:
         """The tokenizer that counts this route's tokens, when the adapter knows it."""
         return None

@@ -12,8 +12,9 @@ import pluggy
 from aiohttp import web
 
 from core.config import Settings
+from core.cors import Cors
 from core.gateway import Gateway
-from core.http import GATEWAY, add_routes, edge_middleware
+from core.http import CORS, GATEWAY, add_routes, edge_middleware
 from core.logs import access_log
 from core.reload import ConfigWatcher
 
@@ -25,6 +26,8 @@ def create_app(settings: Settings | None = None, pm: pluggy.PluginManager | None
     gateway = Gateway(settings, pm)
     app = web.Application(middlewares=[edge_middleware], client_max_size=settings.max_body_bytes)
     app[GATEWAY] = gateway
+    if settings.cors_origins:
+        app[CORS] = Cors(settings.cors_origins)
     add_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_drain)

@@ -20,7 +20,18 @@ Stages and adapters raise these; `core.http` turns them into OpenAI-shaped JSON
 
 from __future__ import annotations
 
+import math
+import random
 from typing import Any
+
+
+def retry_headers(seconds: float, *, jitter: float = 0.5) -> dict[str, str]:
+    """``Retry-After`` (whole seconds, as HTTP has it) and ``retry-after-ms``, which OpenAI's SDKs
+    read first. The milliseconds are spread over [1, 1 + jitter] × the wait, so clients refused
+    together do not all come back in the same instant."""
+    wait = max(0.0, seconds)
+    spread = wait * (1.0 + jitter * random.random())  # noqa: S311 - jitter, not a secret
+    return {"Retry-After": str(max(1, math.ceil(wait))), "retry-after-ms": str(max(1, math.ceil(spread * 1000)))}
 
 
 class GatewayError(Exception):
@@ -36,7 +47,10 @@ class GatewayError(Exception):
         self.code = code if code is not None else self.default_code
         self.headers: dict[str, str] = dict(headers or {})
 
-    def to_body(self) -> dict[str, Any]:
+    def to_body(self, style: str = "openai") -> dict[str, Any]:
+        """The error as JSON: OpenAI's ``{"error": {...}}``, or Cohere's ``{"message"}``."""
+        if style == "cohere":
+            return {"message": self.message}
         return {"error": {"message": self.message, "type": self.type,
                           "param": self.param, "code": self.code}}
 
@@ -90,7 +104,8 @@ class RateLimited(GatewayError):
     def __init__(self, message: str, *, retry_after: float, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.retry_after = retry_after
-        self.headers.setdefault("Retry-After", str(max(1, int(-(-retry_after // 1)))))
+        for name, value in retry_headers(retry_after).items():
+            self.headers.setdefault(name, value)
 
 
 class ServiceUnavailable(GatewayError):
@@ -100,7 +115,9 @@ class ServiceUnavailable(GatewayError):
 
     def __init__(self, message: str, *, retry_after: float = 1.0, **kw: Any) -> None:
         super().__init__(message, **kw)
-        self.headers.setdefault("Retry-After", str(max(1, int(-(-retry_after // 1)))))
+        self.retry_after = retry_after
+        for name, value in retry_headers(retry_after).items():
+            self.headers.setdefault(name, value)
 
 
 class UpstreamError(GatewayError):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from core.adapters import Adapter
     from core.config import ModelRoute
+    from core.dialects import Codec
     from core.requests import ModelRequest
     from core.snapshot import Snapshot
 
@@ -32,13 +33,14 @@ class Flow:
     ``response`` or by raising a ``GatewayError``.
     """
 
-    kind: Literal["embeddings", "rerank"]
+    kind: Literal["embeddings", "rerank", "models"]  # what the endpoint serves
     snapshot: Snapshot
     request_id: str
     client_ip: str
     headers: Any  # the HTTP request headers (case-insensitive mapping)
     # The body is read and parsed by the ``parse`` stage, after auth and rate limiting, so an
     # unauthenticated or limited caller costs no body read. Later stages use ``request``.
+    codec: Codec | None = None  # the wire format (core.dialects); the parse stage may pick another
     read_body: Callable[[], Awaitable[bytes]] | None = None
     request: ModelRequest | None = None
     caller: Caller | None = None

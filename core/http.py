@@ -1,4 +1,8 @@
-"""The HTTP edge: aiohttp app, request ids, body limits, and error translation."""
+"""The HTTP edge: aiohttp app, request ids, body limits, and error translation.
+
+Every API path is served by a codec of ``core.dialects``; errors are shaped by path (Cohere's on
+its own paths, OpenAI's everywhere else), aiohttp's own 404/405 included.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,19 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import ClientPayloadError, web
 
-from core.config.routing import Kind
+from core.cors import Cors
+from core.dialects import CODECS, Codec, error_style
 from core.errors import ClientClosedRequest, GatewayError, PayloadTooLarge, ServiceUnavailable
 from core.flow import Flow
 from core.gateway import Gateway
 from core.logs import access_log, request_id_var
+from core.models_api import model_body, models_body
+from core.openapi import openapi_document
 
 log = logging.getLogger("maas.http")
 
 GATEWAY = web.AppKey("gateway", Gateway)
+CORS = web.AppKey("cors", Cors)  # set only when ROUTER_CORS_ORIGINS names origins
 REQUEST_ID = web.RequestKey("request_id", str)
 LOG_EXTRA = web.RequestKey("log_extra", dict)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -34,11 +42,13 @@ def json_response(body: object, status: int = 200, headers: dict[str, str] | Non
                         content_type=_JSON, headers=headers)
 
 
-def error_response(exc: GatewayError) -> web.Response:
-    return json_response(exc.to_body(), status=exc.status, headers=exc.headers)
+def error_response(exc: GatewayError, path: str = "") -> web.Response:
+    return json_response(exc.to_body(error_style(path)), status=exc.status, headers=exc.headers)
 
 
-_HTTP_ERRORS = {404: ("Unknown route", "not_found"), 405: ("Method not allowed", "method_not_allowed")}
+_HTTP_ERRORS = {404: ("Unknown route", "not_found"), 405: ("Method not allowed", "method_not_allowed"),
+                403: ("Origin not allowed", "cors_origin_not_allowed")}
+_UNLOGGED = ("/health", "/metrics")  # probes and scrapes: no access-log line
 
 
 @web.middleware
@@ -50,22 +60,27 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     token = request_id_var.set(rid)
     started = time.perf_counter()
     try:
+        cors = request.app.get(CORS)
         try:
-            response = await handler(request)
+            response = (cors.preflight(request) if cors is not None else None) or await handler(request)
         except GatewayError as exc:
-            response = error_response(exc)
+            response = error_response(exc, request.path)
         except web.HTTPException as exc:
             message, code = _HTTP_ERRORS.get(exc.status, (exc.reason, "http_error"))
             err = GatewayError(f"{message}: {request.method} {request.path}", code=code)
             err.status, err.type = exc.status, "invalid_request_error"
-            response = error_response(err)
+            if "Allow" in exc.headers:  # a 405 says which methods the path takes
+                err.headers["Allow"] = exc.headers["Allow"]
+            response = error_response(err, request.path)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("unhandled error")
-            response = error_response(GatewayError("Internal server error"))
+            response = error_response(GatewayError("Internal server error"), request.path)
         response.headers["X-Request-ID"] = rid
-        if request.path.startswith("/v1/"):
+        if cors is not None:
+            cors.decorate(request, response)
+        if not request.path.startswith(_UNLOGGED):
             access_log.info(f"{request.method} {request.path} {response.status}",
                             {"status": response.status, "path": request.path,
                              "duration_ms": round((time.perf_counter() - started) * 1000, 2),
@@ -87,48 +102,28 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         raise ClientClosedRequest("The client closed the connection before sending the whole body") from None
 
 
-def _client_ip(request: web.Request) -> str:
-    return request.remote or "unknown"
+def serve(codec: Codec) -> Handler:
+    """The handler of one codec's path."""
 
+    async def handler(request: web.Request) -> web.Response:
+        gw = request.app[GATEWAY]
+        if gw.snapshot is None or gw.draining:
+            raise ServiceUnavailable("The gateway is starting or draining; retry shortly")
+        limit = gw.settings.max_body_bytes
+        # No await between taking the snapshot and gw.handle pinning its adapters: a reload in
+        # between could retire (close) an adapter this request is about to use.
+        flow = Flow(kind=codec.kind, snapshot=gw.snapshot, request_id=request[REQUEST_ID],
+                    client_ip=request.remote or "unknown", headers=request.headers, codec=codec,
+                    read_body=lambda: read_body(request, limit))
+        try:
+            await gw.handle(flow)
+        finally:
+            request[LOG_EXTRA] = {"model": flow.route.alias if flow.route else None,
+                                  "caller": flow.caller.name if flow.caller else None,
+                                  "tokens": flow.prompt_tokens}
+        return json_response(flow.response, headers=flow.response_headers or None)
 
-async def _serve(request: web.Request, kind: Kind) -> web.Response:
-    gw = request.app[GATEWAY]
-    if gw.snapshot is None or gw.draining:
-        raise ServiceUnavailable("The gateway is starting or draining; retry shortly")
-    limit = gw.settings.max_body_bytes
-    # No await between taking the snapshot and gw.handle pinning its adapters: a reload in
-    # between could retire (close) an adapter this request is about to use.
-    flow = Flow(kind=kind, snapshot=gw.snapshot, request_id=request[REQUEST_ID], client_ip=_client_ip(request),
-                headers=request.headers, read_body=lambda: read_body(request, limit))
-    try:
-        await gw.handle(flow)
-    finally:
-        request[LOG_EXTRA] = {"model": flow.request.model if flow.request else None,
-                                "caller": flow.caller.name if flow.caller else None,
-                                "tokens": flow.prompt_tokens}
-    return json_response(flow.response, headers=flow.response_headers or None)
-
-
-async def embeddings(request: web.Request) -> web.Response:
-    return await _serve(request, "embeddings")
-
-
-async def rerank(request: web.Request) -> web.Response:
-    return await _serve(request, "rerank")
-
-
-async def models(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    snapshot = gw.snapshot
-    data = []
-    if snapshot is not None:
-        created = int(snapshot.loaded_at)
-        for alias, route in snapshot.routes.items():
-            if not route.enabled and not gw.settings.allow_disabled_models:
-                continue
-            data.append({"id": alias, "object": "model", "created": created, "owned_by": route.owned_by,
-                         "type": route.kind, "enabled": route.enabled})
-    return json_response({"object": "list", "data": data})
+    return handler
 
 
 async def live(request: web.Request) -> web.Response:
@@ -148,11 +143,25 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+async def list_models(request: web.Request) -> web.Response:
+    return json_response(await models_body(request.app[GATEWAY], request, request[REQUEST_ID]))
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    return json_response(await model_body(gw, request, request[REQUEST_ID], request.match_info["model_id"]))
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return json_response(openapi_document())
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/embeddings", embeddings)
-    app.router.add_post("/v1/rerank", rerank)
-    app.router.add_post("/rerank", rerank)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model_id:.+}", retrieve_model)
+    app.router.add_get("/openapi.json", openapi_json)
+    for codec in CODECS:
+        app.router.add_post(codec.path, serve(codec))
     app.router.add_get("/metrics", metrics)

@@ -1,15 +1,19 @@
 """The internal request types. Each carries its own behaviour: how it is counted, cut, checked
-against a route, sent to an adapter and turned into a response body, so a stage never asks
-which kind it holds and a new kind lives in one place.
+against a route, sent to an adapter and turned into an outcome that a dialect renders, so a
+stage never asks which kind it holds and a new kind lives in one place.
+
+Every wire format (``core.dialects``) parses into these and renders their outcomes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
 from core.errors import InvalidRequest, TokenLimitExceeded, UpstreamError
-from core.responses import embeddings_body, rerank_body, shape_vectors
+from core.responses import shape_vectors
 
 if TYPE_CHECKING:
     from core.adapters import Adapter, CallContext, EmbedResult, RerankResult
@@ -19,18 +23,50 @@ if TYPE_CHECKING:
 
 EmbeddingInput = list[str] | list[list[int]]
 
+#: What a request says about an input over the model's limit: "end" (cutting at the end is
+#: allowed), "error" (refuse it). None: the dialect says nothing, the model's own behaviour.
+Truncation = str | None
+
+
+@dataclass(slots=True)
+class EmbeddingsOutcome:
+    """What the model gave, shaped as asked (``dimensions``), for a dialect to render."""
+
+    model: str
+    vectors: np.ndarray  # (n, d) float32
+    tokens: int
+
+
+@dataclass(slots=True)
+class RerankOutcome:
+    model: str
+    ranked: list[tuple[int, float]]  # (document index, score), best first, cut to top_n
+    documents: list[str]
+    tokens: int
+
 
 @dataclass(slots=True)
 class EmbeddingsRequest:
     kind: ClassVar[str] = "embeddings"
     param: ClassVar[str] = "input"  # the field limits and errors point at
 
-    model: str
+    model: str | None  # None: the routing's default model for the kind
     inputs: EmbeddingInput
     is_tokens: bool
     encoding_format: str = "float"
     dimensions: int | None = None
     user: str | None = None
+    input_type: str | None = None  # query, document, classification, clustering: selects the route's prompt
+    truncation: Truncation = None
+    wire: dict[str, Any] = field(default_factory=dict)  # the dialect's output choices, read by its render
+
+    def apply_caps(self, counter: TokenCounter) -> None:
+        """Per-input token caps the caller asked for: none in the embedding dialects."""
+
+    @property
+    def needs_counts(self) -> bool:
+        """The request itself needs its tokens counted (a limit it set)."""
+        return self.truncation == "error"
 
     @property
     def texts(self) -> list[str]:
@@ -59,6 +95,24 @@ class EmbeddingsRequest:
     def check_route(self, route: ModelRoute) -> None:
         if self.dimensions is not None and not route.allow_dimensions:
             raise InvalidRequest(f"The model '{route.alias}' does not support 'dimensions'", param="dimensions")
+        self._apply_prompt(route)
+
+    def _apply_prompt(self, route: ModelRoute) -> None:
+        """Put the route's prompt for ``input_type`` before every input (so it is counted too)."""
+        if self.input_type is None:
+            return
+        prompts = route.prompts
+        if prompts is None or self.input_type not in prompts:
+            accepted = ", ".join(sorted(prompts)) if prompts else "none: the route declares no prompts"
+            raise InvalidRequest(f"The model '{route.alias}' does not take input type {self.input_type!r} "
+                                 f"(it takes: {accepted})", param="input_type", code="unsupported_input_type")
+        prefix = prompts[self.input_type]
+        if not prefix:
+            return
+        if self.is_tokens:
+            raise InvalidRequest(f"The model '{route.alias}' puts a prompt before {self.input_type} inputs; "
+                                 "send text, not token ids", param="input")
+        self.inputs = [prefix + text for text in self.texts]
 
     async def call(self, adapter: Adapter, route: ModelRoute, context: CallContext,
                    coalescer: EmbedCoalescer | None = None) -> EmbedResult:
@@ -66,7 +120,7 @@ class EmbeddingsRequest:
             return await coalescer.embed(adapter, route, self.inputs, context)
         return await adapter.embed(route, self.inputs, context)
 
-    def respond(self, route: ModelRoute, result: EmbedResult, tokens: int) -> dict[str, Any]:
+    def respond(self, route: ModelRoute, result: EmbedResult, tokens: int) -> EmbeddingsOutcome:
         vectors = result.vectors
         if vectors.ndim != 2 or vectors.shape[0] != len(self.inputs):
             raise UpstreamError(f"The upstream for '{route.alias}' returned {vectors.shape[0]} vectors "
@@ -74,7 +128,7 @@ class EmbeddingsRequest:
         if self.dimensions is not None and self.dimensions > vectors.shape[1]:
             raise InvalidRequest(f"'dimensions' is {self.dimensions}, but '{route.alias}' has "
                                  f"{vectors.shape[1]}", param="dimensions")
-        return embeddings_body(route.alias, shape_vectors(vectors, self.dimensions), self.encoding_format, tokens)
+        return EmbeddingsOutcome(route.alias, shape_vectors(vectors, self.dimensions), tokens)
 
 
 @dataclass(slots=True)
@@ -83,11 +137,24 @@ class RerankRequest:
     param: ClassVar[str] = "documents"
     is_tokens: ClassVar[bool] = False
 
-    model: str
+    model: str | None
     query: str
     documents: list[str]
     top_n: int | None = None
     return_documents: bool = False
+    truncation: Truncation = None
+    max_tokens_per_doc: int | None = None  # each document is cut to this many tokens (Cohere v2)
+    wire: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def needs_counts(self) -> bool:
+        return self.truncation == "error" or self.max_tokens_per_doc is not None
+
+    def apply_caps(self, counter: TokenCounter) -> None:
+        """Cut each document to ``max_tokens_per_doc`` tokens (before counting)."""
+        cap = self.max_tokens_per_doc
+        if cap is not None:
+            self.documents = [counter.truncate_plain(doc, cap) for doc in self.documents]
 
     @property
     def texts(self) -> list[str]:
@@ -123,14 +190,47 @@ class RerankRequest:
                    coalescer: EmbedCoalescer | None = None) -> RerankResult:
         return await adapter.rerank(route, self.query, self.documents, context)
 
-    def respond(self, route: ModelRoute, result: RerankResult, tokens: int) -> dict[str, Any]:
-        if len(result.scores) != len(self.documents):
-            raise UpstreamError(f"The upstream for '{route.alias}' returned {len(result.scores)} scores "
+    def respond(self, route: ModelRoute, result: RerankResult, tokens: int) -> RerankOutcome:
+        scores = result.scores
+        if len(scores) != len(self.documents):
+            raise UpstreamError(f"The upstream for '{route.alias}' returned {len(scores)} scores "
                                 f"for {len(self.documents)} documents")
         top_n = self.top_n
         if route.max_top_k is not None:
             top_n = min(top_n or route.max_top_k, route.max_top_k)
-        return rerank_body(route.alias, self, result.scores, top_n, tokens)
+        order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[:top_n]
+        return RerankOutcome(route.alias, [(i, float(scores[i])) for i in order], self.documents, tokens)
+
+
+@dataclass(slots=True)
+class TokenizeResult:
+    tokens_by_input: list[list[dict[str, Any]]]
+    prompt_tokens: int | None = None
+
+
+@dataclass(slots=True)
+class TokenizeOutcome:
+    model: str
+    tokens_by_input: list[list[dict[str, Any]]]
+    tokens: int
+
+
+@dataclass(slots=True)
+class TokenizeRequest(EmbeddingsRequest):
+    """Tokenize with the embedding model's own tokenizer: routed, limited and counted like an
+    embeddings request; answered by the route's token counter, not the adapter."""
+
+    add_special_tokens: bool = True
+
+    async def call(self, adapter: Adapter, route: ModelRoute, context: CallContext,  # type: ignore[override]
+                   coalescer: EmbedCoalescer | None = None) -> TokenizeResult:
+        if context.tokenizer is None:
+            raise InvalidRequest(f"The model '{route.alias}' has no tokenizer here", param="model")
+        return TokenizeResult(context.tokenizer.tokenize(self.texts, self.add_special_tokens))
+
+    def respond(self, route: ModelRoute, result: TokenizeResult, tokens: int) -> TokenizeOutcome:  # type: ignore[override]
+        return TokenizeOutcome(route.alias, result.tokens_by_input, tokens)
 
 
 ModelRequest = EmbeddingsRequest | RerankRequest
+Outcome = EmbeddingsOutcome | RerankOutcome | TokenizeOutcome

@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer
 
@@ -49,6 +50,18 @@ class TokenCounter:
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         return self._tok.decode_batch([list(i) for i in ids], skip_special_tokens=True)
+
+    def tokenize(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[dict[str, Any]]]:
+        """TEI's /tokenize answer: per text, each token's id, text, whether it is special, and
+        its character span in the text."""
+        out = []
+        for text, enc in zip(texts, self._tok.encode_batch(list(texts), add_special_tokens=add_special_tokens),
+                             strict=True):
+            out.append([{"id": tid, "text": token if special else text[start:stop], "special": bool(special),
+                         "start": None if special else start, "stop": None if special else stop}
+                        for tid, token, special, (start, stop)
+                        in zip(enc.ids, enc.tokens, enc.special_tokens_mask, enc.offsets, strict=True)])
+        return out
 
     @property
     def vocab_size(self) -> int:

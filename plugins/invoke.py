@@ -13,6 +13,7 @@ from core import hookimpl
 from core.adapters import CallContext
 from core.coalescing import FLAG as COALESCE
 from core.coalescing import ROUTE_OPTIONS, EmbedCoalescer
+from core.dialects import DEFAULT
 from core.errors import UpstreamTimeout
 from core.flow import Flow
 
@@ -44,7 +45,8 @@ class InvokeStage:
         tokens = flow.prompt_tokens if flow.prompt_tokens is not None else result.prompt_tokens
         if tokens is None:  # the upstream left usage out: count with the route's tokenizer
             tokens = sum(req.count(counter))
-        flow.response = req.respond(route, result, tokens)  # type: ignore[arg-type]
+        outcome = req.respond(route, result, tokens)  # type: ignore[arg-type]
+        flow.response = (flow.codec or DEFAULT[req.kind]).render(req, outcome)
 
 
 class InvokePlugin:

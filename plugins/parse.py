@@ -1,29 +1,30 @@
-"""Stage ``parse``: read the body and parse it strictly into the typed request.
+"""Stage ``parse``: read the body and parse it strictly, with the path's codec, into the internal request.
 
 It runs after auth and rate limiting, so a caller without a valid key, or over its limit, is
-turned away before its body is read or parsed.
+turned away before its body is read or parsed. A path two wire formats share (``/rerank``)
+picks its codec by the body's keys here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 
 from core import hookimpl
+from core.dialects import DEFAULT, ParseLimits
 from core.errors import InvalidRequest
 from core.flow import Flow
-from core.protocol import parse_embeddings, parse_rerank
-from core.requests import ModelRequest
 
-_PARSERS: dict[str, Callable[..., ModelRequest]] = {"embeddings": parse_embeddings, "rerank": parse_rerank}
+if TYPE_CHECKING:
+    from core.config import Settings
 
 
 class ParseStage:
     name = "parse"
 
     def __init__(self, max_inputs: int) -> None:
-        self.max_inputs = max_inputs
+        self.limits = ParseLimits(max_inputs=max_inputs)
 
     async def __call__(self, flow: Flow) -> None:
         if flow.request is not None:  # built in-process (tests, embedding callers)
@@ -35,9 +36,11 @@ class ParseStage:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
-        flow.request = _PARSERS[flow.kind](body, max_inputs=self.max_inputs)
+        codec = (flow.codec or DEFAULT[flow.kind]).select(body)
+        flow.codec = codec
+        flow.request = codec.parse(body, self.limits)
 
 
 @hookimpl
-def register_stages(register, settings):
+def register_stages(register, settings: Settings) -> None:
     register(ParseStage(settings.max_inputs))

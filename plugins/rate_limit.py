@@ -141,12 +141,7 @@ async def _charge(limiter: RateLimiter, flow: Flow, kind: str, bucket: str, capa
     if not decision.allowed:
         limiter.limited(flow, kind)
         raise RateLimited(f"{refusal}; retry in {decision.retry_after:.2f} s", retry_after=decision.retry_after,
-                          headers=_retry(dict(flow.response_headers), decision))
-
-
-def _retry(headers: dict[str, str], decision: Decision) -> dict[str, str]:
-    # OpenAI's SDKs read retry-after-ms before Retry-After (whole seconds).
-    return {**headers, "retry-after-ms": str(math.ceil(decision.retry_after * 1000))}
+                          headers=dict(flow.response_headers))
 
 
 class RateLimitPlugin:

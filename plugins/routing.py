@@ -19,6 +19,12 @@ class RouteStage:
     async def __call__(self, flow: Flow) -> None:
         req = flow.parsed()
         alias = req.model
+        if alias is None:  # a dialect without a model field (TEI): the routing's default for the kind
+            alias = flow.snapshot.files.routing.defaults.get(req.kind)
+            if alias is None:
+                raise InvalidRequest(f"'model' is required: routing.yaml names no default {req.kind} model",
+                                     param="model")
+            req.model = alias
         route = flow.snapshot.routes.get(alias)
         if route is None or not route.enabled:
             raise ModelNotFound(f"The model '{alias}' does not exist or is not enabled", param="model")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from core import hookimpl
 from core.coalescing import FLAG as COALESCE
-from core.errors import TokenLimitExceeded
+from core.errors import InvalidRequest, TokenLimitExceeded
 from core.flow import Flow
 
 if TYPE_CHECKING:
@@ -39,14 +39,18 @@ class TokenLimitStage:
         req = flow.parsed()
         if not self._needs_counts(flow):
             return  # the upstream reports usage and nothing here limits or charges tokens
-        route, _ = flow.routed()
+        route, adapter = flow.routed()
         counter = flow.snapshot.counters[route.alias]
+        req.apply_caps(counter)
         if req.is_tokens or req.chars() < _INLINE_CHARS:
             counts = req.count(counter)
         else:  # a big request: tokenize off the event loop (the tokenizer releases the GIL)
             counts = await asyncio.to_thread(req.count, counter)
         flow.token_counts = counts
         param = req.param
+        if req.truncation == "error":  # the caller forbade cutting: an input over the model's limit is refused
+            self._refuse_over_model_limit(route.alias, route.max_input_tokens or
+                                          adapter.describe(route).get("max_input_tokens"), counts, param)
         limit = self.document_limit
         if limit is not None:
             for i, count in enumerate(counts):
@@ -64,8 +68,21 @@ class TokenLimitStage:
                 f"(ROUTER_SAFE_REQUEST_TOKEN_LIMIT), passed at '{param}[{passed}]'", param=param,
                 code="request_token_limit_exceeded")
 
+    @staticmethod
+    def _refuse_over_model_limit(alias: str, limit: int | None, counts: list[int], param: str) -> None:
+        if limit is None:
+            raise InvalidRequest(f"The request forbids truncation, but the input limit of '{alias}' is not known "
+                                 "here (the route sets no max_input_tokens); allow truncation or ask the operator",
+                                 param="truncate", code="unknown_input_limit")
+        for i, count in enumerate(counts):
+            if count > limit:
+                raise InvalidRequest(f"'{param}[{i}]' has {count} tokens; '{alias}' reads at most {limit} and the "
+                                     "request forbids truncation", param=param, code="context_length_exceeded")
+
     def _needs_counts(self, flow: Flow) -> bool:
         if self.document_limit is not None or self.request_limit is not None or flow.needs_token_counts:
+            return True
+        if flow.parsed().needs_counts:
             return True
         if flow.snapshot.flag(COALESCE):  # a merged upstream call reports one total for all
             return True

@@ -95,6 +95,14 @@ class LocalAdapter(Adapter):
                                                        max_wait_s=self.max_wait_s, name=name, on_batch=on_batch)
         return LocalModel(model, batcher, model.tokenizer_path)
 
+    def describe(self, route: ModelRoute) -> dict[str, Any]:
+        loaded = self._models.get((route.kind, _model_name(route)))
+        if loaded is None:
+            return {}
+        facts = {name: getattr(loaded.model, name) for name in ("dimensions", "max_input_tokens")
+                 if hasattr(loaded.model, name)}
+        return facts
+
     def tokenizer_name(self, route: ModelRoute) -> str | None:
         loaded = self._models.get((route.kind, _model_name(route)))
         return loaded.tokenizer_path if loaded else None

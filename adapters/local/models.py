@@ -54,6 +54,7 @@ class SentenceEmbedder:
         self.name = name
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dimensions = get_dim()
+        self.max_input_tokens: int | None = self.model.max_seq_length  # what it reads; the rest is cut
         self.tokenizer_path = str(path) if path.exists() else name
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -75,6 +76,7 @@ class OnnxCrossEncoder:
 
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
+        self.max_input_tokens = max_length  # per (query, document) pair; the rest is cut
         self.tokenizer.enable_padding()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or os.cpu_count() or 1
@@ -129,6 +131,7 @@ class TorchCrossEncoder:
                                                    inplace=True)
             self.backend = "torch-int8"
         self._sigmoid = torch.nn.Sigmoid()
+        self.max_input_tokens = max_length  # per (query, document) pair; the rest is cut
         self.tokenizer_path = name
         self.device = dev
 

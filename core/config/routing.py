@@ -19,7 +19,10 @@ TOP_LEVEL_FIELDS = OptionSchema([
     Option("embeddings", list, [], "the embedding models"),
     Option("rerank", list, [], "the rerank models"),
     Option("feature_flags", list, [], "flags to turn on (reloadable), besides ROUTER_FEATURE_FLAGS"),
+    Option("defaults", dict, {}, "the model for requests that name none (TEI's /embed, /rerank, /tokenize): "
+                                 "{embeddings: <alias>, rerank: <alias>}"),
 ])
+INPUT_TYPES = ("query", "document", "classification", "clustering")
 ROUTE_FIELDS = OptionSchema([
     Option("model", str, None, "the alias clients send as 'model' (required)"),
     Option("served_name", str, None, "the name the upstream knows the model by (default: the alias)"),
@@ -31,6 +34,11 @@ ROUTE_FIELDS = OptionSchema([
     Option("tokenizer", str, None, "the tokenizer that counts this model's tokens (a folder or cached id)"),
     Option("owned_by", str, "quadrate", "shown in /v1/models"),
     Option("options", dict, {}, "per-route options of the upstream type and of plugins"),
+    Option("prompts", dict, None, "embeddings: the text put before inputs of each input type "
+                                  f"({', '.join(INPUT_TYPES)}); a request's input_type (Cohere, Voyage, Jina "
+                                  "task) must be one of them. '' for a model that takes none"),
+    Option("max_input_tokens", int, None, "the model's input limit in tokens; requests that forbid "
+                                          "truncation are refused above it", minimum=1),
 ])
 UPSTREAM_FIELDS = OptionSchema([
     Option("type", str, None, "the adapter type (required): local, infinity, rerank, qwen3 or a plugin's"),
@@ -76,6 +84,8 @@ class ModelRoute:
     tokenizer: str | None = None
     owned_by: str = "quadrate"
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    prompts: Mapping[str, str] | None = None
+    max_input_tokens: int | None = None
     line: int = field(default=0, compare=False)  # where the entry starts in routing.yaml
     # line of each field: "served_name", "upstream.retries", "options.model_path", ...
     lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), compare=False)
@@ -88,6 +98,7 @@ class ModelRoute:
 class RoutingConfig:
     routes: Mapping[str, ModelRoute]
     feature_flags: tuple[str, ...] = ()
+    defaults: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # kind -> alias
 
 
 def _parse_upstream(entry: LineDict, known_types: Collection[str] | None) -> UpstreamConfig:
@@ -159,9 +170,45 @@ def _parse_route(entry: Any, kind: Kind, known_types: Collection[str] | None, do
         tokenizer=expect(entry, "tokenizer", str, required=False),
         owned_by=expect(entry, "owned_by", str, required=False, default="quadrate"),
         options=MappingProxyType(_plain(options)),
+        prompts=_prompts(entry, kind),
+        max_input_tokens=_positive(entry, "max_input_tokens"),
         line=entry.line,
         lines=MappingProxyType(lines),
     )
+
+
+def _positive(entry: LineDict, key: str) -> int | None:
+    if key not in entry:
+        return None
+    value = expect(entry, key, int)
+    if value < 1:
+        raise entry.fail(f"'{key}' must be at least 1", key)
+    return value
+
+
+def _prompts(entry: LineDict, kind: Kind) -> Mapping[str, str] | None:
+    if "prompts" not in entry:
+        return None
+    if kind != "embeddings":
+        raise entry.fail("'prompts' is for embedding models", "prompts")
+    prompts = expect(entry, "prompts", dict)
+    for name, text in prompts.items():
+        if name not in INPUT_TYPES:
+            raise prompts.fail(f"unknown input type {name!r} in 'prompts' (known: {', '.join(INPUT_TYPES)})", name)
+        if not isinstance(text, str):
+            raise prompts.fail(f"the prompt for {name!r} must be a string ('' for none)", name)
+    return MappingProxyType({str(k): v for k, v in prompts.items()})
+
+
+def _defaults(doc: LineDict, routes: Mapping[str, ModelRoute]) -> Mapping[str, str]:
+    defaults = expect(doc, "defaults", dict, required=False, default={})
+    for kind, alias in defaults.items():
+        if kind not in ("embeddings", "rerank"):
+            raise defaults.fail(f"'defaults' takes embeddings and rerank, not {kind!r}", kind)
+        route = routes.get(alias) if isinstance(alias, str) else None
+        if route is None or route.kind != kind:
+            raise defaults.fail(f"the default {kind} model {alias!r} is not an {kind} model of this file", kind)
+    return MappingProxyType(dict(defaults))
 
 
 def parse_routing(doc: LineDict, known_types: Collection[str] | None = None) -> RoutingConfig:
@@ -180,4 +227,5 @@ def parse_routing(doc: LineDict, known_types: Collection[str] | None = None) -> 
     flags = expect(doc, "feature_flags", list, required=False, default=[])
     if not all(isinstance(f, str) for f in flags):
         raise doc.fail("'feature_flags' must be a list of strings", "feature_flags")
-    return RoutingConfig(routes=MappingProxyType(routes), feature_flags=tuple(flags))
+    return RoutingConfig(routes=MappingProxyType(routes), feature_flags=tuple(flags),
+                         defaults=_defaults(doc, routes))

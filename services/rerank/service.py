@@ -136,7 +136,7 @@ class RerankService:
         scores = await self.batchers[model].submit(pairs)
         tokens = sum(await asyncio.to_thread(self.counters[model].count_query_documents, req.query, req.documents))
         self.pairs.inc(len(scores))
-        return json_response(rerank_body(req.model, req, [float(x) for x in scores], req.top_n, tokens))
+        return json_response(rerank_body(str(req.model), req, [float(x) for x in scores], req.top_n, tokens))
 
     async def close(self) -> None:
         for batcher in self.batchers.values():

@@ -1,0 +1,34 @@
+"""The wire formats the router speaks, each a codec over the one internal request model.
+
+| path | codec | who calls it |
+|---|---|---|
+| ``/v1/embeddings`` | ``OpenAIEmbeddings`` | OpenAI, LangChain, LlamaIndex, Haystack, LiteLLM; Voyage, Jina |
+| ``/v1/rerank`` | ``GuideRerank`` | the guide, Cohere v1, Jina, Voyage, LiteLLM ``cohere/`` ``jina_ai/`` |
+| ``/rerank`` | ``SharedRerank`` | TEI (``texts``); LiteLLM ``huggingface/``, ``infinity/``, ``hosted_vllm/`` |
+| ``/v1/embed``, ``/v2/embed`` | ``CohereEmbedV1``, ``CohereEmbedV2`` | Cohere SDKs (``Client``, ``ClientV2``) |
+| ``/v2/rerank`` | ``CohereRerankV2`` | Cohere ``ClientV2`` |
+| ``/embed``, ``/tokenize`` | ``TeiEmbed``, ``TeiTokenize`` | TEI clients, LiteLLM ``huggingface/`` |
+
+Errors are Cohere-shaped (``{"message"}``) on Cohere's own paths and OpenAI-shaped everywhere else.
+"""
+
+from __future__ import annotations
+
+from core.dialects.base import Codec, ErrorStyle, ParseLimits
+from core.dialects.cohere import CohereEmbedV1, CohereEmbedV2, CohereRerankV2
+from core.dialects.openai import GuideRerank, OpenAIEmbeddings
+from core.dialects.tei import SharedRerank, TeiEmbed, TeiTokenize
+
+CODECS: tuple[Codec, ...] = (OpenAIEmbeddings(), GuideRerank(), SharedRerank(), CohereEmbedV1(), CohereEmbedV2(),
+                             CohereRerankV2(), TeiEmbed(), TeiTokenize())
+BY_PATH: dict[str, Codec] = {c.path: c for c in CODECS}
+DEFAULT: dict[str, Codec] = {"embeddings": BY_PATH["/v1/embeddings"], "rerank": BY_PATH["/v1/rerank"]}
+_STYLES: dict[str, ErrorStyle] = {c.path: c.errors for c in CODECS}
+
+
+def error_style(path: str) -> ErrorStyle:
+    """How errors on ``path`` are shaped (by path, so parser-level errors follow it too)."""
+    return _STYLES.get(path, "openai")
+
+
+__all__ = ["BY_PATH", "CODECS", "DEFAULT", "Codec", "ParseLimits", "error_style"]

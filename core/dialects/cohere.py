@@ -1,0 +1,130 @@
+"""Cohere's API: ``/v1/embed``, ``/v2/embed`` and ``/v2/rerank`` (its v1 rerank is ``/v1/rerank``).
+
+Errors on these paths are Cohere-shaped (``{"message": ...}``), which its SDKs read. The
+quantised embedding types are computed here from the float vector (``core.dialects.quantize``).
+``input_type`` selects the route's prompt; ``truncate`` END (Cohere's default) lets an
+over-long input be cut at the end, NONE refuses it, START is not served.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.dialects.base import Codec, ParseLimits, count_items, response_id, unsupported
+from core.dialects.fields import NONEMPTY_STRING, POSITIVE_INT, STRING, STRINGS, Field, FieldTable, enum
+from core.dialects.openai import RERANK_DOCUMENTS, parse_rerank_body
+from core.dialects.quantize import as_base64, as_lists, quantize
+from core.errors import InvalidRequest
+from core.requests import EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
+
+INPUT_TYPES = {"search_query": "query", "search_document": "document", "classification": "classification",
+               "clustering": "clustering", "image": "image"}
+TRUNCATE = {"END": "end", "NONE": "error", "START": "start"}
+V1_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
+V2_TYPES = (*V1_TYPES, "base64")
+
+
+def _embed_fields(version: int) -> FieldTable:
+    types = V2_TYPES if version == 2 else V1_TYPES
+    fields = [
+        Field("model", NONEMPTY_STRING, "the model alias", required=version == 2),
+        Field("texts", STRINGS, "the texts to embed", required=True),
+        Field("input_type", enum(*INPUT_TYPES), "selects the route's prompt (image is not served)"),
+        Field("embedding_types", {"type": "array", "items": enum(*types), "minItems": 1},
+              "the output types; base64 (v2) is float32, little-endian"),
+        Field("truncate", enum(*TRUNCATE), "END (default): cut an over-long input at the end; NONE: refuse it"),
+        Field("images", {"type": "array", "items": STRING}, "not served (text models only)"),
+    ]
+    if version == 2:
+        fields += [Field("output_dimension", POSITIVE_INT, "truncate to this many dimensions and renormalise"),
+                   Field("max_tokens", POSITIVE_INT, "not served: send inputs within the model's limit")]
+    return FieldTable(tuple(fields))
+
+
+class CohereEmbedV1(Codec):
+    version = 1
+    name = "cohereEmbedV1"
+    path = "/v1/embed"
+    kind = "embeddings"
+    errors = "cohere"
+    summary = "Embeddings: Cohere's v1 body"
+    fields = _embed_fields(1)
+
+    def parse(self, body: Any, limits: ParseLimits) -> EmbeddingsRequest:
+        b = self.fields.read(body, self.path)
+        if b.get("images"):
+            raise unsupported("images", "image embeddings are not served")
+        if "max_tokens" in b:
+            raise unsupported("max_tokens", "per-input token caps are not served; send inputs within the limit")
+        texts = b.get("texts")
+        count_items(len(texts), limits, "texts")
+        for i, text in enumerate(texts):
+            if not text:
+                raise InvalidRequest(f"'texts[{i}]' is empty", param="texts")
+        input_type = INPUT_TYPES.get(b.get("input_type"))
+        if input_type == "image":
+            raise unsupported("input_type", "image embeddings are not served")
+        truncation = TRUNCATE[b.get("truncate", "END")]
+        if truncation == "start":
+            raise unsupported("truncate", "START is not served; use END or NONE")
+        types = b.get("embedding_types")
+        by_type = types is not None or self.version == 2
+        return EmbeddingsRequest(model=b.get("model"), inputs=list(texts), is_tokens=False,
+                                 dimensions=b.get("output_dimension"), input_type=input_type, truncation=truncation,
+                                 wire={"types": list(dict.fromkeys(types or ["float"])), "by_type": by_type,
+                                       "texts": list(texts)})
+
+    def render(self, request: EmbeddingsRequest, outcome: EmbeddingsOutcome) -> Any:
+        meta = {"api_version": {"version": str(self.version)}, "billed_units": {"input_tokens": outcome.tokens}}
+        body: dict[str, Any] = {"id": response_id(), "texts": request.wire["texts"], "meta": meta}
+        if not request.wire["by_type"]:
+            body.update(embeddings=as_lists(outcome.vectors), response_type="embeddings_floats")
+            return body
+        embeddings: dict[str, Any] = {}
+        for kind in request.wire["types"]:
+            if kind == "base64":
+                embeddings[kind] = as_base64(quantize(outcome.vectors, "float"))
+            else:
+                embeddings[kind] = as_lists(quantize(outcome.vectors, kind))
+        body.update(embeddings=embeddings, response_type="embeddings_by_type")
+        return body
+
+
+class CohereEmbedV2(CohereEmbedV1):
+    version = 2
+    name = "cohereEmbedV2"
+    path = "/v2/embed"
+    summary = "Embeddings: Cohere's v2 body"
+    fields = _embed_fields(2)
+
+
+class CohereRerankV2(Codec):
+    name = "cohereRerankV2"
+    path = "/v2/rerank"
+    kind = "rerank"
+    errors = "cohere"
+    summary = "Rerank: Cohere's v2 body"
+    fields = FieldTable((
+        Field("model", NONEMPTY_STRING, "the model alias", required=True),
+        Field("query", NONEMPTY_STRING, "the query", required=True),
+        Field("documents", RERANK_DOCUMENTS, "strings (or {text} objects)", required=True),
+        Field("top_n", POSITIVE_INT, "how many results, best first"),
+        Field("return_documents", {"type": "boolean"}, "put each document's text in its result"),
+        Field("max_tokens_per_doc", POSITIVE_INT, "each document is cut to this many tokens"),
+    ))
+
+    def parse(self, body: Any, limits: ParseLimits) -> RerankRequest:
+        request = parse_rerank_body(self.fields, self.path, body, limits)
+        request.max_tokens_per_doc = body.get("max_tokens_per_doc")  # checked by the field table
+        return request
+
+    def render(self, request: RerankRequest, outcome: RerankOutcome) -> Any:
+        results = []
+        for index, score in outcome.ranked:
+            item: dict[str, Any] = {"index": index, "relevance_score": score}
+            if request.return_documents:
+                item["document"] = {"text": outcome.documents[index]}
+            results.append(item)
+        return {"id": response_id(), "results": results,
+                "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}}
+

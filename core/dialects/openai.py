@@ -1,0 +1,163 @@
+"""``/v1/embeddings`` and ``/v1/rerank``: OpenAI's embeddings body with Voyage's and Jina's fields
+beside it, and the guide's rerank body that Cohere v1, Jina and Voyage clients also read.
+
+Voyage and Jina call the same paths as OpenAI, so their documented fields are part of this
+table: ``input_type``/``task`` select the route's prompt, ``output_dimension`` is
+``dimensions``, ``output_dtype``/``embedding_type`` pick a quantised output computed here,
+``truncation``/``truncate`` say what may happen to an over-long input. A field that would be
+accepted and ignored is refused instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.dialects.base import Codec, ParseLimits, count_items, normalise, one_of_pair, response_id, unsupported
+from core.dialects.fields import (
+    BOOLEAN,
+    NONEMPTY_STRING,
+    POSITIVE_INT,
+    STRING,
+    TEXT_OBJECT,
+    Field,
+    FieldTable,
+    enum,
+    one_of,
+    texts_of,
+)
+from core.dialects.quantize import as_base64, as_lists, quantize
+from core.errors import InvalidRequest
+from core.requests import EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
+
+TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
+EMBED_INPUT = one_of(STRING, {"type": "array", "items": STRING, "minItems": 1}, TOKEN_IDS,
+                     {"type": "array", "items": TOKEN_IDS, "minItems": 1},
+                     {"type": "array", "items": TEXT_OBJECT, "minItems": 1})
+VOYAGE_INPUT_TYPES = {"query": "query", "document": "document"}
+JINA_TASKS = {"retrieval.query": "query", "retrieval.passage": "document", "classification": "classification",
+              "separation": "clustering"}
+
+
+class OpenAIEmbeddings(Codec):
+    name = "createEmbeddings"
+    path = "/v1/embeddings"
+    kind = "embeddings"
+    summary = "Embeddings: OpenAI's body, with Voyage's and Jina's fields"
+    fields = FieldTable((
+        Field("model", NONEMPTY_STRING, "the model alias", required=True),
+        Field("input", EMBED_INPUT, "a string, strings, token ids, lists of token ids (or Jina's {text} objects)",
+              required=True),
+        Field("encoding_format", enum("float", "base64"), "base64: little-endian bytes of each vector"),
+        Field("dimensions", POSITIVE_INT, "truncate to this many dimensions and renormalise"),
+        Field("user", STRING, "the end user, for the caller's own records"),
+        Field("input_type", enum(*VOYAGE_INPUT_TYPES), "Voyage: selects the route's prompt"),
+        Field("truncation", BOOLEAN, "Voyage: true lets an over-long input be cut at the end; false refuses it"),
+        Field("output_dimension", POSITIVE_INT, "Voyage: the same as dimensions"),
+        Field("output_dtype", enum("float", "int8", "uint8", "binary", "ubinary"), "Voyage: quantised output"),
+        Field("task", enum(*JINA_TASKS), "Jina: selects the route's prompt"),
+        Field("embedding_type", enum("float", "base64", "binary", "ubinary"), "Jina: output type"),
+        Field("normalized", BOOLEAN, "Jina: unit-length vectors (only true is served)"),
+        Field("late_chunking", BOOLEAN, "Jina: not served (only false)"),
+        Field("truncate", BOOLEAN, "Jina: true lets an over-long input be cut at the end; false refuses it"),
+    ))
+    response_schema = {"type": "object", "required": ["object", "data", "model", "usage"],
+                       "properties": {"object": {"const": "list"}, "data": {"type": "array"},
+                                      "model": STRING, "usage": {"type": "object"}}}
+
+    def parse(self, body: Any, limits: ParseLimits) -> EmbeddingsRequest:
+        b = self.fields.read(body, self.path)
+        raw = b.get("input")
+        is_tokens = False
+        if isinstance(raw, str):
+            inputs: list[Any] = [raw]
+        elif raw and all(isinstance(t, int) for t in raw):
+            inputs, is_tokens = [raw], True
+        elif raw and all(isinstance(x, list) for x in raw):
+            inputs, is_tokens = raw, True
+        else:
+            inputs = texts_of(raw)
+        count_items(len(inputs), limits, "input")
+        for i, item in enumerate(inputs):
+            if len(item) == 0:
+                raise InvalidRequest(f"'input[{i}]' is empty", param="input")
+        for a, b_ in (("dimensions", "output_dimension"), ("input_type", "task"), ("output_dtype", "embedding_type"),
+                      ("truncation", "truncate")):
+            one_of_pair(b, a, b_)
+        if b.get("normalized") is False:
+            raise unsupported("normalized", "the models here give unit-length vectors only; send true or leave it out")
+        if b.get("late_chunking") is True:
+            raise unsupported("late_chunking", "late chunking is not served")
+        input_type = VOYAGE_INPUT_TYPES.get(b.get("input_type")) or JINA_TASKS.get(b.get("task"))
+        cut = b.get("truncation", b.get("truncate"))
+        dtype = b.get("output_dtype") or b.get("embedding_type") or "float"
+        encoding = b.get("encoding_format") or "float"
+        if dtype == "base64":  # Jina's name for base64 floats
+            dtype, encoding = "float", "base64"
+        return EmbeddingsRequest(model=b.get("model"), inputs=inputs, is_tokens=is_tokens, encoding_format=encoding,
+                                 dimensions=b.get("dimensions", b.get("output_dimension")), user=b.get("user"),
+                                 input_type=input_type, truncation=None if cut is None else ("end" if cut else "error"),
+                                 wire={"dtype": dtype, "normalize": b.get("normalized") is True})
+
+    def render(self, request: EmbeddingsRequest, outcome: EmbeddingsOutcome) -> Any:
+        vectors = normalise(outcome.vectors) if request.wire.get("normalize") else outcome.vectors
+        array = quantize(vectors, request.wire.get("dtype", "float"))
+        rows = as_base64(array) if request.encoding_format == "base64" else as_lists(array)
+        data = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)]
+        return {"object": "list", "data": data, "model": outcome.model,
+                "usage": {"prompt_tokens": outcome.tokens, "total_tokens": outcome.tokens}}
+
+
+RERANK_DOCUMENTS = {"type": "array", "items": one_of(STRING, TEXT_OBJECT), "minItems": 1}
+
+
+class GuideRerank(Codec):
+    """One body for the guide, Cohere v1, Jina and Voyage: each finds the fields it reads."""
+
+    name = "rerank"
+    path = "/v1/rerank"
+    kind = "rerank"
+    summary = "Rerank: the guide's body (Cohere v1, Jina and Voyage clients read the answer too)"
+    fields = FieldTable((
+        Field("model", NONEMPTY_STRING, "the model alias", required=True),
+        Field("query", NONEMPTY_STRING, "the query", required=True),
+        Field("documents", RERANK_DOCUMENTS, "strings or {text} objects", required=True),
+        Field("top_k", POSITIVE_INT, "the guide's (and Voyage's) name for top_n"),
+        Field("top_n", POSITIVE_INT, "how many results, best first (capped by the model's max_top_k)"),
+        Field("return_documents", BOOLEAN, "put each document's text in its result"),
+        Field("truncation", BOOLEAN, "Voyage: true lets an over-long document be cut; false refuses it"),
+    ))
+    response_schema = {"type": "object", "required": ["model", "results", "usage"],
+                       "properties": {"id": STRING, "model": STRING, "results": {"type": "array"},
+                                      "data": {"type": "array"}, "meta": {"type": "object"},
+                                      "usage": {"type": "object"}}}
+
+    def parse(self, body: Any, limits: ParseLimits) -> RerankRequest:
+        return parse_rerank_body(self.fields, self.path, body, limits)
+
+    def render(self, request: RerankRequest, outcome: RerankOutcome) -> Any:
+        results, data = [], []
+        for index, score in outcome.ranked:
+            item: dict[str, Any] = {"index": index, "relevance_score": score}
+            voyage = dict(item)
+            if request.return_documents:
+                item["document"] = {"text": outcome.documents[index]}
+                voyage["document"] = outcome.documents[index]
+            results.append(item)
+            data.append(voyage)
+        usage = {"prompt_tokens": outcome.tokens, "total_tokens": outcome.tokens}
+        return {"id": response_id(), "object": "rerank", "model": outcome.model, "results": results, "data": data,
+                "meta": {"api_version": {"version": "1"}, "billed_units": {"search_units": 1}}, "usage": usage}
+
+
+def parse_rerank_body(fields: FieldTable, path: str, body: Any, limits: ParseLimits) -> RerankRequest:
+    b = fields.read(body, path)
+    documents = texts_of(b.get("documents"))
+    count_items(len(documents), limits, "documents")
+    for i, doc in enumerate(documents):
+        if not doc.strip():
+            raise InvalidRequest(f"'documents[{i}]' is empty", param="documents")
+    top_n = b.get("top_n", b.get("top_k"))
+    cut = b.get("truncation")
+    return RerankRequest(model=b.get("model"), query=b.get("query"), documents=documents, top_n=top_n,
+                         return_documents=bool(b.get("return_documents", False)),
+                         truncation=None if cut is None else ("end" if cut else "error"))

@@ -1,0 +1,145 @@
+"""Text Embeddings Inference's API: ``/embed``, ``/rerank`` (a body with ``texts``) and ``/tokenize``.
+
+TEI names no model; the request goes to routing.yaml's ``defaults`` for its kind (a ``model``
+field, our addition, picks another). ``truncate`` false (TEI's default) refuses an input over
+the model's limit, true cuts it at the end (``truncation_direction`` Right; Left is not
+served). Scores are the model's probabilities; ``raw_scores`` (logits) is not served.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.dialects.base import Codec, ParseLimits, count_items, normalise, unsupported
+from core.dialects.fields import (
+    BOOLEAN,
+    NONEMPTY_STRING,
+    POSITIVE_INT,
+    STRING,
+    STRINGS,
+    Field,
+    FieldTable,
+    enum,
+    one_of,
+)
+from core.dialects.openai import GuideRerank
+from core.errors import InvalidRequest
+from core.requests import EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest, TokenizeRequest
+
+INPUTS = one_of(STRING, STRINGS)
+MODEL = Field("model", NONEMPTY_STRING, "the model alias (default: routing.yaml's defaults for the kind)")
+TRUNCATE = Field("truncate", BOOLEAN, "true: cut an over-long input at the end; false (default): refuse it")
+DIRECTION = Field("truncation_direction", enum("Right", "Left"), "Right (the end) only")
+PROMPT = Field("prompt_name", enum("query", "document", "classification", "clustering"),
+               "selects the route's prompt")
+
+
+def _inputs(b: Any, limits: ParseLimits) -> list[str]:
+    raw = b.get("inputs")
+    inputs = [raw] if isinstance(raw, str) else list(raw)
+    count_items(len(inputs), limits, "inputs")
+    for i, text in enumerate(inputs):
+        if not text:
+            raise InvalidRequest(f"'inputs[{i}]' is empty", param="inputs")
+    return inputs
+
+
+def _truncation(b: Any) -> str:
+    if b.get("truncation_direction", "Right") != "Right":
+        raise unsupported("truncation_direction", "only Right (cutting the end) is served")
+    return "end" if b.get("truncate", False) else "error"
+
+
+class TeiEmbed(Codec):
+    name = "teiEmbed"
+    path = "/embed"
+    kind = "embeddings"
+    summary = "Embeddings: TEI's body; the answer is a list of vectors"
+    fields = FieldTable((
+        Field("inputs", INPUTS, "a string or strings", required=True), MODEL,
+        Field("normalize", BOOLEAN, "unit-length vectors (only true is served)"), TRUNCATE, DIRECTION, PROMPT,
+        Field("dimensions", POSITIVE_INT, "truncate to this many dimensions and renormalise"),
+    ))
+    response_schema = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
+
+    def parse(self, body: Any, limits: ParseLimits) -> EmbeddingsRequest:
+        b = self.fields.read(body, self.path)
+        if b.get("normalize") is False:
+            raise unsupported("normalize", "the models here give unit-length vectors only")
+        return EmbeddingsRequest(model=b.get("model"), inputs=_inputs(b, limits), is_tokens=False,
+                                 dimensions=b.get("dimensions"), input_type=b.get("prompt_name"),
+                                 truncation=_truncation(b))
+
+    def render(self, request: EmbeddingsRequest, outcome: EmbeddingsOutcome) -> Any:
+        return normalise(outcome.vectors).tolist()
+
+
+class TeiRerank(Codec):
+    name = "teiRerank"
+    path = "/rerank"
+    kind = "rerank"
+    summary = "Rerank: TEI's body (texts); the answer is a list of {index, score}"
+    fields = FieldTable((
+        Field("query", NONEMPTY_STRING, "the query", required=True),
+        Field("texts", STRINGS, "the documents", required=True), MODEL,
+        Field("raw_scores", BOOLEAN, "not served (only false): scores are probabilities"),
+        Field("return_text", BOOLEAN, "put each text in its result"), TRUNCATE, DIRECTION,
+    ))
+    response_schema = {"type": "array", "items": {"type": "object", "required": ["index", "score"]}}
+
+    def parse(self, body: Any, limits: ParseLimits) -> RerankRequest:
+        b = self.fields.read(body, self.path)
+        if b.get("raw_scores") is True:
+            raise unsupported("raw_scores", "scores are the model's probabilities; raw logits are not served")
+        texts = b.get("texts")
+        count_items(len(texts), limits, "texts")
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise InvalidRequest(f"'texts[{i}]' is empty", param="texts")
+        return RerankRequest(model=b.get("model"), query=b.get("query"), documents=list(texts),
+                             return_documents=bool(b.get("return_text", False)), truncation=_truncation(b))
+
+    def render(self, request: RerankRequest, outcome: RerankOutcome) -> Any:
+        out = []
+        for index, score in outcome.ranked:
+            item: dict[str, Any] = {"index": index, "score": score}
+            if request.return_documents:
+                item["text"] = outcome.documents[index]
+            out.append(item)
+        return out
+
+
+class SharedRerank(GuideRerank):
+    """``/rerank``: TEI's body when it has ``texts``, else the guide's (LiteLLM's infinity/ and
+    hosted_vllm/ providers call it with that one)."""
+
+    path = "/rerank"
+    name = "rerankShared"
+    tei = TeiRerank()
+
+    def select(self, body: Any) -> Codec:
+        return self.tei if isinstance(body, dict) and "texts" in body else self
+
+    def alternatives(self) -> tuple[Codec, ...]:
+        return (self, self.tei)
+
+
+class TeiTokenize(Codec):
+    name = "teiTokenize"
+    path = "/tokenize"
+    kind = "embeddings"
+    summary = "Tokenize with the model's own tokenizer (TEI's body)"
+    fields = FieldTable((
+        Field("inputs", INPUTS, "a string or strings", required=True), MODEL,
+        Field("add_special_tokens", BOOLEAN, "include the model's special tokens (default true)"), PROMPT,
+    ))
+    response_schema = {"type": "array", "items": {"type": "array", "items": {"type": "object"}}}
+
+    def parse(self, body: Any, limits: ParseLimits) -> TokenizeRequest:
+        b = self.fields.read(body, self.path)
+        return TokenizeRequest(model=b.get("model"), inputs=_inputs(b, limits), is_tokens=False,
+                               input_type=b.get("prompt_name"),
+                               add_special_tokens=b.get("add_special_tokens", True) is not False)
+
+    def render(self, request: TokenizeRequest, outcome: Any) -> Any:
+        return outcome.tokens_by_input

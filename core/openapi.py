@@ -1,0 +1,80 @@
+"""``/openapi.json``: OpenAPI 3.1, generated from the codecs' field tables (the same tables that
+validate the bodies), so the description cannot drift from what the parsers accept."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from core.dialects import CODECS, Codec
+
+_OPENAI_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["message", "type"],
+    "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                   "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}
+_COHERE_ERROR = {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}
+_STATUSES = {"400": "bad input", "401": "no or invalid API key", "403": "the key may not use the model",
+             "404": "unknown or disabled model", "413": "body or token limit", "429": "rate limited",
+             "502": "upstream failed", "503": "starting, draining or overloaded", "504": "upstream timeout"}
+
+
+def _errors(style: str) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{'CohereError' if style == 'cohere' else 'Error'}"}
+    return {code: {"description": why, "content": {"application/json": {"schema": ref}}}
+            for code, why in _STATUSES.items()}
+
+
+def _operation(codec: Codec) -> dict[str, Any]:
+    options = codec.alternatives()
+    schemas = [c.fields.schema() for c in options]
+    request = schemas[0] if len(schemas) == 1 else {"oneOf": schemas}
+    answers = [c.response_schema for c in options]
+    response = answers[0] if len(answers) == 1 else {"oneOf": answers}
+    return {"operationId": codec.name, "summary": codec.summary, "tags": [codec.kind],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": response}}},
+                          **_errors(codec.errors)}}
+
+
+def _get(operation_id: str, summary: str, schema: dict[str, Any], *, errors: bool = True,
+         parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": operation_id, "summary": summary,
+                          "responses": {"200": {"description": "OK",
+                                                "content": {"application/json": {"schema": schema}}}}}
+    if errors:
+        op["responses"].update({k: v for k, v in _errors("openai").items() if k in ("401", "404")})
+    if parameters:
+        op["parameters"] = parameters
+    return op
+
+
+_MODEL = {"type": "object", "required": ["id", "object", "created", "owned_by"],
+          "properties": {"id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
+                         "owned_by": {"type": "string"}}}
+_STATUS = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, Any] = {c.path: {"post": _operation(c)} for c in CODECS}
+    paths["/v1/models"] = {"get": _get("listModels", "The models this key may call", {
+        "type": "object", "required": ["object", "data"],
+        "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": _MODEL}}})}
+    paths["/v1/models/{model_id}"] = {"get": _get("retrieveModel", "One model: kind, dimensions, input limit, "
+                                                  "input types", _MODEL, parameters=[
+        {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}])}
+    paths["/health/live"] = {"get": _get("live", "200 while the process serves", _STATUS, errors=False)}
+    paths["/health/ready"] = {"get": _get("ready", "200 when serving; 503 while starting or draining", _STATUS,
+                                          errors=False)}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Quadrate MAAS Embeddings", "version": "0.2.0",
+                 "description": "Embeddings and reranking in the OpenAI, Cohere, Voyage, Jina and TEI wire formats."},
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": _OPENAI_ERROR, "CohereError": _COHERE_ERROR},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        },
+        "security": [{"bearer": []}, {"apiKey": []}, {}],
+    }
