@@ -23,7 +23,7 @@ from core.flow import Flow
 from core.gateway import Gateway
 from core.logs import access_log, request_id_var
 from core.models_api import model_body, models_body
-from core.openapi import openapi_document
+from core.openapi import openapi_document, with_models
 
 log = logging.getLogger("maas.http")
 
@@ -153,7 +153,14 @@ async def retrieve_model(request: web.Request) -> web.Response:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return json_response(openapi_document())
+    snapshot = request.app[GATEWAY].snapshot
+    if snapshot is None:
+        return json_response(openapi_document())
+    aliases: dict[str, list[str]] = {}
+    for route in snapshot.routes.values():
+        if route.enabled:
+            aliases.setdefault(route.kind, []).append(route.alias)
+    return json_response(with_models(openapi_document(), aliases))
 
 
 def add_routes(app: web.Application) -> None:

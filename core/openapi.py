@@ -3,10 +3,11 @@ validate the bodies), so the description cannot drift from what the parsers acce
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 
-from core.dialects import CODECS, Codec
+from core.dialects import BY_PATH, CODECS, Codec
 
 _OPENAI_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["message", "type"],
@@ -52,6 +53,22 @@ _MODEL = {"type": "object", "required": ["id", "object", "created", "owned_by"],
           "properties": {"id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
                          "owned_by": {"type": "string"}}}
 _STATUS = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+
+
+def with_models(document: dict[str, Any], aliases: dict[str, list[str]]) -> dict[str, Any]:
+    """The document with the serving models' aliases as examples of each ``model`` field."""
+    doc = copy.deepcopy(document)
+    for path, ops in doc["paths"].items():
+        codec = BY_PATH.get(path)
+        if codec is None or not aliases.get(codec.kind):
+            continue
+        schema = ops["post"]["requestBody"]["content"]["application/json"]["schema"]
+        for option in schema.get("oneOf", [schema]):
+            model = option["properties"].get("model")
+            if model is not None:
+                target = model["anyOf"][0] if "anyOf" in model else model
+                target["examples"] = aliases[codec.kind]
+    return doc
 
 
 @functools.cache

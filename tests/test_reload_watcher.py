@@ -262,6 +262,7 @@ async def test_a_local_model_leaves_memory_with_the_last_route_naming_it(tmp_pat
 
     routing = read_yaml(configs / "routing.yaml")
     rerank_routes = routing.pop("rerank")
+    default_rerank = routing["defaults"].pop("rerank")  # a default naming a removed model is a config error
     routing["embeddings"].append({**routing["embeddings"][0], "model": "minilm-2"})
     write_yaml(configs / "routing.yaml", routing)
     await gw.load()
@@ -270,6 +271,7 @@ async def test_a_local_model_leaves_memory_with_the_last_route_naming_it(tmp_pat
     assert embedder._models and len(created) == 2
 
     # A reload that loads a new model and then fails leaves the old snapshot and releases that model.
+    routing["defaults"]["rerank"] = default_rerank
     routing["rerank"] = rerank_routes + [{**rerank_routes[0], "model": "broken",
                                           "served_name": str(tmp_path / "no-such-model")}]
     write_yaml(configs / "routing.yaml", routing)

@@ -3,6 +3,7 @@
 | path | codec | who calls it |
 |---|---|---|
 | ``/v1/embeddings`` | ``OpenAIEmbeddings`` | OpenAI, LangChain, LlamaIndex, Haystack, LiteLLM; Voyage, Jina |
+| ``/embeddings`` | ``InfinityEmbeddings`` | the same at Infinity's unprefixed path (LiteLLM ``infinity/``) |
 | ``/v1/rerank`` | ``GuideRerank`` | the guide, Cohere v1, Jina, Voyage, LiteLLM ``cohere/`` ``jina_ai/`` |
 | ``/rerank`` | ``SharedRerank`` | TEI (``texts``); LiteLLM ``huggingface/``, ``infinity/``, ``hosted_vllm/`` |
 | ``/v1/embed``, ``/v2/embed`` | ``CohereEmbedV1``, ``CohereEmbedV2`` | Cohere SDKs (``Client``, ``ClientV2``) |
@@ -16,11 +17,11 @@ from __future__ import annotations
 
 from core.dialects.base import Codec, ErrorStyle, ParseLimits
 from core.dialects.cohere import CohereEmbedV1, CohereEmbedV2, CohereRerankV2
-from core.dialects.openai import GuideRerank, OpenAIEmbeddings
+from core.dialects.openai import GuideRerank, InfinityEmbeddings, OpenAIEmbeddings
 from core.dialects.tei import SharedRerank, TeiEmbed, TeiTokenize
 
-CODECS: tuple[Codec, ...] = (OpenAIEmbeddings(), GuideRerank(), SharedRerank(), CohereEmbedV1(), CohereEmbedV2(),
-                             CohereRerankV2(), TeiEmbed(), TeiTokenize())
+CODECS: tuple[Codec, ...] = (OpenAIEmbeddings(), InfinityEmbeddings(), GuideRerank(), SharedRerank(),
+                             CohereEmbedV1(), CohereEmbedV2(), CohereRerankV2(), TeiEmbed(), TeiTokenize())
 BY_PATH: dict[str, Codec] = {c.path: c for c in CODECS}
 DEFAULT: dict[str, Codec] = {"embeddings": BY_PATH["/v1/embeddings"], "rerank": BY_PATH["/v1/rerank"]}
 _STYLES: dict[str, ErrorStyle] = {c.path: c.errors for c in CODECS}

@@ -71,14 +71,4 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return (vectors / norms).astype(np.float32)
 
 
-def one_of_pair(body: Any, a: str, b: str) -> None:
-    """Two names for one thing (``dimensions`` and ``output_dimension``): at most one."""
-    if a in body and b in body:
-        raise InvalidRequest(f"Give '{a}' or '{b}', not both", param=b)
-
-
-def unsupported(param: str, why: str) -> InvalidRequest:
-    return InvalidRequest(f"'{param}': {why}", param=param, code="unsupported_parameter")
-
-
 __all__ = ["Codec", "ErrorStyle", "Outcome", "ParseLimits"]

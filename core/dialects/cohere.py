@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.dialects.base import Codec, ParseLimits, count_items, response_id, unsupported
+from core.dialects.base import Codec, ParseLimits, count_items, response_id
 from core.dialects.fields import NONEMPTY_STRING, POSITIVE_INT, STRING, STRINGS, Field, FieldTable, enum
 from core.dialects.openai import RERANK_DOCUMENTS, parse_rerank_body
 from core.dialects.quantize import as_base64, as_lists, quantize
-from core.errors import InvalidRequest
 from core.requests import EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
 
 INPUT_TYPES = {"search_query": "query", "search_document": "document", "classification": "classification",
-               "clustering": "clustering", "image": "image"}
-TRUNCATE = {"END": "end", "NONE": "error", "START": "start"}
+               "clustering": "clustering"}
+TRUNCATE = {"END": "end", "NONE": "error"}  # START (cut the beginning) is not served
 V1_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
 V2_TYPES = (*V1_TYPES, "base64")
 
@@ -32,12 +31,12 @@ def _embed_fields(version: int) -> FieldTable:
         Field("input_type", enum(*INPUT_TYPES), "selects the route's prompt (image is not served)"),
         Field("embedding_types", {"type": "array", "items": enum(*types), "minItems": 1},
               "the output types; base64 (v2) is float32, little-endian"),
-        Field("truncate", enum(*TRUNCATE), "END (default): cut an over-long input at the end; NONE: refuse it"),
-        Field("images", {"type": "array", "items": STRING}, "not served (text models only)"),
+        Field("truncate", enum(*TRUNCATE), "END (default): cut an over-long input at the end; NONE: refuse it; "
+                                           "START is not served"),
+        Field("images", {"type": "array", "items": STRING, "maxItems": 0}, "image embeddings are not served"),
     ]
     if version == 2:
-        fields += [Field("output_dimension", POSITIVE_INT, "truncate to this many dimensions and renormalise"),
-                   Field("max_tokens", POSITIVE_INT, "not served: send inputs within the model's limit")]
+        fields += [Field("output_dimension", POSITIVE_INT, "truncate to this many dimensions and renormalise")]
     return FieldTable(tuple(fields))
 
 
@@ -52,21 +51,10 @@ class CohereEmbedV1(Codec):
 
     def parse(self, body: Any, limits: ParseLimits) -> EmbeddingsRequest:
         b = self.fields.read(body, self.path)
-        if b.get("images"):
-            raise unsupported("images", "image embeddings are not served")
-        if "max_tokens" in b:
-            raise unsupported("max_tokens", "per-input token caps are not served; send inputs within the limit")
         texts = b.get("texts")
         count_items(len(texts), limits, "texts")
-        for i, text in enumerate(texts):
-            if not text:
-                raise InvalidRequest(f"'texts[{i}]' is empty", param="texts")
         input_type = INPUT_TYPES.get(b.get("input_type"))
-        if input_type == "image":
-            raise unsupported("input_type", "image embeddings are not served")
         truncation = TRUNCATE[b.get("truncate", "END")]
-        if truncation == "start":
-            raise unsupported("truncate", "START is not served; use END or NONE")
         types = b.get("embedding_types")
         by_type = types is not None or self.version == 2
         return EmbeddingsRequest(model=b.get("model"), inputs=list(texts), is_tokens=False,

@@ -8,6 +8,7 @@ shapes used here, so the schema that documents a field is the one that validates
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +22,9 @@ STRING: JSON = {"type": "string"}
 NONEMPTY_STRING: JSON = {"type": "string", "minLength": 1}
 BOOLEAN: JSON = {"type": "boolean"}
 POSITIVE_INT: JSON = {"type": "integer", "minimum": 1}
-STRINGS: JSON = {"type": "array", "items": STRING, "minItems": 1}
-TEXT_OBJECT: JSON = {"type": "object", "properties": {"text": STRING}, "required": ["text"]}
+STRINGS: JSON = {"type": "array", "items": NONEMPTY_STRING, "minItems": 1}
+TEXT_OBJECT: JSON = {"type": "object", "properties": {"text": NONEMPTY_STRING}, "required": ["text"]}
+
 
 
 def enum(*values: str) -> JSON:
@@ -44,9 +46,14 @@ class Field:
 
 @dataclass(frozen=True, slots=True)
 class FieldTable:
-    """The fields of one request body; ``read`` checks a parsed JSON body against them."""
+    """The fields of one request body; ``read`` checks a parsed JSON body against them.
+
+    ``exclusive`` pairs name one thing twice (``dimensions`` and Voyage's ``output_dimension``):
+    a body may hold at most one key of each pair, whatever its value.
+    """
 
     fields: tuple[Field, ...]
+    exclusive: tuple[tuple[str, str], ...] = ()
     by_name: Mapping[str, Field] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -59,14 +66,19 @@ class FieldTable:
         if unknown:
             raise InvalidRequest(f"Unrecognized request argument supplied: {unknown[0]!r} ({where} takes "
                                  f"{', '.join(self.by_name)})", param=str(unknown[0]), code="unknown_parameter")
+        for a, b in self.exclusive:
+            if a in body and b in body:
+                raise InvalidRequest(f"Give '{a}' or '{b}', not both", param=b)
         values = {k: v for k, v in body.items() if v is not None or not self.by_name[k].nullable}
         for f in self.fields:
             if f.name in values:
                 try:
                     check(values[f.name], f.schema, f.name)
+                    if f.schema.get("type") == "integer":  # JSON Schema counts 2.0 as an integer
+                        values[f.name] = int(values[f.name])
                 except InvalidRequest as exc:  # the param is the field; the message says where in it
-                    hint = f" (expected {f.help})" if "oneOf" in f.schema and f.help else ""
-                    raise InvalidRequest(exc.message + hint, param=f.name) from None
+                    hint = f" ({f.name}: {f.help})" if f.help else ""
+                    raise InvalidRequest(exc.message + hint, param=f.name, code=exc.code) from None
             elif f.required:
                 raise InvalidRequest(f"'{f.name}' is required", param=f.name)
         return StrictBody(values)
@@ -83,6 +95,8 @@ class FieldTable:
         out: JSON = {"type": "object", "properties": props, "additionalProperties": False}
         if required:
             out["required"] = required
+        if self.exclusive:
+            out["not"] = {"anyOf": [{"required": list(pair)} for pair in self.exclusive]}
         return out
 
 
@@ -109,11 +123,16 @@ def check(value: Any, schema: JSON, param: str) -> None:
             except InvalidRequest:
                 continue
         raise InvalidRequest(f"'{param}' has the wrong type or shape", param=param)
+    if "const" in schema:  # a value the gateway serves only one way (Jina's normalized: true)
+        if value != schema["const"] or type(value) is not type(schema["const"]):
+            raise InvalidRequest(f"'{param}' can only be {json.dumps(schema['const'])} here", param=param,
+                                 code="unsupported_parameter")
+        return
     kind = schema.get("type")
     if kind == "string":
         if not isinstance(value, str):
             raise InvalidRequest(f"'{param}' must be a string", param=param)
-        if len(value) < schema.get("minLength", 0) or (schema.get("minLength") and not value.strip()):
+        if len(value) < schema.get("minLength", 0):
             raise InvalidRequest(f"'{param}' must not be empty", param=param)
         if "enum" in schema and value not in schema["enum"]:
             raise InvalidRequest(f"'{param}' must be one of {', '.join(map(repr, schema['enum']))}", param=param)
@@ -121,6 +140,8 @@ def check(value: Any, schema: JSON, param: str) -> None:
         if not isinstance(value, bool):
             raise InvalidRequest(f"'{param}' must be a boolean", param=param)
     elif kind == "integer":
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidRequest(f"'{param}' must be an integer", param=param)
         if value < schema.get("minimum", -math.inf) or value > schema.get("maximum", math.inf):
@@ -130,6 +151,9 @@ def check(value: Any, schema: JSON, param: str) -> None:
             raise InvalidRequest(f"'{param}' must be a list", param=param)
         if len(value) < schema.get("minItems", 0):
             raise InvalidRequest(f"'{param}' must not be empty", param=param)
+        if len(value) > schema.get("maxItems", len(value)):
+            raise InvalidRequest(f"'{param}' takes at most {schema['maxItems']} items here", param=param,
+                                 code="unsupported_parameter")
         items = schema.get("items")
         if items is not None:
             for i, item in enumerate(value):

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.dialects.base import Codec, ParseLimits, count_items, normalise, one_of_pair, response_id, unsupported
+from core.dialects.base import Codec, ParseLimits, count_items, normalise, response_id
 from core.dialects.fields import (
     BOOLEAN,
     NONEMPTY_STRING,
     POSITIVE_INT,
     STRING,
+    STRINGS,
     TEXT_OBJECT,
     Field,
     FieldTable,
@@ -26,11 +27,10 @@ from core.dialects.fields import (
     texts_of,
 )
 from core.dialects.quantize import as_base64, as_lists, quantize
-from core.errors import InvalidRequest
 from core.requests import EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
 
-TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
-EMBED_INPUT = one_of(STRING, {"type": "array", "items": STRING, "minItems": 1}, TOKEN_IDS,
+TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}, "minItems": 1}
+EMBED_INPUT = one_of(NONEMPTY_STRING, STRINGS, TOKEN_IDS,
                      {"type": "array", "items": TOKEN_IDS, "minItems": 1},
                      {"type": "array", "items": TEXT_OBJECT, "minItems": 1})
 VOYAGE_INPUT_TYPES = {"query": "query", "document": "document"}
@@ -56,10 +56,11 @@ class OpenAIEmbeddings(Codec):
         Field("output_dtype", enum("float", "int8", "uint8", "binary", "ubinary"), "Voyage: quantised output"),
         Field("task", enum(*JINA_TASKS), "Jina: selects the route's prompt"),
         Field("embedding_type", enum("float", "base64", "binary", "ubinary"), "Jina: output type"),
-        Field("normalized", BOOLEAN, "Jina: unit-length vectors (only true is served)"),
-        Field("late_chunking", BOOLEAN, "Jina: not served (only false)"),
+        Field("normalized", {"const": True}, "Jina: unit-length vectors (only true is served)"),
+        Field("late_chunking", {"const": False}, "Jina: late chunking is not served (only false)"),
         Field("truncate", BOOLEAN, "Jina: true lets an over-long input be cut at the end; false refuses it"),
-    ))
+    ), exclusive=(("dimensions", "output_dimension"), ("input_type", "task"), ("output_dtype", "embedding_type"),
+                  ("truncation", "truncate")))
     response_schema = {"type": "object", "required": ["object", "data", "model", "usage"],
                        "properties": {"object": {"const": "list"}, "data": {"type": "array"},
                                       "model": STRING, "usage": {"type": "object"}}}
@@ -70,23 +71,13 @@ class OpenAIEmbeddings(Codec):
         is_tokens = False
         if isinstance(raw, str):
             inputs: list[Any] = [raw]
-        elif raw and all(isinstance(t, int) for t in raw):
-            inputs, is_tokens = [raw], True
-        elif raw and all(isinstance(x, list) for x in raw):
-            inputs, is_tokens = raw, True
+        elif isinstance(raw[0], (int, float)):  # the schema let through whole numbers only
+            inputs, is_tokens = [[int(t) for t in raw]], True
+        elif isinstance(raw[0], list):
+            inputs, is_tokens = [[int(t) for t in ids] for ids in raw], True
         else:
             inputs = texts_of(raw)
         count_items(len(inputs), limits, "input")
-        for i, item in enumerate(inputs):
-            if len(item) == 0:
-                raise InvalidRequest(f"'input[{i}]' is empty", param="input")
-        for a, b_ in (("dimensions", "output_dimension"), ("input_type", "task"), ("output_dtype", "embedding_type"),
-                      ("truncation", "truncate")):
-            one_of_pair(b, a, b_)
-        if b.get("normalized") is False:
-            raise unsupported("normalized", "the models here give unit-length vectors only; send true or leave it out")
-        if b.get("late_chunking") is True:
-            raise unsupported("late_chunking", "late chunking is not served")
         input_type = VOYAGE_INPUT_TYPES.get(b.get("input_type")) or JINA_TASKS.get(b.get("task"))
         cut = b.get("truncation", b.get("truncate"))
         dtype = b.get("output_dtype") or b.get("embedding_type") or "float"
@@ -107,7 +98,15 @@ class OpenAIEmbeddings(Codec):
                 "usage": {"prompt_tokens": outcome.tokens, "total_tokens": outcome.tokens}}
 
 
-RERANK_DOCUMENTS = {"type": "array", "items": one_of(STRING, TEXT_OBJECT), "minItems": 1}
+class InfinityEmbeddings(OpenAIEmbeddings):
+    """``/embeddings``: the same body at Infinity's unprefixed path (LiteLLM's infinity/ provider)."""
+
+    name = "createEmbeddingsUnprefixed"
+    path = "/embeddings"
+    summary = "Embeddings: the OpenAI body at Infinity's unprefixed path"
+
+
+RERANK_DOCUMENTS = {"type": "array", "items": one_of(NONEMPTY_STRING, TEXT_OBJECT), "minItems": 1}
 
 
 class GuideRerank(Codec):
@@ -153,9 +152,6 @@ def parse_rerank_body(fields: FieldTable, path: str, body: Any, limits: ParseLim
     b = fields.read(body, path)
     documents = texts_of(b.get("documents"))
     count_items(len(documents), limits, "documents")
-    for i, doc in enumerate(documents):
-        if not doc.strip():
-            raise InvalidRequest(f"'documents[{i}]' is empty", param="documents")
     top_n = b.get("top_n", b.get("top_k"))
     cut = b.get("truncation")
     return RerankRequest(model=b.get("model"), query=b.get("query"), documents=documents, top_n=top_n,

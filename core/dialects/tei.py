@@ -10,26 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.dialects.base import Codec, ParseLimits, count_items, normalise, unsupported
-from core.dialects.fields import (
-    BOOLEAN,
-    NONEMPTY_STRING,
-    POSITIVE_INT,
-    STRING,
-    STRINGS,
-    Field,
-    FieldTable,
-    enum,
-    one_of,
-)
+from core.dialects.base import Codec, ParseLimits, count_items, normalise
+from core.dialects.fields import BOOLEAN, NONEMPTY_STRING, POSITIVE_INT, STRINGS, Field, FieldTable, enum, one_of
 from core.dialects.openai import GuideRerank
-from core.errors import InvalidRequest
 from core.requests import EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest, TokenizeRequest
 
-INPUTS = one_of(STRING, STRINGS)
+INPUTS = one_of(NONEMPTY_STRING, STRINGS)
 MODEL = Field("model", NONEMPTY_STRING, "the model alias (default: routing.yaml's defaults for the kind)")
 TRUNCATE = Field("truncate", BOOLEAN, "true: cut an over-long input at the end; false (default): refuse it")
-DIRECTION = Field("truncation_direction", enum("Right", "Left"), "Right (the end) only")
+DIRECTION = Field("truncation_direction", enum("Right"), "Right (cutting the end); Left is not served")
 PROMPT = Field("prompt_name", enum("query", "document", "classification", "clustering"),
                "selects the route's prompt")
 
@@ -38,15 +27,10 @@ def _inputs(b: Any, limits: ParseLimits) -> list[str]:
     raw = b.get("inputs")
     inputs = [raw] if isinstance(raw, str) else list(raw)
     count_items(len(inputs), limits, "inputs")
-    for i, text in enumerate(inputs):
-        if not text:
-            raise InvalidRequest(f"'inputs[{i}]' is empty", param="inputs")
     return inputs
 
 
 def _truncation(b: Any) -> str:
-    if b.get("truncation_direction", "Right") != "Right":
-        raise unsupported("truncation_direction", "only Right (cutting the end) is served")
     return "end" if b.get("truncate", False) else "error"
 
 
@@ -57,15 +41,13 @@ class TeiEmbed(Codec):
     summary = "Embeddings: TEI's body; the answer is a list of vectors"
     fields = FieldTable((
         Field("inputs", INPUTS, "a string or strings", required=True), MODEL,
-        Field("normalize", BOOLEAN, "unit-length vectors (only true is served)"), TRUNCATE, DIRECTION, PROMPT,
+        Field("normalize", {"const": True}, "unit-length vectors (only true is served)"), TRUNCATE, DIRECTION, PROMPT,
         Field("dimensions", POSITIVE_INT, "truncate to this many dimensions and renormalise"),
     ))
     response_schema = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
 
     def parse(self, body: Any, limits: ParseLimits) -> EmbeddingsRequest:
         b = self.fields.read(body, self.path)
-        if b.get("normalize") is False:
-            raise unsupported("normalize", "the models here give unit-length vectors only")
         return EmbeddingsRequest(model=b.get("model"), inputs=_inputs(b, limits), is_tokens=False,
                                  dimensions=b.get("dimensions"), input_type=b.get("prompt_name"),
                                  truncation=_truncation(b))
@@ -82,21 +64,17 @@ class TeiRerank(Codec):
     fields = FieldTable((
         Field("query", NONEMPTY_STRING, "the query", required=True),
         Field("texts", STRINGS, "the documents", required=True), MODEL,
-        Field("raw_scores", BOOLEAN, "not served (only false): scores are probabilities"),
+        Field("raw_scores", {"const": False}, "scores are the model's probabilities; raw logits are not served"),
         Field("return_text", BOOLEAN, "put each text in its result"), TRUNCATE, DIRECTION,
+        Field("top_n", POSITIVE_INT, "how many results, best first (LiteLLM's huggingface/ provider sends it)"),
     ))
     response_schema = {"type": "array", "items": {"type": "object", "required": ["index", "score"]}}
 
     def parse(self, body: Any, limits: ParseLimits) -> RerankRequest:
         b = self.fields.read(body, self.path)
-        if b.get("raw_scores") is True:
-            raise unsupported("raw_scores", "scores are the model's probabilities; raw logits are not served")
         texts = b.get("texts")
         count_items(len(texts), limits, "texts")
-        for i, text in enumerate(texts):
-            if not text.strip():
-                raise InvalidRequest(f"'texts[{i}]' is empty", param="texts")
-        return RerankRequest(model=b.get("model"), query=b.get("query"), documents=list(texts),
+        return RerankRequest(model=b.get("model"), query=b.get("query"), documents=list(texts), top_n=b.get("top_n"),
                              return_documents=bool(b.get("return_text", False)), truncation=_truncation(b))
 
     def render(self, request: RerankRequest, outcome: RerankOutcome) -> Any:
