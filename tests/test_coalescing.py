@@ -57,7 +57,7 @@ class CountingPlugin:
 def _settings(tmp_path: Path, flags: list[str]) -> Settings:
     write_yaml(tmp_path / "routing.yaml", {
         "feature_flags": flags,
-        "embeddings": [{"model": "up", "upstream": {"type": "counting", "delay_ms": 20},
+        "embeddings": [{"model": "up", "upstream": {"type": "counting", "delay_ms": 20}, "token_ids": "model",
                         "options": {"coalesce_wait_ms": 10, "coalesce_max_request": 4}}],
     })
     write_yaml(tmp_path / "auth.yaml", {"api_keys": [], "allow_anonymous_without_api_keys": True})

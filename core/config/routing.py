@@ -23,6 +23,8 @@ TOP_LEVEL_FIELDS = OptionSchema([
                                  "{embeddings: <alias>, rerank: <alias>}"),
 ])
 INPUT_TYPES = ("query", "document", "classification", "clustering")
+CL100K = "cl100k_base"  # OpenAI's encoding: what its clients mean by token ids
+TOKEN_ID_KINDS = (CL100K, "model")
 ROUTE_FIELDS = OptionSchema([
     Option("model", str, None, "the alias clients send as 'model' (required)"),
     Option("served_name", str, None, "the name the upstream knows the model by (default: the alias)"),
@@ -39,6 +41,9 @@ ROUTE_FIELDS = OptionSchema([
                                   "task) must be one of them. '' for a model that takes none"),
     Option("max_input_tokens", int, None, "the model's input limit in tokens; requests that forbid "
                                           "truncation are refused above it", minimum=1),
+    Option("token_ids", str, CL100K, "embeddings: what token-id inputs are: cl100k_base (what OpenAI "
+                                            "clients send; decoded to text) or the model's own vocabulary",
+           choices=TOKEN_ID_KINDS),
 ])
 UPSTREAM_FIELDS = OptionSchema([
     Option("type", str, None, "the adapter type (required): local, infinity, rerank, qwen3 or a plugin's"),
@@ -86,6 +91,7 @@ class ModelRoute:
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     prompts: Mapping[str, str] | None = None
     max_input_tokens: int | None = None
+    token_ids: str = CL100K
     line: int = field(default=0, compare=False)  # where the entry starts in routing.yaml
     # line of each field: "served_name", "upstream.retries", "options.model_path", ...
     lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), compare=False)
@@ -172,9 +178,17 @@ def _parse_route(entry: Any, kind: Kind, known_types: Collection[str] | None, do
         options=MappingProxyType(_plain(options)),
         prompts=_prompts(entry, kind),
         max_input_tokens=_positive(entry, "max_input_tokens"),
+        token_ids=_choice(entry, "token_ids", TOKEN_ID_KINDS, CL100K),
         line=entry.line,
         lines=MappingProxyType(lines),
     )
+
+
+def _choice(entry: LineDict, key: str, choices: tuple[str, ...], default: str) -> str:
+    value = expect(entry, key, str, required=False, default=default)
+    if value not in choices:
+        raise entry.fail(f"'{key}' must be one of {', '.join(choices)}, got {value!r}", key)
+    return value
 
 
 def _positive(entry: LineDict, key: str) -> int | None:

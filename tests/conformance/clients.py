@@ -152,6 +152,16 @@ def _():
     return same_vectors(emb.embed_documents(TEXTS))
 
 
+@check("langchain-openai", "OpenAIEmbeddings (default mode: cl100k token ids)")
+def _():
+    from langchain_openai import OpenAIEmbeddings
+    emb = OpenAIEmbeddings(model=EMB, base_url=V1, api_key=KEY, tiktoken_model_name="text-embedding-3-small")
+    got = np.asarray(emb.embed_documents(TEXTS), dtype=np.float32)
+    cosine = np.sum(got * REF, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(REF, axis=1))
+    assert cosine.min() >= 0.999, cosine
+    return f"cosine to text mode >= {cosine.min():.6f}"
+
+
 @check("llama-index", "OpenAILikeEmbedding")
 def _():
     from llama_index.embeddings.openai_like import OpenAILikeEmbedding

@@ -19,7 +19,8 @@ from tests.support import echo
 from tests.support.configs import write_yaml
 
 ECHO_ROUTING: dict[str, Any] = {
-    "embeddings": [{"model": "echo-emb", "upstream": {"type": "echo", "dim": 4}},
+    # echo-emb reads token ids as they are (the model's own), so tests can count them exactly
+    "embeddings": [{"model": "echo-emb", "upstream": {"type": "echo", "dim": 4}, "token_ids": "model"},
                    {"model": "echo-other", "upstream": {"type": "echo", "dim": 4}}],
     "rerank": [{"model": "echo-rerank", "upstream": {"type": "echo"}}],
 }
