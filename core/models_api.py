@@ -57,7 +57,7 @@ async def model_body(gw: Gateway, request: web.Request, request_id: str, model_i
     adapter = snapshot.adapters[route.alias]
     facts = adapter.describe(route)
     body = _entry(snapshot, route)
-    body.update(served_by=route.upstream.type, dimensions=facts.get("dimensions"),
+    body.update(served_by=route.upstream.type, dimensions=route.dimensions or facts.get("dimensions"),
                 max_input_tokens=route.max_input_tokens or facts.get("max_input_tokens"),
                 input_types=sorted(route.prompts) if route.prompts is not None else [],
                 allow_dimensions=route.allow_dimensions if route.kind == "embeddings" else None,

@@ -7,6 +7,8 @@ Every wire format (``core.dialects``) parses into these and renders their outcom
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -125,11 +127,15 @@ class EmbeddingsRequest:
             return await coalescer.embed(adapter, route, self.inputs, context)
         return await adapter.embed(route, self.inputs, context)
 
-    def respond(self, route: ModelRoute, result: EmbedResult, tokens: int) -> EmbeddingsOutcome:
+    def respond(self, route: ModelRoute, result: EmbedResult, tokens: int,
+                check: Callable[[np.ndarray], None] | None = None) -> EmbeddingsOutcome:
+        """The outcome; ``check`` sees the vectors first (the route's width, finite values)."""
         vectors = result.vectors
         if vectors.ndim != 2 or vectors.shape[0] != len(self.inputs):
             raise UpstreamError(f"The upstream for '{route.alias}' returned {vectors.shape[0]} vectors "
                                 f"for {len(self.inputs)} inputs")
+        if check is not None:
+            check(vectors)
         if self.dimensions is not None and self.dimensions > vectors.shape[1]:
             raise InvalidRequest(f"'dimensions' is {self.dimensions}, but '{route.alias}' has "
                                  f"{vectors.shape[1]}", param="dimensions")
@@ -195,11 +201,15 @@ class RerankRequest:
                    coalescer: EmbedCoalescer | None = None) -> RerankResult:
         return await adapter.rerank(route, self.query, self.documents, context)
 
-    def respond(self, route: ModelRoute, result: RerankResult, tokens: int) -> RerankOutcome:
+    def respond(self, route: ModelRoute, result: RerankResult, tokens: int,
+                check: Callable[[np.ndarray], None] | None = None) -> RerankOutcome:
         scores = result.scores
         if len(scores) != len(self.documents):
             raise UpstreamError(f"The upstream for '{route.alias}' returned {len(scores)} scores "
                                 f"for {len(self.documents)} documents")
+        if not all(math.isfinite(s) for s in scores):
+            raise UpstreamError(f"The upstream for '{route.alias}' returned a score that is not a finite number",
+                                code="upstream_not_finite")
         top_n = self.top_n
         if route.max_top_k is not None:
             top_n = min(top_n or route.max_top_k, route.max_top_k)
@@ -233,7 +243,8 @@ class TokenizeRequest(EmbeddingsRequest):
             raise InvalidRequest(f"The model '{route.alias}' has no tokenizer here", param="model")
         return TokenizeResult(context.tokenizer.tokenize(self.texts, self.add_special_tokens))
 
-    def respond(self, route: ModelRoute, result: TokenizeResult, tokens: int) -> TokenizeOutcome:  # type: ignore[override]
+    def respond(self, route: ModelRoute, result: TokenizeResult, tokens: int,  # type: ignore[override]
+                check: Callable[[np.ndarray], None] | None = None) -> TokenizeOutcome:
         return TokenizeOutcome(route.alias, result.tokens_by_input, tokens)
 
 

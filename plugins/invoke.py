@@ -16,6 +16,7 @@ from core.coalescing import ROUTE_OPTIONS, EmbedCoalescer
 from core.dialects import DEFAULT
 from core.errors import UpstreamTimeout
 from core.flow import Flow
+from core.widths import WidthGuard
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -25,9 +26,10 @@ if TYPE_CHECKING:
 class InvokeStage:
     name = "adapter"
 
-    def __init__(self, default_timeout_s: float, coalescer: EmbedCoalescer) -> None:
+    def __init__(self, default_timeout_s: float, coalescer: EmbedCoalescer, widths: WidthGuard | None = None) -> None:
         self.default_timeout_s = default_timeout_s
         self.coalescer = coalescer
+        self.widths = widths or WidthGuard()
 
     async def __call__(self, flow: Flow) -> None:
         route, adapter = flow.routed()
@@ -45,7 +47,8 @@ class InvokeStage:
         tokens = flow.prompt_tokens if flow.prompt_tokens is not None else result.prompt_tokens
         if tokens is None:  # the upstream left usage out: count with the route's tokenizer
             tokens = sum(req.count(counter))
-        outcome = req.respond(route, result, tokens)  # type: ignore[arg-type]
+        outcome = req.respond(route, result, tokens,  # type: ignore[arg-type]
+                              check=lambda vectors: self.widths.check(route, adapter, vectors))
         flow.response = (flow.codec or DEFAULT[req.kind]).render(req, outcome)
 
 

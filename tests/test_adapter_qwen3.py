@@ -34,6 +34,10 @@ def _configs(dest, stub_url: str, **upstream_extra):
         {"model": "qwen3-doc", "served_name": "qwen3-embedding", "upstream": up},
         {"model": "no-usage", "served_name": "no-usage", "upstream": up},
         {"model": "dead", "upstream": {**up, "url": f"http://127.0.0.1:{free_port()}/v1"}},
+        # widths: declared and wrong, not finite, and pinned from the first answer
+        {"model": "declared-8", "served_name": "narrow", "upstream": up, "dimensions": 8},
+        {"model": "nan", "served_name": "not-finite", "upstream": {**up, "encoding_format": "base64"}},
+        {"model": "drift", "served_name": "drift", "upstream": up},
     ] + [{"model": f"fault-{name}", "served_name": name, "upstream": up} for name in FAULTS]
     return router_configs(dest, {"embeddings": embeddings, "rerank": [
         {"model": "qwen3-rerank", "served_name": "qwen3-reranker", "upstream": up}]})
@@ -102,6 +106,17 @@ def test_upstream_failures_come_back_in_openai_shape(router, alias, status, code
     assert says in body["error"]["message"]
     if status == 503:
         assert answer.headers["Retry-After"] == "3"
+
+
+def test_an_answer_of_the_wrong_width_or_not_finite_is_a_502_naming_the_route(router):
+    for model, words in (("declared-8", "7-wide vectors; the model is 8 wide"), ("nan", "not a finite number")):
+        answer = _embed(router.url, model, ["a", "b"])
+        assert answer.status_code == 502, answer.text
+        assert f"'{model}'" in answer.json()["error"]["message"] and words in answer.json()["error"]["message"]
+    first = _embed(router.url, "drift", ["a"])  # no width declared: the first answer's is pinned
+    assert first.status_code == 200 and len(first.json()["data"][0]["embedding"]) == 8
+    later = _embed(router.url, "drift", ["a"])
+    assert later.status_code == 502 and "9-wide vectors; the model is 8 wide" in later.json()["error"]["message"]
 
 
 def test_a_slow_upstream_times_out_within_the_route_timeout(router):

@@ -41,6 +41,9 @@ ROUTE_FIELDS = OptionSchema([
                                   "task) must be one of them. '' for a model that takes none"),
     Option("max_input_tokens", int, None, "the model's input limit in tokens; requests that forbid "
                                           "truncation are refused above it", minimum=1),
+    Option("dimensions", int, None, "embeddings: the width the model answers; another width from the "
+                                    "upstream is a 502 (undeclared: the loaded model's, else the first answer's)",
+           minimum=1),
     Option("token_ids", str, CL100K, "embeddings: what token-id inputs are: cl100k_base (what OpenAI "
                                             "clients send; decoded to text) or the model's own vocabulary",
            choices=TOKEN_ID_KINDS),
@@ -92,6 +95,7 @@ class ModelRoute:
     prompts: Mapping[str, str] | None = None
     max_input_tokens: int | None = None
     token_ids: str = CL100K
+    dimensions: int | None = None
     line: int = field(default=0, compare=False)  # where the entry starts in routing.yaml
     # line of each field: "served_name", "upstream.retries", "options.model_path", ...
     lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), compare=False)
@@ -179,6 +183,7 @@ def _parse_route(entry: Any, kind: Kind, known_types: Collection[str] | None, do
         prompts=_prompts(entry, kind),
         max_input_tokens=_positive(entry, "max_input_tokens"),
         token_ids=_choice(entry, "token_ids", TOKEN_ID_KINDS, CL100K),
+        dimensions=_positive(entry, "dimensions"),
         line=entry.line,
         lines=MappingProxyType(lines),
     )

@@ -6,7 +6,8 @@ the server would answer. The requested model name picks a fault:
 
 ``malformed`` (200 with broken JSON), ``short`` (one vector too few), ``slow`` (sleeps 30 s),
 ``error-infinity`` / ``error-fastapi`` / ``error-flat`` (400/422/400 in each dialect),
-``overloaded`` (503), ``crash`` (500); any other name answers normally.
+``overloaded`` (503), ``crash`` (500), ``narrow`` (7-wide vectors), ``not-finite`` (a NaN in each
+vector), ``drift`` (8 wide, then 9 wide); any other name answers normally.
 
 ``GET /_seen`` returns the X-Request-IDs received, the number of calls and the server's name.
 """
@@ -63,6 +64,14 @@ def make_app(key: str | None, name: str) -> web.Application:
         vecs = [stub_vector(t) for t in texts]
         if body["model"] == "short":
             vecs = vecs[:-1]
+        if body["model"] == "narrow":  # 7 wide whatever the model is said to be
+            vecs = [v[:7] for v in vecs]
+        if body["model"] == "not-finite":
+            vecs = [np.where(np.arange(DIM) == 3, np.nan, v).astype(np.float32) for v in vecs]
+        if body["model"] == "drift":  # 8 wide on the first call, 9 wide after it
+            seen["drift"] = seen.get("drift", 0) + 1
+            if seen["drift"] > 1:
+                vecs = [np.append(v, np.float32(0.5)) for v in vecs]
         b64 = body.get("encoding_format") == "base64"
         data = [{"object": "embedding", "index": i,
                  "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode() if b64 else v.tolist()}
