@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 
 EmbeddingInput = list[str] | list[list[int]]
 
+
+def over_limit(param: str, i: int, size: str, limit: str) -> InvalidRequest:
+    return InvalidRequest(f"'{param}[{i}]' has {size}; the model reads at most {limit} and truncation is not "
+                          "allowed (the route's truncation, or the request's own setting)", param=param,
+                          code="context_length_exceeded")
+
 #: What a request says about an input over the model's limit: "end" (cutting at the end is
 #: allowed), "error" (refuse it). None: the dialect says nothing, the model's own behaviour.
 Truncation = str | None
@@ -64,8 +70,40 @@ class EmbeddingsRequest:
     truncation: Truncation = None
     wire: dict[str, Any] = field(default_factory=dict)  # the dialect's output choices, read by its render
 
+    default_truncation: ClassVar[str] = "error"  # over the model's limit, unless the route or request says
+
     def apply_caps(self, counter: TokenCounter) -> None:
         """Per-input token caps the caller asked for: none in the embedding dialects."""
+
+    def cap_chars(self, cap: int, mode: str) -> list[int]:
+        """Inputs over ``cap`` characters are over the model's allowance whatever they tokenize to
+        (a 15 MB 'word' is one [UNK]): refuse them, or cut them to ``cap`` before tokenizing."""
+        if self.is_tokens:
+            return []
+        items: list[Any] = self.inputs
+        cut = [i for i, text in enumerate(items) if len(text) > cap]
+        for i in cut:
+            if mode == "error":
+                raise over_limit(self.param, i, f"{len(items[i])} characters", f"{cap} characters")
+            items[i] = items[i][:cap] if mode == "end" else items[i][-cap:]
+        return cut
+
+    def surely_within(self, limit: int, counter: TokenCounter) -> bool:
+        """True when no input can reach ``limit`` tokens (a token covers at least a byte)."""
+        if self.is_tokens:
+            return all(len(ids) <= limit for ids in self.inputs)
+        return all(len(text.encode()) + counter.specials <= limit for text in self.texts)
+
+    def cut(self, i: int, counter: TokenCounter, limit: int, mode: str) -> int:
+        """Cut input ``i`` to ``limit`` tokens at its end or its start; return its new count."""
+        if mode == "end":
+            return self.truncate(i, counter, limit)
+        items: list[Any] = self.inputs
+        if self.is_tokens:
+            items[i] = items[i][-limit:]
+            return len(items[i])
+        items[i] = counter.truncate_start(items[i], limit)
+        return counter.count([items[i]])[0]
 
     @property
     def needs_counts(self) -> bool:
@@ -157,9 +195,26 @@ class RerankRequest:
     max_tokens_per_doc: int | None = None  # each document is cut to this many tokens (Cohere v2)
     wire: dict[str, Any] = field(default_factory=dict)
 
+    default_truncation: ClassVar[str] = "end"  # a long document is cut to the model's window, and told
+
     @property
     def needs_counts(self) -> bool:
         return self.truncation == "error" or self.max_tokens_per_doc is not None
+
+    def cap_chars(self, cap: int, mode: str) -> list[int]:
+        cut = [i for i, doc in enumerate(self.documents) if len(doc) > cap]
+        for i in cut:
+            if mode == "error":
+                raise over_limit(self.param, i, f"{len(self.documents[i])} characters", f"{cap} characters")
+            self.documents[i] = self.documents[i][:cap]
+        return cut
+
+    def surely_within(self, limit: int, counter: TokenCounter) -> bool:
+        query = len(self.query.encode()) + counter.specials + 1
+        return all(query + len(doc.encode()) <= limit for doc in self.documents)
+
+    def cut(self, i: int, counter: TokenCounter, limit: int, mode: str) -> int:
+        return self.truncate(i, counter, limit)  # rerank cuts the document's end; its query stays
 
     def apply_caps(self, counter: TokenCounter) -> None:
         """Cut each document to ``max_tokens_per_doc`` tokens (before counting)."""
@@ -236,6 +291,7 @@ class TokenizeRequest(EmbeddingsRequest):
     embeddings request; answered by the route's token counter, not the adapter."""
 
     add_special_tokens: bool = True
+    default_truncation: ClassVar[str] = "none"  # tokenizing reads everything: no model limit applies
 
     async def call(self, adapter: Adapter, route: ModelRoute, context: CallContext,  # type: ignore[override]
                    coalescer: EmbedCoalescer | None = None) -> TokenizeResult:

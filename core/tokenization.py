@@ -7,6 +7,7 @@ Hugging Face cache. Nothing is fetched from a hub.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -31,6 +32,8 @@ class TokenCounter:
         self.name = name
         post = tokenizer.post_processor
         self._pair_specials = post.num_special_tokens_to_add(True) if post is not None else 0
+        self.specials = post.num_special_tokens_to_add(False) if post is not None else 0
+        self.max_token_chars = _max_token_chars(tokenizer)
 
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self._tok.encode_batch(list(texts))]
@@ -75,6 +78,15 @@ class TokenCounter:
         plain = self._tok.encode(text, add_special_tokens=False)
         return self._cut(text, plain, max_tokens - (full - len(plain.ids)))
 
+    def truncate_start(self, text: str, max_tokens: int) -> str:
+        """Cut the beginning of ``text`` so that it encodes (special tokens included) to at most ``max_tokens``."""
+        full = len(self._tok.encode(text).ids)
+        if full <= max_tokens:
+            return text
+        plain = self._tok.encode(text, add_special_tokens=False)
+        keep = max_tokens - (full - len(plain.ids))
+        return text[plain.offsets[len(plain.ids) - keep][0]:] if keep > 0 else ""
+
     def truncate_plain(self, text: str, max_tokens: int) -> str:
         """Cut ``text`` to at most ``max_tokens`` tokens, not counting special tokens."""
         plain = self._tok.encode(text, add_special_tokens=False)
@@ -92,6 +104,15 @@ class TokenCounter:
                 raise InvalidRequest(f"'input[{i}]' has a token id outside the model's vocabulary "
                                      f"(size {vocab})", param="input")
         return self.decode(inputs)
+
+
+def _max_token_chars(tokenizer: Tokenizer) -> int:
+    """The most characters one token stands for: WordPiece reads a word of up to
+    ``max_input_chars_per_word`` (100) as one [UNK]; other models, their longest vocabulary entry."""
+    model = json.loads(tokenizer.to_str()).get("model", {})
+    if model.get("type") == "WordPiece":
+        return int(model.get("max_input_chars_per_word") or 100)
+    return max((len(t) for t in tokenizer.get_vocab()), default=1) or 1
 
 
 @functools.cache

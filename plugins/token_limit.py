@@ -1,14 +1,22 @@
-"""Stage ``token_limit``: tokenize once, with the chosen model's tokenizer, and apply the limits.
+"""Stage ``token_limit``: decide what happens to inputs over the model's limit, then count once,
+with the chosen model's tokenizer, and apply the limits.
 
-It runs after ``route``: the model is chosen first, so a request refused there (404, 403) is
-never tokenized. The counts land on ``flow.token_counts`` and serve the limits, usage and the
-token budget. When none of those needs them and the upstream reports usage itself
-(``reports_usage``), the request is not tokenized here at all: the upstream's count, made with
-the model's own tokenizer, is the usage.
-``ROUTER_DOCUMENT_TOKEN_LIMIT`` caps each input (or rerank document) and
+It runs after ``route``: a request refused there (404, 403) is never tokenized.
+
+**The model's limit.** Each route's ``max_input_tokens`` (or what the loaded model says). Over it,
+the request's own choice wins (Cohere ``truncate``, Voyage ``truncation``, TEI ``truncate``), else
+the route's ``truncation``, else the ``truncate_inputs`` flag (``end``), else the kind's default:
+``error`` for embeddings (a 400 ``context_length_exceeded`` naming the item, its count and the
+limit), ``end`` for rerank (the document is cut to the model's window). Whatever is cut is said
+in ``X-Truncated-Inputs`` (the item indexes). Inputs are capped in characters first (the limit ×
+the tokenizer's longest token, 100 for WordPiece), so no input costs more than its allowance:
+a 15 MB word is refused or cut before it is tokenized, never counted as one [UNK].
+
+**The ROUTER_* limits.** ``ROUTER_DOCUMENT_TOKEN_LIMIT`` caps each input (or rerank document) and
 ``ROUTER_SAFE_REQUEST_TOKEN_LIMIT`` the whole request; over either is 413 naming the limit, the
-count and the item. With the ``truncate_inputs`` flag an input over the document limit is cut
-to it instead, and usage reports the cut count; the request limit still applies afterwards.
+count and the item. With the ``truncate_inputs`` flag an input over the document limit is cut to
+it instead. The counts land on ``flow.token_counts`` and serve usage and the token budget. When
+nothing needs them and the upstream reports usage itself, nothing is tokenized here at all.
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ from core import hookimpl
 from core.coalescing import FLAG as COALESCE
 from core.errors import InvalidRequest, TokenLimitExceeded
 from core.flow import Flow
+from core.requests import over_limit
 
 if TYPE_CHECKING:
-    from core.config import Settings
+    from core.config import ModelRoute, Settings
+    from core.requests import ModelRequest
 
 _INLINE_CHARS = 16384  # below this, tokenizing inline is cheaper than a thread hop
 
@@ -37,20 +47,37 @@ class TokenLimitStage:
 
     async def __call__(self, flow: Flow) -> None:
         req = flow.parsed()
-        if not self._needs_counts(flow):
-            return  # the upstream reports usage and nothing here limits or charges tokens
         route, adapter = flow.routed()
         counter = flow.snapshot.counters[route.alias]
+        mode = self._mode(flow, req, route)
+        limit = None if mode == "none" else route.max_input_tokens or adapter.describe(route).get("max_input_tokens")
+        if limit is None and req.truncation == "error":
+            raise InvalidRequest(f"The request forbids truncation, but the input limit of '{route.alias}' is not "
+                                 "known here (the route sets no max_input_tokens); allow truncation or ask the "
+                                 "operator", param="truncate", code="unknown_input_limit")
+        cut: set[int] = set(req.cap_chars(limit * counter.max_token_chars, mode)) if limit else set()
         req.apply_caps(counter)
+        model_check = limit is not None and not req.surely_within(limit, counter)
+        if not model_check and not cut and not self._needs_counts(flow):
+            return  # nothing can be over a limit, nothing is charged, and the upstream reports usage
         if req.is_tokens or req.chars() < _INLINE_CHARS:
             counts = req.count(counter)
         else:  # a big request: tokenize off the event loop (the tokenizer releases the GIL)
             counts = await asyncio.to_thread(req.count, counter)
         flow.token_counts = counts
         param = req.param
-        if req.truncation == "error":  # the caller forbade cutting: an input over the model's limit is refused
-            self._refuse_over_model_limit(route.alias, route.max_input_tokens or
-                                          adapter.describe(route).get("max_input_tokens"), counts, param)
+        if limit is not None:
+            for i, count in enumerate(counts):
+                if count > limit:
+                    if mode == "error":
+                        raise over_limit(param, i, f"{count} tokens", f"{limit} tokens")
+                    counts[i] = req.cut(i, counter, limit, mode)
+                    cut.add(i)
+        if cut:
+            flow.response_headers["X-Truncated-Inputs"] = ",".join(map(str, sorted(cut)))
+        self._router_limits(flow, req, counts, counter, param)
+
+    def _router_limits(self, flow: Flow, req: ModelRequest, counts: list[int], counter, param: str) -> None:
         limit = self.document_limit
         if limit is not None:
             for i, count in enumerate(counts):
@@ -69,15 +96,13 @@ class TokenLimitStage:
                 code="request_token_limit_exceeded")
 
     @staticmethod
-    def _refuse_over_model_limit(alias: str, limit: int | None, counts: list[int], param: str) -> None:
-        if limit is None:
-            raise InvalidRequest(f"The request forbids truncation, but the input limit of '{alias}' is not known "
-                                 "here (the route sets no max_input_tokens); allow truncation or ask the operator",
-                                 param="truncate", code="unknown_input_limit")
-        for i, count in enumerate(counts):
-            if count > limit:
-                raise InvalidRequest(f"'{param}[{i}]' has {count} tokens; '{alias}' reads at most {limit} and the "
-                                     "request forbids truncation", param=param, code="context_length_exceeded")
+    def _mode(flow: Flow, req: ModelRequest, route: ModelRoute) -> str:
+        """What happens over the model's limit: the request's choice, the route's, the flag's, the kind's."""
+        if req.truncation is not None:
+            return req.truncation
+        if route.truncation is not None:
+            return route.truncation
+        return "end" if flow.snapshot.flag("truncate_inputs") else req.default_truncation
 
     def _needs_counts(self, flow: Flow) -> bool:
         if self.document_limit is not None or self.request_limit is not None or flow.needs_token_counts:

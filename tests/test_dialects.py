@@ -148,7 +148,7 @@ async def test_truncation_controls_refuse_rather_than_cut(client):
                        ("/embed", {"inputs": long})]:  # TEI's default: truncate false
         status, answer = await _post(client, path, body)
         assert status == 400, (path, answer)
-        assert "forbids truncation" in (answer.get("message") or answer["error"]["message"])
+        assert "truncation is not allowed" in (answer.get("message") or answer["error"]["message"])
     status, _ = await _post(client, "/embed", {"inputs": long, "truncate": True})
     assert status == 200
     status, answer = await _post(client, "/v1/embeddings", {"model": "echo-plain", "input": "x", "truncation": False})

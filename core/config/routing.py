@@ -23,6 +23,7 @@ TOP_LEVEL_FIELDS = OptionSchema([
                                  "{embeddings: <alias>, rerank: <alias>}"),
 ])
 INPUT_TYPES = ("query", "document", "classification", "clustering")
+TRUNCATIONS = ("error", "end", "start")
 CL100K = "cl100k_base"  # OpenAI's encoding: what its clients mean by token ids
 TOKEN_ID_KINDS = (CL100K, "model")
 ROUTE_FIELDS = OptionSchema([
@@ -41,6 +42,10 @@ ROUTE_FIELDS = OptionSchema([
                                   "task) must be one of them. '' for a model that takes none"),
     Option("max_input_tokens", int, None, "the model's input limit in tokens; requests that forbid "
                                           "truncation are refused above it", minimum=1),
+    Option("truncation", str, None, "over the model's input limit: error (400, embeddings' default), end (cut "
+                                    "the end; rerank's default) or start (embeddings only); a request's own "
+                                    "choice (Cohere truncate, Voyage truncation, TEI truncate) wins",
+           choices=TRUNCATIONS),
     Option("dimensions", int, None, "embeddings: the width the model answers; another width from the "
                                     "upstream is a 502 (undeclared: the loaded model's, else the first answer's)",
            minimum=1),
@@ -96,6 +101,7 @@ class ModelRoute:
     max_input_tokens: int | None = None
     token_ids: str = CL100K
     dimensions: int | None = None
+    truncation: str | None = None  # None: the kind's default (error for embeddings, end for rerank)
     line: int = field(default=0, compare=False)  # where the entry starts in routing.yaml
     # line of each field: "served_name", "upstream.retries", "options.model_path", ...
     lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), compare=False)
@@ -184,6 +190,7 @@ def _parse_route(entry: Any, kind: Kind, known_types: Collection[str] | None, do
         max_input_tokens=_positive(entry, "max_input_tokens"),
         token_ids=_choice(entry, "token_ids", TOKEN_ID_KINDS, CL100K),
         dimensions=_positive(entry, "dimensions"),
+        truncation=_truncation(entry, kind),
         line=entry.line,
         lines=MappingProxyType(lines),
     )
@@ -193,6 +200,15 @@ def _choice(entry: LineDict, key: str, choices: tuple[str, ...], default: str) -
     value = expect(entry, key, str, required=False, default=default)
     if value not in choices:
         raise entry.fail(f"'{key}' must be one of {', '.join(choices)}, got {value!r}", key)
+    return value
+
+
+def _truncation(entry: LineDict, kind: Kind) -> str | None:
+    if "truncation" not in entry:
+        return None
+    value = _choice(entry, "truncation", TRUNCATIONS, "error")
+    if kind == "rerank" and value == "start":
+        raise entry.fail("'truncation: start' is for embedding models (a rerank pair keeps its query)", "truncation")
     return value
 
 

@@ -48,7 +48,7 @@ async def serve(aiohttp_client, settings: Settings):
     """A test client for the app; returns once the first config snapshot is serving."""
     app = create_app(settings, echo_plugin_manager())
     client = await aiohttp_client(app)
-    for _ in range(200):
+    for _ in range(12000):  # in-process models load in the background: up to 120 s on a slow machine
         if app[GATEWAY].ready:
             return client
         await asyncio.sleep(0.01)
