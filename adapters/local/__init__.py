@@ -132,6 +132,7 @@ class LocalAdapter(Adapter):
     async def close(self) -> None:
         for loaded in self._models.values():
             await loaded.batcher.close()
+            loaded.model.close()
         self._models.clear()
 
 
