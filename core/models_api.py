@@ -59,7 +59,7 @@ async def model_body(gw: Gateway, request: web.Request, request_id: str, model_i
     body = _entry(snapshot, route)
     body.update(served_by=route.upstream.type, dimensions=route.dimensions or facts.get("dimensions"),
                 max_input_tokens=route.max_input_tokens or facts.get("max_input_tokens"),
-                input_types=sorted(route.prompts) if route.prompts is not None else [],
+                input_types=sorted(set(route.prompts) - {"default"}) if route.prompts is not None else [],
                 allow_dimensions=route.allow_dimensions if route.kind == "embeddings" else None,
                 max_top_k=route.max_top_k)
     return body

@@ -144,11 +144,14 @@ class EmbeddingsRequest:
 
     def _apply_prompt(self, route: ModelRoute) -> None:
         """Put the route's prompt for ``input_type`` before every input (so it is counted too)."""
+        prompts = route.prompts
+        if self.input_type is None and prompts is not None:
+            self.input_type = prompts.get("default")  # None: no prompt, as before the route had prompts
         if self.input_type is None:
             return
-        prompts = route.prompts
         if prompts is None or self.input_type not in prompts:
-            accepted = ", ".join(sorted(prompts)) if prompts else "none: the route declares no prompts"
+            accepted = (", ".join(sorted(set(prompts) - {"default"})) if prompts
+                        else "none: the route declares no prompts")
             raise InvalidRequest(f"The model '{route.alias}' does not take input type {self.input_type!r} "
                                  f"(it takes: {accepted})", param="input_type", code="unsupported_input_type")
         prefix = prompts[self.input_type]

@@ -233,3 +233,33 @@ async def test_retry_hints_are_spread_out(aiohttp_client, tmp_path):
         assert (wait - 1) * 1000 < ms <= wait * 1500
         hints.append(ms)
     assert len(set(hints)) > 6  # waiting clients are told different moments
+
+
+async def test_prompt_presets_and_the_default_input_type(aiohttp_client, tmp_path):
+    routing = {"embeddings": [
+        {"model": "e5", "upstream": {"type": "echo", "dim": 4}, "prompts": "e5"},
+        {"model": "e5-docs", "upstream": {"type": "echo", "dim": 4},
+         "prompts": {"preset": "e5", "default": "document", "clustering": "cluster: "}}]}
+    client = await serve(aiohttp_client, write_configs(tmp_path, routing=routing))
+
+    async def width(model, **extra):
+        status, body = await _post(client, "/v1/embeddings", {"model": model, "input": "x", **extra}, headers={})
+        assert status == 200, body
+        return body["data"][0]["embedding"][0]  # the echo adapter's first value: the text's length
+
+    assert await width("e5") == len("x")  # no input type, no default: the text as it is
+    assert await width("e5", input_type="query") == len("query: x")
+    assert await width("e5-docs") == len("passage: x")  # the route's default input type
+    assert await width("e5-docs", task="separation") == len("cluster: x")  # a preset entry overridden
+
+
+def test_an_unknown_preset_is_a_config_error_naming_the_line(tmp_path):
+    from core.errors import ConfigError
+    from core.gateway import Gateway
+    from tests.support.inprocess import echo_plugin_manager
+
+    settings = write_configs(tmp_path, routing={"embeddings": [
+        {"model": "m", "upstream": {"type": "echo"}, "prompts": "e6"}]})
+    with pytest.raises(ConfigError, match="unknown prompt preset 'e6'") as err:
+        Gateway(settings, echo_plugin_manager()).validate()
+    assert "prompts: e6" in (tmp_path / "routing.yaml").read_text().splitlines()[err.value.line - 1]

@@ -23,6 +23,17 @@ TOP_LEVEL_FIELDS = OptionSchema([
                                  "{embeddings: <alias>, rerank: <alias>}"),
 ])
 INPUT_TYPES = ("query", "document", "classification", "clustering")
+_SAME = {t: "" for t in INPUT_TYPES}
+#: Each model family's prompts by input type, as its authors trained it.
+PROMPT_PRESETS: dict[str, dict[str, str]] = {
+    "none": _SAME,  # symmetric models that take no prompt: MiniLM, bge-m3
+    "e5": {"query": "query: ", "document": "passage: ", "classification": "query: ", "clustering": "query: "},
+    "bge": {**_SAME, "query": "Represent this sentence for searching relevant passages: "},  # bge v1.5 (en)
+    "frida": {"query": "search_query: ", "document": "search_document: ", "classification": "categorize: ",
+              "clustering": "categorize_topic: "},
+    "qwen3": {**_SAME, "query": "Instruct: Given a web search query, retrieve relevant passages that answer "
+                                "the query\nQuery:"},
+}
 TRUNCATIONS = ("error", "end", "start")
 CL100K = "cl100k_base"  # OpenAI's encoding: what its clients mean by token ids
 TOKEN_ID_KINDS = (CL100K, "model")
@@ -37,9 +48,10 @@ ROUTE_FIELDS = OptionSchema([
     Option("tokenizer", str, None, "the tokenizer that counts this model's tokens (a folder or cached id)"),
     Option("owned_by", str, "quadrate", "shown in /v1/models"),
     Option("options", dict, {}, "per-route options of the upstream type and of plugins"),
-    Option("prompts", dict, None, "embeddings: the text put before inputs of each input type "
-                                  f"({', '.join(INPUT_TYPES)}); a request's input_type (Cohere, Voyage, Jina "
-                                  "task) must be one of them. '' for a model that takes none"),
+    Option("prompts", dict, None, "embeddings: a preset (none, e5, bge, frida, qwen3) or the text put before "
+                                  f"inputs of each input type ({', '.join(INPUT_TYPES)}), with optional preset: "
+                                  "and default: (the input type of requests that name none); a request's "
+                                  "input_type (Cohere, Voyage, Jina task) must be one of them"),
     Option("max_input_tokens", int, None, "the model's input limit in tokens; requests that forbid "
                                           "truncation are refused above it", minimum=1),
     Option("truncation", str, None, "over the model's input limit: error (400, embeddings' default), end (cut "
@@ -222,17 +234,39 @@ def _positive(entry: LineDict, key: str) -> int | None:
 
 
 def _prompts(entry: LineDict, kind: Kind) -> Mapping[str, str] | None:
+    """A preset name, or a mapping of input types to prompts (``preset:`` starts from one;
+    ``default:`` names the input type a request without one gets)."""
     if "prompts" not in entry:
         return None
     if kind != "embeddings":
         raise entry.fail("'prompts' is for embedding models", "prompts")
-    prompts = expect(entry, "prompts", dict)
-    for name, text in prompts.items():
-        if name not in INPUT_TYPES:
-            raise prompts.fail(f"unknown input type {name!r} in 'prompts' (known: {', '.join(INPUT_TYPES)})", name)
-        if not isinstance(text, str):
-            raise prompts.fail(f"the prompt for {name!r} must be a string ('' for none)", name)
-    return MappingProxyType({str(k): v for k, v in prompts.items()})
+    value = entry["prompts"]
+    if isinstance(value, str):
+        value = {"preset": value}
+        where: LineDict = entry
+    else:
+        where = expect(entry, "prompts", dict)
+    out: dict[str, str] = {}
+    for name, text in value.items():
+        if name == "preset":
+            if text not in PROMPT_PRESETS:
+                raise where.fail(f"unknown prompt preset {text!r} (known: {', '.join(PROMPT_PRESETS)})",
+                                 "prompts" if where is entry else name)
+            out = {**PROMPT_PRESETS[text], **out}
+        elif name == "default":
+            if text not in INPUT_TYPES:
+                raise where.fail(f"'default' must name an input type ({', '.join(INPUT_TYPES)})", name)
+            out[name] = text
+        elif name not in INPUT_TYPES:
+            raise where.fail(f"unknown input type {name!r} in 'prompts' (known: {', '.join(INPUT_TYPES)}, "
+                             "preset, default)", name)
+        elif not isinstance(text, str):
+            raise where.fail(f"the prompt for {name!r} must be a string ('' for none)", name)
+        else:
+            out[name] = text
+    if "default" in out and out["default"] not in out:
+        raise where.fail(f"'default' names {out['default']!r}, which has no prompt here", "default")
+    return MappingProxyType(out)
 
 
 def _defaults(doc: LineDict, routes: Mapping[str, ModelRoute]) -> Mapping[str, str]:
