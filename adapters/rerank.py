@@ -11,6 +11,7 @@ Upstream options: ``path`` (``/rerank``), plus the resilience options of
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -28,15 +29,25 @@ class RerankServiceAdapter(HttpAdapter):
     kinds = frozenset({"rerank"})
     upstream_options = resilience_options("float") | OptionSchema([
         Option("path", str, "/rerank", "the service's rerank path"),
+        Option("max_documents", int, 50, "the service's RERANK_MAX_DOCUMENTS: a longer list (long documents "
+                                         "read in windows) goes as several calls", minimum=1),
     ])
 
     def __init__(self, upstream: UpstreamConfig, context: AdapterContext) -> None:
         super().__init__(upstream, context)
         self.path = "/" + str(self.config["path"]).strip("/")
+        self.max_documents = int(self.config["max_documents"])
 
     async def rerank(self, route: ModelRoute, query: str, documents: Sequence[str],
                      call: CallContext) -> RerankResult:
-        return await self.rerank_at(self.path, route, query, documents, call)
+        step = self.max_documents
+        if len(documents) <= step:
+            return await self.rerank_at(self.path, route, query, documents, call)
+        parts = await asyncio.gather(*(self.rerank_at(self.path, route, query, documents[i:i + step], call)
+                                       for i in range(0, len(documents), step)))
+        tokens = [p.prompt_tokens for p in parts]
+        return RerankResult(scores=[s for p in parts for s in p.scores],
+                            prompt_tokens=None if None in tokens else sum(t for t in tokens if t is not None))
 
 
 @hookimpl

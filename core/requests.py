@@ -70,7 +70,13 @@ class EmbeddingsRequest:
     truncation: Truncation = None
     wire: dict[str, Any] = field(default_factory=dict)  # the dialect's output choices, read by its render
 
-    default_truncation: ClassVar[str] = "error"  # over the model's limit, unless the route or request says
+    def truncation_mode(self, route: ModelRoute, flag_end: bool) -> str:
+        """Over the model's limit: the request's choice, else the route's, else the truncate_inputs
+        flag's (end), else refuse."""
+        return self.truncation or route.truncation or ("end" if flag_end else "error")
+
+    def split_long(self, counter: TokenCounter, limit: int, over: list[int]) -> list[int]:
+        raise RuntimeError("embedding inputs are cut or refused, not split")
 
     def apply_caps(self, counter: TokenCounter) -> None:
         """Per-input token caps the caller asked for: none in the embedding dialects."""
@@ -197,8 +203,38 @@ class RerankRequest:
     truncation: Truncation = None
     max_tokens_per_doc: int | None = None  # each document is cut to this many tokens (Cohere v2)
     wire: dict[str, Any] = field(default_factory=dict)
+    # Set when long documents were split: the document each scored piece belongs to, and the
+    # documents as sent (for return_documents); the document takes its best piece's score.
+    piece_of: list[int] | None = None
+    originals: list[str] | None = None
 
-    default_truncation: ClassVar[str] = "end"  # a long document is cut to the model's window, and told
+    READ_AT_MOST: ClassVar[int] = 4096  # tokens read per document unless max_tokens_per_doc says (Cohere's default)
+
+    def truncation_mode(self, route: ModelRoute, flag_end: bool) -> str:
+        """A request says only whether it allows reading less than everything (``error`` if not);
+        then the route's truncation, else the flag's (end), else a long document is read in
+        overlapping windows (``chunk``) and scores as its best one."""
+        if self.truncation == "error":
+            return "error"
+        return route.truncation or ("end" if flag_end else "chunk")
+
+    def split_long(self, counter: TokenCounter, limit: int, over: list[int]) -> list[int]:
+        """Split the documents in ``over`` into windows that fit ``limit`` with the query (a
+        quarter of each window overlapping the next); return the new pair counts."""
+        query = len(counter.encode([self.query])[0])
+        size = limit - query - counter.pair_specials
+        if size < 16:
+            raise over_limit("query", 0, f"{query} tokens", f"{limit} tokens with a document")
+        stride = max(1, size - size // 4)
+        read = self.max_tokens_per_doc or self.READ_AT_MOST
+        pieces: list[str] = []
+        owners: list[int] = []
+        for i, doc in enumerate(self.documents):
+            parts = counter.windows(doc, size, stride, read) if i in over else [doc]
+            pieces += parts
+            owners += [i] * len(parts)
+        self.originals, self.documents, self.piece_of = self.documents, pieces, owners
+        return self.count(counter)
 
     @property
     def needs_counts(self) -> bool:
@@ -218,6 +254,9 @@ class RerankRequest:
 
     def cut(self, i: int, counter: TokenCounter, limit: int, mode: str) -> int:
         return self.truncate(i, counter, limit)  # rerank cuts the document's end; its query stays
+
+    def scored_documents(self) -> int:
+        return len(self.documents)
 
     def apply_caps(self, counter: TokenCounter) -> None:
         """Cut each document to ``max_tokens_per_doc`` tokens (before counting)."""
@@ -271,8 +310,14 @@ class RerankRequest:
         top_n = self.top_n
         if route.max_top_k is not None:
             top_n = min(top_n or route.max_top_k, route.max_top_k)
+        documents = self.documents
+        if self.piece_of is not None and self.originals is not None:  # a document scores as its best piece
+            best = [-math.inf] * len(self.originals)
+            for owner, score in zip(self.piece_of, scores, strict=True):
+                best[owner] = max(best[owner], score)
+            scores, documents = best, self.originals
         order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[:top_n]
-        return RerankOutcome(route.alias, [(i, float(scores[i])) for i in order], self.documents, tokens)
+        return RerankOutcome(route.alias, [(i, float(scores[i])) for i in order], documents, tokens)
 
 
 @dataclass(slots=True)
@@ -294,7 +339,9 @@ class TokenizeRequest(EmbeddingsRequest):
     embeddings request; answered by the route's token counter, not the adapter."""
 
     add_special_tokens: bool = True
-    default_truncation: ClassVar[str] = "none"  # tokenizing reads everything: no model limit applies
+
+    def truncation_mode(self, route: ModelRoute, flag_end: bool) -> str:
+        return "none"  # tokenizing reads everything: no model limit applies
 
     async def call(self, adapter: Adapter, route: ModelRoute, context: CallContext,  # type: ignore[override]
                    coalescer: EmbedCoalescer | None = None) -> TokenizeResult:

@@ -33,6 +33,7 @@ class TokenCounter:
         post = tokenizer.post_processor
         self._pair_specials = post.num_special_tokens_to_add(True) if post is not None else 0
         self.specials = post.num_special_tokens_to_add(False) if post is not None else 0
+        self.pair_specials = self._pair_specials
         self.max_token_chars = _max_token_chars(tokenizer)
 
     def count(self, texts: Sequence[str]) -> list[int]:
@@ -47,6 +48,19 @@ class TokenCounter:
         a long query with many documents costs one pass over the query, not one per document."""
         extra = len(self._tok.encode(query, add_special_tokens=False).ids) + self._pair_specials
         return [len(e.ids) + extra for e in self._tok.encode_batch(list(documents), add_special_tokens=False)]
+
+    def windows(self, text: str, size: int, stride: int, max_tokens: int) -> list[str]:
+        """``text`` as overlapping pieces of at most ``size`` tokens, starting every ``stride``
+        tokens, reading at most its first ``max_tokens`` tokens (special tokens not counted)."""
+        plain = self._tok.encode(text, add_special_tokens=False)
+        n = min(len(plain.ids), max_tokens)
+        pieces = []
+        for start in range(0, max(n - size, 0) + stride, stride):
+            end = min(start + size, n)
+            pieces.append(text[plain.offsets[start][0]:plain.offsets[end - 1][1]])
+            if end >= n:
+                break
+        return pieces
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]

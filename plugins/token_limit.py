@@ -7,9 +7,11 @@ It runs after ``route``: a request refused there (404, 403) is never tokenized.
 the request's own choice wins (Cohere ``truncate``, Voyage ``truncation``, TEI ``truncate``), else
 the route's ``truncation``, else the ``truncate_inputs`` flag (``end``), else the kind's default:
 ``error`` for embeddings (a 400 ``context_length_exceeded`` naming the item, its count and the
-limit), ``end`` for rerank (the document is cut to the model's window). Whatever is cut is said
-in ``X-Truncated-Inputs`` (the item indexes). Inputs are capped in characters first (the limit ×
-the tokenizer's longest token, 100 for WordPiece), so no input costs more than its allowance:
+limit); for rerank a long document is read whole in overlapping windows of the model's size and
+takes its best window's score (``X-Chunked-Documents``; Cohere's ``max_tokens_per_doc``, default
+4096, caps what is read). Whatever is cut is said in ``X-Truncated-Inputs`` (the item indexes).
+Inputs are capped in characters first (the limit × the tokenizer's longest token, 100 for
+WordPiece), so no input costs more than its allowance:
 a 15 MB word is refused or cut before it is tokenized, never counted as one [UNK].
 
 **The ROUTER_* limits.** ``ROUTER_DOCUMENT_TOKEN_LIMIT`` caps each input (or rerank document) and
@@ -32,7 +34,7 @@ from core.flow import Flow
 from core.requests import over_limit
 
 if TYPE_CHECKING:
-    from core.config import ModelRoute, Settings
+    from core.config import Settings
     from core.requests import ModelRequest
 
 _INLINE_CHARS = 16384  # below this, tokenizing inline is cheaper than a thread hop
@@ -49,7 +51,7 @@ class TokenLimitStage:
         req = flow.parsed()
         route, adapter = flow.routed()
         counter = flow.snapshot.counters[route.alias]
-        mode = self._mode(flow, req, route)
+        mode = req.truncation_mode(route, flow.snapshot.flag("truncate_inputs"))
         limit = None if mode == "none" else route.max_input_tokens or adapter.describe(route).get("max_input_tokens")
         if limit is None and req.truncation == "error":
             raise InvalidRequest(f"The request forbids truncation, but the input limit of '{route.alias}' is not "
@@ -66,13 +68,17 @@ class TokenLimitStage:
             counts = await asyncio.to_thread(req.count, counter)
         flow.token_counts = counts
         param = req.param
-        if limit is not None:
-            for i, count in enumerate(counts):
-                if count > limit:
-                    if mode == "error":
-                        raise over_limit(param, i, f"{count} tokens", f"{limit} tokens")
-                    counts[i] = req.cut(i, counter, limit, mode)
-                    cut.add(i)
+        over = [i for i, count in enumerate(counts) if limit is not None and count > limit]
+        if over and mode == "error":
+            raise over_limit(param, over[0], f"{counts[over[0]]} tokens", f"{limit} tokens")
+        if over and mode == "chunk" and limit is not None:
+            self._router_limits(flow, req, counts, counter, param)  # the ROUTER_* limits see whole documents
+            flow.token_counts = req.split_long(counter, limit, over)  # usage: every pair scored
+            flow.response_headers["X-Chunked-Documents"] = ",".join(map(str, over))
+            return
+        for i in over:
+            counts[i] = req.cut(i, counter, limit, mode)  # type: ignore[arg-type]
+            cut.add(i)
         if cut:
             flow.response_headers["X-Truncated-Inputs"] = ",".join(map(str, sorted(cut)))
         self._router_limits(flow, req, counts, counter, param)
@@ -94,15 +100,6 @@ class TokenLimitStage:
                 f"The request has {sum(counts)} tokens; the limit per request is {self.request_limit} "
                 f"(ROUTER_SAFE_REQUEST_TOKEN_LIMIT), passed at '{param}[{passed}]'", param=param,
                 code="request_token_limit_exceeded")
-
-    @staticmethod
-    def _mode(flow: Flow, req: ModelRequest, route: ModelRoute) -> str:
-        """What happens over the model's limit: the request's choice, the route's, the flag's, the kind's."""
-        if req.truncation is not None:
-            return req.truncation
-        if route.truncation is not None:
-            return route.truncation
-        return "end" if flow.snapshot.flag("truncate_inputs") else req.default_truncation
 
     def _needs_counts(self, flow: Flow) -> bool:
         if self.document_limit is not None or self.request_limit is not None or flow.needs_token_counts:

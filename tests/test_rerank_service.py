@@ -152,7 +152,9 @@ def test_gpu_without_a_gpu_fails_clearly(tmp_path):
 def test_router_reranks_through_the_service(service, tmp_path):
     configs = router_configs(tmp_path / "configs", {"rerank": [{
         "model": "rerank-remote", "served_name": "rerank-base", "max_top_k": 2,
-        "upstream": {"type": "rerank", "url": service, "timeout_seconds": 10}}]})
+        "upstream": {"type": "rerank", "url": service, "timeout_seconds": 10}}, {
+        "model": "rerank-split", "served_name": "rerank-base",
+        "upstream": {"type": "rerank", "url": service, "timeout_seconds": 10, "max_documents": 5}}]})
     router, url = start_router(configs, tmp_path / "router.log")
     try:
         direct = _rerank(service, model="rerank-base", query=QUERY, documents=DOCS).json()
@@ -170,5 +172,13 @@ def test_router_reranks_through_the_service(service, tmp_path):
                                                         "documents": DOCS * 2}, timeout=30)
         assert too_many.status_code == 400
         assert "at most 5" in too_many.json()["error"]["message"]
+        # Told the service's RERANK_MAX_DOCUMENTS, the router sends a longer list as several calls.
+        split = httpx.post(url + "/v1/rerank", json={"model": "rerank-split", "query": QUERY,
+                                                     "documents": DOCS * 2}, timeout=30)
+        assert split.status_code == 200, split.text
+        scores = {r["index"]: r["relevance_score"] for r in split.json()["results"]}
+        assert len(scores) == 2 * len(DOCS)
+        for i in range(len(DOCS)):  # each copy scores as the original, wherever its call was
+            assert scores[i] == pytest.approx(scores[i + len(DOCS)], abs=1e-6)
     finally:
         router.stop()

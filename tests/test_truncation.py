@@ -82,9 +82,29 @@ async def test_a_huge_word_is_refused_or_cut_before_it_is_tokenized(client):
     print(f"two 15 MB inputs answered in {time.perf_counter() - started:.2f} s")  # tokenizing it took 22-29 s
 
 
-async def test_rerank_cuts_a_long_document_to_the_window_and_says_so(client):
-    resp = await client.post("/v1/rerank", json={"model": "rerank", "query": "q", "documents": ["short", LONG]})
-    assert resp.status == 200 and resp.headers["X-Truncated-Inputs"] == "1"
+FILLER = " ".join(["The committee met again to discuss the agenda and minutes of the previous session."] * 45)
+BERLIN = FILLER + " Berlin has a population of about 3.7 million registered inhabitants."
+HAMBURG = "Hamburg is a port city in northern Germany on the river Elbe."
+
+
+async def test_a_long_document_is_read_whole_in_windows_and_takes_its_best_score(client, counter):
+    assert counter.count([BERLIN])[0] > 600  # the answer sits past the model's 512-token window
+    body = {"model": "rerank", "query": "How many people live in Berlin?", "documents": [HAMBURG, BERLIN],
+            "return_documents": True}
+    resp = await client.post("/v1/rerank", json=body)
+    answer = await resp.json()
+    assert resp.status == 200 and resp.headers["X-Chunked-Documents"] == "1"
+    assert [r["index"] for r in answer["results"]] == [1, 0]  # Berlin first, as a reader would rank it
+    assert answer["results"][0]["document"]["text"] == BERLIN  # the document as sent, not a piece
+    assert answer["usage"]["prompt_tokens"] > counter.count([BERLIN])[0]  # the query counts once per window
+    cut = await client.post("/v2/rerank", json={"model": "rerank", "query": body["query"],
+                                                "documents": [HAMBURG, BERLIN], "max_tokens_per_doc": 300})
+    head_only = {r["index"]: r["relevance_score"] for r in (await cut.json())["results"]}
+    # told to read 300 tokens, the answer at ~680 is not read: the document scores as its filler
+    assert answer["results"][0]["relevance_score"] > 5 * head_only[1]
+
+
+async def test_rerank_refuses_a_long_document_when_the_request_forbids_cutting(client):
     resp = await client.post("/v1/rerank", json={"model": "rerank", "query": "q", "documents": [LONG],
                                                  "truncation": False})
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "context_length_exceeded"
