@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
 from core.config import Settings
@@ -10,7 +11,6 @@ from core.errors import ConfigError
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
 
     from core.app import create_app
     from core.logs import setup_logging
@@ -23,8 +23,10 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"maas: {exc}", file=sys.stderr)
         return 1
-    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None,
-                shutdown_timeout=args.shutdown_timeout)
+    from core.app import serve_until_stopped
+
+    asyncio.run(serve_until_stopped(app, args.host, args.port, drain_s=settings.drain_s,
+                                    shutdown_timeout=args.shutdown_timeout))
     return 0
 
 

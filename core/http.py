@@ -78,6 +78,9 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
             log.exception("unhandled error")
             response = error_response(GatewayError("Internal server error"), request.path)
         response.headers["X-Request-ID"] = rid
+        gw = request.app.get(GATEWAY)
+        if gw is not None and gw.draining:  # the client's next request goes to another replica
+            response.force_close()
         if cors is not None:
             cors.decorate(request, response)
         if not request.path.startswith(_UNLOGGED):
@@ -107,8 +110,8 @@ def serve(codec: Codec) -> Handler:
 
     async def handler(request: web.Request) -> web.Response:
         gw = request.app[GATEWAY]
-        if gw.snapshot is None or gw.draining:
-            raise ServiceUnavailable("The gateway is starting or draining; retry shortly")
+        if gw.snapshot is None:
+            raise ServiceUnavailable("The gateway is starting; retry shortly")
         limit = gw.settings.max_body_bytes
         # No await between taking the snapshot and gw.handle pinning its adapters: a reload in
         # between could retire (close) an adapter this request is about to use.
