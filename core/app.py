@@ -17,6 +17,7 @@ from core.gateway import Gateway
 from core.http import CORS, GATEWAY, add_routes, edge_middleware
 from core.logs import access_log
 from core.reload import ConfigWatcher
+from core.serving import DRAIN, Drain
 
 log = logging.getLogger("maas.app")
 
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None, pm: pluggy.PluginManager | None
     gateway = Gateway(settings, pm)
     app = web.Application(middlewares=[edge_middleware], client_max_size=settings.max_body_bytes)
     app[GATEWAY] = gateway
+    app[DRAIN] = Drain()
     if settings.cors_origins:
         app[CORS] = Cors(settings.cors_origins)
     add_routes(app)
@@ -61,30 +63,3 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 async def _drain(app: web.Application) -> None:
     app[GATEWAY].draining = True
-
-
-async def serve_until_stopped(app: web.Application, host: str, port: int, *, drain_s: float,
-                              shutdown_timeout: float) -> None:
-    """Serve until SIGTERM or SIGINT, then drain: for ``drain_s`` the listener stays open and API
-    requests are served as usual (a draining router that answered them 503 would fail them:
-    neither Kubernetes nor Traefik retries a 503) while ``/health/ready`` answers 503 and every
-    answer says ``Connection: close``, so balancers take the replica out and clients reconnect
-    elsewhere. Then the listener closes, idle connections are dropped, requests in flight get up
-    to ``shutdown_timeout`` to finish, and the process exits."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    log.info("serving", extra={"host": host, "port": port})
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-        app[GATEWAY].draining = True
-        log.info("draining: still serving, readiness 503, connections closed after each answer",
-                 extra={"drain_s": drain_s})
-        await asyncio.sleep(drain_s)
-    finally:
-        await runner.cleanup()
-        log.info("stopped")

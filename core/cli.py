@@ -23,10 +23,14 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"maas: {exc}", file=sys.stderr)
         return 1
-    from core.app import serve_until_stopped
+    from core.http import GATEWAY
+    from core.serving import serve_until_stopped
+
+    def drain() -> None:
+        app[GATEWAY].draining = True  # /health/ready answers 503
 
     asyncio.run(serve_until_stopped(app, args.host, args.port, drain_s=settings.drain_s,
-                                    shutdown_timeout=args.shutdown_timeout))
+                                    shutdown_timeout=args.shutdown_timeout, on_drain=drain))
     return 0
 
 

@@ -24,6 +24,7 @@ from core.gateway import Gateway
 from core.logs import access_log, request_id_var
 from core.models_api import model_body, models_body
 from core.openapi import openapi_document, with_models
+from core.serving import DRAIN
 
 log = logging.getLogger("maas.http")
 
@@ -78,8 +79,8 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
             log.exception("unhandled error")
             response = error_response(GatewayError("Internal server error"), request.path)
         response.headers["X-Request-ID"] = rid
-        gw = request.app.get(GATEWAY)
-        if gw is not None and gw.draining:  # the client's next request goes to another replica
+        drain = request.app.get(DRAIN)
+        if drain is not None and drain.active:  # the client's next request goes to another replica
             response.force_close()
         if cors is not None:
             cors.decorate(request, response)

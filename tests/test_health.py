@@ -10,6 +10,7 @@ from core import hookimpl
 from core.adapters import Adapter, EmbedResult
 from core.app import create_app
 from core.http import GATEWAY
+from core.serving import DRAIN
 from tests.support.inprocess import echo_plugin_manager, write_configs
 
 
@@ -55,7 +56,8 @@ async def test_ready_only_after_loading_and_not_while_draining(aiohttp_client, t
     assert (await client.get("/health/ready")).status == 200
     assert (await client.post("/v1/embeddings", json={"model": "slow", "input": "x"})).status == 200
 
-    app[GATEWAY].draining = True  # what SIGTERM starts (core.app.serve_until_stopped)
+    app[GATEWAY].draining = True  # what SIGTERM starts (core.serving.serve_until_stopped)
+    app[DRAIN].active = True
     draining = await client.get("/health/ready")
     assert draining.status == 503 and (await draining.json()) == {"status": "draining"}
     # API requests are still served, so nobody's request fails; the connection closes after each

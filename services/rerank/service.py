@@ -27,6 +27,7 @@ from core.errors import ConfigError, InvalidRequest, ModelNotFound, ServiceUnava
 from core.http import edge_middleware, json_response
 from core.packaged import DEFAULT_RERANKER, check_device
 from core.protocol import parse_rerank, rerank_body
+from core.serving import DRAIN, Drain, serve_until_stopped
 from core.tokenization import TokenCounter, counter_for
 
 log = logging.getLogger("maas.rerank")
@@ -82,6 +83,7 @@ class RerankService:
         self.backends: dict[str, str] = {}
         self.counters: dict[str, TokenCounter] = {}
         self.ready = False
+        self.draining = False
         self.failed: BaseException | None = None
         r = self.registry = CollectorRegistry()
         self.requests = Counter("rerank_requests_total", "Rerank requests by status", ["status"], registry=r)
@@ -158,7 +160,10 @@ async def _rerank(request: web.Request) -> web.Response:
 
 
 async def _ready(request: web.Request) -> web.Response:
-    if request.app[SERVICE].ready:
+    service = request.app[SERVICE]
+    if service.draining:
+        return json_response({"status": "draining"}, status=503)
+    if service.ready:
         return json_response({"status": "ok"})
     return json_response({"status": "loading"}, status=503)
 
@@ -192,6 +197,7 @@ def create_rerank_app(settings: RerankSettings | None = None) -> web.Application
         loader.cancel()
         await service.close()
 
+    app[DRAIN] = Drain()
     app.cleanup_ctx.append(lifecycle)
     for path in ("/rerank", "/v1/rerank"):
         app.router.add_post(path, _rerank)
@@ -218,7 +224,13 @@ def run(host: str, port: int) -> int:
     except ConfigError as exc:
         print(f"maas serve-rerank: {exc}", file=sys.stderr)
         return 1
-    web.run_app(app, host=host, port=port, access_log=None, print=None)
+    drain_s = number(os.environ, "RERANK_DRAIN_SECONDS", float, 5.0)
+
+    def drain() -> None:
+        app[SERVICE].draining = True  # /health/ready answers 503
+
+    # 5 s preStop + the drain + 20 s for requests in flight fit the pod's 30 s grace period.
+    asyncio.run(serve_until_stopped(app, host, port, drain_s=drain_s, shutdown_timeout=20.0, on_drain=drain))
     if app[SERVICE].failed is not None:
         print(f"maas serve-rerank: the model failed to load: {app[SERVICE].failed}", file=sys.stderr)
         return 1
