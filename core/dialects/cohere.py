@@ -12,7 +12,7 @@ from typing import Any
 
 from core.dialects.base import Codec, ParseLimits, count_items, response_id
 from core.dialects.fields import NONEMPTY_STRING, POSITIVE_INT, STRING, STRINGS, Field, FieldTable, enum
-from core.dialects.openai import RERANK_DOCUMENTS, parse_rerank_body
+from core.dialects.openai import RERANK_FIELDS, parse_rerank_body
 from core.dialects.quantize import as_base64, as_lists, quantize
 from core.requests import EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
 
@@ -93,12 +93,8 @@ class CohereRerankV2(Codec):
     errors = "cohere"
     summary = "Rerank: Cohere's v2 body"
     fields = FieldTable((
-        Field("model", NONEMPTY_STRING, "the model alias", required=True),
-        Field("query", NONEMPTY_STRING, "the query", required=True),
-        Field("documents", RERANK_DOCUMENTS, "strings (or {text} objects)", required=True),
-        Field("top_n", POSITIVE_INT, "how many results, best first"),
-        Field("return_documents", {"type": "boolean"}, "put each document's text in its result"),
-        Field("max_tokens_per_doc", POSITIVE_INT, "each document is cut to this many tokens"),
+        *RERANK_FIELDS,
+        Field("max_tokens_per_doc", POSITIVE_INT, "each document is read up to this many tokens (default 4096)"),
     ))
 
     def parse(self, body: Any, limits: ParseLimits) -> RerankRequest:

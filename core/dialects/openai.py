@@ -107,6 +107,14 @@ class InfinityEmbeddings(OpenAIEmbeddings):
 
 
 RERANK_DOCUMENTS = {"type": "array", "items": one_of(NONEMPTY_STRING, TEXT_OBJECT), "minItems": 1}
+#: What every rerank body has, whatever its dialect calls the rest.
+RERANK_FIELDS = (
+    Field("model", NONEMPTY_STRING, "the model alias", required=True),
+    Field("query", NONEMPTY_STRING, "the query", required=True),
+    Field("documents", RERANK_DOCUMENTS, "strings or {text} objects", required=True),
+    Field("top_n", POSITIVE_INT, "how many results, best first (capped by the model's max_top_k)"),
+    Field("return_documents", BOOLEAN, "put each document's text in its result"),
+)
 
 
 class GuideRerank(Codec):
@@ -117,12 +125,8 @@ class GuideRerank(Codec):
     kind = "rerank"
     summary = "Rerank: the guide's body (Cohere v1, Jina and Voyage clients read the answer too)"
     fields = FieldTable((
-        Field("model", NONEMPTY_STRING, "the model alias", required=True),
-        Field("query", NONEMPTY_STRING, "the query", required=True),
-        Field("documents", RERANK_DOCUMENTS, "strings or {text} objects", required=True),
+        *RERANK_FIELDS,
         Field("top_k", POSITIVE_INT, "the guide's (and Voyage's) name for top_n"),
-        Field("top_n", POSITIVE_INT, "how many results, best first (capped by the model's max_top_k)"),
-        Field("return_documents", BOOLEAN, "put each document's text in its result"),
         Field("truncation", BOOLEAN, "Voyage: true lets an over-long document be cut; false refuses it"),
     ))
     response_schema = {"type": "object", "required": ["model", "results", "usage"],
