@@ -9,7 +9,6 @@ the request schema in ``/openapi.json``.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -58,10 +57,6 @@ def count_items(n: int, limits: ParseLimits, param: str) -> None:
 
 def response_id() -> str:
     return os.urandom(16).hex()
-
-
-def now() -> int:
-    return int(time.time())
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
