@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
+from typing import Any
 
+import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 log = logging.getLogger("maas.serving")
 
@@ -31,9 +35,45 @@ class Drain:
 DRAIN = web.AppKey("drain", Drain)
 
 
+# What a parser-level refusal says: the kind of fault, never the bytes (a header may hold a key).
+_FAULTS = {"LineTooLong": "a request line or header field is too long",
+           "InvalidHeader": "a header field is malformed", "BadStatusLine": "the request line is malformed",
+           "BadHttpMethod": "the request method is malformed", "TransferEncodingError": "the body framing is malformed",
+           "ContentLengthError": "the body length is malformed", "InvalidURLError": "the URL is malformed"}
+
+
+def _parser_error(self: RequestHandler, request: Any, status: int = 500, exc: BaseException | None = None,
+                  message: str | None = None) -> web.StreamResponse:
+    """aiohttp's answer to a request it could not parse, as the gateway answers everything: JSON
+    in OpenAI's shape with an X-Request-ID, and one short WARNING line. aiohttp's own logs the
+    whole traceback with the raw header (a key in ``Authorization: Bearer <key>\x01``) and echoes
+    it in a text/plain body."""
+    rid = os.urandom(16).hex()
+    kind = type(exc).__name__ if exc is not None else "Error"
+    fault = _FAULTS.get(kind, "the request is malformed")
+    log.warning("malformed request refused", extra={"status": status, "fault": kind, "request_id": rid})
+    if request.writer.output_size > 0:  # part of an answer went out: the connection is all that is left
+        raise ConnectionError("the answer had started; closing the connection")
+    client = status < 500
+    body = {"error": {"message": f"Malformed HTTP request: {fault}" if client else "Internal server error",
+                      "type": "invalid_request_error" if client else "server_error", "param": None,
+                      "code": "malformed_request" if client else "internal_error"}}
+    response = web.Response(body=orjson.dumps(body), status=status, content_type="application/json",
+                            headers={"X-Request-ID": rid})
+    response.force_close()
+    return response
+
+
+def harden_parser_errors() -> None:
+    """Answer and log parser-level errors the gateway's way. aiohttp has no hook for this, so the
+    method is replaced for the process; called by ``serve_until_stopped`` only."""
+    RequestHandler.handle_error = _parser_error  # type: ignore[method-assign]
+
+
 async def serve_until_stopped(app: web.Application, host: str, port: int, *, drain_s: float,
                               shutdown_timeout: float, on_drain: Callable[[], None] = lambda: None) -> None:
     drain = app.setdefault(DRAIN, Drain())
+    harden_parser_errors()
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
