@@ -4,6 +4,7 @@
     ├── InvalidRequest                400 invalid_request_error
     │   ├── PayloadTooLarge           413 (body size)
     │   ├── TokenLimitExceeded        413 (token limits)
+    │   ├── RequestTimeout            408 (the body did not arrive within ROUTER_BODY_TIMEOUT_SECONDS)
     │   └── ClientClosedRequest       499 (the client left before its body arrived; logged only)
     ├── AuthError                     401 authentication_error
     ├── PermissionDenied              403 permission_error
@@ -69,6 +70,13 @@ class PayloadTooLarge(InvalidRequest):
 class TokenLimitExceeded(InvalidRequest):
     status = 413
     default_code = "token_limit_exceeded"
+
+
+class RequestTimeout(InvalidRequest):
+    """The body promised by Content-Length (or chunks) did not arrive in time."""
+
+    status = 408
+    default_code = "request_timeout"
 
 
 class ClientClosedRequest(InvalidRequest):

@@ -18,7 +18,7 @@ from aiohttp import ClientPayloadError, web
 
 from core.cors import Cors
 from core.dialects import CODECS, Codec, error_style
-from core.errors import ClientClosedRequest, GatewayError, PayloadTooLarge, ServiceUnavailable
+from core.errors import ClientClosedRequest, GatewayError, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from core.flow import Flow
 from core.gateway import Gateway
 from core.logs import access_log, request_id_var
@@ -44,7 +44,10 @@ def json_response(body: object, status: int = 200, headers: dict[str, str] | Non
 
 
 def error_response(exc: GatewayError, path: str = "") -> web.Response:
-    return json_response(exc.to_body(error_style(path)), status=exc.status, headers=exc.headers)
+    response = json_response(exc.to_body(error_style(path)), status=exc.status, headers=exc.headers)
+    if exc.headers.get("Connection") == "close":  # the connection is in an unknown state (a body half read)
+        response.force_close()
+    return response
 
 
 _HTTP_ERRORS = {404: ("Unknown route", "not_found"), 405: ("Method not allowed", "method_not_allowed"),
@@ -94,12 +97,18 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request_id_var.reset(token)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, or PayloadTooLarge past ``limit`` bytes (checked before reading)."""
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The request body, or PayloadTooLarge past ``limit`` bytes (checked before reading), or
+    RequestTimeout when it does not arrive within ``timeout_s``: a body promised and never sent
+    must not hold a connection (and a request slot) open."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
     try:
-        return await request.read()
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} s "
+                             "(ROUTER_BODY_TIMEOUT_SECONDS)", headers={"Connection": "close"}) from None
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes") from None
     except (ConnectionResetError, ClientPayloadError):  # the client hung up mid-body
@@ -118,7 +127,7 @@ def serve(codec: Codec) -> Handler:
         # between could retire (close) an adapter this request is about to use.
         flow = Flow(kind=codec.kind, snapshot=gw.snapshot, request_id=request[REQUEST_ID],
                     client_ip=request.remote or "unknown", headers=request.headers, codec=codec,
-                    read_body=lambda: read_body(request, limit))
+                    read_body=lambda: read_body(request, limit, gw.settings.body_timeout_s))
         try:
             await gw.handle(flow)
         finally:

@@ -25,7 +25,8 @@ def router(tmp_path_factory):
     write_yaml(configs / "auth.yaml", {"api_keys": [{"key": SECRET, "name": "edge"}]})
     write_yaml(configs / "rate_limits.yaml", {"default": {"capacity": 1000, "refill_rate": 1000}})
     site = echo.install_plugin(work / "site")
-    server, url = start_router(configs, work / "router.log", PYTHONPATH=f"{site}:{ROOT}")
+    server, url = start_router(configs, work / "router.log", PYTHONPATH=f"{site}:{ROOT}",
+                               ROUTER_BODY_TIMEOUT_SECONDS="1")
     yield server, url
     server.stop()
 
@@ -34,12 +35,14 @@ def _raw(url: str, data: bytes) -> tuple[int, dict[str, str], bytes]:
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(data)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += sock.recv(65536)
+        head, _, body = got.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        while len(body) < int(headers.get("content-length", 0)):  # the answer, not the socket's end
+            body += sock.recv(65536)
     return int(lines[0].split()[1]), headers, body
 
 
@@ -62,3 +65,13 @@ def test_a_request_aiohttp_cannot_parse_gets_json_with_a_request_id_and_no_echo(
     log = server.log_text()
     assert SECRET not in log and "Traceback" not in log
     assert headers["x-request-id"] in log  # one WARNING line names it
+
+
+def test_a_body_promised_and_never_sent_is_a_408_not_a_held_connection(router):
+    _, url = router
+    head = (f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+    status, headers, body = _raw(url, head.encode() + b'{"model": "e", ')  # 15 of the 100 bytes, then silence
+    assert status == 408 and headers["connection"] == "close"
+    error = json.loads(body)["error"]
+    assert error["code"] == "request_timeout" and "ROUTER_BODY_TIMEOUT_SECONDS" in error["message"]

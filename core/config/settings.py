@@ -53,6 +53,7 @@ class Settings:
     max_inputs: int = 2048
     redis_url: str | None = field(default=None, repr=False)
     trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose X-Real-IP / X-Forwarded-For count
+    body_timeout_s: float = 30.0  # a request body must arrive within this
     drain_s: float = 5.0  # after SIGTERM: keep serving, readiness 503, before the listener closes
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*" for any); none: CORS off
     disabled_plugins: tuple[str, ...] = ()
@@ -81,6 +82,7 @@ class Settings:
             trusted_proxies=_list(e.get("ROUTER_TRUSTED_PROXIES")),
             cors_origins=_list(e.get("ROUTER_CORS_ORIGINS")),
             drain_s=number(e, "ROUTER_DRAIN_SECONDS", float, cls.drain_s, minimum=0),
+            body_timeout_s=number(e, "ROUTER_BODY_TIMEOUT_SECONDS", float, cls.body_timeout_s, minimum=0.001),
             disabled_plugins=_list(e.get("ROUTER_DISABLED_PLUGINS")),
             log_level=e.get("ROUTER_LOG_LEVEL", cls.log_level).upper(),
         )
