@@ -100,6 +100,11 @@ def test_production_stack():
         assert env["ROUTER_REQUEST_TIMEOUT_SECONDS"] == "60"
         assert "http://localhost:8000/health/live" in router["healthcheck"]["test"]
         assert "../configs:/app/configs:ro" in router["volumes"]
+    # one Redis for every router: otherwise each keeps its own buckets and limits triple
+    redis = services["redis"]
+    assert {compose_env(r)["ROUTER_REDIS_URL"] for r in routers.values()} == {"redis://redis:6379/0"}
+    assert all(r["depends_on"]["redis"]["condition"] == "service_healthy" for r in routers.values())
+    assert "redis-cli" in redis["healthcheck"]["test"] and "--appendonly" in redis["command"]
     # nginx.conf lists its upstreams by name: those names must be the router services.
     nginx_conf = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
     assert set(re.findall(r"server (\w+):8000;", nginx_conf)) == set(routers)

@@ -134,7 +134,7 @@ def test_manifests_are_the_stack():
     for _, doc in MANIFESTS:
         assert "namespace" not in doc["metadata"], "applied with -n maas, as in the guide"
         for container in containers(doc):
-            if doc["metadata"]["name"] != "infinity-embed":
+            if doc["metadata"]["name"] not in ("infinity-embed", "redis"):
                 check_maas_argv(container["args"])
                 assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
                 assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
@@ -144,6 +144,22 @@ def test_manifests_are_the_stack():
     assert yaml.safe_load(configmap["data"]["routing.yaml"]) == yaml.safe_load((configs / "routing.yaml").read_text())
     for key in ("auth.yaml", "rate_limits.yaml"):
         assert yaml.safe_load(secret["stringData"][key]) == yaml.safe_load((configs / key).read_text())
+
+
+def test_every_router_replica_shares_one_redis():
+    by_kind = {(d["kind"], d["metadata"]["name"]): d for _, d in MANIFESTS}
+    assert ("Deployment", "redis") in by_kind and ("Service", "redis") in by_kind
+    router = by_kind[("Deployment", "router")]
+    assert router["spec"]["replicas"] > 1
+    env = {e["name"]: e.get("value") for c in containers(router) for e in c["env"]}
+    port = by_kind[("Service", "redis")]["spec"]["ports"][0]["port"]
+    assert env["ROUTER_REDIS_URL"] == f"redis://redis:{port}/0"
+    # the chart: a URL, or a Secret holding one (a password in it), becomes ROUTER_REDIS_URL
+    template = _templates(HELM / "router")["deployment.yaml"]
+    assert "ROUTER_REDIS_URL" in template and ".Values.redis.existingSecret" in template
+    assert ".Values.redis.url" in template
+    values = _values(HELM / "router")
+    assert set(values["redis"]) == {"url", "existingSecret", "secretKey"}
 
 
 def test_env_names_in_templates_are_found():
