@@ -75,15 +75,18 @@ class EmbeddingsRequest:
         flag's (end), else refuse."""
         return self.truncation or route.truncation or ("end" if flag_end else "error")
 
-    def split_long(self, counter: TokenCounter, limit: int, over: list[int]) -> list[int]:
+    def split_long(self, counter: TokenCounter, limit: int, over: list[int]) -> tuple[list[int], list[int]]:
         raise RuntimeError("embedding inputs are cut or refused, not split")
 
-    def apply_caps(self, counter: TokenCounter) -> None:
+    def apply_caps(self, counter: TokenCounter) -> list[int]:
         """Per-input token caps the caller asked for: none in the embedding dialects."""
+        return []
 
-    def cap_chars(self, cap: int, mode: str) -> list[int]:
-        """Inputs over ``cap`` characters are over the model's allowance whatever they tokenize to
-        (a 15 MB 'word' is one [UNK]): refuse them, or cut them to ``cap`` before tokenizing."""
+    def cap_chars(self, limit: int, counter: TokenCounter, mode: str) -> list[int]:
+        """Inputs over ``limit`` × the longest token's characters are over the model's allowance
+        whatever they tokenize to (a 15 MB 'word' is one [UNK]): refuse them, or cut them there
+        before tokenizing."""
+        cap = limit * counter.max_token_chars
         if self.is_tokens:
             return []
         items: list[Any] = self.inputs
@@ -218,29 +221,39 @@ class RerankRequest:
             return "error"
         return route.truncation or ("end" if flag_end else "chunk")
 
-    def split_long(self, counter: TokenCounter, limit: int, over: list[int]) -> list[int]:
+    def split_long(self, counter: TokenCounter, limit: int, over: list[int]) -> tuple[list[int], list[int]]:
         """Split the documents in ``over`` into windows that fit ``limit`` with the query (a
-        quarter of each window overlapping the next); return the new pair counts."""
+        quarter of each window overlapping the next); return the new pair counts and the
+        documents read only in part (past ``read_tokens``)."""
         query = len(counter.encode([self.query])[0])
         size = limit - query - counter.pair_specials
         if size < 16:
             raise over_limit("query", 0, f"{query} tokens", f"{limit} tokens with a document")
         stride = max(1, size - size // 4)
-        read = self.max_tokens_per_doc or self.READ_AT_MOST
         pieces: list[str] = []
         owners: list[int] = []
+        partly: list[int] = []  # documents longer than what is read of them
         for i, doc in enumerate(self.documents):
-            parts = counter.windows(doc, size, stride, read) if i in over else [doc]
+            parts, whole = counter.windows(doc, size, stride, self.read_tokens) if i in over else ([doc], True)
             pieces += parts
             owners += [i] * len(parts)
+            if not whole:
+                partly.append(i)
         self.originals, self.documents, self.piece_of = self.documents, pieces, owners
-        return self.count(counter)
+        return self.count(counter), partly
+
+    @property
+    def read_tokens(self) -> int:
+        """The most tokens read of one document, windows and all."""
+        return self.max_tokens_per_doc or self.READ_AT_MOST
 
     @property
     def needs_counts(self) -> bool:
         return self.truncation == "error" or self.max_tokens_per_doc is not None
 
-    def cap_chars(self, cap: int, mode: str) -> list[int]:
+    def cap_chars(self, limit: int, counter: TokenCounter, mode: str) -> list[int]:
+        # read in windows, a document may be as long as read_tokens, not just one window
+        cap = (max(limit, self.read_tokens) if mode == "chunk" else limit) * counter.max_token_chars
         cut = [i for i, doc in enumerate(self.documents) if len(doc) > cap]
         for i in cut:
             if mode == "error":
@@ -258,11 +271,15 @@ class RerankRequest:
     def scored_documents(self) -> int:
         return len(self.documents)
 
-    def apply_caps(self, counter: TokenCounter) -> None:
-        """Cut each document to ``max_tokens_per_doc`` tokens (before counting)."""
+    def apply_caps(self, counter: TokenCounter) -> list[int]:
+        """Cut each document to ``max_tokens_per_doc`` tokens (before counting); the ones cut."""
         cap = self.max_tokens_per_doc
-        if cap is not None:
-            self.documents = [counter.truncate_plain(doc, cap) for doc in self.documents]
+        if cap is None:
+            return []
+        capped = [counter.truncate_plain(doc, cap) for doc in self.documents]
+        cut = [i for i, (a, b) in enumerate(zip(self.documents, capped, strict=True)) if a != b]
+        self.documents = capped
+        return cut
 
     @property
     def texts(self) -> list[str]:

@@ -49,9 +49,10 @@ class TokenCounter:
         extra = len(self._tok.encode(query, add_special_tokens=False).ids) + self._pair_specials
         return [len(e.ids) + extra for e in self._tok.encode_batch(list(documents), add_special_tokens=False)]
 
-    def windows(self, text: str, size: int, stride: int, max_tokens: int) -> list[str]:
+    def windows(self, text: str, size: int, stride: int, max_tokens: int) -> tuple[list[str], bool]:
         """``text`` as overlapping pieces of at most ``size`` tokens, starting every ``stride``
-        tokens, reading at most its first ``max_tokens`` tokens (special tokens not counted)."""
+        tokens, reading at most its first ``max_tokens`` tokens (special tokens not counted);
+        and whether that was all of it."""
         plain = self._tok.encode(text, add_special_tokens=False)
         n = min(len(plain.ids), max_tokens)
         pieces = []
@@ -60,7 +61,7 @@ class TokenCounter:
             pieces.append(text[plain.offsets[start][0]:plain.offsets[end - 1][1]])
             if end >= n:
                 break
-        return pieces
+        return pieces, n == len(plain.ids)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]

@@ -57,8 +57,8 @@ class TokenLimitStage:
             raise InvalidRequest(f"The request forbids truncation, but the input limit of '{route.alias}' is not "
                                  "known here (the route sets no max_input_tokens); allow truncation or ask the "
                                  "operator", param="truncate", code="unknown_input_limit")
-        cut: set[int] = set(req.cap_chars(limit * counter.max_token_chars, mode)) if limit else set()
-        req.apply_caps(counter)
+        cut: set[int] = set(req.cap_chars(limit, counter, mode)) if limit else set()
+        cut |= set(req.apply_caps(counter))
         model_check = limit is not None and not req.surely_within(limit, counter)
         if not model_check and not cut and not self._needs_counts(flow):
             return  # nothing can be over a limit, nothing is charged, and the upstream reports usage
@@ -73,8 +73,11 @@ class TokenLimitStage:
             raise over_limit(param, over[0], f"{counts[over[0]]} tokens", f"{limit} tokens")
         if over and mode == "chunk" and limit is not None:
             self._router_limits(flow, req, counts, counter, param)  # the ROUTER_* limits see whole documents
-            flow.token_counts = req.split_long(counter, limit, over)  # usage: every pair scored
+            flow.token_counts, partly = req.split_long(counter, limit, over)  # usage: every pair scored
             flow.response_headers["X-Chunked-Documents"] = ",".join(map(str, over))
+            cut |= set(partly)
+            if cut:
+                flow.response_headers["X-Truncated-Inputs"] = ",".join(map(str, sorted(cut)))
             return
         for i in over:
             counts[i] = req.cut(i, counter, limit, mode)  # type: ignore[arg-type]

@@ -99,9 +99,20 @@ async def test_a_long_document_is_read_whole_in_windows_and_takes_its_best_score
     assert answer["usage"]["prompt_tokens"] > counter.count([BERLIN])[0]  # the query counts once per window
     cut = await client.post("/v2/rerank", json={"model": "rerank", "query": body["query"],
                                                 "documents": [HAMBURG, BERLIN], "max_tokens_per_doc": 300})
+    assert cut.headers["X-Truncated-Inputs"] == "1"  # what it was told not to read is said
     head_only = {r["index"]: r["relevance_score"] for r in (await cut.json())["results"]}
     # told to read 300 tokens, the answer at ~680 is not read: the document scores as its filler
     assert answer["results"][0]["relevance_score"] > 5 * head_only[1]
+
+
+async def test_a_document_past_what_is_read_says_so(client, counter):
+    huge = " ".join(f"word{i}" for i in range(2500))  # over 4,096 tokens, the most read of one document
+    assert counter.count([huge])[0] > 4096
+    resp = await client.post("/v1/rerank", json={"model": "rerank", "query": "q", "documents": ["short", huge]})
+    assert resp.status == 200
+    assert resp.headers["X-Chunked-Documents"] == "1" and resp.headers["X-Truncated-Inputs"] == "1"
+    resp = await client.post("/v1/rerank", json={"model": "rerank", "query": "q", "documents": [huge[:9000]]})
+    assert resp.status == 200 and "X-Truncated-Inputs" not in resp.headers  # read whole, in windows
 
 
 async def test_rerank_refuses_a_long_document_when_the_request_forbids_cutting(client):
