@@ -8,7 +8,7 @@ Every wire format (``core.dialects``) parses into these and renders their outcom
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -16,8 +16,8 @@ import numpy as np
 
 from core.config.routing import CL100K
 from core.errors import InvalidRequest, TokenLimitExceeded, UpstreamError
-from core.responses import shape_vectors
 from core.tokenization import decode_cl100k
+from core.vectors import shape_vectors
 
 if TYPE_CHECKING:
     from core.adapters import Adapter, CallContext, EmbedResult, RerankResult
@@ -26,6 +26,12 @@ if TYPE_CHECKING:
     from core.tokenization import TokenCounter
 
 EmbeddingInput = list[str] | list[list[int]]
+
+
+def rank(scores: Sequence[float], top_n: int | None) -> list[tuple[int, float]]:
+    """(index, score) best first, cut to ``top_n``; ties keep document order."""
+    order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[:top_n]
+    return [(i, float(scores[i])) for i in order]
 
 
 def over_limit(param: str, i: int, size: str, limit: str) -> InvalidRequest:
@@ -333,8 +339,7 @@ class RerankRequest:
             for owner, score in zip(self.piece_of, scores, strict=True):
                 best[owner] = max(best[owner], score)
             scores, documents = best, self.originals
-        order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[:top_n]
-        return RerankOutcome(route.alias, [(i, float(scores[i])) for i in order], documents, tokens)
+        return RerankOutcome(route.alias, rank(scores, top_n), documents, tokens)
 
 
 @dataclass(slots=True)

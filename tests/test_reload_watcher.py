@@ -15,11 +15,12 @@ from adapters.local import LocalAdapter
 from core import hookimpl
 from core.adapters import Adapter, EmbedResult, RerankResult
 from core.config import Settings
+from core.dialects import ParseLimits
+from core.dialects.openai import OpenAIEmbeddings
 from core.errors import ConfigError
 from core.flow import Flow
 from core.gateway import Gateway
 from core.plugins import build_plugin_manager
-from core.protocol import parse_embeddings
 from core.reload import ConfigWatcher
 from tests.support.config_cases import BAD_CASES, configmap_publish, good_texts, write_good, write_text
 from tests.support.configs import copy_default_configs, read_yaml, write_yaml
@@ -84,7 +85,7 @@ def _count(gw: Gateway, result: str) -> float:
 
 
 def _flow(gw: Gateway, model: str) -> Flow:
-    return Flow(kind="embeddings", request=parse_embeddings({"model": model, "input": "hi"}, max_inputs=8),
+    return Flow(kind="embeddings", request=OpenAIEmbeddings().parse({"model": model, "input": "hi"}, ParseLimits(8)),
                 snapshot=gw.snapshot, request_id="test", client_ip="127.0.0.1", headers={})
 
 

@@ -12,8 +12,6 @@ import os
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-import numpy as np
-
 from core.dialects.fields import JSON, FieldTable
 from core.errors import InvalidRequest
 from core.requests import ModelRequest, Outcome
@@ -57,13 +55,6 @@ def count_items(n: int, limits: ParseLimits, param: str) -> None:
 
 def response_id() -> str:
     return os.urandom(16).hex()
-
-
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    """Unit length per row (zero rows stay zero)."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return (vectors / norms).astype(np.float32)
 
 
 __all__ = ["Codec", "ErrorStyle", "Outcome", "ParseLimits"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.dialects.base import Codec, ParseLimits, count_items, normalise, response_id
+from core.dialects.base import Codec, ParseLimits, count_items, response_id
 from core.dialects.fields import (
     BOOLEAN,
     NONEMPTY_STRING,
@@ -28,6 +28,7 @@ from core.dialects.fields import (
 )
 from core.dialects.quantize import as_base64, as_lists, quantize
 from core.requests import EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
+from core.vectors import normalise
 
 TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}, "minItems": 1}
 EMBED_INPUT = one_of(NONEMPTY_STRING, STRINGS, TOKEN_IDS,

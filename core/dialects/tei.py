@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.dialects.base import Codec, ParseLimits, count_items, normalise
+from core.dialects.base import Codec, ParseLimits, count_items
 from core.dialects.fields import BOOLEAN, NONEMPTY_STRING, POSITIVE_INT, STRINGS, Field, FieldTable, enum, one_of
 from core.dialects.openai import GuideRerank
 from core.requests import EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest, TokenizeRequest
+from core.vectors import normalise
 
 INPUTS = one_of(NONEMPTY_STRING, STRINGS)
 MODEL = Field("model", NONEMPTY_STRING, "the model alias (default: routing.yaml's defaults for the kind)")

@@ -23,14 +23,27 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from adapters.local.models import load_reranker
 from core.batching import MicroBatcher
 from core.config.settings import _bool, number
+from core.dialects import ParseLimits
+from core.dialects.fields import FieldTable
+from core.dialects.openai import GuideRerank
 from core.errors import ConfigError, InvalidRequest, ModelNotFound, ServiceUnavailable
 from core.http import edge_middleware, json_response
 from core.packaged import DEFAULT_RERANKER, check_device
-from core.protocol import parse_rerank, rerank_body
+from core.requests import RerankOutcome, rank
 from core.serving import DRAIN, Drain, serve_until_stopped
 from core.tokenization import TokenCounter, counter_for
 
 log = logging.getLogger("maas.rerank")
+
+
+class ServiceRerank(GuideRerank):
+    """The guide's rerank body and answer, without Voyage's ``truncation``: the service reads what
+    its model reads, so it could not honour that field (the router decides it before calling)."""
+
+    fields = FieldTable(tuple(f for f in GuideRerank.fields.fields if f.name != "truncation"))
+
+
+SERVICE_RERANK = ServiceRerank()
 
 
 @dataclass(frozen=True)
@@ -125,7 +138,7 @@ class RerankService:
             raise InvalidRequest("Request body is not valid JSON") from None
         if isinstance(body, dict) and "model" not in body:
             body = {**body, "model": s.model_name}
-        req = parse_rerank(body, max_inputs=s.max_documents)
+        req = SERVICE_RERANK.parse(body, ParseLimits(max_inputs=s.max_documents))
         if len(req.query) > s.max_document_length:  # the query is scored with every document
             raise InvalidRequest(f"'query' has {len(req.query)} characters; at most {s.max_document_length} "
                                  "are allowed", param="query")
@@ -138,7 +151,8 @@ class RerankService:
         scores = await self.batchers[model].submit(pairs)
         tokens = sum(await asyncio.to_thread(self.counters[model].count_query_documents, req.query, req.documents))
         self.pairs.inc(len(scores))
-        return json_response(rerank_body(str(req.model), req, [float(x) for x in scores], req.top_n, tokens))
+        outcome = RerankOutcome(str(req.model), rank([float(x) for x in scores], req.top_n), req.documents, tokens)
+        return json_response(SERVICE_RERANK.render(req, outcome))
 
     async def close(self) -> None:
         for batcher in self.batchers.values():

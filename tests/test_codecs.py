@@ -1,4 +1,4 @@
-"""Wire-format helpers: parsing edge cases and response shaping."""
+"""The codecs' parsing edge cases and response shaping, without a server."""
 
 from __future__ import annotations
 
@@ -7,8 +7,19 @@ import base64
 import numpy as np
 import pytest
 
+from core.dialects import ParseLimits
+from core.dialects.openai import GuideRerank, OpenAIEmbeddings
 from core.errors import InvalidRequest
-from core.protocol import embeddings_body, parse_embeddings, parse_rerank, rerank_body, shape_vectors
+from core.requests import EmbeddingsOutcome, RerankOutcome, rank
+from core.vectors import shape_vectors
+
+
+def parse_embeddings(body, max_inputs):
+    return OpenAIEmbeddings().parse(body, ParseLimits(max_inputs=max_inputs))
+
+
+def parse_rerank(body, max_inputs):
+    return GuideRerank().parse(body, ParseLimits(max_inputs=max_inputs))
 
 
 def test_token_arrays_are_recognised():
@@ -43,7 +54,8 @@ def test_shape_vectors_truncates_and_renormalises():
 
 def test_base64_is_little_endian_float32():
     v = np.array([[1.5, -2.25]], dtype=np.float32)
-    body = embeddings_body("m", v, "base64", 7)
+    req = parse_embeddings({"model": "m", "input": "x", "encoding_format": "base64"}, max_inputs=1)
+    body = OpenAIEmbeddings().render(req, EmbeddingsOutcome("m", v, 7))
     raw = base64.b64decode(body["data"][0]["embedding"])
     assert raw == np.array([1.5, -2.25], dtype="<f4").tobytes()
     assert body["usage"] == {"prompt_tokens": 7, "total_tokens": 7}
@@ -52,9 +64,11 @@ def test_base64_is_little_endian_float32():
 def test_rerank_body_sorts_and_cuts():
     req = parse_rerank({"model": "m", "query": "q", "documents": ["a", "b", "c"], "return_documents": True},
                        max_inputs=10)
-    body = rerank_body("m", req, [0.1, 0.9, 0.5], 2, 3)
+    body = GuideRerank().render(req, RerankOutcome("m", rank([0.1, 0.9, 0.5], 2), req.documents, 3))
     assert [r["index"] for r in body["results"]] == [1, 2]
     assert body["results"][0]["document"] == {"text": "b"}
+    assert body["data"][0]["document"] == "b"  # Voyage reads data, with the text as a string
+    assert rank([0.5, 0.5, 0.9], None) == [(2, 0.9), (0, 0.5), (1, 0.5)]  # ties keep document order
 
 
 def test_a_null_top_n_falls_back_to_top_k():
