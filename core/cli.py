@@ -26,11 +26,15 @@ def _serve(args: argparse.Namespace) -> int:
     from core.http import GATEWAY
     from core.serving import serve_until_stopped
 
-    def drain() -> None:
+    def drain() -> bool:
         app[GATEWAY].draining = True  # /health/ready answers 503
+        return app[GATEWAY].snapshot is not None  # it served: balancers need the drain to notice
 
     asyncio.run(serve_until_stopped(app, args.host, args.port, drain_s=settings.drain_s,
                                     shutdown_timeout=args.shutdown_timeout, on_drain=drain))
+    if app[GATEWAY].snapshot is None:  # stopped because the first config never loaded
+        print("maas: the configuration failed to load (see the log)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -71,7 +71,9 @@ def harden_parser_errors() -> None:
 
 
 async def serve_until_stopped(app: web.Application, host: str, port: int, *, drain_s: float,
-                              shutdown_timeout: float, on_drain: Callable[[], None] = lambda: None) -> None:
+                              shutdown_timeout: float, on_drain: Callable[[], bool] = lambda: True) -> None:
+    """``on_drain`` marks the app not ready and says whether there is anything to drain (a
+    process stopping because it never became ready has no traffic to wait for)."""
     drain = app.setdefault(DRAIN, Drain())
     harden_parser_errors()
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, handle_signals=False)
@@ -85,10 +87,10 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, *, dra
     try:
         await stop.wait()
         drain.active = True
-        on_drain()
-        log.info("draining: still serving, readiness 503, connections closed after each answer",
-                 extra={"drain_s": drain_s})
-        await asyncio.sleep(drain_s)
+        if on_drain():
+            log.info("draining: still serving, readiness 503, connections closed after each answer",
+                     extra={"drain_s": drain_s})
+            await asyncio.sleep(drain_s)
     finally:
         await runner.cleanup()
         log.info("stopped")

@@ -66,3 +66,26 @@ def test_sigterm_drains_without_failing_a_request(tmp_path):
     finally:
         stop.set()
         server.stop()
+
+
+def test_a_first_config_that_fails_to_load_exits_1_without_draining(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.support.processes import base_env, free_port
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    # valid YAML, but the model cannot load: the gateway starts, then stops on the failed load
+    write_yaml(configs / "routing.yaml", {"embeddings": [{"model": "m", "served_name": str(tmp_path / "no-model"),
+                                                          "upstream": {"type": "local"}}]})
+    write_yaml(configs / "auth.yaml", {"api_keys": [], "allow_anonymous_without_api_keys": True})
+    write_yaml(configs / "rate_limits.yaml", {})
+    env = base_env(ROUTER_ROUTING_PATH=str(configs / "routing.yaml"), ROUTER_AUTH_PATH=str(configs / "auth.yaml"),
+                   ROUTER_RATE_LIMITS_PATH=str(configs / "rate_limits.yaml"), ROUTER_DRAIN_SECONDS="30")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "core.cli", "serve", "--host", "127.0.0.1", "--port",
+                             str(free_port())], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "failed to load" in result.stderr
+    assert time.monotonic() - started < 30  # no 30 s drain for a process that never served

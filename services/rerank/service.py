@@ -240,8 +240,9 @@ def run(host: str, port: int) -> int:
         return 1
     drain_s = number(os.environ, "RERANK_DRAIN_SECONDS", float, 5.0)
 
-    def drain() -> None:
+    def drain() -> bool:
         app[SERVICE].draining = True  # /health/ready answers 503
+        return app[SERVICE].ready  # a model that never loaded served nothing to drain
 
     # 5 s preStop + the drain + 20 s for requests in flight fit the pod's 30 s grace period.
     asyncio.run(serve_until_stopped(app, host, port, drain_s=drain_s, shutdown_timeout=20.0, on_drain=drain))
