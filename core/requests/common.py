@@ -1,0 +1,43 @@
+"""What every request kind shares: outcomes for a dialect to render, ranking, the over-limit refusal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.errors import InvalidRequest
+
+
+def rank(scores: Sequence[float], top_n: int | None) -> list[tuple[int, float]]:
+    """(index, score) best first, cut to ``top_n``; ties keep document order."""
+    order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[:top_n]
+    return [(i, float(scores[i])) for i in order]
+
+
+def over_limit(param: str, i: int, size: str, limit: str) -> InvalidRequest:
+    return InvalidRequest(f"'{param}[{i}]' has {size}; the model reads at most {limit} and truncation is not "
+                          "allowed (the route's truncation, or the request's own setting)", param=param,
+                          code="context_length_exceeded")
+
+#: What a request says about an input over the model's limit: "end" (cutting at the end is
+#: allowed), "error" (refuse it). None: the dialect says nothing, the model's own behaviour.
+Truncation = str | None
+
+
+@dataclass(slots=True)
+class EmbeddingsOutcome:
+    """What the model gave, shaped as asked (``dimensions``), for a dialect to render."""
+
+    model: str
+    vectors: np.ndarray  # (n, d) float32
+    tokens: int
+
+
+@dataclass(slots=True)
+class RerankOutcome:
+    model: str
+    ranked: list[tuple[int, float]]  # (document index, score), best first, cut to top_n
+    documents: list[str]
+    tokens: int

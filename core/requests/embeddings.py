@@ -1,0 +1,195 @@
+"""Embedding requests (and TEI's tokenize, routed like one): counted, cut, prompted, decoded
+from OpenAI token ids, sent, and turned into an outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from core.config.routing import CL100K
+from core.errors import InvalidRequest, UpstreamError
+from core.requests.common import EmbeddingsOutcome, Truncation, over_limit
+from core.tokenization import decode_cl100k
+from core.vectors import shape_vectors
+
+if TYPE_CHECKING:
+    from core.adapters import Adapter, CallContext, EmbedResult
+    from core.coalescing import EmbedCoalescer
+    from core.config import ModelRoute
+    from core.tokenization import TokenCounter
+
+EmbeddingInput = list[str] | list[list[int]]
+
+
+@dataclass(slots=True)
+class EmbeddingsRequest:
+    kind: ClassVar[str] = "embeddings"
+    param: ClassVar[str] = "input"  # the field limits and errors point at
+
+    model: str | None  # None: the routing's default model for the kind
+    inputs: EmbeddingInput
+    is_tokens: bool
+    encoding_format: str = "float"
+    dimensions: int | None = None
+    user: str | None = None
+    input_type: str | None = None  # query, document, classification, clustering: selects the route's prompt
+    truncation: Truncation = None
+    wire: dict[str, Any] = field(default_factory=dict)  # the dialect's output choices, read by its render
+
+    def truncation_mode(self, route: ModelRoute, flag_end: bool) -> str:
+        """Over the model's limit: the request's choice, else the route's, else the truncate_inputs
+        flag's (end), else refuse."""
+        return self.truncation or route.truncation or ("end" if flag_end else "error")
+
+    def split_long(self, counter: TokenCounter, limit: int, over: list[int]) -> tuple[list[int], list[int]]:
+        raise RuntimeError("embedding inputs are cut or refused, not split")
+
+    def apply_caps(self, counter: TokenCounter) -> list[int]:
+        """Per-input token caps the caller asked for: none in the embedding dialects."""
+        return []
+
+    def cap_chars(self, limit: int, counter: TokenCounter, mode: str) -> list[int]:
+        """Inputs over ``limit`` × the longest token's characters are over the model's allowance
+        whatever they tokenize to (a 15 MB 'word' is one [UNK]): refuse them, or cut them there
+        before tokenizing."""
+        cap = limit * counter.max_token_chars
+        if self.is_tokens:
+            return []
+        items: list[Any] = self.inputs
+        cut = [i for i, text in enumerate(items) if len(text) > cap]
+        for i in cut:
+            if mode == "error":
+                raise over_limit(self.param, i, f"{len(items[i])} characters", f"{cap} characters")
+            items[i] = items[i][:cap] if mode == "end" else items[i][-cap:]
+        return cut
+
+    def surely_within(self, limit: int, counter: TokenCounter) -> bool:
+        """True when no input can reach ``limit`` tokens (a token covers at least a byte)."""
+        if self.is_tokens:
+            return all(len(ids) <= limit for ids in self.inputs)
+        return all(len(text.encode()) + counter.specials <= limit for text in self.texts)
+
+    def cut(self, i: int, counter: TokenCounter, limit: int, mode: str) -> int:
+        """Cut input ``i`` to ``limit`` tokens at its end or its start; return its new count."""
+        if mode == "end":
+            return self.truncate(i, counter, limit)
+        items: list[Any] = self.inputs
+        if self.is_tokens:
+            items[i] = items[i][-limit:]
+            return len(items[i])
+        items[i] = counter.truncate_start(items[i], limit)
+        return counter.count([items[i]])[0]
+
+    @property
+    def needs_counts(self) -> bool:
+        """The request itself needs its tokens counted (a limit it set)."""
+        return self.truncation == "error"
+
+    @property
+    def texts(self) -> list[str]:
+        return self.inputs if not self.is_tokens else []  # type: ignore[return-value]
+
+    @property
+    def item_count(self) -> int:
+        return len(self.inputs)
+
+    def chars(self) -> int:
+        return sum(len(item) for item in self.inputs)
+
+    def count(self, counter: TokenCounter) -> list[int]:
+        """Tokens per input, as the model sees them."""
+        return [len(ids) for ids in self.inputs] if self.is_tokens else counter.count(self.texts)
+
+    def truncate(self, i: int, counter: TokenCounter, limit: int) -> int:
+        """Cut input ``i`` in place to ``limit`` tokens; return its new count."""
+        items: list[Any] = self.inputs
+        if self.is_tokens:
+            items[i] = items[i][:limit]
+            return len(items[i])
+        items[i] = counter.truncate(items[i], limit)
+        return counter.count([items[i]])[0]
+
+    def check_route(self, route: ModelRoute) -> None:
+        if self.dimensions is not None and not route.allow_dimensions:
+            raise InvalidRequest(f"The model '{route.alias}' does not support 'dimensions'", param="dimensions")
+        if self.is_tokens and route.token_ids == CL100K:
+            # What an OpenAI client means by token ids: its own cl100k_base encoding of a text.
+            self.inputs, self.is_tokens = decode_cl100k(self.inputs), False  # type: ignore[arg-type]
+        self._apply_prompt(route)
+
+    def _apply_prompt(self, route: ModelRoute) -> None:
+        """Put the route's prompt for ``input_type`` before every input (so it is counted too)."""
+        prompts = route.prompts
+        if self.input_type is None and prompts is not None:
+            self.input_type = prompts.get("default")  # None: no prompt, as before the route had prompts
+        if self.input_type is None:
+            return
+        if prompts is None or self.input_type not in prompts:
+            accepted = (", ".join(sorted(set(prompts) - {"default"})) if prompts
+                        else "none: the route declares no prompts")
+            raise InvalidRequest(f"The model '{route.alias}' does not take input type {self.input_type!r} "
+                                 f"(it takes: {accepted})", param="input_type", code="unsupported_input_type")
+        prefix = prompts[self.input_type]
+        if not prefix:
+            return
+        if self.is_tokens:
+            raise InvalidRequest(f"The model '{route.alias}' puts a prompt before {self.input_type} inputs; "
+                                 "send text, not token ids", param="input")
+        self.inputs = [prefix + text for text in self.texts]
+
+    async def call(self, adapter: Adapter, route: ModelRoute, context: CallContext,
+                   coalescer: EmbedCoalescer | None = None) -> EmbedResult:
+        if coalescer is not None and coalescer.eligible(route, self.inputs):
+            return await coalescer.embed(adapter, route, self.inputs, context)
+        return await adapter.embed(route, self.inputs, context)
+
+    def respond(self, route: ModelRoute, result: EmbedResult, tokens: int,
+                check: Callable[[np.ndarray], None] | None = None) -> EmbeddingsOutcome:
+        """The outcome; ``check`` sees the vectors first (the route's width, finite values)."""
+        vectors = result.vectors
+        if vectors.ndim != 2 or vectors.shape[0] != len(self.inputs):
+            raise UpstreamError(f"The upstream for '{route.alias}' returned {vectors.shape[0]} vectors "
+                                f"for {len(self.inputs)} inputs")
+        if check is not None:
+            check(vectors)
+        if self.dimensions is not None and self.dimensions > vectors.shape[1]:
+            raise InvalidRequest(f"'dimensions' is {self.dimensions}, but '{route.alias}' has "
+                                 f"{vectors.shape[1]}", param="dimensions")
+        return EmbeddingsOutcome(route.alias, shape_vectors(vectors, self.dimensions), tokens)
+
+
+@dataclass(slots=True)
+class TokenizeResult:
+    tokens_by_input: list[list[dict[str, Any]]]
+    prompt_tokens: int | None = None
+
+
+@dataclass(slots=True)
+class TokenizeOutcome:
+    model: str
+    tokens_by_input: list[list[dict[str, Any]]]
+    tokens: int
+
+
+@dataclass(slots=True)
+class TokenizeRequest(EmbeddingsRequest):
+    """Tokenize with the embedding model's own tokenizer: routed, limited and counted like an
+    embeddings request; answered by the route's token counter, not the adapter."""
+
+    add_special_tokens: bool = True
+
+    def truncation_mode(self, route: ModelRoute, flag_end: bool) -> str:
+        return "none"  # tokenizing reads everything: no model limit applies
+
+    async def call(self, adapter: Adapter, route: ModelRoute, context: CallContext,  # type: ignore[override]
+                   coalescer: EmbedCoalescer | None = None) -> TokenizeResult:
+        if context.tokenizer is None:
+            raise InvalidRequest(f"The model '{route.alias}' has no tokenizer here", param="model")
+        return TokenizeResult(context.tokenizer.tokenize(self.texts, self.add_special_tokens))
+
+    def respond(self, route: ModelRoute, result: TokenizeResult, tokens: int,  # type: ignore[override]
+                check: Callable[[np.ndarray], None] | None = None) -> TokenizeOutcome:
+        return TokenizeOutcome(route.alias, result.tokens_by_input, tokens)

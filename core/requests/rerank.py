@@ -1,0 +1,164 @@
+"""Rerank requests: counted per (query, document) pair, long documents read in windows, sent,
+and ranked (a document scores as its best window)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from core.errors import TokenLimitExceeded, UpstreamError
+from core.requests.common import RerankOutcome, Truncation, over_limit, rank
+
+if TYPE_CHECKING:
+    from core.adapters import Adapter, CallContext, RerankResult
+    from core.coalescing import EmbedCoalescer
+    from core.config import ModelRoute
+    from core.tokenization import TokenCounter
+
+
+@dataclass(slots=True)
+class RerankRequest:
+    kind: ClassVar[str] = "rerank"
+    param: ClassVar[str] = "documents"
+    is_tokens: ClassVar[bool] = False
+
+    model: str | None
+    query: str
+    documents: list[str]
+    top_n: int | None = None
+    return_documents: bool = False
+    truncation: Truncation = None
+    max_tokens_per_doc: int | None = None  # each document is cut to this many tokens (Cohere v2)
+    wire: dict[str, Any] = field(default_factory=dict)
+    # Set when long documents were split: the document each scored piece belongs to, and the
+    # documents as sent (for return_documents); the document takes its best piece's score.
+    piece_of: list[int] | None = None
+    originals: list[str] | None = None
+
+    READ_AT_MOST: ClassVar[int] = 4096  # tokens read per document unless max_tokens_per_doc says (Cohere's default)
+
+    def truncation_mode(self, route: ModelRoute, flag_end: bool) -> str:
+        """A request says only whether it allows reading less than everything (``error`` if not);
+        then the route's truncation, else the flag's (end), else a long document is read in
+        overlapping windows (``chunk``) and scores as its best one."""
+        if self.truncation == "error":
+            return "error"
+        return route.truncation or ("end" if flag_end else "chunk")
+
+    def split_long(self, counter: TokenCounter, limit: int, over: list[int]) -> tuple[list[int], list[int]]:
+        """Split the documents in ``over`` into windows that fit ``limit`` with the query (a
+        quarter of each window overlapping the next); return the new pair counts and the
+        documents read only in part (past ``read_tokens``)."""
+        query = len(counter.encode([self.query])[0])
+        size = limit - query - counter.pair_specials
+        if size < 16:
+            raise over_limit("query", 0, f"{query} tokens", f"{limit} tokens with a document")
+        stride = max(1, size - size // 4)
+        pieces: list[str] = []
+        owners: list[int] = []
+        partly: list[int] = []  # documents longer than what is read of them
+        for i, doc in enumerate(self.documents):
+            parts, whole = counter.windows(doc, size, stride, self.read_tokens) if i in over else ([doc], True)
+            pieces += parts
+            owners += [i] * len(parts)
+            if not whole:
+                partly.append(i)
+        self.originals, self.documents, self.piece_of = self.documents, pieces, owners
+        return self.count(counter), partly
+
+    @property
+    def read_tokens(self) -> int:
+        """The most tokens read of one document, windows and all."""
+        return self.max_tokens_per_doc or self.READ_AT_MOST
+
+    @property
+    def needs_counts(self) -> bool:
+        return self.truncation == "error" or self.max_tokens_per_doc is not None
+
+    def cap_chars(self, limit: int, counter: TokenCounter, mode: str) -> list[int]:
+        # read in windows, a document may be as long as read_tokens, not just one window
+        cap = (max(limit, self.read_tokens) if mode == "chunk" else limit) * counter.max_token_chars
+        cut = [i for i, doc in enumerate(self.documents) if len(doc) > cap]
+        for i in cut:
+            if mode == "error":
+                raise over_limit(self.param, i, f"{len(self.documents[i])} characters", f"{cap} characters")
+            self.documents[i] = self.documents[i][:cap]
+        return cut
+
+    def surely_within(self, limit: int, counter: TokenCounter) -> bool:
+        query = len(self.query.encode()) + counter.specials + 1
+        return all(query + len(doc.encode()) <= limit for doc in self.documents)
+
+    def cut(self, i: int, counter: TokenCounter, limit: int, mode: str) -> int:
+        return self.truncate(i, counter, limit)  # rerank cuts the document's end; its query stays
+
+    def scored_documents(self) -> int:
+        return len(self.documents)
+
+    def apply_caps(self, counter: TokenCounter) -> list[int]:
+        """Cut each document to ``max_tokens_per_doc`` tokens (before counting); the ones cut."""
+        cap = self.max_tokens_per_doc
+        if cap is None:
+            return []
+        capped = [counter.truncate_plain(doc, cap) for doc in self.documents]
+        cut = [i for i, (a, b) in enumerate(zip(self.documents, capped, strict=True)) if a != b]
+        self.documents = capped
+        return cut
+
+    @property
+    def texts(self) -> list[str]:
+        return self.documents
+
+    @property
+    def item_count(self) -> int:
+        return len(self.documents)
+
+    def chars(self) -> int:
+        return len(self.query) + sum(len(d) for d in self.documents)
+
+    def count(self, counter: TokenCounter) -> list[int]:
+        """Tokens per (query, document) pair, as the cross-encoder sees them."""
+        return counter.count_query_documents(self.query, self.documents)
+
+    def truncate(self, i: int, counter: TokenCounter, limit: int) -> int:
+        """Cut document ``i`` in place so that its pair with the query fits ``limit``."""
+        doc = self.documents[i]
+        pair = counter.count_pairs([(self.query, doc)])[0]
+        overhead = pair - len(counter.encode([doc])[0])  # the query and the special tokens
+        if overhead >= limit:
+            raise TokenLimitExceeded(f"The query alone has {overhead} tokens with the pair's special tokens; "
+                                     f"the limit per document is {limit} (ROUTER_DOCUMENT_TOKEN_LIMIT)",
+                                     param="query", code="document_token_limit_exceeded")
+        self.documents[i] = counter.truncate_plain(doc, limit - overhead)
+        return counter.count_pairs([(self.query, self.documents[i])])[0]
+
+    def check_route(self, route: ModelRoute) -> None:
+        return None
+
+    async def call(self, adapter: Adapter, route: ModelRoute, context: CallContext,
+                   coalescer: EmbedCoalescer | None = None) -> RerankResult:
+        return await adapter.rerank(route, self.query, self.documents, context)
+
+    def respond(self, route: ModelRoute, result: RerankResult, tokens: int,
+                check: Callable[[np.ndarray], None] | None = None) -> RerankOutcome:
+        scores = result.scores
+        if len(scores) != len(self.documents):
+            raise UpstreamError(f"The upstream for '{route.alias}' returned {len(scores)} scores "
+                                f"for {len(self.documents)} documents")
+        if not all(math.isfinite(s) for s in scores):
+            raise UpstreamError(f"The upstream for '{route.alias}' returned a score that is not a finite number",
+                                code="upstream_not_finite")
+        top_n = self.top_n
+        if route.max_top_k is not None:
+            top_n = min(top_n or route.max_top_k, route.max_top_k)
+        documents = self.documents
+        if self.piece_of is not None and self.originals is not None:  # a document scores as its best piece
+            best = [-math.inf] * len(self.originals)
+            for owner, score in zip(self.piece_of, scores, strict=True):
+                best[owner] = max(best[owner], score)
+            scores, documents = best, self.originals
+        return RerankOutcome(route.alias, rank(scores, top_n), documents, tokens)
