@@ -24,6 +24,7 @@ SECTIONS = {
     "coalesce": "bench.coalesce",
     "growth": "bench.growth",
     "memory": "bench.memory",
+    "tenants": "bench.tenants",
 }
 
 

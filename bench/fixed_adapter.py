@@ -1,18 +1,24 @@
-"""A bench-only adapter type ``fixed``: answers every embedding at once with the same vector.
+"""Bench-only adapter types: ``fixed`` answers every embedding at once with the same vector;
+``paced`` is a model of fixed capacity.
 
-It isolates the router's own cost (HTTP server, request chain, JSON, metrics, logs) from any
-upstream hop; the profile of the hot path uses it. Run a router with it through
+``fixed`` isolates the router's own cost (HTTP server, request chain, JSON, metrics, logs) from
+any upstream hop; the profile of the hot path uses it. ``paced`` takes batches like an
+in-process model (one at a time, ``max_batch_size`` inputs) and spends ``ms_per_input`` per input
+asleep, not computing, so the multi-tenant figures measure the scheduler rather than how the load
+generator and a model share two cores. Run a router with them through
 ``python -m bench.fixed_adapter --port N`` (``maas serve`` plus this plugin).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 import numpy as np
 
 from core import hookimpl
-from core.adapters import Adapter, EmbedResult, RerankResult
+from core.adapters import Adapter, Batching, EmbedResult, RerankResult
+from core.options import Option, OptionSchema
 
 DIM = 384
 
@@ -37,9 +43,25 @@ class FixedAdapter(Adapter):
 
 
 
+class PacedAdapter(FixedAdapter):
+    upstream_options = OptionSchema([
+        Option("ms_per_input", float, 2.0, "model time per input", minimum=0),
+        Option("max_batch_size", int, 32, "inputs per batch", minimum=1),
+    ])
+
+    def batching(self, route) -> Batching:
+        return Batching(max_in_flight=1, split=True, max_batch_size=int(self.config["max_batch_size"]),
+                        max_wait_s=0.002)
+
+    async def embed(self, route, inputs, call) -> EmbedResult:
+        await asyncio.sleep(len(inputs) * float(self.config["ms_per_input"]) / 1000)
+        return await super().embed(route, inputs, call)
+
+
 @hookimpl
 def register_adapters(register):
     register("fixed", FixedAdapter)
+    register("paced", PacedAdapter)
 
 
 def main() -> int:

@@ -67,6 +67,25 @@ class CallContext:
         return None if self.deadline is None else self.deadline - asyncio.get_running_loop().time()
 
 
+DEFAULT_IN_FLIGHT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """How the scheduler (``core.scheduling``) feeds an adapter.
+
+    ``split``: the adapter runs a model on batches of inputs, so a request is cut into items
+    and batched with other requests' (up to ``max_batch_size``, waiting up to ``max_wait_s``
+    for a batch to fill); otherwise each request is one call. At most ``max_in_flight`` calls
+    run at once: a model on every core runs one batch at a time, an HTTP upstream several.
+    """
+
+    max_in_flight: int = DEFAULT_IN_FLIGHT
+    split: bool = False
+    max_batch_size: int = 32
+    max_wait_s: float = 0.0
+
+
 @dataclass(slots=True)
 class AdapterContext:
     """What an adapter may use besides its upstream config."""
@@ -120,6 +139,10 @@ class Adapter:
     def tokenizer_name(self, route: ModelRoute) -> str | None:
         """The tokenizer that counts this route's tokens, when the adapter knows it."""
         return None
+
+    def batching(self, route: ModelRoute) -> Batching:
+        """How the scheduler may feed this route's model (whole requests, ``max_in_flight`` at once)."""
+        return Batching(max_in_flight=int(self.config.get("max_in_flight") or DEFAULT_IN_FLIGHT))
 
     async def embed(self, route: ModelRoute, inputs: Sequence[Any], call: CallContext) -> EmbedResult:
         """Embed ``inputs`` (strings, or token-id lists when ``call.is_tokens``)."""

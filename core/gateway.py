@@ -178,6 +178,9 @@ class Gateway:
             flow.error = exc
             flow.status = exc.status
             raise
+        except asyncio.CancelledError:  # the client left (or the process stops): nobody reads an answer
+            flow.status = 499
+            raise
         except Exception as exc:
             flow.error = exc
             flow.status = 500
@@ -194,6 +197,10 @@ class Gateway:
         inputs = req.item_count if req is not None else 0
         self.metrics.request_done(flow.kind, model, flow.status, time.perf_counter() - flow.started,
                                   flow.prompt_tokens, inputs)
+        if flow.status == 200 and flow.route is not None:
+            caller = flow.caller
+            key = caller.name if caller is not None and not caller.anonymous else "anonymous"
+            self.metrics.usage(key, model, inputs, flow.prompt_tokens)
 
     async def close(self) -> None:
         if self._retiring:

@@ -77,6 +77,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 err.headers["Allow"] = exc.headers["Allow"]
             response = error_response(err, request.path)
         except asyncio.CancelledError:
+            _log_access(request, 499, started)  # the client left: nginx's 499, for the log only
             raise
         except Exception:
             log.exception("unhandled error")
@@ -87,14 +88,18 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
             response.force_close()
         if cors is not None:
             cors.decorate(request, response)
-        if not request.path.startswith(_UNLOGGED):
-            access_log.info(f"{request.method} {request.path} {response.status}",
-                            {"status": response.status, "path": request.path,
-                             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                             **request.get(LOG_EXTRA, {})})
+        _log_access(request, response.status, started)
         return response
     finally:
         request_id_var.reset(token)
+
+
+def _log_access(request: web.Request, status: int, started: float) -> None:
+    if not request.path.startswith(_UNLOGGED):
+        access_log.info(f"{request.method} {request.path} {status}",
+                        {"status": status, "path": request.path,
+                         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                         **request.get(LOG_EXTRA, {})})
 
 
 async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:

@@ -36,8 +36,23 @@ class GatewayMetrics:
                                           ["adapter", "upstream"], buckets=_LATENCY_BUCKETS, registry=r)
         self.upstream_up = Gauge("maas_upstream_healthy", "1 while an upstream URL is in rotation",
                                  ["adapter", "upstream"], registry=r)
-        self.batch_size = Histogram("maas_batch_size", "Items per model batch (in-process models)",
-                                    ["model"], buckets=_BATCH_BUCKETS, registry=r)
+        self.batch_size = Histogram("maas_batch_size", "Items per batch the scheduler sends a model",
+                                    ["queue"], buckets=_BATCH_BUCKETS, registry=r)
+        self.queue_depth = Gauge("maas_queue_depth", "Inputs waiting for a model", ["queue"], registry=r)
+        self.queue_wait = Histogram("maas_queue_wait_seconds", "How long a request waited for its first batch",
+                                    ["queue"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.queue_refused = Counter("maas_queue_refused_total",
+                                     "Requests refused at admission, by reason (key_bound, key_share, saturated, "
+                                     "deadline)", ["queue", "reason"], registry=r)
+        self.queue_cancelled = Counter("maas_queue_cancelled_inputs_total",
+                                       "Queued inputs dropped because their caller stopped waiting", ["queue"],
+                                       registry=r)
+        self.usage_requests = Counter("maas_usage_requests_total", "Answered requests by key name and model",
+                                      ["key", "model"], registry=r)
+        self.usage_inputs = Counter("maas_usage_inputs_total", "Inputs embedded or documents reranked, by key name "
+                                    "and model", ["key", "model"], registry=r)
+        self.usage_tokens = Counter("maas_usage_tokens_total", "Prompt tokens by key name and model",
+                                    ["key", "model"], registry=r)
         self.reloads = Counter("maas_config_reloads_total", "Config reload attempts by result",
                                ["result"], registry=r)
         for result in ("success", "error"):  # exported from the start: a rate over them needs a 0
@@ -48,6 +63,22 @@ class GatewayMetrics:
                                       "When the serving config snapshot was loaded", registry=r)
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._ok_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._usage_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+
+    def usage(self, key: str, model: str, inputs: int, tokens: int | None) -> None:
+        """Count one answered request for charge-back: by key *name* ("anonymous" for callers without one)."""
+        series = self._usage_children.get((key, model))
+        if series is None:
+            series = self._usage_children[(key, model)] = (
+                self.usage_requests.labels(key=key, model=model), self.usage_inputs.labels(key=key, model=model),
+                self.usage_tokens.labels(key=key, model=model))
+        series[0].inc()
+        series[1].inc(inputs)
+        if tokens:
+            series[2].inc(tokens)
+
+    def queue_observer(self, queue: str) -> QueueSeries:
+        return QueueSeries(self, queue)
 
     def request_done(self, endpoint: str, model: str, status: int, seconds: float, tokens: int | None,
                      inputs: int) -> None:
@@ -81,3 +112,30 @@ class GatewayMetrics:
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class QueueSeries:
+    """One model queue's metrics (a ``core.scheduling.QueueObserver``)."""
+
+    def __init__(self, metrics: GatewayMetrics, queue: str) -> None:
+        self._depth = metrics.queue_depth.labels(queue=queue)
+        self._wait = metrics.queue_wait.labels(queue=queue)
+        self._batch = metrics.batch_size.labels(queue=queue)
+        self._cancelled = metrics.queue_cancelled.labels(queue=queue)
+        self._refused = metrics.queue_refused
+        self._queue = queue
+
+    def depth(self, items: int) -> None:
+        self._depth.set(items)
+
+    def waited(self, seconds: float) -> None:
+        self._wait.observe(seconds)
+
+    def batch(self, items: int) -> None:
+        self._batch.observe(items)
+
+    def refused(self, reason: str) -> None:
+        self._refused.labels(queue=self._queue, reason=reason).inc()
+
+    def cancelled(self, items: int) -> None:
+        self._cancelled.inc(items)

@@ -76,7 +76,10 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, *, dra
     process stopping because it never became ready has no traffic to wait for)."""
     drain = app.setdefault(DRAIN, Drain())
     harden_parser_errors()
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, handle_signals=False)
+    # handler_cancellation: a client that hangs up (or half-closes, as Nginx reads a FIN) cancels its
+    # handler, so its queued work is dropped rather than run for nobody.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, handle_signals=False,
+                           handler_cancellation=True)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("serving", extra={"host": host, "port": port})

@@ -7,7 +7,7 @@ Turn flags on with ``ROUTER_FEATURE_FLAGS=a,b`` or ``feature_flags: [a, b]`` in 
 from __future__ import annotations
 
 from core import hookimpl
-from core.coalescing import FLAG as COALESCE_EMBEDDINGS
+from core.scheduling.queues import COALESCE as COALESCE_EMBEDDINGS
 
 FLAGS: dict[str, str] = {
     "truncate_inputs": (
@@ -18,7 +18,7 @@ FLAGS: dict[str, str] = {
         "of answering 503. Either way the failure is logged and counted in "
         "maas_rate_limit_store_errors_total."),
     COALESCE_EMBEDDINGS: "Merge concurrent small embedding requests for one route into one adapter call "
-                         "(within coalesce_wait_ms, default 2 ms) and split the result; see core.coalescing.",
+                         "(within coalesce_wait_ms, default 2 ms) and split the result; see core.scheduling.queues.",
 }
 
 

@@ -1,7 +1,8 @@
-"""Stage ``adapter``: call the route's adapter and build the response body.
+"""Stage ``adapter``: call the route's model through its scheduler and build the response body.
 
-The plugin object owns the request coalescer (``core.coalescing``): it declares the
-coalescing route options, and closes the coalescer's lanes at shutdown.
+The plugin object owns the model queues (``core.scheduling``): it declares their route options
+(queue bounds, batch tokens, coalescing), keeps them in step with reloads, and closes them at
+shutdown.
 """
 
 from __future__ import annotations
@@ -11,24 +12,24 @@ from typing import TYPE_CHECKING
 
 from core import hookimpl
 from core.adapters import CallContext
-from core.coalescing import FLAG as COALESCE
-from core.coalescing import ROUTE_OPTIONS, EmbedCoalescer
 from core.dialects import DEFAULT
 from core.errors import UpstreamTimeout
 from core.flow import Flow
+from core.scheduling.queues import ROUTE_OPTIONS, ModelQueues
 from core.widths import WidthGuard
 
 if TYPE_CHECKING:
     from core.config import Settings
+    from core.metrics import GatewayMetrics
     from core.snapshot import Snapshot
 
 
 class InvokeStage:
     name = "adapter"
 
-    def __init__(self, default_timeout_s: float, coalescer: EmbedCoalescer, widths: WidthGuard | None = None) -> None:
+    def __init__(self, default_timeout_s: float, queues: ModelQueues, widths: WidthGuard | None = None) -> None:
         self.default_timeout_s = default_timeout_s
-        self.coalescer = coalescer
+        self.queues = queues
         self.widths = widths or WidthGuard()
 
     async def __call__(self, flow: Flow) -> None:
@@ -38,10 +39,10 @@ class InvokeStage:
         counter = flow.snapshot.counters[route.alias]
         context = CallContext(request_id=flow.request_id, deadline=asyncio.get_running_loop().time() + timeout,
                               is_tokens=req.is_tokens, tokenizer=counter)
-        coalescer = self.coalescer if flow.snapshot.flag(COALESCE) else None
+        queue = self.queues.queue(flow)
         try:
             async with asyncio.timeout(timeout):
-                result = await req.call(adapter, route, context, coalescer)
+                result = await req.call(queue, context)
         except TimeoutError:
             raise UpstreamTimeout(f"The upstream for '{route.alias}' did not answer within {timeout:g} s") from None
         tokens = flow.prompt_tokens if flow.prompt_tokens is not None else result.prompt_tokens
@@ -54,11 +55,12 @@ class InvokeStage:
 
 class InvokePlugin:
     def __init__(self) -> None:
-        self.coalescer = EmbedCoalescer()
+        self.queues = ModelQueues()
 
     @hookimpl
-    def register_stages(self, register, settings: Settings) -> None:
-        register(InvokeStage(settings.request_timeout_s, self.coalescer))
+    def register_stages(self, register, settings: Settings, metrics: GatewayMetrics) -> None:
+        self.queues.metrics = metrics
+        register(InvokeStage(settings.request_timeout_s, self.queues))
 
     @hookimpl
     def register_route_options(self, register) -> None:
@@ -67,8 +69,8 @@ class InvokePlugin:
 
     @hookimpl
     def config_changed(self, snapshot: Snapshot) -> None:
-        self.coalescer.config_changed(snapshot.routes)
+        self.queues.config_changed(snapshot)
 
     @hookimpl
     async def shutdown(self) -> None:
-        await self.coalescer.close()
+        await self.queues.close()

@@ -28,10 +28,10 @@ import itertools
 from typing import TYPE_CHECKING
 
 from core import hookimpl
-from core.coalescing import FLAG as COALESCE
 from core.errors import InvalidRequest, TokenLimitExceeded
 from core.flow import Flow
 from core.requests import over_limit
+from core.scheduling.queues import COALESCE
 
 if TYPE_CHECKING:
     from core.config import Settings

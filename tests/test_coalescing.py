@@ -1,4 +1,4 @@
-"""Request coalescing (flag ``coalesce_embeddings``) and the async mode of MicroBatcher it runs on."""
+"""Request coalescing (flag ``coalesce_embeddings``): the scheduler merging small requests into shared calls."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 from core import hookimpl
 from core.adapters import Adapter, EmbedResult, RerankResult
 from core.app import create_app
-from core.batching import MicroBatcher
 from core.config import Settings
 from core.errors import UpstreamRejected
 from core.http import GATEWAY
 from core.options import Option, OptionSchema
 from core.plugins import build_plugin_manager
+from core.scheduling import Scheduler, Work
 from tests.support.configs import write_yaml
 
 
@@ -26,6 +26,7 @@ class CountingAdapter(Adapter):
     """Stands in for an HTTP upstream: counts calls; refuses any batch holding the text "bad"."""
 
     calls: list[tuple[int, bool]] = []
+    texts: list[list[str]] = []
 
     def __init__(self, upstream, context):
         super().__init__(upstream, context)
@@ -33,6 +34,7 @@ class CountingAdapter(Adapter):
 
     async def embed(self, route, inputs, call):
         CountingAdapter.calls.append((len(inputs), call.request_id is None))
+        CountingAdapter.texts.append(list(inputs))
         await asyncio.sleep(self.delay_s)
         if "bad" in inputs:
             raise UpstreamRejected("input 'bad' refused", status=400, param="input")
@@ -76,6 +78,7 @@ async def _client(aiohttp_client, tmp_path, flags):
             break
         await asyncio.sleep(0.02)
     CountingAdapter.calls = []
+    CountingAdapter.texts = []
     return client
 
 
@@ -99,7 +102,9 @@ async def test_flag_coalesce_embeddings_merges_concurrent_small_requests_into_on
     calls = CountingAdapter.calls
     assert sum(n for n, _ in calls) == sum(len(t) for t in requests)
     assert len(calls) < len(requests) / 2, calls
-    assert all(merged for _, merged in calls)  # the merged call carries no single request's id
+    for texts, (_, anonymous) in zip(CountingAdapter.texts, calls, strict=True):
+        # a call serving several requests carries no single request's id; one serving one, its own
+        assert anonymous == (len(set(texts)) > 1), (texts, anonymous)
 
 
 async def test_flag_coalesce_embeddings_off_keeps_one_call_per_request(aiohttp_client, tmp_path):
@@ -126,18 +131,18 @@ async def test_merged_call_does_not_carry_the_request_id_of_the_first_caller():
 
     seen: list[str | None] = []
 
-    async def record(batch):
+    async def record(batch, own):
         seen.append(request_id_var.get())
         return batch
 
-    batcher = MicroBatcher(record, max_batch_size=4, max_wait_s=0.001)
+    scheduler = Scheduler("record")
     token = request_id_var.set("first-caller")
     try:
-        await batcher.submit([1])
-        await batcher.submit([2])
+        await scheduler.submit(Work([1], record))
+        await scheduler.submit(Work([2], record))
     finally:
         request_id_var.reset(token)
-        await batcher.close()
+        await scheduler.close()
     assert seen == [None, None]
 
 
@@ -149,50 +154,6 @@ async def test_one_bad_input_does_not_fail_its_neighbours(aiohttp_client, tmp_pa
     assert any(merged and n > 1 for n, merged in CountingAdapter.calls)  # they did share a call first
     assert answers[1][1]["error"]["param"] == "input"
     assert [round(d["embedding"][0]) for d in answers[2][1]["data"]] == [4, 2]
-
-
-async def test_async_batcher_overlaps_calls_and_keeps_order():
-    seen: list[list[int]] = []
-    running = 0
-    peak = 0
-
-    async def double(batch: list[int]) -> list[int]:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        seen.append(batch)
-        await asyncio.sleep(0.02)
-        running -= 1
-        return [x * 2 for x in batch]
-
-    batcher = MicroBatcher(double, max_batch_size=4, max_wait_s=0.005, max_in_flight=2, name="double")
-    assert batcher.is_async
-    try:
-        results = await asyncio.gather(*(batcher.submit([i, i + 100]) for i in range(10)))
-        assert results == [[2 * i, 2 * (i + 100)] for i in range(10)]
-        assert all(len(b) <= 4 for b in seen)
-        assert peak == 2  # a second batch started while the first was still out
-        assert batcher.idle
-    finally:
-        await batcher.close()
-
-
-async def test_async_batcher_failure_reaches_every_caller_of_that_batch():
-    async def boom(batch):
-        raise UpstreamRejected("no", status=400)
-
-    batcher = MicroBatcher(boom, max_batch_size=8, max_wait_s=0.01)
-    try:
-        results = await asyncio.gather(batcher.submit([1]), batcher.submit([2]), return_exceptions=True)
-        assert all(isinstance(r, UpstreamRejected) for r in results)
-    finally:
-        await batcher.close()
-
-
-@pytest.mark.parametrize("bad", [0, -1])
-def test_batcher_rejects_nonsense_in_flight(bad):
-    with pytest.raises(ValueError):
-        MicroBatcher(lambda b: b, max_in_flight=bad)
 
 
 async def test_flag_coalesce_embeddings_through_a_real_router_and_infinity(tmp_path, infinity_server):
@@ -236,19 +197,20 @@ async def test_flag_coalesce_embeddings_through_a_real_router_and_infinity(tmp_p
     assert calls < len(texts), f"{calls} upstream calls for {len(texts)} concurrent requests"
 
 
-async def test_lanes_of_a_removed_or_changed_route_are_dropped_after_a_reload(aiohttp_client, tmp_path):
+async def test_queues_of_a_replaced_upstream_are_dropped_after_a_reload(aiohttp_client, tmp_path):
     client = await _client(aiohttp_client, tmp_path, ["coalesce_embeddings"])
     gateway = client.app[GATEWAY]
-    coalescer = next(s for s in gateway.chain.stages if s.name == "adapter").coalescer
+    queues = next(s for s in gateway.chain.stages if s.name == "adapter").queues
     assert all(status == 200 for status, _ in await _embed_many(client, [["a"], ["b"]]))
-    assert len(coalescer._lanes) == 1
+    assert [e.scheduler.name for e in queues._entries.values()] == ["up"]
     write_yaml(tmp_path / "routing.yaml", {  # "up" changes (a new route), "other" is new
         "feature_flags": ["coalesce_embeddings"],
         "embeddings": [{"model": "up", "upstream": {"type": "counting", "delay_ms": 1}},
                        {"model": "other", "upstream": {"type": "counting", "delay_ms": 1}}]})
     await gateway.load()
     assert (await client.post("/v1/embeddings", json={"model": "other", "input": "x"})).status == 200
-    assert [lane.route.alias for lane in coalescer._lanes.values()] == ["other"]  # the old "up" lane is gone
+    # the old upstream's queue is gone with it
+    assert [e.scheduler.name for e in queues._entries.values()] == ["other"]
 
 
 def test_bad_coalescing_options_are_config_errors(tmp_path):

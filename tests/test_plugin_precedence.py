@@ -222,10 +222,10 @@ async def test_startup_and_shutdown_receive_the_gateway_and_builtins_close_their
         async with session.post(str(server.make_url("/v1/embeddings")), json={"model": "echo-emb", "input": "x"}) as r:
             assert r.status == 200
     invoke = pm.get_plugin("plugins.invoke")
-    assert invoke.coalescer._lanes  # the flag sent the request through a coalescing lane
+    assert invoke.queues._entries  # the request went through the model's queue
     await server.close()
     assert seen == [("startup", app[GATEWAY]), ("shutdown", True)]
-    assert invoke.coalescer._lanes == {}  # closed by the plugin that owns it
+    assert invoke.queues._entries == {}  # closed by the plugin that owns it
 
 
 def test_route_options_declared_by_a_plugin_are_checked_with_file_and_line(tmp_path):

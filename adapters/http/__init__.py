@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from adapters.http.upstream import HttpUpstream
 from adapters.http.wire import read_embeddings, read_rerank
-from core.adapters import Adapter, CallContext, EmbedResult, RerankResult
+from core.adapters import Adapter, Batching, CallContext, EmbedResult, RerankResult
 from core.errors import InvalidRequest
 from core.logs import request_id_var
 from core.options import Option, OptionSchema
@@ -33,6 +33,8 @@ def resilience_options(default_encoding: str) -> OptionSchema:
         Option("failure_threshold", int, 3, "consecutive failures that take a URL out", minimum=1),
         Option("cooldown_seconds", float, 10, "how long a failing URL sits out", minimum=0),
         Option("pool_size", int, 64, "keep-alive connections per URL", minimum=1),
+        Option("max_in_flight", int, None, "calls in flight per model (default pool_size); more wait in its queue",
+               minimum=1),
         Option("max_response_mb", float, 64, "a larger answer is a 502", minimum=0.001),
         Option("encoding_format", str, default_encoding, "how embeddings are asked for",
                choices=("base64", "float")),
@@ -55,6 +57,10 @@ class HttpAdapter(Adapter):
         self.encoding = str(self.config["encoding_format"])
         self.http = HttpUpstream(upstream, self.config, context, adapter=self.type_name, headers=headers,
                                  secrets=secrets)
+
+    def batching(self, route: ModelRoute) -> Batching:
+        """Each request is one call; ``max_in_flight`` (default ``pool_size``) at once per model."""
+        return Batching(max_in_flight=int(self.config["max_in_flight"] or self.config["pool_size"]))
 
     async def post(self, path: str, payload: Any, route: ModelRoute, call: CallContext) -> Any:
         request_id = call.request_id if call.request_id is not None else request_id_var.get()

@@ -1,8 +1,10 @@
-"""Adapter type ``local``: models run in this process, micro-batched in a worker thread.
+"""Adapter type ``local``: models run in this process, one batch at a time in a thread of their own.
 
-Upstream options (routing.yaml, under ``upstream``): ``max_batch_size`` (32),
-``max_wait_ms`` (2), ``device`` (``auto``). The model is the route's ``served_name`` (a packaged
-name, a local folder or a cached Hugging Face id), or ``options: {model_path: ...}``.
+The scheduler (``core.scheduling``) forms the batches, from every request for the model:
+upstream options (routing.yaml, under ``upstream``) ``max_batch_size`` (32) and
+``max_wait_ms`` (2) say how, ``device`` (``auto``) where the model runs. The model is the
+route's ``served_name`` (a packaged name, a local folder or a cached Hugging Face id), or
+``options: {model_path: ...}``.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from adapters.local.models import SentenceEmbedder, load_reranker
 from core import hookimpl
-from core.adapters import Adapter, AdapterContext, CallContext, EmbedResult, RerankResult
-from core.batching import MicroBatcher
+from core.adapters import Adapter, AdapterContext, Batching, CallContext, EmbedResult, RerankResult
 from core.options import Option, OptionSchema
 from core.packaged import DEVICES
 from core.tokenization import load_counter
@@ -29,12 +31,21 @@ log = logging.getLogger("maas.adapters.local")
 
 
 class LocalModel:
-    """One loaded model and the batcher in front of it."""
+    """One loaded model and its thread: the model uses every core for one batch, so batches
+    run one after another, off the event loop."""
 
-    def __init__(self, model: Any, batcher: MicroBatcher, tokenizer_path: str) -> None:
+    def __init__(self, model: Any, fn: Any, tokenizer_path: str) -> None:
         self.model = model
-        self.batcher = batcher
+        self.fn = fn
         self.tokenizer_path = tokenizer_path
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+
+    async def run(self, batch: list[Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.fn, batch)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.model.close()
 
 
 def _model_name(route: ModelRoute) -> str:
@@ -62,7 +73,6 @@ class LocalAdapter(Adapter):
         self.max_batch_size = int(self.config["max_batch_size"])
         self.max_wait_s = float(self.config["max_wait_ms"]) / 1000.0
         self.device = str(self.config["device"])
-        self.metrics = context.metrics
         self._models: dict[tuple[str, str], LocalModel] = {}
         self._loading: dict[tuple[str, str], asyncio.Task[LocalModel]] = {}
     async def prepare(self, route: ModelRoute) -> None:
@@ -87,13 +97,10 @@ class LocalAdapter(Adapter):
         else:
             model = await asyncio.to_thread(load_reranker, name, device=self.device)
             fn = model.score
-        on_batch = None
-        if self.metrics is not None:
-            hist = self.metrics.batch_size.labels(model=route.alias)
-            on_batch = hist.observe
-        batcher: MicroBatcher[Any, Any] = MicroBatcher(fn, max_batch_size=self.max_batch_size,
-                                                       max_wait_s=self.max_wait_s, name=name, on_batch=on_batch)
-        return LocalModel(model, batcher, model.tokenizer_path)
+        return LocalModel(model, fn, model.tokenizer_path)
+
+    def batching(self, route: ModelRoute) -> Batching:
+        return Batching(max_in_flight=1, split=True, max_batch_size=self.max_batch_size, max_wait_s=self.max_wait_s)
 
     def describe(self, route: ModelRoute) -> dict[str, Any]:
         loaded = self._models.get((route.kind, _model_name(route)))
@@ -120,19 +127,18 @@ class LocalAdapter(Adapter):
         texts = list(inputs)
         if call.is_tokens:
             texts = load_counter(loaded.tokenizer_path).decode_inputs(texts)
-        rows = await loaded.batcher.submit(texts)
-        return EmbedResult(vectors=np.stack(rows).astype(np.float32, copy=False))
+        vectors = await loaded.run(texts)
+        return EmbedResult(vectors=np.asarray(vectors, dtype=np.float32))
 
     async def rerank(self, route: ModelRoute, query: str, documents: Sequence[str],
                      call: CallContext) -> RerankResult:
         loaded = await self._model(route)
-        scores = await loaded.batcher.submit([(query, d) for d in documents])
+        scores = await loaded.run([(query, d) for d in documents])
         return RerankResult(scores=[float(s) for s in scores])
 
     async def close(self) -> None:
         for loaded in self._models.values():
-            await loaded.batcher.close()
-            loaded.model.close()
+            loaded.close()
         self._models.clear()
 
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from core.config.yamlfile import LineDict, LineList, expect
 from core.errors import ConfigError
@@ -33,6 +34,8 @@ _NAME = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 _SOURCES = ("key", "sha256", "key_env", "key_file")
 _ENTRY_KEYS = {"name", "models", *_SOURCES}
 _BUCKET_KEYS = {"capacity", "refill_rate", "tokens_per_minute"}
+_POLICY_KEYS = {"weight", "priority", "max_queued", "priority_header"}
+_PRIORITY_NAMES = ("interactive", "bulk")
 
 
 def key_digest(key: str) -> bytes:
@@ -75,10 +78,23 @@ class BucketSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class QueuePolicy:
+    """How the scheduler treats a key (``core.scheduling``): its share against other keys, its
+    priority, how many inputs it may have queued for one model, and whether its requests may
+    choose their priority with ``X-Priority``."""
+
+    weight: float = 1.0
+    priority: str = "interactive"
+    max_queued: int | None = None
+    priority_header: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RateLimitConfig:
     default: BucketSpec | None = None
     anonymous: BucketSpec | None = None
     per_api_key: Mapping[str, BucketSpec] = field(default_factory=lambda: MappingProxyType({}))
+    policies: Mapping[str, QueuePolicy] = field(default_factory=lambda: MappingProxyType({}))
     # where each per_api_key entry is, to point at one that matches no key
     entry_lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     file: str = ""
@@ -88,16 +104,23 @@ class RateLimitConfig:
 
         An entry is keyed by the key's name or, as in the deployment guide, by the key itself.
         """
+        return self._by_key_name(self.per_api_key, auth)
+
+    def resolve_policies(self, auth: AuthConfig) -> dict[str, QueuePolicy]:
+        """Per key name, the scheduling policy of its ``per_api_key`` entry."""
+        return self._by_key_name(self.policies, auth)[0]
+
+    def _by_key_name(self, entries: Mapping[str, Any], auth: AuthConfig) -> tuple[dict[str, Any], list[int]]:
         by_name = {k.name: k for k in auth.keys}
-        specs: dict[str, BucketSpec] = {}
+        found: dict[str, Any] = {}
         unmatched: list[int] = []
-        for entry, spec in self.per_api_key.items():
+        for entry, value in entries.items():
             key = by_name.get(entry) or auth.find(entry)
             if key is None:
                 unmatched.append(self.entry_lines.get(entry, 0))
             else:
-                specs[key.name] = spec
-        return specs, unmatched
+                found[key.name] = value
+        return found, unmatched
 
 
 def _secret_from(entry: LineDict, index: int) -> bytes:
@@ -187,11 +210,11 @@ def parse_auth(doc: LineDict) -> AuthConfig:
     return AuthConfig(keys=tuple(keys), allow_anonymous_without_api_keys=anon, key_files=key_files)
 
 
-def _bucket(spec: object, parent: LineDict, key: str, label: str) -> BucketSpec:
+def _bucket(spec: object, parent: LineDict, key: str, label: str, extra: frozenset[str] = frozenset()) -> BucketSpec:
     """Parse one bucket. ``label`` names it in errors: a per_api_key entry may be a key itself."""
     if not isinstance(spec, LineDict):
         raise parent.fail(f"{label} must be a mapping with capacity and refill_rate", key)
-    unknown = sorted(set(spec) - _BUCKET_KEYS)
+    unknown = sorted(set(spec) - _BUCKET_KEYS - extra)
     if unknown:
         raise spec.fail(f"{label}: unknown field {unknown[0]!r}", unknown[0])
     capacity = expect(spec, "capacity", (int, float))
@@ -206,6 +229,20 @@ def _bucket(spec: object, parent: LineDict, key: str, label: str) -> BucketSpec:
     return BucketSpec(capacity=float(capacity), refill_rate=float(refill), tokens_per_minute=tpm)
 
 
+def _policy(spec: LineDict, label: str) -> QueuePolicy:
+    weight = expect(spec, "weight", (int, float), required=False, default=1.0)
+    if isinstance(weight, bool) or weight <= 0:
+        raise spec.fail(f"{label}: 'weight' must be a positive number", "weight")
+    priority = expect(spec, "priority", str, required=False, default="interactive")
+    if priority not in _PRIORITY_NAMES:
+        raise spec.fail(f"{label}: 'priority' must be one of {', '.join(_PRIORITY_NAMES)}", "priority")
+    max_queued = expect(spec, "max_queued", int, required=False)
+    if max_queued is not None and (isinstance(max_queued, bool) or max_queued < 1):
+        raise spec.fail(f"{label}: 'max_queued' must be a positive integer (inputs)", "max_queued")
+    header = expect(spec, "priority_header", bool, required=False, default=False)
+    return QueuePolicy(weight=float(weight), priority=priority, max_queued=max_queued, priority_header=header)
+
+
 def parse_rate_limits(doc: LineDict) -> RateLimitConfig:
     unknown = sorted(set(doc) - {"default", "anonymous", "per_api_key"})
     if unknown:
@@ -214,10 +251,21 @@ def parse_rate_limits(doc: LineDict) -> RateLimitConfig:
     top = {k: _bucket(doc[k], doc, k, k) for k in ("default", "anonymous") if doc.get(k) is not None}
     per_key_doc = expect(doc, "per_api_key", dict, required=False, default=None)
     per_key: dict[str, BucketSpec] = {}
+    policies: dict[str, QueuePolicy] = {}
     lines: dict[str, int] = {}
+    label = "per_api_key entry"
     for name in per_key_doc or {}:
+        entry = per_key_doc[name]
         lines[str(name)] = per_key_doc.line_of(str(name))
-        per_key[str(name)] = _bucket(per_key_doc[name], per_key_doc, str(name), "per_api_key entry")
+        # An entry may set a bucket, a scheduling policy, or both; without a bucket 'default' applies.
+        if not isinstance(entry, LineDict) or set(entry) & _BUCKET_KEYS or not set(entry) & _POLICY_KEYS:
+            per_key[str(name)] = _bucket(entry, per_key_doc, str(name), label, frozenset(_POLICY_KEYS))
+        else:
+            unknown = sorted(set(entry) - _POLICY_KEYS)
+            if unknown:
+                raise entry.fail(f"{label}: unknown field {unknown[0]!r}", unknown[0])
+        if set(entry) & _POLICY_KEYS:
+            policies[str(name)] = _policy(entry, label)
     return RateLimitConfig(default=top.get("default"), anonymous=top.get("anonymous"),
-                           per_api_key=MappingProxyType(per_key), entry_lines=MappingProxyType(lines),
-                           file=doc.file)
+                           per_api_key=MappingProxyType(per_key), policies=MappingProxyType(policies),
+                           entry_lines=MappingProxyType(lines), file=doc.file)

@@ -16,9 +16,9 @@ from core.tokenization import decode_cl100k
 from core.vectors import shape_vectors
 
 if TYPE_CHECKING:
-    from core.adapters import Adapter, CallContext, EmbedResult
-    from core.coalescing import EmbedCoalescer
+    from core.adapters import CallContext, EmbedResult
     from core.config import ModelRoute
+    from core.scheduling.queues import ModelQueue
     from core.tokenization import TokenCounter
 
 EmbeddingInput = list[str] | list[list[int]]
@@ -140,11 +140,8 @@ class EmbeddingsRequest:
                                  "send text, not token ids", param="input")
         self.inputs = [prefix + text for text in self.texts]
 
-    async def call(self, adapter: Adapter, route: ModelRoute, context: CallContext,
-                   coalescer: EmbedCoalescer | None = None) -> EmbedResult:
-        if coalescer is not None and coalescer.eligible(route, self.inputs):
-            return await coalescer.embed(adapter, route, self.inputs, context)
-        return await adapter.embed(route, self.inputs, context)
+    async def call(self, queue: ModelQueue, context: CallContext) -> EmbedResult:
+        return await queue.embed(self.inputs, context)
 
     def respond(self, route: ModelRoute, result: EmbedResult, tokens: int,
                 check: Callable[[np.ndarray], None] | None = None) -> EmbeddingsOutcome:
@@ -184,10 +181,9 @@ class TokenizeRequest(EmbeddingsRequest):
     def truncation_mode(self, route: ModelRoute, flag_end: bool) -> str:
         return "none"  # tokenizing reads everything: no model limit applies
 
-    async def call(self, adapter: Adapter, route: ModelRoute, context: CallContext,  # type: ignore[override]
-                   coalescer: EmbedCoalescer | None = None) -> TokenizeResult:
-        if context.tokenizer is None:
-            raise InvalidRequest(f"The model '{route.alias}' has no tokenizer here", param="model")
+    async def call(self, queue: ModelQueue, context: CallContext) -> TokenizeResult:  # type: ignore[override]
+        if context.tokenizer is None:  # answered here, not by the model: nothing to queue
+            raise InvalidRequest(f"The model '{queue.route.alias}' has no tokenizer here", param="model")
         return TokenizeResult(context.tokenizer.tokenize(self.texts, self.add_special_tokens))
 
     def respond(self, route: ModelRoute, result: TokenizeResult, tokens: int,  # type: ignore[override]

@@ -14,9 +14,9 @@ from core.errors import TokenLimitExceeded, UpstreamError
 from core.requests.common import RerankOutcome, Truncation, over_limit, rank
 
 if TYPE_CHECKING:
-    from core.adapters import Adapter, CallContext, RerankResult
-    from core.coalescing import EmbedCoalescer
+    from core.adapters import CallContext, RerankResult
     from core.config import ModelRoute
+    from core.scheduling.queues import ModelQueue
     from core.tokenization import TokenCounter
 
 
@@ -139,9 +139,8 @@ class RerankRequest:
     def check_route(self, route: ModelRoute) -> None:
         return None
 
-    async def call(self, adapter: Adapter, route: ModelRoute, context: CallContext,
-                   coalescer: EmbedCoalescer | None = None) -> RerankResult:
-        return await adapter.rerank(route, self.query, self.documents, context)
+    async def call(self, queue: ModelQueue, context: CallContext) -> RerankResult:
+        return await queue.rerank(self.query, self.documents, context)
 
     def respond(self, route: ModelRoute, result: RerankResult, tokens: int,
                 check: Callable[[np.ndarray], None] | None = None) -> RerankOutcome:

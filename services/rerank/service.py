@@ -13,7 +13,9 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -21,7 +23,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from adapters.local.models import load_reranker
-from core.batching import MicroBatcher
 from core.config.settings import _bool, number
 from core.dialects import ParseLimits
 from core.dialects.fields import FieldTable
@@ -30,6 +31,7 @@ from core.errors import ConfigError, InvalidRequest, ModelNotFound, ServiceUnava
 from core.http import edge_middleware, json_response
 from core.packaged import DEFAULT_RERANKER, check_device
 from core.requests import RerankOutcome, rank
+from core.scheduling import Scheduler, Work
 from core.serving import DRAIN, Drain, serve_until_stopped
 from core.tokenization import TokenCounter, counter_for
 
@@ -92,7 +94,8 @@ class RerankSettings:
 class RerankService:
     def __init__(self, settings: RerankSettings) -> None:
         self.settings = settings
-        self.batchers: dict[str, MicroBatcher] = {}
+        self.schedulers: dict[str, Scheduler] = {}
+        self.runs: dict[str, Any] = {}  # model -> the function that scores one batch in its thread
         self.backends: dict[str, str] = {}
         self.counters: dict[str, TokenCounter] = {}
         self.ready = False
@@ -104,7 +107,8 @@ class RerankService:
         self.batch_size = Histogram("rerank_batch_size", "Pairs per model batch",
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self.queue_depth = Gauge("rerank_queue_pairs", "Pairs waiting to be scored", registry=r)
-        self.queue_depth.set_function(lambda: sum(b.queued_items for b in self.batchers.values()))
+        self.queue_depth.set_function(lambda: sum(b.queued_items for b in self.schedulers.values()))
+        self._executors: list[ThreadPoolExecutor] = []
 
     async def load(self) -> None:
         s = self.settings
@@ -114,9 +118,9 @@ class RerankService:
             self.backends[model] = scorer.backend
             # usage counts what the model reads: its own tokenizer over each (query, document) pair
             self.counters[model] = counter_for([scorer.tokenizer_path, model])
-            self.batchers[model] = MicroBatcher(
-                scorer.score, max_batch_size=s.max_batch_size, max_wait_s=s.batch_delay_ms / 1000,
-                queue_timeout_s=s.queue_timeout_ms / 1000, name=model, on_batch=self.batch_size.observe)
+            self.schedulers[model] = Scheduler(model, queue_timeout_s=s.queue_timeout_ms / 1000,
+                                               observer=_Batches(self.batch_size))
+            self.runs[model] = self._threaded(scorer.score)
             log.info("rerank model ready", extra={"model": model, "backend": scorer.backend})
         self.ready = True
 
@@ -148,15 +152,43 @@ class RerankService:
                                      f"{s.max_document_length} are allowed", param="documents")
         model = self.resolve(req.model)
         pairs = [(req.query, d) for d in req.documents]
-        scores = await self.batchers[model].submit(pairs)
+        scores = await self.schedulers[model].submit(Work(
+            pairs, self.runs[model], max_batch_size=s.max_batch_size, max_wait_s=s.batch_delay_ms / 1000))
         tokens = sum(await asyncio.to_thread(self.counters[model].count_query_documents, req.query, req.documents))
         self.pairs.inc(len(scores))
         outcome = RerankOutcome(str(req.model), rank([float(x) for x in scores], req.top_n), req.documents, tokens)
         return json_response(SERVICE_RERANK.render(req, outcome))
 
+    def _threaded(self, fn: Any) -> Any:
+        """``fn`` as the scheduler runs a batch: in a thread of its own, one batch at a time."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rerank-model")
+        self._executors.append(executor)
+
+        async def run(batch: list[Any], own: bool) -> Any:
+            return await asyncio.get_running_loop().run_in_executor(executor, fn, batch)
+
+        return run
+
     async def close(self) -> None:
-        for batcher in self.batchers.values():
-            await batcher.close()
+        for scheduler in self.schedulers.values():
+            await scheduler.close()
+        for executor in self._executors:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Batches:
+    """The service's one queue metric besides depth: pairs per batch."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.histogram = histogram
+
+    def batch(self, items: int) -> None:
+        self.histogram.observe(items)
+
+    def depth(self, items: int) -> None: ...
+    def waited(self, seconds: float) -> None: ...
+    def refused(self, reason: str) -> None: ...
+    def cancelled(self, items: int) -> None: ...
 
 
 SERVICE = web.AppKey("rerank_service", RerankService)

@@ -1,0 +1,478 @@
+"""The scheduler in front of one model: fair between tenants, bounded, and it drops abandoned work.
+
+Jobs (``core.scheduling.work.Work``) wait in one flow per (tenant, priority). Each batch is
+filled by **deficit round robin** over the flows of one priority, in cost units (estimated
+tokens): a flow earns ``quantum`` × its weight per turn and spends it on items, so a bulk
+request of 2,048 inputs and a one-sentence request from someone else share the next batch
+rather than queueing one behind the other. Within a flow, the job with least work left goes
+first (a long one gains standing as it waits), so one tenant's small request is not stuck
+behind its own bulk job either.
+Interactive flows go before bulk ones, but every ``BULK_EVERY``-th batch goes to bulk work
+when there is some: bulk is slowed, never starved.
+
+A batch starts once it is full or its oldest job has waited ``max_wait_s``, and only while
+fewer than ``max_in_flight`` batches run: work arriving meanwhile joins a later, fuller batch.
+
+**Admission.** New work is refused at once, never queued to time out: over the tenant's
+``max_queued`` items (429), or over the model's bounds (``Bounds``: items, or seconds of work
+estimated from the measured drain rate) or the request's deadline. Over the model's bounds a
+tenant still within its fair share is admitted (fair queueing will serve it soon); one over it
+gets 429, and a newcomer whose work alone exceeds its share 503. Refusals carry a Retry-After
+estimated from the drain rate. An idle model admits anything.
+
+**Cancellation.** When the caller stops waiting (its client left, its deadline passed), the
+job's queued items leave the queue and the counts at once; a batch that has not started
+skips them, and a job running alone in its batch is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import time
+from collections import deque
+from typing import Any, Protocol
+
+from core.errors import RateLimited, ServiceUnavailable
+from core.scheduling.work import BULK, INTERACTIVE, Tenant, Work
+
+QUANTUM = 64.0  # cost units (tokens) a flow earns per turn: a few short inputs, so batches mix flows
+BULK_EVERY = 8  # with interactive work waiting, one batch in BULK_EVERY + 1 still goes to bulk
+_HARD_LIMIT = 2.0  # never more than twice a bound queued, whatever the shares
+_UNSET: Any = object()
+
+
+class QueueObserver(Protocol):
+    """What the scheduler reports (Prometheus in the router, nothing in the rerank service)."""
+
+    def depth(self, items: int) -> None: ...
+    def waited(self, seconds: float) -> None: ...
+    def batch(self, items: int) -> None: ...
+    def refused(self, reason: str) -> None: ...
+    def cancelled(self, items: int) -> None: ...
+
+
+class _Job:
+    __slots__ = ("work", "costs", "order", "next", "done", "results", "future", "enqueued", "seq", "flow",
+                 "cost_left", "task")
+
+    def __init__(self, work: Work, costs: list[float], future: asyncio.Future, seq: int, flow: _Flow) -> None:
+        self.work = work
+        self.costs = costs
+        n = len(costs)
+        # Similar lengths together: a batch costs its size times its longest item.
+        self.order = sorted(range(n), key=costs.__getitem__) if work.split else list(range(n))
+        self.next = 0  # position in ``order`` of the next item to go
+        self.done = 0
+        self.results: list[Any] = [None] * n
+        self.future = future
+        self.enqueued = time.monotonic()
+        self.seq = seq
+        self.flow = flow
+        self.cost_left = sum(costs)  # not yet taken into batches
+        self.task: asyncio.Task | None = None  # the batch running this job alone
+
+    @property
+    def left(self) -> int:
+        return len(self.order) - self.next
+
+    @property
+    def live(self) -> bool:
+        return self.left > 0 and not self.future.done()
+
+    def head_cost(self) -> float:
+        """What its next take costs: one item, or all of a job that is not split."""
+        if self.work.split:
+            return self.costs[self.order[self.next]]
+        return sum(self.costs)
+
+
+class _Flow:
+    __slots__ = ("key", "tenant", "jobs", "deficit", "in_turn", "items", "cost")
+
+    def __init__(self, key: tuple[str, int], tenant: Tenant) -> None:
+        self.key = key
+        self.tenant = tenant
+        self.jobs: list[_Job] = []
+        self.deficit = 0.0
+        self.in_turn = False
+        self.items = 0  # queued (not yet taken)
+        self.cost = 0.0
+
+    def pick(self, group: Any, whole_ok: bool, now: float, rate: float) -> _Job | None:
+        """The live job that fits the batch and has least work left, less the work the model could
+        have done while it waited (``rate`` per second): short requests go first, and a long one
+        waiting behind them gains a second of standing for each second it waits. Oldest first on
+        a tie, so equal requests are served in turn rather than all at once."""
+        best: _Job | None = None
+        best_key = (0.0, 0)
+        for job in self.jobs:
+            if not job.live:
+                continue
+            if group is not _UNSET and (not job.work.split or job.work.group != group):
+                continue
+            if not whole_ok and not job.work.split:
+                continue
+            key = (job.cost_left - (now - job.enqueued) * rate, job.seq)
+            if best is None or key < best_key:
+                best, best_key = job, key
+        return best
+
+
+class _Batch:
+    __slots__ = ("parts", "cost")
+
+    def __init__(self) -> None:
+        self.parts: dict[_Job, list[int]] = {}
+        self.cost = 0.0
+
+
+class Scheduler:
+    def __init__(self, name: str, *, max_in_flight: int = 1, queue_timeout_s: float | None = None,
+                 observer: QueueObserver | None = None, quantum: float = QUANTUM) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        if quantum <= 0:
+            raise ValueError("quantum must be positive")
+        self.name = name
+        self.quantum = quantum
+        self.max_in_flight = max_in_flight
+        self.queue_timeout_s = queue_timeout_s
+        self.observer = observer
+        self.queued_items = 0
+        self.queued_cost = 0.0
+        self._flows: dict[tuple[str, int], _Flow] = {}
+        self._rings: tuple[deque[_Flow], deque[_Flow]] = (deque(), deque())
+        self._jobs: dict[int, _Job] = {}  # queued jobs in arrival order: the oldest sets the wait window
+        self._seq = 0
+        self._bulk_wait = 0  # batches given to interactive work while bulk work waited
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._wakeup = asyncio.Event()
+        self._worker: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()
+        self._active = 0
+        self._rate: float | None = None  # cost units per second, one batch at a time
+        self._item_rate: float | None = None
+
+    # -- the caller's side ---------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no batch running: safe to drop."""
+        return not self._jobs and self._active == 0
+
+    async def submit(self, work: Work) -> list[Any]:
+        """The outputs of ``work.run`` for every item, in item order."""
+        items = work.items
+        if not items:
+            return []
+        costs = [max(1.0, float(c)) for c in work.costs] if work.costs is not None else [1.0] * len(items)
+        if len(costs) != len(items):
+            raise ValueError("one cost per item")
+        loop = asyncio.get_running_loop()
+        key = (work.tenant.name, work.tenant.priority)
+        flow = self._flows.get(key)
+        self._admit(work, flow, len(items), sum(costs), loop.time())
+        if flow is None:
+            flow = self._flows[key] = _Flow(key, work.tenant)
+        self._seq += 1
+        job = _Job(work, costs, loop.create_future(), self._seq, flow)
+        ring = self._rings[work.tenant.priority]
+        if flow not in ring:
+            ring.append(flow)
+        flow.jobs.append(job)
+        flow.items += len(items)
+        flow.cost += sum(costs)
+        self.queued_items += len(items)
+        self.queued_cost += sum(costs)
+        self._jobs[job.seq] = job
+        self._moved()
+        job.future.add_done_callback(lambda _: self._settled(job))
+        if self._worker is None or self._worker.done():
+            # A fresh context: the long-lived worker must not carry the request id (or any other
+            # context variable) of whichever request happened to start it.
+            self._worker = loop.create_task(self._run(), name=f"scheduler-{self.name}", context=contextvars.Context())
+        self._wakeup.set()
+        if self.queue_timeout_s is not None:
+            timer = loop.call_later(self.queue_timeout_s, self._expire, job)
+            job.future.add_done_callback(lambda _: timer.cancel())
+        return await job.future  # a cancelled caller cancels the future: _settled drops its items
+
+    def _seconds(self, cost: float) -> float:
+        """Estimated seconds for the model to get through ``cost`` (0 until a batch is measured)."""
+        return cost / (self._rate * self.max_in_flight) if self._rate else 0.0
+
+    def _admit(self, work: Work, flow: _Flow | None, n: int, cost: float, now: float) -> None:
+        tenant, bounds = work.tenant, work.bounds
+        mine, mine_cost = (flow.items, flow.cost) if flow is not None else (0, 0.0)
+        if mine and tenant.max_queued is not None and mine + n > tenant.max_queued:
+            self._refuse("key_bound")
+            raise RateLimited(f"Key '{tenant.name}' has {mine} inputs queued for {self.name}; its bound is "
+                              f"{tenant.max_queued}", retry_after=self._seconds(mine_cost) or 1.0,
+                              code="queue_full_for_key")
+        if not self.queued_items:
+            return  # an idle model takes anything
+        flows = len(self._flows) + (flow is None)
+
+        def load(items: int, units: float) -> float:  # the fraction of the bounds that much work fills
+            parts = [0.0]
+            if bounds.max_items:
+                parts.append(items / bounds.max_items)
+            if bounds.max_seconds and self._rate:
+                parts.append(self._seconds(units) / bounds.max_seconds)
+            return max(parts)
+
+        total, own = load(self.queued_items + n, self.queued_cost + cost), load(mine + n, mine_cost + cost)
+        # Under fair queueing a tenant's work finishes about when its share of the model has done it.
+        finish = self._seconds(min(self.queued_cost + cost, (mine_cost + cost) * flows))
+        late = work.deadline is not None and finish > work.deadline - now
+        if total <= 1.0 and not late:
+            return
+        if not late and own <= 1.0 / flows and total <= _HARD_LIMIT:
+            return  # within its share: admitted over the bound, served in its turn
+        if mine:
+            self._refuse("key_share")
+            raise RateLimited(f"{self.name} is busy and key '{tenant.name}' has more than its share queued",
+                              retry_after=self._seconds(mine_cost * flows) or 1.0, code="queue_share_exceeded")
+        self._refuse("deadline" if late else "saturated")
+        wait = self._seconds(self.queued_cost + cost) - (bounds.max_seconds or 0.0)
+        item_rate = (self._item_rate or 0.0) * self.max_in_flight
+        if bounds.max_items and item_rate:
+            wait = max(wait, (self.queued_items + n - bounds.max_items) / item_rate)
+        reason = "would not finish before its deadline" if late else "its queue is full"
+        raise ServiceUnavailable(f"{self.name} is saturated: the request {reason}", retry_after=max(wait, 0.1),
+                                 code="model_saturated")
+
+    def _refuse(self, reason: str) -> None:
+        if self.observer is not None:
+            self.observer.refused(reason)
+
+    def _moved(self) -> None:
+        if self.observer is not None:
+            self.observer.depth(self.queued_items)
+
+    def _expire(self, job: _Job) -> None:
+        if job.next == 0 and not job.future.done():  # none of its items has started: give up on it
+            waited = (self.queue_timeout_s or 0.0) * 1000
+            job.future.set_exception(ServiceUnavailable(f"{self.name}: request waited over {waited:.0f} ms "
+                                                        "in the queue", code="queue_timeout"))
+
+    def _settled(self, job: _Job) -> None:
+        """The job's future is done (answered, failed or abandoned): its queued items go."""
+        self._jobs.pop(job.seq, None)
+        flow = job.flow
+        if job in flow.jobs:
+            flow.jobs.remove(job)
+        left = job.left
+        if left:
+            cost = job.cost_left
+            job.next, job.cost_left = len(job.order), 0.0
+            flow.items -= left
+            flow.cost -= cost
+            self.queued_items -= left
+            self.queued_cost -= cost
+            self._moved()
+            if job.future.cancelled() and self.observer is not None:
+                self.observer.cancelled(left)
+        if job.future.cancelled() and job.task is not None:  # it runs alone: nobody wants the answer
+            job.task.cancel()
+        if not flow.jobs:
+            self._retire(flow)
+
+    def _retire(self, flow: _Flow) -> None:
+        ring = self._rings[flow.key[1]]
+        if flow in ring:
+            ring.remove(flow)
+        flow.deficit, flow.in_turn = 0.0, False
+        self._flows.pop(flow.key, None)
+
+    # -- the worker's side ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if not self._jobs:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            oldest = next(iter(self._jobs.values()))
+            deadline = oldest.enqueued + oldest.work.max_wait_s
+            while self.queued_items < oldest.work.max_batch_size and self._jobs:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except TimeoutError:
+                    break
+            await self._slots.acquire()
+            batch = self._take()
+            if batch is None:
+                self._slots.release()
+                continue
+            task = asyncio.get_running_loop().create_task(self._execute(batch))
+            if len(batch.parts) == 1:
+                job = next(iter(batch.parts))
+                if not job.work.split:
+                    job.task = task
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    def _priority(self) -> int | None:
+        interactive, bulk = self._rings[INTERACTIVE], self._rings[BULK]
+        if interactive and (not bulk or self._bulk_wait < BULK_EVERY):
+            self._bulk_wait += 1 if bulk else 0
+            return INTERACTIVE
+        self._bulk_wait = 0
+        return BULK if bulk else None
+
+    def _take(self) -> _Batch | None:
+        """The next batch, by deficit round robin over the flows of one priority."""
+        priority = self._priority()
+        if priority is None:
+            return None
+        ring = self._rings[priority]
+        now, rate = time.monotonic(), self._rate or 0.0
+        batch = _Batch()
+        group: Any = _UNSET
+        size, longest = 0, 0.0
+        limit_items, limit_tokens = 1, None
+        full = False
+        while ring and not full:
+            wanted = False  # some flow has work for this batch: go round again, deficits grow each turn
+            rounds_short = float("inf")  # turns the closest flow still needs before it can afford its item
+            for _ in range(len(ring)):
+                if not ring or full:
+                    break
+                flow = ring[0]
+                job = flow.pick(group, not batch.parts, now, rate)
+                if job is None:
+                    flow.in_turn = False
+                    if any(j.live for j in flow.jobs):
+                        ring.rotate(-1)  # it has work, not of this batch's group
+                    else:
+                        ring.popleft()  # its work is all taken, or abandoned
+                    continue
+                wanted = True
+                if not flow.in_turn:
+                    flow.deficit += self.quantum * flow.tenant.weight
+                    flow.in_turn = True
+                while job is not None:
+                    cost = job.head_cost()
+                    if cost > flow.deficit:
+                        rounds_short = min(rounds_short, (cost - flow.deficit) / (self.quantum * flow.tenant.weight))
+                        break
+                    if group is _UNSET:
+                        group = job.work.group
+                        limit_items, limit_tokens = job.work.max_batch_size, job.work.max_batch_tokens
+                        if not job.work.split:  # one batch of its own
+                            self._take_items(batch, job, len(job.order))
+                            flow.deficit -= cost
+                            full = True
+                            break
+                    elif size >= limit_items or (
+                            limit_tokens is not None and (size + 1) * max(longest, cost) > limit_tokens):
+                        full = True
+                        break
+                    self._take_items(batch, job, 1)
+                    flow.deficit -= cost
+                    size += 1
+                    longest = max(longest, cost)
+                    job = flow.pick(group, False, now, rate)
+                if not any(j.live for j in flow.jobs):
+                    flow.jobs = [j for j in flow.jobs if not j.future.done()]  # taken, not yet answered
+                    ring.remove(flow)
+                    flow.deficit, flow.in_turn = 0.0, False
+                elif not full:  # its turn is over; a flow cut short by a full batch resumes it next time
+                    flow.in_turn = False
+                    ring.rotate(-1)
+            if not wanted:
+                break  # nothing more can join this batch
+            if not batch.parts and rounds_short > 1:
+                # Every flow is short of a large item (a whole request): give them the turns they
+                # would earn going round and round, in one step.
+                skip = int(rounds_short) - 1
+                for flow in ring:
+                    flow.deficit += skip * self.quantum * flow.tenant.weight
+        return batch if batch.parts else None
+
+    def _take_items(self, batch: _Batch, job: _Job, n: int) -> None:
+        if job.next == 0:
+            if self.observer is not None:
+                self.observer.waited(time.monotonic() - job.enqueued)
+        picked = job.order[job.next:job.next + n]
+        job.next += n
+        cost = sum(job.costs[i] for i in picked)
+        job.cost_left -= cost
+        batch.parts.setdefault(job, []).extend(picked)
+        batch.cost += cost
+        job.flow.items -= n
+        job.flow.cost -= cost
+        self.queued_items -= n
+        self.queued_cost -= cost
+        if not job.left:
+            self._jobs.pop(job.seq, None)
+        self._moved()
+
+    async def _execute(self, batch: _Batch) -> None:
+        self._active += 1
+        try:
+            parts = [(job, idx) for job, idx in batch.parts.items() if not job.future.done()]
+            if not parts:
+                return  # everyone it was for has gone
+            items = [job.work.items[i] for job, idx in parts for i in idx]
+            first = parts[0][0]
+            started = time.perf_counter()
+            try:
+                if self.observer is not None:
+                    self.observer.batch(len(items))
+                outputs = await first.work.run(items, len(parts) == 1)
+                if len(outputs) != len(items):
+                    raise RuntimeError(f"{self.name} returned {len(outputs)} outputs for {len(items)} inputs")
+            except asyncio.CancelledError:
+                if first.future.cancelled():  # _settled cancelled the job's own batch
+                    return
+                raise
+            except Exception as exc:  # the call failed: fail every request in this batch
+                for job, _ in parts:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                return
+            self._measured(sum(job.costs[i] for job, idx in parts for i in idx), len(items),
+                           time.perf_counter() - started)
+            offset = 0
+            for job, idx in parts:
+                for k, i in enumerate(idx):
+                    job.results[i] = outputs[offset + k]
+                offset += len(idx)
+                job.done += len(idx)
+                if job.done == len(job.order) and not job.future.done():
+                    job.future.set_result(job.results)
+        finally:
+            self._active -= 1
+            self._slots.release()
+
+    def _measured(self, cost: float, items: int, seconds: float) -> None:
+        """The drain rate, smoothed over recent batches, that refusals and Retry-After estimate with."""
+        seconds = max(seconds, 1e-4)
+        for name, sample in (("_rate", cost / seconds), ("_item_rate", items / seconds)):
+            old = getattr(self, name)
+            setattr(self, name, sample if old is None else 0.7 * old + 0.3 * sample)
+
+    def cancel_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+
+    async def close(self) -> None:
+        for task in [self._worker, *self._running]:
+            if task is None:
+                continue
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # its failure was its jobs' to see
+                await task
+        for job in list(self._jobs.values()):
+            if not job.future.done():
+                job.future.set_exception(ServiceUnavailable(f"{self.name} is shutting down"))
+        self._jobs.clear()
+

@@ -1,0 +1,152 @@
+"""The scheduler's mechanics: batches fill to the limit, big requests split, results return in
+order, failures reach their batch only, queued work times out or is dropped when abandoned."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from core.errors import ServiceUnavailable, UpstreamRejected
+from core.scheduling import Scheduler, Work
+from tests.support.gated import GatedModel
+
+
+def _work(items, run, **kw) -> Work:
+    return Work(items, run, **kw)
+
+
+async def test_concurrent_requests_share_batches_and_keep_order():
+    batches: list[int] = []
+
+    async def double(items, own):
+        batches.append(len(items))
+        return [x * 2 for x in items]
+
+    scheduler = Scheduler("double")
+    requests = [list(range(i * 3, i * 3 + 3)) for i in range(6)]  # 6 requests × 3 items
+    results = await asyncio.gather(*(scheduler.submit(_work(r, double, max_batch_size=8, max_wait_s=0.05))
+                                     for r in requests))
+    await scheduler.close()
+    assert results == [[x * 2 for x in r] for r in requests]
+    assert sum(batches) == 18
+    assert max(batches) == 8  # requests were merged and split at the batch limit
+    assert len(batches) == 3
+
+
+async def test_a_request_larger_than_a_batch_is_split():
+    sizes: list[int] = []
+
+    async def ident(items, own):
+        sizes.append(len(items))
+        return list(items)
+
+    scheduler = Scheduler("ident")
+    out = await scheduler.submit(_work(list(range(10)), ident, max_batch_size=4))
+    await scheduler.close()
+    assert out == list(range(10))
+    assert sizes == [4, 4, 2]
+
+
+async def test_a_batch_says_whether_it_is_one_jobs_own():
+    owns: list[bool] = []
+
+    async def record(items, own):
+        owns.append(own)
+        return items
+
+    scheduler = Scheduler("own")
+    await scheduler.submit(_work([1, 2], record))
+    await asyncio.gather(*(scheduler.submit(_work([i], record, max_batch_size=8, max_wait_s=0.05))
+                           for i in range(3)))
+    await scheduler.close()
+    assert owns == [True, False]
+
+
+async def test_model_error_fails_only_that_batch():
+    calls = 0
+
+    async def flaky(items, own):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("boom")
+        return items
+
+    scheduler = Scheduler("flaky")
+    with pytest.raises(RuntimeError, match="boom"):
+        await scheduler.submit(_work([1], flaky))
+    assert await scheduler.submit(_work([2], flaky)) == [2]
+    await scheduler.close()
+
+
+async def test_a_batch_failure_reaches_every_caller_of_that_batch():
+    async def boom(items, own):
+        raise UpstreamRejected("no", status=400)
+
+    scheduler = Scheduler("boom")
+    try:
+        results = await asyncio.gather(scheduler.submit(_work([1], boom, max_wait_s=0.02)),
+                                       scheduler.submit(_work([2], boom, max_wait_s=0.02)), return_exceptions=True)
+        assert all(isinstance(r, UpstreamRejected) for r in results)
+    finally:
+        await scheduler.close()
+
+
+async def test_calls_overlap_up_to_max_in_flight_and_keep_order():
+    running = peak = 0
+
+    async def double(items, own):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+        return [x * 2 for x in items]
+
+    scheduler = Scheduler("double", max_in_flight=2)
+    try:
+        results = await asyncio.gather(*(scheduler.submit(_work([i, i + 100], double, max_batch_size=4))
+                                         for i in range(10)))
+        assert results == [[2 * i, 2 * (i + 100)] for i in range(10)]
+        assert peak == 2  # a second batch started while the first was still out
+        assert scheduler.idle
+    finally:
+        await scheduler.close()
+
+
+async def test_queue_timeout_fires_while_the_batch_ahead_still_runs():
+    model = GatedModel()
+    scheduler = Scheduler("held", queue_timeout_s=0.05)
+    first = asyncio.create_task(scheduler.submit(_work([1], model.run, max_batch_size=1)))
+    await model.started(1)
+    try:
+        # The model is still held, so only the timer can answer this request.
+        with pytest.raises(ServiceUnavailable) as info:
+            await asyncio.wait_for(scheduler.submit(_work([2], model.run, max_batch_size=1)), 30)
+        assert info.value.status == 503 and "Retry-After" in info.value.headers
+        assert not first.done()
+    finally:
+        model.release()
+    assert await first == [1]
+    await scheduler.close()
+
+
+async def test_work_that_is_not_split_runs_whole_in_a_batch_of_its_own():
+    seen: list[list[int]] = []
+
+    async def record(items, own):
+        seen.append(list(items))
+        return items
+
+    scheduler = Scheduler("whole")
+    await asyncio.gather(scheduler.submit(_work([1, 2, 3], record, split=False, max_batch_size=2)),
+                         scheduler.submit(_work([4], record, max_batch_size=2, max_wait_s=0.02)))
+    await scheduler.close()
+    assert [1, 2, 3] in seen and [4] in seen
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_nonsense_in_flight_is_refused(bad):
+    with pytest.raises(ValueError):
+        Scheduler("x", max_in_flight=bad)
