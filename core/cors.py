@@ -14,7 +14,8 @@ from aiohttp import web
 ALLOW_HEADERS = "Authorization, Content-Type, X-API-Key, X-Request-ID, X-Priority"
 EXPOSE_HEADERS = ("X-Request-ID, Retry-After, retry-after-ms, x-ratelimit-limit-requests, "
                   "x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-ratelimit-limit-tokens, "
-                  "x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens")
+                  "x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens, X-Truncated-Inputs, X-Chunked-Documents, "
+                  "X-Cache-Hits")
 
 
 class Cors:

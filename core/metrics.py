@@ -47,6 +47,18 @@ class GatewayMetrics:
         self.queue_cancelled = Counter("maas_queue_cancelled_inputs_total",
                                        "Queued inputs dropped because their caller stopped waiting", ["queue"],
                                        registry=r)
+        self.cache_hits = Counter("maas_cache_hits_total", "Embedding inputs served from the cache", ["model"],
+                                  registry=r)
+        self.cache_misses = Counter("maas_cache_misses_total", "Embedding inputs the cache did not hold", ["model"],
+                                    registry=r)
+        self.cache_tokens = Counter("maas_cache_tokens_total", "Prompt tokens of inputs served from the cache",
+                                    ["model"], registry=r)
+        self.cache_bytes = Gauge("maas_cache_bytes", "Bytes of vectors in the in-process cache", registry=r)
+        self.cache_evictions = Counter("maas_cache_evictions_total", "Vectors evicted from the in-process cache",
+                                       registry=r)
+        self.cache_store_errors = Counter("maas_cache_store_errors_total",
+                                          "Cache store calls that failed (the request was served uncached)",
+                                          registry=r)
         self.usage_requests = Counter("maas_usage_requests_total", "Answered requests by key name and model",
                                       ["key", "model"], registry=r)
         self.usage_inputs = Counter("maas_usage_inputs_total", "Inputs embedded or documents reranked, by key name "
@@ -79,6 +91,9 @@ class GatewayMetrics:
 
     def queue_observer(self, queue: str) -> QueueSeries:
         return QueueSeries(self, queue)
+
+    def cache_events(self) -> CacheEvents:
+        return CacheEvents(self)
 
     def request_done(self, endpoint: str, model: str, status: int, seconds: float, tokens: int | None,
                      inputs: int) -> None:
@@ -139,3 +154,19 @@ class QueueSeries:
 
     def cancelled(self, items: int) -> None:
         self._cancelled.inc(items)
+
+
+class CacheEvents:
+    """The cache store's metrics (a ``core.cache.stores.StoreEvents``)."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
+
+    def evicted(self, n: int) -> None:
+        self.metrics.cache_evictions.inc(n)
+
+    def failed(self) -> None:
+        self.metrics.cache_store_errors.inc()
+
+    def size(self, nbytes: int) -> None:
+        self.metrics.cache_bytes.set(nbytes)

@@ -7,6 +7,7 @@ Turn flags on with ``ROUTER_FEATURE_FLAGS=a,b`` or ``feature_flags: [a, b]`` in 
 from __future__ import annotations
 
 from core import hookimpl
+from core.cache import FLAG as EMBEDDING_CACHE
 from core.scheduling.queues import COALESCE as COALESCE_EMBEDDINGS
 
 FLAGS: dict[str, str] = {
@@ -19,6 +20,9 @@ FLAGS: dict[str, str] = {
         "maas_rate_limit_store_errors_total."),
     COALESCE_EMBEDDINGS: "Merge concurrent small embedding requests for one route into one adapter call "
                          "(within coalesce_wait_ms, default 2 ms) and split the result; see core.scheduling.queues.",
+    EMBEDDING_CACHE: "Serve repeated embedding inputs from a per-item cache (in process, or Redis with "
+                     "ROUTER_CACHE_REDIS_URL); only the misses go to the model. Routes opt out with "
+                     "options: {cache: false}; see core.cache.",
 }
 
 

@@ -1,8 +1,8 @@
 """Stage ``adapter``: call the route's model through its scheduler and build the response body.
 
-The plugin object owns the model queues (``core.scheduling``): it declares their route options
-(queue bounds, batch tokens, coalescing), keeps them in step with reloads, and closes them at
-shutdown.
+The plugin object owns the model queues (``core.scheduling``) and the embedding cache
+(``core.cache``): it declares their route options (queue bounds, batch tokens, coalescing,
+cache, revision), keeps the queues in step with reloads, and closes both at shutdown.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from core import hookimpl
 from core.adapters import CallContext
+from core.cache import ROUTE_OPTIONS as CACHE_OPTIONS
+from core.cache import EmbeddingCache
 from core.dialects import DEFAULT
 from core.errors import UpstreamTimeout
 from core.flow import Flow
@@ -45,6 +47,8 @@ class InvokeStage:
                 result = await req.call(queue, context)
         except TimeoutError:
             raise UpstreamTimeout(f"The upstream for '{route.alias}' did not answer within {timeout:g} s") from None
+        if queue.cache_hits is not None:
+            flow.response_headers["X-Cache-Hits"] = str(queue.cache_hits)
         tokens = flow.prompt_tokens if flow.prompt_tokens is not None else result.prompt_tokens
         if tokens is None:  # the upstream left usage out: count with the route's tokenizer
             tokens = sum(req.count(counter))
@@ -60,11 +64,12 @@ class InvokePlugin:
     @hookimpl
     def register_stages(self, register, settings: Settings, metrics: GatewayMetrics) -> None:
         self.queues.metrics = metrics
+        self.queues.cache = EmbeddingCache.from_settings(settings, metrics)
         register(InvokeStage(settings.request_timeout_s, self.queues))
 
     @hookimpl
     def register_route_options(self, register) -> None:
-        for option in ROUTE_OPTIONS:
+        for option in (*ROUTE_OPTIONS, *CACHE_OPTIONS):
             register(option)
 
     @hookimpl
@@ -74,3 +79,5 @@ class InvokePlugin:
     @hookimpl
     async def shutdown(self) -> None:
         await self.queues.close()
+        if self.queues.cache is not None:
+            await self.queues.cache.close()

@@ -28,6 +28,7 @@ import itertools
 from typing import TYPE_CHECKING
 
 from core import hookimpl
+from core.cache import FLAG as CACHE
 from core.errors import InvalidRequest, TokenLimitExceeded
 from core.flow import Flow
 from core.requests import over_limit
@@ -109,8 +110,8 @@ class TokenLimitStage:
             return True
         if flow.parsed().needs_counts:
             return True
-        if flow.snapshot.flag(COALESCE):  # a merged upstream call reports one total for all
-            return True
+        if flow.snapshot.flag(COALESCE) or flow.snapshot.flag(CACHE):
+            return True  # a merged call reports one total for all; the cache's hits reach no upstream
         return flow.adapter is None or not flow.adapter.reports_usage
 
 

@@ -105,6 +105,12 @@ def test_production_stack():
     assert {compose_env(r)["ROUTER_REDIS_URL"] for r in routers.values()} == {"redis://redis:6379/0"}
     assert all(r["depends_on"]["redis"]["condition"] == "service_healthy" for r in routers.values())
     assert "redis-cli" in redis["healthcheck"]["test"] and "--appendonly" in redis["command"]
+    assert "--maxmemory-policy" not in redis["command"]  # eviction must never touch rate-limit buckets
+    # the embedding cache: a Redis of its own, shared by every router, evicting least recently used
+    cache = services["redis-cache"]
+    assert {compose_env(r)["ROUTER_CACHE_REDIS_URL"] for r in routers.values()} == {"redis://redis-cache:6379/0"}
+    policy = cache["command"][cache["command"].index("--maxmemory-policy") + 1]
+    assert policy == "allkeys-lru" and "--maxmemory" in cache["command"]
     # nginx.conf lists its upstreams by name: those names must be the router services.
     nginx_conf = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
     assert set(re.findall(r"server (\w+):8000;", nginx_conf)) == set(routers)

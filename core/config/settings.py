@@ -56,6 +56,9 @@ class Settings:
     body_timeout_s: float = 30.0  # a request body must arrive within this
     drain_s: float = 5.0  # after SIGTERM: keep serving, readiness 503, before the listener closes
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*" for any); none: CORS off
+    cache_redis_url: str | None = field(default=None, repr=False)  # the embedding cache's own Redis
+    cache_max_mb: float = 256.0  # the in-process embedding cache's bound
+    cache_ttl_s: float = 7 * 86400.0  # how long an entry lives in the Redis cache
     disabled_plugins: tuple[str, ...] = ()
     log_level: str = "INFO"
 
@@ -81,6 +84,9 @@ class Settings:
             redis_url=e.get("ROUTER_REDIS_URL") or None,
             trusted_proxies=_list(e.get("ROUTER_TRUSTED_PROXIES")),
             cors_origins=_list(e.get("ROUTER_CORS_ORIGINS")),
+            cache_redis_url=e.get("ROUTER_CACHE_REDIS_URL") or None,
+            cache_max_mb=number(e, "ROUTER_CACHE_MAX_MB", float, cls.cache_max_mb, minimum=0),
+            cache_ttl_s=number(e, "ROUTER_CACHE_TTL_SECONDS", float, cls.cache_ttl_s, minimum=1),
             drain_s=number(e, "ROUTER_DRAIN_SECONDS", float, cls.drain_s, minimum=0),
             body_timeout_s=number(e, "ROUTER_BODY_TIMEOUT_SECONDS", float, cls.body_timeout_s, minimum=0.001),
             disabled_plugins=_list(e.get("ROUTER_DISABLED_PLUGINS")),

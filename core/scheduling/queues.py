@@ -9,7 +9,8 @@ on that queue instead of on the adapter.
 How the work is cut follows the adapter's ``Batching``: an in-process model takes batches of
 inputs, so a request is split into items and batched with everyone's; an HTTP upstream takes
 each request whole (its concurrency bounded by ``max_in_flight``), unless the
-``coalesce_embeddings`` flag merges small text requests into shared upstream calls.
+``coalesce_embeddings`` flag merges small text requests into shared upstream calls. With the
+``embedding_cache`` flag, inputs the cache holds never reach the queue (``core.cache``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.adapters import CallContext, EmbedResult, RerankResult
+from core.cache import FLAG as CACHE
 from core.errors import InvalidRequest, UpstreamRejected
 from core.options import Option
 from core.scheduling.scheduler import QueueObserver, Scheduler
@@ -28,6 +30,7 @@ from core.scheduling.work import ANONYMOUS, PRIORITIES, Bounds, Tenant, Work, es
 
 if TYPE_CHECKING:
     from core.adapters import Adapter
+    from core.cache import EmbeddingCache
     from core.config import ModelRoute, QueuePolicy
     from core.flow import Flow
     from core.metrics import GatewayMetrics
@@ -59,8 +62,10 @@ class ModelQueue:
     """One request's view of its model's scheduler."""
 
     def __init__(self, scheduler: Scheduler, adapter: Adapter, route: ModelRoute, tenant: Tenant,
-                 token_counts: list[int] | None, merge: bool) -> None:
+                 token_counts: list[int] | None, merge: bool, cache: EmbeddingCache | None = None) -> None:
         self.scheduler = scheduler
+        self.cache = cache
+        self.cache_hits: int | None = None  # set by a cached embed: how many inputs the cache served
         self.adapter = adapter
         self.route = route
         self.tenant = tenant
@@ -80,12 +85,21 @@ class ModelQueue:
                     max_wait_s=wait_s, bounds=self.bounds, deadline=context.deadline)
 
     async def embed(self, inputs: Sequence[Any], context: CallContext) -> EmbedResult:
+        if self.cache is None:
+            return await self._embed(inputs, context, self.token_counts)
+        counts = self.token_counts
+        result, self.cache_hits = await self.cache.embed(
+            self.route, inputs, context.is_tokens,
+            lambda misses: self._embed(misses, context, None if len(misses) != len(inputs) else counts), counts)
+        return result
+
+    async def _embed(self, inputs: Sequence[Any], context: CallContext, counts: list[int] | None) -> EmbedResult:
         adapter, route = self.adapter, self.route
         batching = adapter.batching(route)
         items = list(inputs)
         texts = bool(items) and isinstance(items[0], str)
-        costs = self._costs(len(items), [estimate_tokens(t) for t in items] if texts
-                            else [float(len(ids)) for ids in items])
+        estimate = [estimate_tokens(t) for t in items] if texts else [float(len(ids)) for ids in items]
+        costs = counts if counts is not None and len(counts) == len(items) else estimate
         opts = route.options
         merged = (not batching.split and self.merge and texts
                   and len(items) <= int(opts.get("coalesce_max_request", 8)))
@@ -140,8 +154,9 @@ class ModelQueue:
 class ModelQueues:
     """The schedulers of every model, and the tenants of the serving snapshot's keys."""
 
-    def __init__(self, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(self, metrics: GatewayMetrics | None = None, cache: EmbeddingCache | None = None) -> None:
         self.metrics = metrics
+        self.cache = cache
         self._entries: dict[tuple[int, Hashable], _Entry] = {}
         self._policies: Mapping[str, QueuePolicy] = {}
         self._policies_of: Snapshot | None = None
@@ -149,8 +164,9 @@ class ModelQueues:
 
     def queue(self, flow: Flow) -> ModelQueue:
         route, adapter = flow.routed()
+        cache = self.cache if flow.snapshot.flag(CACHE) and route.options.get("cache", True) else None
         return ModelQueue(self.scheduler(route, adapter), adapter, route, self.tenant(flow),
-                          flow.token_counts, merge=flow.snapshot.flag(COALESCE))
+                          flow.token_counts, merge=flow.snapshot.flag(COALESCE), cache=cache)
 
     def scheduler(self, route: ModelRoute, adapter: Adapter) -> Scheduler:
         model = adapter.instance_key(route) or (route.kind, route.served_name)

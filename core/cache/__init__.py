@@ -1,0 +1,108 @@
+"""The per-item embedding cache (flag ``embedding_cache``), in front of the model's scheduler.
+
+Each input of a request is looked up on its own (``core.cache.keys``); hits are served from the
+store, the misses (each distinct one once) go to the model in one call, through the scheduler,
+and the answer is put back together in the caller's order. Hits never enter a queue, so they
+count in no queue bound or admission estimate. The store is this process's LRU
+(``ROUTER_CACHE_MAX_MB``) or, with ``ROUTER_CACHE_REDIS_URL``, a Redis every replica shares
+(``ROUTER_CACHE_TTL_SECONDS``). A route opts out with ``options: {cache: false}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from core.adapters import EmbedResult
+from core.cache.keys import item_keys, route_digest
+from core.cache.stores import MemoryStore, RedisStore, VectorStore
+from core.options import Option
+
+if TYPE_CHECKING:
+    from core.config import ModelRoute, Settings
+    from core.metrics import GatewayMetrics
+
+FLAG = "embedding_cache"
+ROUTE_OPTIONS = (
+    Option("cache", bool, True, "with the embedding_cache flag on: serve this route's repeated inputs from the cache"),
+    Option("revision", str, None, "part of the cache key: change it when the model behind the route changes"),
+)
+
+Compute = Callable[[list[Any]], Awaitable[EmbedResult]]
+
+
+class EmbeddingCache:
+    def __init__(self, store: VectorStore, metrics: GatewayMetrics | None = None) -> None:
+        self.store = store
+        self.metrics = metrics
+        self._digests: dict[int, tuple[ModelRoute, bytes]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, metrics: GatewayMetrics | None) -> EmbeddingCache:
+        events = metrics.cache_events() if metrics is not None else None
+        store: VectorStore
+        if settings.cache_redis_url:
+            store = RedisStore(settings.cache_redis_url, ttl_s=settings.cache_ttl_s, events=events)
+        else:
+            store = MemoryStore(int(settings.cache_max_mb * 1024 * 1024), events=events)
+        return cls(store, metrics)
+
+    def _digest(self, route: ModelRoute) -> bytes:
+        held = self._digests.get(id(route))
+        if held is None or held[0] is not route:
+            if len(self._digests) > 1024:  # routes of old snapshots
+                self._digests.clear()
+            held = self._digests[id(route)] = (route, route_digest(route))
+        return held[1]
+
+    async def embed(self, route: ModelRoute, inputs: Sequence[Any], is_tokens: bool, compute: Compute,
+                    token_counts: Sequence[int] | None = None) -> tuple[EmbedResult, int]:
+        """The vectors of ``inputs`` and how many came from the cache; ``compute`` embeds the rest."""
+        keys = item_keys(self._digest(route), inputs, is_tokens)
+        found = [None if v is None else np.frombuffer(v, dtype=np.float32) for v in await self.store.get_many(keys)]
+        if len({v.shape for v in found if v is not None}) > 1:
+            found = [None] * len(found)  # entries that disagree on the width: trust none of them
+        first: dict[bytes, int] = {}  # each distinct missing input once, in order
+        for i, v in enumerate(found):
+            if v is None:
+                first.setdefault(keys[i], i)
+        hit = [v is not None for v in found]
+        hits = sum(hit)
+        prompt_tokens = None
+        if first:
+            result = await compute([inputs[i] for i in first.values()])
+            fresh = np.asarray(result.vectors, dtype=np.float32)
+            if hits and fresh.shape[1:] != next(v for v in found if v is not None).shape:
+                return await self._uncached(route, inputs, keys, compute)  # the model changed under its name
+            rows = dict(zip(first, fresh, strict=True))
+            await self.store.put_many([(k, row.tobytes()) for k, row in rows.items()])
+            found = [rows[keys[i]] if v is None else v for i, v in enumerate(found)]
+            prompt_tokens = result.prompt_tokens if not hits and len(first) == len(inputs) else None
+        self._count(route, hit, token_counts)
+        return EmbedResult(vectors=np.stack([v for v in found if v is not None]), prompt_tokens=prompt_tokens), hits
+
+    async def _uncached(self, route: ModelRoute, inputs: Sequence[Any], keys: list[bytes],
+                        compute: Compute) -> tuple[EmbedResult, int]:
+        result = await compute(list(inputs))
+        vectors = np.asarray(result.vectors, dtype=np.float32)
+        await self.store.put_many([(k, row.tobytes()) for k, row in zip(keys, vectors, strict=True)])
+        self._count(route, [False] * len(inputs), None)
+        return EmbedResult(vectors=vectors, prompt_tokens=result.prompt_tokens), 0
+
+    def _count(self, route: ModelRoute, hit: list[bool], token_counts: Sequence[int] | None) -> None:
+        if self.metrics is None:
+            return
+        hits = sum(hit)
+        self.metrics.cache_hits.labels(model=route.alias).inc(hits)
+        self.metrics.cache_misses.labels(model=route.alias).inc(len(hit) - hits)
+        if hits and token_counts is not None and len(token_counts) == len(hit):
+            served = sum(n for n, h in zip(token_counts, hit, strict=True) if h)
+            self.metrics.cache_tokens.labels(model=route.alias).inc(served)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+__all__ = ["FLAG", "ROUTE_OPTIONS", "EmbeddingCache", "MemoryStore", "RedisStore", "VectorStore"]

@@ -1,0 +1,190 @@
+"""The per-item embedding cache (flag ``embedding_cache``): a fake upstream counts what it is sent.
+
+Only misses are sent, each distinct one once; answers equal the uncached ones bit for bit, with
+``dimensions`` applied after the cache; a change that changes a vector misses, one that does not
+(auth.yaml) keeps the entries; two routers share entries through a real redis-server; a Redis that
+is down costs the cache, never the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from core import hookimpl
+from core.adapters import Adapter, EmbedResult
+from core.app import create_app
+from core.cache import MemoryStore
+from core.http import GATEWAY
+from tests.support.configs import write_yaml
+from tests.support.inprocess import echo_plugin_manager, write_configs
+from tests.support.processes import free_port
+from tests.support.redis_server import redis_binary, start_redis
+
+SENT: list[list[str]] = []  # what the upstream received, call by call
+
+
+class CountingUpstream(Adapter):
+    """Vectors that depend on the text only (so a wrong row is seen), and a log of every call."""
+
+    reports_usage = True
+
+    async def embed(self, route, inputs, call):
+        SENT.append(list(inputs))
+        rows = [np.random.default_rng(sum(map(ord, t)) * 7919 + len(t)).standard_normal(8) for t in inputs]
+        return EmbedResult(np.asarray(rows, dtype=np.float32), prompt_tokens=3 * len(inputs))
+
+
+class UpstreamPlugin:
+    @hookimpl
+    def register_adapters(self, register):
+        register("counting", CountingUpstream)
+
+
+def _routing(flags=("embedding_cache",), **route) -> dict:
+    entry = {"model": "m", "served_name": "m-v1", "upstream": {"type": "counting"}, "prompts": "none", **route}
+    uncached = {**entry, "model": "nocache", "options": {"cache": False}}
+    return {"feature_flags": list(flags), "embeddings": [entry, uncached]}
+
+
+async def _client(aiohttp_client, folder, routing=None, **settings):
+    SENT.clear()
+    pm = echo_plugin_manager()
+    pm.register(UpstreamPlugin(), name="counting")
+    app = create_app(write_configs(folder, routing=routing or _routing(), **settings), pm)
+    client = await aiohttp_client(app)
+    while not app[GATEWAY].ready:
+        await asyncio.sleep(0.01)
+    return client
+
+
+async def _embed(client, inputs, model="m", **extra):
+    resp = await client.post("/v1/embeddings", json={"model": model, "input": inputs, "encoding_format": "base64",
+                                                      **extra})
+    body = await resp.json()
+    assert resp.status == 200, body
+    return resp, body
+
+
+def _rows(body) -> list[bytes]:
+    return [base64.b64decode(d["embedding"]) for d in body["data"]]
+
+
+async def test_only_misses_are_sent_each_once_and_the_answer_is_in_order(aiohttp_client, tmp_path):
+    client = await _client(aiohttp_client, tmp_path)
+    resp, first = await _embed(client, ["alpha", "beta"])
+    assert resp.headers["X-Cache-Hits"] == "0" and SENT == [["alpha", "beta"]]
+    resp, again = await _embed(client, ["beta", "alpha"])
+    assert resp.headers["X-Cache-Hits"] == "2" and len(SENT) == 1  # nothing sent
+    assert _rows(again) == _rows(first)[::-1]
+    resp, mixed = await _embed(client, ["gamma", "alpha", "delta", "gamma"])
+    assert SENT[-1] == ["gamma", "delta"]  # one call, the misses only, a repeated one once
+    assert resp.headers["X-Cache-Hits"] == "1"
+    rows = _rows(mixed)
+    assert rows[1] == _rows(first)[0] and rows[0] == rows[3]
+
+
+async def test_cached_answers_equal_uncached_ones_bit_for_bit_dimensions_included(aiohttp_client, tmp_path):
+    client = await _client(aiohttp_client, tmp_path)
+    texts = [f"document number {i}" for i in range(6)]
+    for extra in ({}, {"dimensions": 4}):
+        _, uncached = await _embed(client, texts, model="nocache", **extra)
+        _, cold = await _embed(client, texts, **extra)
+        _, warm = await _embed(client, texts, **extra)
+        assert _rows(cold) == _rows(uncached) == _rows(warm)
+        assert cold["usage"] == warm["usage"] == uncached["usage"]  # usage counts the whole request
+    assert len(SENT) == 2 + 1  # nocache twice; the cached route once: dimensions share its entries
+
+
+async def test_a_route_that_opts_out_always_goes_upstream_and_says_nothing(aiohttp_client, tmp_path):
+    client = await _client(aiohttp_client, tmp_path)
+    for _ in range(2):
+        resp, _ = await _embed(client, ["same"], model="nocache")
+        assert "X-Cache-Hits" not in resp.headers
+    assert SENT == [["same"], ["same"]]
+
+
+async def test_the_flag_off_means_no_cache(aiohttp_client, tmp_path):
+    client = await _client(aiohttp_client, tmp_path, routing=_routing(flags=()))
+    for _ in range(2):
+        resp, _ = await _embed(client, ["same"])
+        assert "X-Cache-Hits" not in resp.headers
+    assert len(SENT) == 2
+
+
+@pytest.mark.parametrize("change", [{"served_name": "m-v2"}, {"prompts": {"query": "query: ", "document": ""}},
+                                    {"options": {"revision": "2"}}])
+async def test_a_change_that_changes_vectors_misses(aiohttp_client, tmp_path, change):
+    client = await _client(aiohttp_client, tmp_path)
+    await _embed(client, ["kept text"])
+    # auth.yaml rewritten (a config change, with a new digest), not a vector change
+    write_yaml(tmp_path / "auth.yaml", {"allow_anonymous_without_api_keys": True, "api_keys": []})
+    await client.app[GATEWAY].load()
+    resp, _ = await _embed(client, ["kept text"])
+    assert resp.headers["X-Cache-Hits"] == "1"
+    write_yaml(tmp_path / "routing.yaml", _routing(**change))
+    await client.app[GATEWAY].load()
+    resp, _ = await _embed(client, ["kept text"])
+    assert resp.headers["X-Cache-Hits"] == "0" and len(SENT) == 2
+
+
+async def test_metrics_count_hits_misses_and_tokens_served(aiohttp_client, tmp_path):
+    client = await _client(aiohttp_client, tmp_path)
+    await _embed(client, ["one", "two"])
+    await _embed(client, ["one", "three"])
+    text = await (await client.get("/metrics")).text()
+    assert re.search(r'maas_cache_hits_total\{model="m"\} 1\.0', text)
+    assert re.search(r'maas_cache_misses_total\{model="m"\} 3\.0', text)
+    assert re.search(r'maas_cache_tokens_total\{model="m"\} [1-9]', text)
+    assert re.search(r"maas_cache_bytes [1-9]", text)
+
+
+async def test_the_memory_store_stays_within_its_bytes_and_evicts_the_least_recent():
+    store = MemoryStore(max_bytes=3 * 32)
+    await store.put_many([(b"a", bytes(32)), (b"b", bytes(32)), (b"c", bytes(32))])
+    await store.get_many([b"a"])  # a is now the most recent
+    await store.put_many([(b"d", bytes(32))])
+    assert await store.get_many([b"a", b"b", b"c", b"d"]) == [bytes(32), None, bytes(32), bytes(32)]
+    assert store.nbytes == 96
+
+
+async def test_a_cache_redis_that_is_down_costs_the_cache_not_the_request(aiohttp_client, tmp_path):
+    client = await _client(aiohttp_client, tmp_path, cache_redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    for _ in range(2):
+        resp, _ = await _embed(client, ["still served"])
+        assert resp.headers["X-Cache-Hits"] == "0"
+    assert len(SENT) == 2
+    text = await (await client.get("/metrics")).text()
+    assert re.search(r"maas_cache_store_errors_total [1-9]", text)
+
+
+@pytest.mark.redis
+async def test_two_routers_share_entries_through_redis(aiohttp_client, tmp_path):
+    binary = redis_binary()
+    if binary is None:
+        pytest.skip("redis-server is not installed (scripts/bootstrap.sh test installs it)")
+    server, url = start_redis(tmp_path / "redis", binary)
+    try:
+        one = await _client(aiohttp_client, tmp_path / "one", cache_redis_url=url)
+        _, first = await _embed(one, ["shared", "entries"])
+        two = await _client(aiohttp_client, tmp_path / "two", cache_redis_url=url)  # SENT starts again
+        resp, second = await _embed(two, ["entries", "shared"])
+        assert resp.headers["X-Cache-Hits"] == "2" and SENT == []
+        assert _rows(second) == _rows(first)[::-1]
+    finally:
+        server.stop()
+
+
+def test_settings_read_the_cache_environment():
+    from core.config import Settings
+
+    s = Settings.from_env({"ROUTER_CACHE_REDIS_URL": "redis://cache:6379/1", "ROUTER_CACHE_MAX_MB": "64",
+                           "ROUTER_CACHE_TTL_SECONDS": "3600"})
+    assert (s.cache_redis_url, s.cache_max_mb, s.cache_ttl_s) == ("redis://cache:6379/1", 64.0, 3600.0)
+    assert "cache:6379" not in repr(s)  # the URL may carry a password
+    assert replace(s, cache_redis_url=None).cache_redis_url is None
