@@ -31,7 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
         return app[GATEWAY].snapshot is not None  # it served: balancers need the drain to notice
 
     asyncio.run(serve_until_stopped(app, args.host, args.port, drain_s=settings.drain_s,
-                                    shutdown_timeout=args.shutdown_timeout, on_drain=drain))
+                                    shutdown_timeout=args.shutdown_timeout, on_drain=drain,
+                                    header_timeout_s=settings.header_timeout_s))
     if app[GATEWAY].snapshot is None:  # stopped because the first config never loaded
         print("maas: the configuration failed to load (see the log)", file=sys.stderr)
         return 1

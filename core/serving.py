@@ -71,15 +71,21 @@ def harden_parser_errors() -> None:
 
 
 async def serve_until_stopped(app: web.Application, host: str, port: int, *, drain_s: float,
-                              shutdown_timeout: float, on_drain: Callable[[], bool] = lambda: True) -> None:
+                              shutdown_timeout: float, on_drain: Callable[[], bool] = lambda: True,
+                              header_timeout_s: float = 30.0) -> None:
     """``on_drain`` marks the app not ready and says whether there is anything to drain (a
-    process stopping because it never became ready has no traffic to wait for)."""
+    process stopping because it never became ready has no traffic to wait for).
+
+    ``header_timeout_s`` bounds how long a connection may sit without a whole request head: from
+    its opening, or from its last answer. aiohttp's keep-alive timer does exactly that (it closes
+    a connection still waiting for a request when it fires, never one whose request runs), so a
+    client trickling header bytes is cut off then, like an idle one; the body has its own timeout."""
     drain = app.setdefault(DRAIN, Drain())
     harden_parser_errors()
     # handler_cancellation: a client that hangs up (or half-closes, as Nginx reads a FIN) cancels its
     # handler, so its queued work is dropped rather than run for nobody.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, handle_signals=False,
-                           handler_cancellation=True)
+                           handler_cancellation=True, keepalive_timeout=header_timeout_s)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("serving", extra={"host": host, "port": port})

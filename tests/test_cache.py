@@ -75,7 +75,7 @@ def _rows(body) -> list[bytes]:
     return [base64.b64decode(d["embedding"]) for d in body["data"]]
 
 
-async def test_only_misses_are_sent_each_once_and_the_answer_is_in_order(aiohttp_client, tmp_path):
+async def test_flag_embedding_cache_sends_only_misses_each_once_and_answers_in_order(aiohttp_client, tmp_path):
     client = await _client(aiohttp_client, tmp_path)
     resp, first = await _embed(client, ["alpha", "beta"])
     assert resp.headers["X-Cache-Hits"] == "0" and SENT == [["alpha", "beta"]]
@@ -109,7 +109,7 @@ async def test_a_route_that_opts_out_always_goes_upstream_and_says_nothing(aioht
     assert SENT == [["same"], ["same"]]
 
 
-async def test_the_flag_off_means_no_cache(aiohttp_client, tmp_path):
+async def test_flag_embedding_cache_off_means_no_cache(aiohttp_client, tmp_path):
     client = await _client(aiohttp_client, tmp_path, routing=_routing(flags=()))
     for _ in range(2):
         resp, _ = await _embed(client, ["same"])

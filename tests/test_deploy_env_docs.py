@@ -35,6 +35,10 @@ from tests.support.processes import base_env
 
 OPERATIONS = ROOT / "OPERATIONS.md"
 CONFIGS = DEPLOY / "configs"
+EXAMPLES = ROOT / "examples" / "configs"
+# What deploy/configs/auth.yaml reads its keys from (the production compose file requires them).
+PRODUCTION_KEY_ENV = {"MAAS_API_KEY_PRODUCTION_1": "sk-test-prod-1", "MAAS_API_KEY_PRODUCTION_2": "sk-test-prod-2",
+                      "MAAS_API_KEY_ADMIN": "sk-test-admin"}
 GUIDE = ROOT.parent / "shared" / "seed" / "deployment-guide.ru.md"
 # Read by libraries the images use, not by our code; OPERATIONS.md documents them too.
 LIBRARY_VARS = {"HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
@@ -108,7 +112,9 @@ def test_code_reads_every_variable_of_the_guide(code_vars):
     assert not sorted(names - code_vars)
 
 
-def test_production_configs_validate_field_by_field():
+def test_production_configs_validate_field_by_field(monkeypatch):
+    for name, value in PRODUCTION_KEY_ENV.items():
+        monkeypatch.setenv(name, value)
     settings = Settings(routing_path=str(CONFIGS / "routing.yaml"), auth_path=str(CONFIGS / "auth.yaml"),
                         rate_limits_path=str(CONFIGS / "rate_limits.yaml"))
     files = load_config(settings)  # every field checked; upstream types checked below
@@ -118,7 +124,8 @@ def test_production_configs_validate_field_by_field():
     assert routes["rerank-base"].max_top_k == 50 and routes["rerank-base"].upstream.timeout_s == 10
     assert routes["bge-m3"].upstream.timeout_s == 3.0
     assert len(files.auth.keys) == 3 and not files.auth.allow_anonymous_without_api_keys
-    assert files.rate_limits.per_api_key["admin-key"].capacity == 120
+    assert {k.name for k in files.auth.keys} == {"production-1", "production-2", "admin"}
+    assert files.rate_limits.resolve(files.auth)[0]["admin"].capacity == 120
 
 
 def _registered_adapter_types() -> set[str]:
@@ -132,7 +139,7 @@ def test_production_configs_pass_check_config():
     if missing:
         pytest.skip(f"adapter type(s) {sorted(missing)} are not registered in this build")
     env = base_env(ROUTER_ROUTING_PATH=str(CONFIGS / "routing.yaml"), ROUTER_AUTH_PATH=str(CONFIGS / "auth.yaml"),
-                   ROUTER_RATE_LIMITS_PATH=str(CONFIGS / "rate_limits.yaml"))
+                   ROUTER_RATE_LIMITS_PATH=str(CONFIGS / "rate_limits.yaml"), **PRODUCTION_KEY_ENV)
     # Validation only: nothing listens on infinity-embed:7997 or rerank:9002 here.
     result = subprocess.run([sys.executable, "-m", "core.cli", "check-config"], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
@@ -143,9 +150,11 @@ def test_production_configs_pass_check_config():
 @pytest.mark.skipif(not GUIDE.is_file(), reason="the deployment guide (shared/seed) is not beside the repo")
 @pytest.mark.parametrize("name", ["routing.yaml", "auth.yaml", "rate_limits.yaml"])
 def test_production_configs_are_the_guides(name):
+    """routing.yaml is the guide's; its auth.yaml and rate_limits.yaml, which hold example keys, are
+    kept as written in examples/configs/ (deploy/configs/ takes real keys from the environment)."""
     guide = GUIDE.read_text()
     block = guide.split(f"### {name}", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
-    ours = yaml.safe_load((CONFIGS / name).read_text())
+    ours = yaml.safe_load(((CONFIGS if name == "routing.yaml" else EXAMPLES) / name).read_text())
     if name == "routing.yaml":  # the guide's entries exactly, plus the fields the product adds on purpose
         assert set(ours.pop("defaults")) == {"embeddings", "rerank"}
         for entry in [*ours["embeddings"], *ours["rerank"]]:

@@ -26,7 +26,7 @@ def router(tmp_path_factory):
     write_yaml(configs / "rate_limits.yaml", {"default": {"capacity": 1000, "refill_rate": 1000}})
     site = echo.install_plugin(work / "site")
     server, url = start_router(configs, work / "router.log", PYTHONPATH=f"{site}:{ROOT}",
-                               ROUTER_BODY_TIMEOUT_SECONDS="1")
+                               ROUTER_BODY_TIMEOUT_SECONDS="1", ROUTER_HEADER_TIMEOUT_SECONDS="1")
     yield server, url
     server.stop()
 
@@ -75,3 +75,38 @@ def test_a_body_promised_and_never_sent_is_a_408_not_a_held_connection(router):
     assert status == 408 and headers["connection"] == "close"
     error = json.loads(body)["error"]
     assert error["code"] == "request_timeout" and "ROUTER_BODY_TIMEOUT_SECONDS" in error["message"]
+
+
+@pytest.mark.parametrize("sent", [b"", b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nX-Slow: "],
+                         ids=["nothing", "half a head"])
+def test_a_connection_without_a_whole_request_head_is_closed_at_the_header_timeout(router, sent):
+    import time
+
+    _, url = router
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(sent)
+        for _ in range(3 if sent else 0):  # a slow client keeps trickling header bytes; the deadline holds
+            time.sleep(0.2)
+            try:
+                sock.sendall(b"a")
+            except OSError:
+                break
+        assert sock.recv(65536) == b""  # closed by the router, not by us
+        assert time.monotonic() - started < 8  # ROUTER_HEADER_TIMEOUT_SECONDS=1 (aiohttp's timer is coarse)
+
+
+def test_a_kept_alive_connection_serves_requests_within_the_header_timeout(router):
+    _, url = router
+    host, port = url.removeprefix("http://").split(":")
+    body = b'{"model": "e", "input": "x"}'
+    request = (f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        for _ in range(2):
+            sock.sendall(request)
+            got = b""
+            while b"\r\n\r\n" not in got:
+                got += sock.recv(65536)
+            assert got.startswith(b"HTTP/1.1 200")

@@ -54,6 +54,7 @@ class Settings:
     redis_url: str | None = field(default=None, repr=False)
     trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose X-Real-IP / X-Forwarded-For count
     body_timeout_s: float = 30.0  # a request body must arrive within this
+    header_timeout_s: float = 30.0  # a request head must arrive within this of connecting or of the last answer
     drain_s: float = 5.0  # after SIGTERM: keep serving, readiness 503, before the listener closes
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*" for any); none: CORS off
     cache_redis_url: str | None = field(default=None, repr=False)  # the embedding cache's own Redis
@@ -89,6 +90,7 @@ class Settings:
             cache_ttl_s=number(e, "ROUTER_CACHE_TTL_SECONDS", float, cls.cache_ttl_s, minimum=1),
             drain_s=number(e, "ROUTER_DRAIN_SECONDS", float, cls.drain_s, minimum=0),
             body_timeout_s=number(e, "ROUTER_BODY_TIMEOUT_SECONDS", float, cls.body_timeout_s, minimum=0.001),
+            header_timeout_s=number(e, "ROUTER_HEADER_TIMEOUT_SECONDS", float, cls.header_timeout_s, minimum=0.001),
             disabled_plugins=_list(e.get("ROUTER_DISABLED_PLUGINS")),
             log_level=e.get("ROUTER_LOG_LEVEL", cls.log_level).upper(),
         )
