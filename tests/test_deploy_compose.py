@@ -1,10 +1,17 @@
-"""Compose files and Dockerfiles, checked statically (no Docker engine runs here)."""
+"""Compose files and Dockerfiles, checked statically, and the compose files resolved by Docker
+Compose itself (`docker compose config` needs no Docker engine, none runs here)."""
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -20,10 +27,16 @@ from tests.support.deploy import (
     exec_form,
     load_compose,
 )
+from tests.support.nginx import HTTP2_ON_SINCE, NGINX_CONF, RESOLVE_SINCE, for_nginx_version
 
 QUICK = COMPOSE / "docker-compose.yml"
 PRODUCTION = COMPOSE / "docker-compose.production.yml"
 GUIDE_MODELS = ["BAAI/bge-m3", "intfloat/multilingual-e5-large", "ai-forever/FRIDA"]
+# The keys deploy/configs/auth.yaml reads (key_env); the production compose file requires them.
+PRODUCTION_KEYS = {"MAAS_API_KEY_PRODUCTION_1": "sk-test-prod-1", "MAAS_API_KEY_PRODUCTION_2": "sk-test-prod-2",
+                   "MAAS_API_KEY_ADMIN": "sk-test-admin"}
+# Files that are used only on top of another one, as their header says.
+OVERRIDES = {"docker-compose.cpu.yml": QUICK}
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +126,11 @@ def test_production_stack():
     assert policy == "allkeys-lru" and "--maxmemory" in cache["command"]
     # nginx.conf lists its upstreams by name: those names must be the router services.
     nginx_conf = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
-    assert set(re.findall(r"server (\w+):8000;", nginx_conf)) == set(routers)
+    assert set(re.findall(r"server (\w+):8000 [^;]*resolve;", nginx_conf)) == set(routers)
+    for router in routers.values():  # fail fast when a key is unset (resolved for real below)
+        env = compose_env(router)
+        for name in PRODUCTION_KEYS:
+            assert env[name] == f"${{{name}:?set {name} (see OPERATIONS.md)}}"
     assert "../nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in services["nginx"]["volumes"]
     infinity = services["infinity-embed"]
     assert _infinity_models(infinity) == GUIDE_MODELS
@@ -131,8 +148,8 @@ def test_production_stack():
 def test_dockerfile(service):
     instructions = dockerfile_instructions(DOCKERFILES[service])
     runs = [args for op, args in instructions if op == "RUN"]
-    torch_at = next(i for i, r in enumerate(runs) if "pip install torch==2.13.0" in r)
-    project_at = next(i for i, r in enumerate(runs) if re.search(r"pip install \.(\s|$)", r))
+    torch_at = next(i for i, r in enumerate(runs) if re.search(r"pip install [^&]*\btorch==2\.13\.0\b", r))
+    project_at = next(i for i, r in enumerate(runs) if re.search(r"pip install [^&]*\s\.(\s|$)", r))
     assert torch_at < project_at, "torch (CPU build, pinned) must be installed before the project"
     assert ("ARG", "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu") in instructions
     assert any("apt-get install" in r and "curl" in r for r in runs), "curl for healthchecks"
@@ -155,3 +172,123 @@ def test_cli_check_rejects_what_is_not_a_command():
         check_maas_argv(["maas", "serve-everything", "--port", "1"])
     with pytest.raises(AssertionError):
         check_maas_argv(["maas", "serve", "--no-such-option"])
+
+
+def _compose_binary() -> str | None:
+    local = Path(sys.executable).parent / "docker-compose"
+    return str(local) if local.is_file() else shutil.which("docker-compose")
+
+
+COMPOSE_BIN = _compose_binary()
+needs_compose = pytest.mark.skipif(COMPOSE_BIN is None,
+                                   reason="docker-compose is not installed (scripts/bootstrap.sh test installs it)")
+
+
+def _compose_config(tmp_path: Path, files: list[Path], env: dict[str, str]) -> subprocess.CompletedProcess:
+    # Only the variables given: nothing from the caller's shell, config or a .env beside the files.
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+             "DOCKER_CONFIG": str(tmp_path / "docker"), "COMPOSE_DISABLE_ENV_FILE": "1"}
+    argv = [COMPOSE_BIN, *(a for f in files for a in ("-f", str(f))), "config", "--format", "json"]
+    return subprocess.run(argv, env={**clean, **env}, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def _resolved(tmp_path: Path, files: list[Path], env: dict[str, str]) -> dict:
+    result = _compose_config(tmp_path, files, env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@needs_compose
+@pytest.mark.parametrize("path", compose_files(), ids=lambda p: p.name)
+def test_docker_compose_resolves_the_file(path, tmp_path):
+    files = [OVERRIDES[path.name], path] if path.name in OVERRIDES else [path]
+    doc = _resolved(tmp_path, files, PRODUCTION_KEYS)
+    assert set(doc["services"]) == set(load_compose(files[0])["services"])
+
+
+@needs_compose
+def test_the_cpu_override_really_drops_the_gpu(tmp_path):
+    def devices(doc):
+        return (doc["services"]["infinity-embed"].get("deploy", {}).get("resources", {})
+                .get("reservations", {}).get("devices"))
+
+    assert devices(_resolved(tmp_path, [QUICK], {}))[0]["capabilities"] == ["gpu"]
+    assert not devices(_resolved(tmp_path, [QUICK, COMPOSE / "docker-compose.cpu.yml"], {}))
+
+
+@needs_compose
+@pytest.mark.parametrize("how", ["unset", "empty"])
+@pytest.mark.parametrize("name", sorted(PRODUCTION_KEYS))
+def test_production_compose_refuses_to_start_without_a_key(name, how, tmp_path):
+    env = dict(PRODUCTION_KEYS)
+    if how == "unset":
+        del env[name]
+    else:
+        env[name] = ""
+    result = _compose_config(tmp_path, [PRODUCTION], env)
+    assert result.returncode != 0
+    assert f"required variable {name} is missing a value: set {name} (see OPERATIONS.md)" in result.stderr
+    assert not [other for other in PRODUCTION_KEYS if other != name and f"variable {other}" in result.stderr]
+
+
+@needs_compose
+def test_production_compose_gives_the_keys_to_the_routers_only(tmp_path):
+    services = _resolved(tmp_path, [PRODUCTION], PRODUCTION_KEYS)["services"]
+    routers = {n for n, s in services.items() if "maas-router" in s.get("image", "")}
+    assert routers == {"router1", "router2", "router3"}
+    for name, service in services.items():
+        env = service.get("environment") or {}
+        if name in routers:
+            assert {k: env[k] for k in PRODUCTION_KEYS} == PRODUCTION_KEYS
+        else:
+            assert not set(env) & set(PRODUCTION_KEYS), name
+
+
+def _nginx_directives(name: str) -> list[str]:
+    code = "\n".join(line.split("#", 1)[0] for line in NGINX_CONF.read_text().splitlines())
+    return [m.strip() for m in re.findall(rf"^[ \t]*{name}[ \t]+([^;{{\n]*);", code, flags=re.MULTILINE)]
+
+
+def test_nginx_follows_the_routers_through_dockers_dns():
+    assert _nginx_directives("resolver") == ["127.0.0.11 valid=10s"]
+    assert _nginx_directives("zone") == ["maas_router 64k"]  # `resolve` keeps its addresses there
+    servers = _nginx_directives("server")
+    assert servers and all(s.endswith(" resolve") for s in servers), servers
+    assert _nginx_directives("listen") == ["80", "443 ssl"]
+    assert _nginx_directives("http2") == ["on"]
+
+
+def test_nginx_never_resends_a_503_to_another_replica():
+    # The router answers 503 when a model is saturated: every replica would say the same.
+    assert _nginx_directives("proxy_next_upstream") == ["error non_idempotent"]
+    assert _nginx_directives("proxy_next_upstream_tries") == ["2"]
+
+
+def test_the_production_nginx_image_reads_the_config_as_shipped():
+    image = load_compose(PRODUCTION)["services"]["nginx"]["image"]
+    match = re.fullmatch(r"nginx:(\d+)\.(\d+)(?:\.(\d+))?(-alpine)?", image)
+    assert match, f"{image}: pin a version (latest/stable move)"
+    # the oldest release the tag can point to
+    oldest = (int(match[1]), int(match[2]), int(match[3] or 0))
+    assert oldest >= max(RESOLVE_SINCE, HTTP2_ON_SINCE), image
+    # its healthcheck runs curl, which the alpine image carries
+    assert match[4] and load_compose(PRODUCTION)["services"]["nginx"]["healthcheck"]["test"][1] == "curl"
+
+
+def _changes(old: str, new: str) -> tuple[list[str], list[str]]:
+    diff = list(difflib.ndiff(old.splitlines(), new.splitlines()))
+    return ([d[2:].strip() for d in diff if d.startswith("- ")], [d[2:].strip() for d in diff if d.startswith("+ ")])
+
+
+def test_the_test_harness_rewrites_only_what_an_older_nginx_cannot_parse():
+    shipped = NGINX_CONF.read_text()
+    servers = [f"server {s}" for s in _nginx_directives("server")]
+    assert for_nginx_version(shipped, RESOLVE_SINCE) == shipped, "the production image's nginx reads it as it is"
+    plain = [f"{s.removesuffix(' resolve')};" for s in servers]
+    removed, added = _changes(shipped, for_nginx_version(shipped, HTTP2_ON_SINCE))  # no `resolve` yet
+    assert sorted(removed) == sorted(["resolver 127.0.0.11 valid=10s;", *(f"{s};" for s in servers)])
+    assert sorted(added) == sorted(plain)
+    removed, added = _changes(shipped, for_nginx_version(shipped, (1, 22, 1)))  # Debian's nginx
+    assert sorted(removed) == sorted(["resolver 127.0.0.11 valid=10s;", *(f"{s};" for s in servers),
+                                      "listen 443 ssl;", "http2 on;"])
+    assert sorted(added) == sorted([*plain, "listen 443 ssl http2;"])

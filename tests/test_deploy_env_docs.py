@@ -86,8 +86,12 @@ def _deployed_env() -> dict[str, set[str]]:
 def test_deployments_set_only_variables_the_code_reads(code_vars):
     deployed = _deployed_env()
     assert "ROUTER_REQUEST_TIMEOUT_SECONDS" in deployed and "RERANK_DEVICE" in deployed
+    # the production auth.yaml reads its keys from variables it names (key_env)
+    auth = yaml.safe_load((CONFIGS / "auth.yaml").read_text())
+    key_vars = {e["key_env"] for e in auth["api_keys"] if isinstance(e, dict) and "key_env" in e}
+    assert key_vars == set(PRODUCTION_KEY_ENV)
     unknown = {name: sorted(where) for name, where in deployed.items()
-               if name not in code_vars and name not in LIBRARY_VARS}
+               if name not in code_vars and name not in LIBRARY_VARS and name not in key_vars}
     assert not unknown, f"set in deployments but read by no code: {unknown}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -14,7 +15,16 @@ import openai
 import pytest
 
 from tests.support.configs import copy_default_configs
-from tests.support.nginx import make_test_ca, nginx_binary, start_nginx
+from tests.support.nginx import (
+    HTTP2_ON_SINCE,
+    NGINX_CONF,
+    RESOLVE_SINCE,
+    make_test_ca,
+    nginx_binary,
+    nginx_version,
+    render_nginx_conf,
+    start_nginx,
+)
 from tests.support.processes import ROOT, free_port, start_router
 from tests.support.waiting import wait_for
 
@@ -52,6 +62,56 @@ def client(edge):
     http = httpx.Client(verify=edge.ca.ssl_context(), timeout=60)
     yield openai.OpenAI(base_url=edge.url + "/v1", api_key="unused", max_retries=0, http_client=http)
     http.close()
+
+
+def _render(prefix, ca) -> tuple[str, tuple[int, int, int]]:
+    version = nginx_version(nginx_binary())
+    text = render_nginx_conf(NGINX_CONF.read_text(), prefix=prefix, upstreams=["127.0.0.1:9"], https_port=8443,
+                             http_port=8080, cert=ca.server_cert, key=ca.server_key, version=version)
+    return text, version
+
+
+def _nginx_t(prefix, text: str) -> subprocess.CompletedProcess:
+    conf = prefix / "nginx-t.conf"
+    conf.write_text(text)
+    return subprocess.run([nginx_binary(), "-t", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_rendered_config_passes_nginx_t(tmp_path, ca):
+    text, _ = _render(tmp_path, ca)
+    result = _nginx_t(tmp_path, text)
+    assert result.returncode == 0 and "test is successful" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("directive", ["http2 on", "resolve"])
+def test_this_nginx_needs_the_rewrite_of(directive, tmp_path, ca):
+    """Each rewrite of tests/support/nginx.py undone alone: this nginx must then reject the config."""
+    text, version = _render(tmp_path, ca)
+    since = {"http2 on": HTTP2_ON_SINCE, "resolve": RESOLVE_SINCE}[directive]
+    if version >= since:
+        pytest.skip(f"nginx {'.'.join(map(str, version))} parses `{directive}`: no rewrite to undo")
+    if directive == "http2 on":
+        undone = re.sub(r"^([ \t]*listen \S+ ssl) http2;$", r"\1;\n        http2 on;", text, count=1, flags=re.M)
+        expected = 'unknown directive "http2"'
+    else:
+        undone = re.sub(r"^([ \t]*server 127\.0\.0\.1:9\b[^;]*);$", r"\1 resolve;", text, count=1, flags=re.M)
+        expected = 'invalid parameter "resolve"'
+    assert undone != text
+    result = _nginx_t(tmp_path, undone)
+    assert result.returncode != 0 and expected in result.stderr, result.stderr
+
+
+def test_with_resolve_nginx_starts_before_the_router_names_resolve(tmp_path, ca):
+    text, version = _render(tmp_path, ca)
+    if version < RESOLVE_SINCE:
+        pytest.skip(f"nginx {'.'.join(map(str, version))} has no `resolve` (the production image's 1.28 has)")
+    shipped = "".join(m.group(0) for m in re.finditer(r"^[ \t]*server router\d+:8000 resolve;\n",
+                                                      NGINX_CONF.read_text(), flags=re.M))
+    with_names = text.replace("        server 127.0.0.1:9;\n", shipped, 1)
+    assert "router1:8000 resolve" in with_names  # names that do not resolve on this machine
+    result = _nginx_t(tmp_path, with_names)
+    assert result.returncode == 0, result.stderr
 
 
 def _access_lines(text: str) -> list[dict]:

@@ -3,6 +3,9 @@
 The test config is rendered from the deployed file, not kept beside it: only the upstream
 servers, listen ports, certificate and pid/log/temp paths change. Each rewrite must match
 exactly, so a change to nginx.conf that the rendering no longer understands fails loudly.
+
+An nginx older than the production image's (Debian's 1.22 here) gets two more rewrites, see
+``for_nginx_version``.
 """
 
 from __future__ import annotations
@@ -14,19 +17,33 @@ import pwd
 import re
 import shutil
 import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.processes import ROOT, ServerProcess, free_port
 
 NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
+# First open-source releases that parse what nginx.conf uses.
+RESOLVE_SINCE = (1, 27, 3)  # `server ... resolve;` in an upstream block
+HTTP2_ON_SINCE = (1, 25, 1)  # `http2 on;` (before it, `listen ... http2`)
 
 
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+
+
+def nginx_version(binary: str) -> tuple[int, int, int]:
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30)
+    match = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out.stderr + out.stdout)
+    if match is None:
+        raise RuntimeError(f"cannot read the version of {binary}: {out.stderr!r}")
+    major, minor, patch = (int(g) for g in match.groups())
+    return major, minor, patch
 
 
 @dataclass(frozen=True)
@@ -83,17 +100,38 @@ def make_test_ca(folder: Path, hostnames: tuple[str, ...] = ("localhost",),
     return out
 
 
-def _sub(text: str, pattern: str, replacement: str, count: int = 1) -> str:
-    new, n = re.subn(pattern, lambda _: replacement, text, flags=re.MULTILINE)
-    if n != count:
-        raise AssertionError(f"nginx.conf: expected {count} match(es) of {pattern!r}, found {n}")
+def _sub(text: str, pattern: str, replacement: str | Callable[[re.Match[str]], str], count: int | None = 1) -> str:
+    """Replace ``pattern``; it must match ``count`` times (``None``: at least once)."""
+    new, n = re.subn(pattern, replacement if callable(replacement) else lambda _: replacement, text,
+                     flags=re.MULTILINE)
+    if n != count and not (count is None and n > 0):
+        raise AssertionError(f"nginx.conf: expected {count or 'some'} match(es) of {pattern!r}, found {n}")
     return new
 
 
-def render_nginx_conf(source: str, *, prefix: Path, upstreams: list[str], https_port: int, http_port: int,
-                      cert: Path, key: Path) -> str:
-    """The deployed config with loopback ports, the given upstreams and every path under ``prefix``."""
+def for_nginx_version(source: str, version: tuple[int, int, int]) -> str:
+    """The deployed config in the form an older nginx parses: these two changes and no other.
+
+    The production image (nginx 1.28) reads it as shipped; the nginx the tests find on the
+    machine may be older (Debian's 1.22). Before 1.27.3 open-source nginx has no ``resolve`` on
+    upstream servers: the flag and the ``resolver`` that serves it go (the test's upstreams are
+    loopback addresses, nothing to resolve). Before 1.25.1 there is no ``http2 on;``: HTTP/2 goes
+    back on the ``listen`` line.
+    """
     text = source
+    if version < RESOLVE_SINCE:
+        text = _sub(text, r"^[ \t]*resolver 127\.0\.0\.11 valid=\d+s;\n", "")
+        text = _sub(text, r"^([ \t]*server \S+(?: \w+=\S+)*) resolve;$", lambda m: f"{m.group(1)};", count=None)
+    if version < HTTP2_ON_SINCE:
+        text = _sub(text, r"^([ \t]*listen 443 ssl);\n[ \t]*http2 on;$", lambda m: f"{m.group(1)} http2;")
+    return text
+
+
+def render_nginx_conf(source: str, *, prefix: Path, upstreams: list[str], https_port: int, http_port: int,
+                      cert: Path, key: Path, version: tuple[int, int, int]) -> str:
+    """The deployed config with loopback ports, the given upstreams and every path under ``prefix``,
+    in the form nginx ``version`` parses."""
+    text = for_nginx_version(source, version)
     text = _sub(text, r"^pid .*;$", f"pid {prefix / 'nginx.pid'};")
     text = _sub(text, r"^error_log .*;$", f"error_log {prefix / 'error.log'} warn;")
     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -101,10 +139,15 @@ def render_nginx_conf(source: str, *, prefix: Path, upstreams: list[str], https_
         text = _sub(text, rf"^[ \t]*{name}_temp_path .*;$", f"    {name}_temp_path {prefix / (name + '_temp')};")
     text = _sub(text, r"^[ \t]*access_log /var/log/nginx/access\.log maas;$",
                 f"    access_log {prefix / 'access.log'} maas;")
-    servers = "".join(f"        server {u};\n" for u in upstreams)
-    text = _sub(text, r"^(?:[ \t]*server router\d+:8000;\n)+", servers)
+    # IP addresses, so never `resolve` (nothing to look up, on any version); the shipped lines'
+    # other parameters (max_fails) stay.
+    shipped = re.search(r"^[ \t]*server router\d+:8000((?: \w+=\S+)*)(?: resolve)?;$", text, re.M)
+    params = shipped.group(1) if shipped else ""
+    servers = "".join(f"        server {u}{params};\n" for u in upstreams)
+    text = _sub(text, r"^(?:[ \t]*server router\d+:8000(?: \w+=\S+)*(?: resolve)?;\n)+", servers)
     text = _sub(text, r"^[ \t]*listen 80;$", f"        listen 127.0.0.1:{http_port};")
-    text = _sub(text, r"^[ \t]*listen 443 ssl http2;$", f"        listen 127.0.0.1:{https_port} ssl http2;")
+    text = _sub(text, r"^[ \t]*listen 443 ssl( http2)?;$",
+                lambda m: f"        listen 127.0.0.1:{https_port} ssl{m.group(1) or ''};")
     text = _sub(text, r"^[ \t]*ssl_certificate /.*;$", f"        ssl_certificate {cert};")
     text = _sub(text, r"^[ \t]*ssl_certificate_key /.*;$", f"        ssl_certificate_key {key};")
     text = _sub(text, r"^worker_processes .*;$", "worker_processes 2;")
@@ -140,7 +183,7 @@ def start_nginx(prefix: Path, upstreams: list[str], ca: TestCA) -> NginxServer:
     conf = prefix / "nginx.conf"
     conf.write_text(render_nginx_conf(NGINX_CONF.read_text(), prefix=prefix, upstreams=upstreams,
                                       https_port=https_port, http_port=http_port,
-                                      cert=ca.server_cert, key=ca.server_key))
+                                      cert=ca.server_cert, key=ca.server_key, version=nginx_version(binary)))
     process = ServerProcess([binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"),
                              "-g", "daemon off;"], env=dict(os.environ), log_path=prefix / "stdout.log")
     url = f"https://127.0.0.1:{https_port}"
