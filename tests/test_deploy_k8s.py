@@ -1,13 +1,15 @@
 """Helm charts and plain manifests, checked statically (no cluster or helm binary here).
 
 Manifests are validated against the Kubernetes OpenAPI schemas shipped by kubernetes-validate;
-Helm templates are Go templates, so for them the checks are: every ``.Values`` path exists,
-the objects, probes, env names and commands are the ones the code serves.
+for the Helm templates' text the checks are: every ``.Values`` path exists, the objects, probes,
+env names and commands are the ones the code serves. test_deploy_helm.py renders the charts
+with Helm itself and validates what they render.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 
 import kubernetes_validate
 import pytest
@@ -25,8 +27,9 @@ from tests.support.deploy import (
     values_paths,
 )
 
-K8S_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
+K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 CHARTS = {"infinity-embed", "rerank", "router"}
+MANIFESTS_DIR = DEPLOY / "k8s" / "manifests"
 
 
 def _values(chart):
@@ -34,7 +37,9 @@ def _values(chart):
 
 
 def _templates(chart) -> dict[str, str]:
-    return {p.name: p.read_text() for p in sorted((chart / "templates").iterdir())}
+    """Template path under templates/ (``tests/test-connection.yaml`` for the helm test hook) → text."""
+    folder = chart / "templates"
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_the_three_charts_exist_with_valid_chart_yaml():
@@ -72,7 +77,9 @@ def test_chart_objects_and_probes(chart):
         for probe, path in (("livenessProbe", "/health/live"), ("readinessProbe", "/health/ready")):
             block = deployment.split(f"{probe}:", 1)[1]
             assert f"path: {path}" in block.split("Probe:", 1)[0], probe
-        assert "runAsNonRoot: true" in deployment
+    # The pod's security context comes from values (test_deploy_helm checks the rendered pods).
+    assert "toYaml .Values.podSecurityContext" in deployment
+    assert _values(chart)["podSecurityContext"]["runAsNonRoot"] is True
 
 
 def _kinds(template: str) -> list[str]:
@@ -84,16 +91,21 @@ def test_router_chart_configs_and_secret_friendly_keys():
     values, templates = _values(chart), _templates(chart)
     assert "ConfigMap" in _kinds(templates["configmap.yaml"])
     assert "routing.yaml:" in templates["configmap.yaml"]
-    # API keys never sit in the ConfigMap: auth.yaml and rate_limits.yaml come from a Secret,
-    # the chart's own or an existing one.
     assert "auth.yaml" not in templates["configmap.yaml"]
+    # No key in values: the chart generates one into its own Secret (kept across upgrades with
+    # lookup), or the operator names a Secret holding auth.yaml and rate_limits.yaml.
+    assert "auth" not in values["access"]
     assert "kind: Secret" in templates["secret.yaml"] and "existingSecret" in templates["secret.yaml"]
+    assert "lookup" in templates["secret.yaml"]
+    assert "key_file:" in templates["access-configmap.yaml"]
     assert "secretKeyRef" in templates["deployment.yaml"]  # QWEN3_API_KEY
     assert "subPath:" not in templates["deployment.yaml"]  # subPath mounts never see updates
+    # routing.yaml takes its upstreams from values (rendered and compared in test_deploy_helm)
+    assert "tpl .Values.routing" in templates["configmap.yaml"] and "http://" not in values["routing"]
     configs = DEPLOY / "configs"
-    assert yaml.safe_load(values["routing"]) == yaml.safe_load((configs / "routing.yaml").read_text())
-    assert yaml.safe_load(values["access"]["auth"]) == yaml.safe_load((configs / "auth.yaml").read_text())
-    assert yaml.safe_load(values["access"]["rateLimits"]) == yaml.safe_load((configs / "rate_limits.yaml").read_text())
+    production = yaml.safe_load((configs / "rate_limits.yaml").read_text())
+    limits = yaml.safe_load(values["access"]["rateLimits"])
+    assert {k: limits[k] for k in ("default", "anonymous")} == {k: production[k] for k in ("default", "anonymous")}
 
 
 @pytest.mark.parametrize("name", ["router", "rerank"])
@@ -111,10 +123,21 @@ def test_infinity_chart_serves_the_routed_models():
 
 
 MANIFESTS = manifest_docs()
+# The stack's own files; an Ingress someone adds beside them (ingress-traefik.yaml) is only
+# schema-checked.
+STACK = [(p, d) for p, d in MANIFESTS if p.name != "ingress-traefik.yaml"]
+
+
+def _kubernetes_api(doc) -> bool:
+    """Kubernetes' own API groups (core, apps, policy, *.k8s.io): kubernetes-validate has their
+    schemas. A custom resource (a Traefik IngressRoute beside the stack) has none."""
+    group = doc["apiVersion"].rpartition("/")[0]
+    return "." not in group or group.endswith(".k8s.io")
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("doc", [d for _, d in MANIFESTS], ids=[f"{p.name}:{d['kind']}" for p, d in MANIFESTS])
+@pytest.mark.parametrize("doc", [d for _, d in MANIFESTS if _kubernetes_api(d)],
+                         ids=[f"{p.name}:{d['kind']}" for p, d in MANIFESTS if _kubernetes_api(d)])
 def test_manifest_matches_the_kubernetes_schema(doc, version):
     kubernetes_validate.validate(doc, version, strict=True)
 
@@ -130,20 +153,43 @@ def test_manifests_are_the_stack():
     by_kind = {(d["kind"], d["metadata"]["name"]) for _, d in MANIFESTS}
     for name in CHARTS:
         assert ("Deployment", name) in by_kind and ("Service", name) in by_kind
-    assert ("ConfigMap", "router-routing") in by_kind and ("Secret", "router-access") in by_kind
-    for _, doc in MANIFESTS:
+    assert ("ConfigMap", "router-routing") in by_kind and ("ConfigMap", "router-access") in by_kind
+    # No Secret is applied with the folder: the operator creates router-keys first (README).
+    assert not [name for kind, name in by_kind if kind == "Secret"]
+    for _, doc in STACK:
         assert "namespace" not in doc["metadata"], "applied with -n maas, as in the guide"
         for container in containers(doc):
             if doc["metadata"]["name"] not in ("infinity-embed", "redis"):
                 check_maas_argv(container["args"])
                 assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
                 assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
-    configmap = next(d for _, d in MANIFESTS if d["kind"] == "ConfigMap")
-    secret = next(d for _, d in MANIFESTS if d["kind"] == "Secret")
+    configmaps = {d["metadata"]["name"]: d for _, d in MANIFESTS if d["kind"] == "ConfigMap"}
     configs = DEPLOY / "configs"
-    assert yaml.safe_load(configmap["data"]["routing.yaml"]) == yaml.safe_load((configs / "routing.yaml").read_text())
-    for key in ("auth.yaml", "rate_limits.yaml"):
-        assert yaml.safe_load(secret["stringData"][key]) == yaml.safe_load((configs / key).read_text())
+    routing = configmaps["router-routing"]["data"]["routing.yaml"]
+    assert yaml.safe_load(routing) == yaml.safe_load((configs / "routing.yaml").read_text())
+    access = configmaps["router-access"]["data"]
+    assert yaml.safe_load(access["auth.yaml"]) == {
+        "api_keys": [{"name": "production-1", "key_file": "/etc/maas/keys/production-1"},
+                     {"name": "admin", "key_file": "/etc/maas/keys/admin"}],
+        "allow_anonymous_without_api_keys": False}
+    # the production limits, keyed by the keys' names
+    assert yaml.safe_load(access["rate_limits.yaml"]) == yaml.safe_load((configs / "rate_limits.yaml").read_text())
+
+
+def test_router_manifest_mounts_the_keys_the_readme_creates():
+    router = next(d for _, d in MANIFESTS if d["kind"] == "Deployment" and d["metadata"]["name"] == "router")
+    spec = router["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+    assert volumes[mounts["/etc/maas/keys"]]["secret"]["secretName"] == "router-keys"
+    assert {"configMap": {"name": "router-access"}} in volumes[mounts["/app/configs"]]["projected"]["sources"]
+    readme = (MANIFESTS_DIR / "README.md").read_text()
+    create = readme.index("kubectl -n maas create secret generic router-keys")
+    assert create < readme.index("kubectl apply -f deploy/k8s/manifests/")  # the Secret exists first
+    literals = re.findall(r'--from-literal=([\w.-]+)="\$\(openssl rand -hex 24\)"', readme[create:])
+    access = next(d for _, d in MANIFESTS if d["metadata"]["name"] == "router-access")["data"]
+    key_files = [e["key_file"] for e in yaml.safe_load(access["auth.yaml"])["api_keys"]]
+    assert key_files == [f"/etc/maas/keys/{name}" for name in literals] and literals
 
 
 def test_every_router_replica_shares_one_redis():
