@@ -82,7 +82,8 @@ def render_markdown(sections: list[Section], *, quick: bool, chart_name: str, st
             value = f"{value:.3g}" if isinstance(value, float) and abs(value) < 1000 else _fmt(value)
             out.append(f"| {t['name']} | {value} | {goal} | {'yes' if t['met'] else '**no**'} |")
         out.append("")
-    out += [f"![benchmarks]({chart_name})", ""]
+    if chart_name:
+        out += [f"![benchmarks]({chart_name})", ""]
     for s in sections:
         out += [f"## {s.title}", ""]
         for t in s.tables:
