@@ -41,7 +41,7 @@ class InvokeStage:
         counter = flow.snapshot.counters[route.alias]
         context = CallContext(request_id=flow.request_id, deadline=asyncio.get_running_loop().time() + timeout,
                               is_tokens=req.is_tokens, tokenizer=counter)
-        queue = self.queues.queue(flow)
+        queue = self.queues.queue(flow, check=lambda vectors: self.widths.check(route, adapter, vectors))
         try:
             async with asyncio.timeout(timeout):
                 result = await req.call(queue, context)

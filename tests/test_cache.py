@@ -21,6 +21,7 @@ from core.adapters import Adapter, EmbedResult
 from core.app import create_app
 from core.cache import MemoryStore
 from core.http import GATEWAY
+from core.options import Option, OptionSchema
 from tests.support.configs import write_yaml
 from tests.support.inprocess import echo_plugin_manager, write_configs
 from tests.support.processes import free_port
@@ -30,14 +31,20 @@ SENT: list[list[str]] = []  # what the upstream received, call by call
 
 
 class CountingUpstream(Adapter):
-    """Vectors that depend on the text only (so a wrong row is seen), and a log of every call."""
+    """Vectors that depend on the text only (so a wrong row is seen), and a log of every call.
+    Its route option ``prefix`` goes before each text inside the adapter, as qwen3's instruction
+    does; the text "broken" gets a NaN."""
 
     reports_usage = True
+    route_options = OptionSchema([Option("prefix", str, "", "put before every input by the adapter")])
 
     async def embed(self, route, inputs, call):
         SENT.append(list(inputs))
-        rows = [np.random.default_rng(sum(map(ord, t)) * 7919 + len(t)).standard_normal(8) for t in inputs]
-        return EmbedResult(np.asarray(rows, dtype=np.float32), prompt_tokens=3 * len(inputs))
+        texts = [route.options.get("prefix", "") + t for t in inputs]
+        rows = [np.random.default_rng(sum(map(ord, t)) * 7919 + len(t)).standard_normal(8) for t in texts]
+        vectors = np.asarray(rows, dtype=np.float32)
+        vectors[[i for i, t in enumerate(inputs) if t == "broken"], 0] = np.nan
+        return EmbedResult(vectors, prompt_tokens=3 * len(inputs))
 
 
 class UpstreamPlugin:
@@ -188,3 +195,32 @@ def test_settings_read_the_cache_environment():
     assert (s.cache_redis_url, s.cache_max_mb, s.cache_ttl_s) == ("redis://cache:6379/1", 64.0, 3600.0)
     assert "cache:6379" not in repr(s)  # the URL may carry a password
     assert replace(s, cache_redis_url=None).cache_redis_url is None
+
+
+async def test_an_adapter_route_option_that_changes_vectors_is_part_of_the_key(aiohttp_client, tmp_path):
+    entry = {"served_name": "shared-model", "upstream": {"type": "counting"}, "prompts": "none"}
+    routing = {"feature_flags": ["embedding_cache"], "embeddings": [
+        {**entry, "model": "queries", "options": {"prefix": "Instruct: find the passage\nQuery: "}},
+        {**entry, "model": "documents"}]}
+    client = await _client(aiohttp_client, tmp_path, routing=routing)
+    _, query = await _embed(client, ["same words"], model="queries")
+    resp, document = await _embed(client, ["same words"], model="documents")
+    assert resp.headers["X-Cache-Hits"] == "0" and len(SENT) == 2
+    assert _rows(query) != _rows(document)
+
+
+async def test_a_bad_answer_is_refused_and_never_cached(aiohttp_client, tmp_path):
+    client = await _client(aiohttp_client, tmp_path)
+    for _ in range(2):
+        resp = await client.post("/v1/embeddings", json={"model": "m", "input": ["fine", "broken"]})
+        assert resp.status == 502 and (await resp.json())["error"]["code"] == "upstream_not_finite"
+    assert SENT == [["fine", "broken"], ["fine", "broken"]]  # asked again: nothing of it was stored
+
+
+def test_the_key_leaves_out_exactly_the_scheduler_and_cache_options():
+    from core.cache import ROUTE_OPTIONS as CACHE_OPTIONS
+    from core.cache.keys import _OPERATIONAL_ROUTE
+    from core.scheduling.queues import ROUTE_OPTIONS
+
+    operational = {o.name for o in ROUTE_OPTIONS} | {o.name for o in CACHE_OPTIONS} - {"revision"}
+    assert operational == _OPERATIONAL_ROUTE

@@ -58,8 +58,11 @@ class EmbeddingCache:
         return held[1]
 
     async def embed(self, route: ModelRoute, inputs: Sequence[Any], is_tokens: bool, compute: Compute,
-                    token_counts: Sequence[int] | None = None) -> tuple[EmbedResult, int]:
-        """The vectors of ``inputs`` and how many came from the cache; ``compute`` embeds the rest."""
+                    token_counts: Sequence[int] | None = None,
+                    check: Callable[[np.ndarray], None] | None = None) -> tuple[EmbedResult, int]:
+        """The vectors of ``inputs`` and how many came from the cache; ``compute`` embeds the rest.
+        ``check`` (the route's width and finite values) sees fresh vectors before they are stored:
+        a bad answer fails this request and is never served again from the cache."""
         keys = item_keys(self._digest(route), inputs, is_tokens)
         found = [None if v is None else np.frombuffer(v, dtype=np.float32) for v in await self.store.get_many(keys)]
         if len({v.shape for v in found if v is not None}) > 1:
@@ -74,8 +77,12 @@ class EmbeddingCache:
         if first:
             result = await compute([inputs[i] for i in first.values()])
             fresh = np.asarray(result.vectors, dtype=np.float32)
+            if fresh.ndim != 2 or fresh.shape[0] != len(first):
+                return result, 0  # the caller's checks refuse it; nothing is stored
+            if check is not None:
+                check(fresh)
             if hits and fresh.shape[1:] != next(v for v in found if v is not None).shape:
-                return await self._uncached(route, inputs, keys, compute)  # the model changed under its name
+                return await self._uncached(route, inputs, keys, compute, check)  # the model changed under its name
             rows = dict(zip(first, fresh, strict=True))
             await self.store.put_many([(k, row.tobytes()) for k, row in rows.items()])
             found = [rows[keys[i]] if v is None else v for i, v in enumerate(found)]
@@ -83,10 +90,14 @@ class EmbeddingCache:
         self._count(route, hit, token_counts)
         return EmbedResult(vectors=np.stack([v for v in found if v is not None]), prompt_tokens=prompt_tokens), hits
 
-    async def _uncached(self, route: ModelRoute, inputs: Sequence[Any], keys: list[bytes],
-                        compute: Compute) -> tuple[EmbedResult, int]:
+    async def _uncached(self, route: ModelRoute, inputs: Sequence[Any], keys: list[bytes], compute: Compute,
+                        check: Callable[[np.ndarray], None] | None) -> tuple[EmbedResult, int]:
         result = await compute(list(inputs))
         vectors = np.asarray(result.vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(inputs):
+            return result, 0
+        if check is not None:
+            check(vectors)
         await self.store.put_many([(k, row.tobytes()) for k, row in zip(keys, vectors, strict=True)])
         self._count(route, [False] * len(inputs), None)
         return EmbedResult(vectors=vectors, prompt_tokens=result.prompt_tokens), 0

@@ -4,10 +4,11 @@ route that changes a vector, nothing else.
 The final input is what the adapter is sent: after the prompt, after OpenAI token ids were
 decoded, after truncation. The route's part is a digest of its served model, its upstream
 (type, URLs and the options that shape the answer, not retries or timeouts), its prompts,
-truncation, token-id mode and the operator's ``revision``: a new model behind an old name is
-a new ``revision``. It is not the whole config digest, so an auth.yaml edit keeps the cache.
-``dimensions`` and output encodings are applied after the cache, from the full float vector,
-so they share entries.
+truncation, token-id mode and every route option but the scheduler's and the cache's: an
+adapter's own (qwen3's query_instruction) and the operator's ``revision`` (a new model behind
+an old name is a new revision). It is not the whole config digest, so an auth.yaml edit keeps
+the cache. ``dimensions`` and output encodings are applied after the cache, from the full
+float vector, so they share entries.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ import numpy as np
 if TYPE_CHECKING:
     from core.config import ModelRoute
 
-# Upstream options that change how a call is made, never what comes back.
+# Options that change how a call is made, never what comes back: upstream ones, and the route
+# options of the scheduler and the cache. Every other route option is in the key (an adapter's
+# own, such as qwen3's query_instruction, may change what the model is sent).
 _OPERATIONAL = frozenset({"retries", "retry_backoff_ms", "failure_threshold", "cooldown_seconds", "pool_size",
                           "max_in_flight", "max_response_mb", "max_batch_size", "max_wait_ms"})
-_ROUTE_OPTIONS = ("model_path", "revision")
+_OPERATIONAL_ROUTE = frozenset({"queue_max_items", "queue_max_seconds", "max_batch_tokens", "coalesce_max_request",
+                                "coalesce_max_batch", "coalesce_wait_ms", "cache"})
 
 
 def route_digest(route: ModelRoute) -> bytes:
@@ -33,7 +37,7 @@ def route_digest(route: ModelRoute) -> bytes:
     identity = {
         "served_name": route.served_name,
         "upstream": [up.type, sorted(up.urls), {k: v for k, v in sorted(up.options.items()) if k not in _OPERATIONAL}],
-        "options": {k: route.options.get(k) for k in _ROUTE_OPTIONS},
+        "options": {k: v for k, v in sorted(route.options.items()) if k not in _OPERATIONAL_ROUTE},
         "prompts": dict(route.prompts) if route.prompts is not None else None,
         "truncation": route.truncation,
         "token_ids": route.token_ids,

@@ -15,7 +15,7 @@ each request whole (its concurrency bounded by ``max_in_flight``), unless the
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,14 @@ ROUTE_OPTIONS = (
 )
 
 
+class _Refused(Exception):
+    """A batch holding one request's inputs only was refused: the refusal is that request's."""
+
+    def __init__(self, error: InvalidRequest | UpstreamRejected) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(slots=True)
 class _Entry:
     adapter: Adapter  # kept alive so its id stays unique while the entry exists
@@ -62,9 +70,11 @@ class ModelQueue:
     """One request's view of its model's scheduler."""
 
     def __init__(self, scheduler: Scheduler, adapter: Adapter, route: ModelRoute, tenant: Tenant,
-                 token_counts: list[int] | None, merge: bool, cache: EmbeddingCache | None = None) -> None:
+                 token_counts: list[int] | None, merge: bool, cache: EmbeddingCache | None = None,
+                 check: Callable[[np.ndarray], None] | None = None) -> None:
         self.scheduler = scheduler
         self.cache = cache
+        self.check = check  # what the cache runs over fresh vectors before it stores them
         self.cache_hits: int | None = None  # set by a cached embed: how many inputs the cache served
         self.adapter = adapter
         self.route = route
@@ -90,7 +100,8 @@ class ModelQueue:
         counts = self.token_counts
         result, self.cache_hits = await self.cache.embed(
             self.route, inputs, context.is_tokens,
-            lambda misses: self._embed(misses, context, None if len(misses) != len(inputs) else counts), counts)
+            lambda misses: self._embed(misses, context, None if len(misses) != len(inputs) else counts), counts,
+            self.check)
         return result
 
     async def _embed(self, inputs: Sequence[Any], context: CallContext, counts: list[int] | None) -> EmbedResult:
@@ -107,7 +118,12 @@ class ModelQueue:
             shared = CallContext(is_tokens=context.is_tokens, tokenizer=context.tokenizer)  # serves many requests
 
             async def run(batch: list[Any], own: bool) -> np.ndarray:
-                return (await adapter.embed(route, batch, context if own else shared)).vectors
+                try:
+                    return (await adapter.embed(route, batch, context if own else shared)).vectors
+                except (InvalidRequest, UpstreamRejected) as exc:
+                    if own:  # only this request's inputs: the refusal is its own
+                        raise _Refused(exc) from exc
+                    raise
 
             size = batching.max_batch_size if batching.split else int(opts.get("coalesce_max_batch", 64))
             wait = batching.max_wait_s if batching.split else float(opts.get("coalesce_wait_ms", 2.0)) / 1000
@@ -115,6 +131,8 @@ class ModelQueue:
                               batch_size=size, wait_s=wait)
             try:
                 rows = await self.scheduler.submit(work)
+            except _Refused as exc:
+                raise exc.error from None
             except (InvalidRequest, UpstreamRejected):
                 if not merged:
                     raise
@@ -162,11 +180,11 @@ class ModelQueues:
         self._policies_of: Snapshot | None = None
         self._adapters: set[int] = set()
 
-    def queue(self, flow: Flow) -> ModelQueue:
+    def queue(self, flow: Flow, check: Callable[[np.ndarray], None] | None = None) -> ModelQueue:
         route, adapter = flow.routed()
         cache = self.cache if flow.snapshot.flag(CACHE) and route.options.get("cache", True) else None
         return ModelQueue(self.scheduler(route, adapter), adapter, route, self.tenant(flow),
-                          flow.token_counts, merge=flow.snapshot.flag(COALESCE), cache=cache)
+                          flow.token_counts, merge=flow.snapshot.flag(COALESCE), cache=cache, check=check)
 
     def scheduler(self, route: ModelRoute, adapter: Adapter) -> Scheduler:
         model = adapter.instance_key(route) or (route.kind, route.served_name)

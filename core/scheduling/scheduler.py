@@ -16,8 +16,9 @@ fewer than ``max_in_flight`` batches run: work arriving meanwhile joins a later,
 **Admission.** New work is refused at once, never queued to time out: over the tenant's
 ``max_queued`` items (429), or over the model's bounds (``Bounds``: items, or seconds of work
 estimated from the measured drain rate) or the request's deadline. Over the model's bounds a
-tenant still within its fair share is admitted (fair queueing will serve it soon); one over it
-gets 429, and a newcomer whose work alone exceeds its share 503. Refusals carry a Retry-After
+tenant still within its fair share is admitted (fair queueing will serve it soon), and so is a
+newcomer while the queue ahead of it is within bounds; a tenant over its share gets 429, a
+newcomer arriving at a full queue 503. Refusals carry a Retry-After
 estimated from the drain rate. An idle model admits anything.
 
 **Cancellation.** When the caller stops waiting (its client left, its deadline passed), the
@@ -40,6 +41,7 @@ from core.scheduling.work import BULK, INTERACTIVE, Tenant, Work
 QUANTUM = 64.0  # cost units (tokens) a flow earns per turn: a few short inputs, so batches mix flows
 BULK_EVERY = 8  # with interactive work waiting, one batch in BULK_EVERY + 1 still goes to bulk
 _HARD_LIMIT = 2.0  # never more than twice a bound queued, whatever the shares
+_MAX_RETRY_AFTER = 60.0  # an estimate further out than this promises nothing
 _UNSET: Any = object()
 
 
@@ -170,6 +172,8 @@ class Scheduler:
         costs = [max(1.0, float(c)) for c in work.costs] if work.costs is not None else [1.0] * len(items)
         if len(costs) != len(items):
             raise ValueError("one cost per item")
+        if not work.split and not self._jobs and not self._slots.locked():
+            return await self._run_now(work, costs)
         loop = asyncio.get_running_loop()
         key = (work.tenant.name, work.tenant.priority)
         flow = self._flows.get(key)
@@ -198,6 +202,28 @@ class Scheduler:
             timer = loop.call_later(self.queue_timeout_s, self._expire, job)
             job.future.add_done_callback(lambda _: timer.cancel())
         return await job.future  # a cancelled caller cancels the future: _settled drops its items
+
+    async def _run_now(self, work: Work, costs: list[float]) -> list[Any]:
+        """Nothing waits and a call slot is free: a whole request runs in its caller's task, with
+        no queue, worker or task switch in between (the common case in front of an HTTP
+        upstream). Whoever comes while it runs queues as usual; its caller leaving cancels it."""
+        await self._slots.acquire()  # free: returns at once
+        self._active += 1
+        started = time.perf_counter()
+        try:
+            if self.observer is not None:
+                self.observer.waited(0.0)
+                self.observer.batch(len(work.items))
+            outputs = await work.run(list(work.items), True)
+            if len(outputs) != len(work.items):
+                raise RuntimeError(f"{self.name} returned {len(outputs)} outputs for {len(work.items)} inputs")
+        finally:
+            self._active -= 1
+            self._slots.release()
+            if self._jobs:
+                self._wakeup.set()  # work queued behind this call
+        self._measured(sum(costs), len(work.items), time.perf_counter() - started)
+        return list(outputs)
 
     def _seconds(self, cost: float) -> float:
         """Estimated seconds for the model to get through ``cost`` (0 until a batch is measured)."""
@@ -231,18 +257,24 @@ class Scheduler:
             return
         if not late and own <= 1.0 / flows and total <= _HARD_LIMIT:
             return  # within its share: admitted over the bound, served in its turn
+        if not late and not mine and load(self.queued_items, self.queued_cost) < 1.0:
+            return  # a newcomer's big request while the queue is within bounds: its turns come fairly
         if mine:
             self._refuse("key_share")
             raise RateLimited(f"{self.name} is busy and key '{tenant.name}' has more than its share queued",
-                              retry_after=self._seconds(mine_cost * flows) or 1.0, code="queue_share_exceeded")
+                              retry_after=min(self._seconds(mine_cost * flows) or 1.0, _MAX_RETRY_AFTER),
+                              code="queue_share_exceeded")
         self._refuse("deadline" if late else "saturated")
-        wait = self._seconds(self.queued_cost + cost) - (bounds.max_seconds or 0.0)
-        item_rate = (self._item_rate or 0.0) * self.max_in_flight
-        if bounds.max_items and item_rate:
-            wait = max(wait, (self.queued_items + n - bounds.max_items) / item_rate)
+        if load(n, cost) > 1.0 or late:
+            wait = self._seconds(self.queued_cost)  # it fits once the model is idle (an idle model takes anything)
+        else:  # until there is room for it
+            wait = self._seconds(self.queued_cost + cost) - (bounds.max_seconds or 0.0)
+            item_rate = (self._item_rate or 0.0) * self.max_in_flight
+            if bounds.max_items and item_rate:
+                wait = max(wait, (self.queued_items + n - bounds.max_items) / item_rate)
         reason = "would not finish before its deadline" if late else "its queue is full"
-        raise ServiceUnavailable(f"{self.name} is saturated: the request {reason}", retry_after=max(wait, 0.1),
-                                 code="model_saturated")
+        raise ServiceUnavailable(f"{self.name} is saturated: the request {reason}",
+                                 retry_after=min(max(wait, 0.1), _MAX_RETRY_AFTER), code="model_saturated")
 
     def _refuse(self, reason: str) -> None:
         if self.observer is not None:
@@ -310,6 +342,8 @@ class Scheduler:
             batch = self._take()
             if batch is None:
                 self._slots.release()
+                # What is left is abandoned work whose done callbacks have not run yet: let them.
+                await asyncio.sleep(0)
                 continue
             task = asyncio.get_running_loop().create_task(self._execute(batch))
             if len(batch.parts) == 1:
@@ -433,6 +467,9 @@ class Scheduler:
             except asyncio.CancelledError:
                 if first.future.cancelled():  # _settled cancelled the job's own batch
                     return
+                for job, _ in parts:  # closing: nobody else will answer these callers
+                    if not job.future.done():
+                        job.future.set_exception(ServiceUnavailable(f"{self.name} is shutting down"))
                 raise
             except Exception as exc:  # the call failed: fail every request in this batch
                 for job, _ in parts:
