@@ -15,13 +15,13 @@ each request whole (its concurrency bounded by ``max_in_flight``), unless the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from core.adapters import CallContext, EmbedResult, RerankResult
+from core.adapters import Batching, CallContext, EmbedResult, RerankResult
 from core.cache import FLAG as CACHE
 from core.errors import InvalidRequest, UpstreamRejected
 from core.options import Option
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from core.metrics import GatewayMetrics
     from core.snapshot import Snapshot
 
+R = TypeVar("R")
 COALESCE = "coalesce_embeddings"
 PRIORITY_HEADER = "X-Priority"
 
@@ -64,6 +65,7 @@ class _Refused(Exception):
 class _Entry:
     adapter: Adapter  # kept alive so its id stays unique while the entry exists
     scheduler: Scheduler
+    batching: Batching
 
 
 class ModelQueue:
@@ -71,8 +73,9 @@ class ModelQueue:
 
     def __init__(self, scheduler: Scheduler, adapter: Adapter, route: ModelRoute, tenant: Tenant,
                  token_counts: list[int] | None, merge: bool, cache: EmbeddingCache | None = None,
-                 check: Callable[[np.ndarray], None] | None = None) -> None:
+                 check: Callable[[np.ndarray], None] | None = None, batching: Batching | None = None) -> None:
         self.scheduler = scheduler
+        self.batching = batching or adapter.batching(route)
         self.cache = cache
         self.check = check  # what the cache runs over fresh vectors before it stores them
         self.cache_hits: int | None = None  # set by a cached embed: how many inputs the cache served
@@ -81,8 +84,11 @@ class ModelQueue:
         self.tenant = tenant
         self.token_counts = token_counts
         self.merge = merge
-        opts = route.options
-        self.bounds = Bounds(max_items=opts.get("queue_max_items"), max_seconds=opts.get("queue_max_seconds"))
+
+    @property
+    def bounds(self) -> Bounds:
+        opts = self.route.options
+        return Bounds(max_items=opts.get("queue_max_items"), max_seconds=opts.get("queue_max_seconds"))
 
     def _costs(self, n: int, estimate: Sequence[float]) -> Sequence[float]:
         counts = self.token_counts
@@ -106,7 +112,7 @@ class ModelQueue:
 
     async def _embed(self, inputs: Sequence[Any], context: CallContext, counts: list[int] | None) -> EmbedResult:
         adapter, route = self.adapter, self.route
-        batching = adapter.batching(route)
+        batching = self.batching
         items = list(inputs)
         texts = bool(items) and isinstance(items[0], str)
         estimate = [estimate_tokens(t) for t in items] if texts else [float(len(ids)) for ids in items]
@@ -140,16 +146,23 @@ class ModelQueue:
                 return await adapter.embed(route, items, context)
             return EmbedResult(vectors=np.stack(rows))
 
-        async def whole(batch: list[Any], own: bool) -> list[EmbedResult]:
-            return [await adapter.embed(route, items, context)]
+        return await self._whole(lambda: adapter.embed(route, items, context), sum(costs), len(items), context)
 
-        [result] = await self.scheduler.submit(self._work([None], [sum(costs)], whole, context, group=None,
+    async def _whole(self, call: Callable[[], Awaitable[R]], cost: float, items: int, context: CallContext) -> R:
+        """One request as one call: at once when nothing waits, else queued as one work item."""
+        if self.scheduler.can_call_now():
+            return await self.scheduler.call_now(call, cost, items)
+
+        async def whole(batch: list[Any], own: bool) -> list[R]:
+            return [await call()]
+
+        [result] = await self.scheduler.submit(self._work([None], [cost], whole, context, group=None,
                                                           split=False, batch_size=1, wait_s=0.0))
         return result
 
     async def rerank(self, query: str, documents: Sequence[str], context: CallContext) -> RerankResult:
         adapter, route = self.adapter, self.route
-        batching = adapter.batching(route)
+        batching = self.batching
         docs = list(documents)
         head = estimate_tokens(query)
         costs = self._costs(len(docs), [head + estimate_tokens(d) for d in docs])
@@ -161,12 +174,8 @@ class ModelQueue:
                               batch_size=batching.max_batch_size, wait_s=batching.max_wait_s)
             return RerankResult(scores=await self.scheduler.submit(work))
 
-        async def whole(batch: list[Any], own: bool) -> list[RerankResult]:
-            return [await adapter.rerank(route, query, docs, context)]
-
-        [result] = await self.scheduler.submit(self._work([None], [sum(costs)], whole, context, group=None,
-                                                          split=False, batch_size=1, wait_s=0.0))
-        return result
+        return await self._whole(lambda: adapter.rerank(route, query, docs, context), sum(costs), len(docs),
+                                 context)
 
 
 class ModelQueues:
@@ -178,15 +187,20 @@ class ModelQueues:
         self._entries: dict[tuple[int, Hashable], _Entry] = {}
         self._policies: Mapping[str, QueuePolicy] = {}
         self._policies_of: Snapshot | None = None
+        self._plain: dict[str, Tenant] = {}  # keys without a policy, by name
         self._adapters: set[int] = set()
 
     def queue(self, flow: Flow, check: Callable[[np.ndarray], None] | None = None) -> ModelQueue:
         route, adapter = flow.routed()
         cache = self.cache if flow.snapshot.flag(CACHE) and route.options.get("cache", True) else None
-        return ModelQueue(self.scheduler(route, adapter), adapter, route, self.tenant(flow),
-                          flow.token_counts, merge=flow.snapshot.flag(COALESCE), cache=cache, check=check)
+        entry = self._entry(route, adapter)
+        return ModelQueue(entry.scheduler, adapter, route, self.tenant(flow), flow.token_counts,
+                          merge=flow.snapshot.flag(COALESCE), cache=cache, check=check, batching=entry.batching)
 
     def scheduler(self, route: ModelRoute, adapter: Adapter) -> Scheduler:
+        return self._entry(route, adapter).scheduler
+
+    def _entry(self, route: ModelRoute, adapter: Adapter) -> _Entry:
         model = adapter.instance_key(route) or (route.kind, route.served_name)
         key = (id(adapter), model)
         entry = self._entries.get(key)
@@ -194,9 +208,10 @@ class ModelQueues:
             self._prune()
             name = route.served_name
             observer: QueueObserver | None = self.metrics.queue_observer(name) if self.metrics else None
-            scheduler = Scheduler(name, max_in_flight=adapter.batching(route).max_in_flight, observer=observer)
-            entry = self._entries[key] = _Entry(adapter, scheduler)
-        return entry.scheduler
+            batching = adapter.batching(route)
+            scheduler = Scheduler(name, max_in_flight=batching.max_in_flight, observer=observer)
+            entry = self._entries[key] = _Entry(adapter, scheduler, batching)
+        return entry
 
     def tenant(self, flow: Flow) -> Tenant:
         caller = flow.caller
@@ -206,9 +221,13 @@ class ModelQueues:
             files = flow.snapshot.files
             self._policies = files.rate_limits.resolve_policies(files.auth)
             self._policies_of = flow.snapshot
+            self._plain.clear()
         policy = self._policies.get(caller.name)
         if policy is None:
-            return Tenant(name=caller.name)
+            tenant = self._plain.get(caller.name)
+            if tenant is None:
+                tenant = self._plain[caller.name] = Tenant(name=caller.name)
+            return tenant
         priority = PRIORITIES[policy.priority]
         asked = flow.headers.get(PRIORITY_HEADER) if policy.priority_header else None
         if asked is not None:

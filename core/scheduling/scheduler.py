@@ -33,7 +33,8 @@ import contextlib
 import contextvars
 import time
 from collections import deque
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from core.errors import RateLimited, ServiceUnavailable
 from core.scheduling.work import BULK, INTERACTIVE, Tenant, Work
@@ -43,6 +44,7 @@ BULK_EVERY = 8  # with interactive work waiting, one batch in BULK_EVERY + 1 sti
 _HARD_LIMIT = 2.0  # never more than twice a bound queued, whatever the shares
 _MAX_RETRY_AFTER = 60.0  # an estimate further out than this promises nothing
 _UNSET: Any = object()
+T = TypeVar("T")
 
 
 class QueueObserver(Protocol):
@@ -172,7 +174,7 @@ class Scheduler:
         costs = [max(1.0, float(c)) for c in work.costs] if work.costs is not None else [1.0] * len(items)
         if len(costs) != len(items):
             raise ValueError("one cost per item")
-        if not work.split and not self._jobs and not self._slots.locked():
+        if not work.split and self.can_call_now():
             return await self._run_now(work, costs)
         loop = asyncio.get_running_loop()
         key = (work.tenant.name, work.tenant.priority)
@@ -207,23 +209,27 @@ class Scheduler:
         """Nothing waits and a call slot is free: a whole request runs in its caller's task, with
         no queue, worker or task switch in between (the common case in front of an HTTP
         upstream). Whoever comes while it runs queues as usual; its caller leaving cancels it."""
+        outputs = await self.call_now(lambda: work.run(list(work.items), True), sum(costs), len(work.items))
+        if len(outputs) != len(work.items):
+            raise RuntimeError(f"{self.name} returned {len(outputs)} outputs for {len(work.items)} inputs")
+        return list(outputs)
+
+    def can_call_now(self) -> bool:
+        """Nothing waits and a call slot is free (see ``call_now``)."""
+        return not self._jobs and not self._slots.locked()
+
+    async def call_now(self, fn: Callable[[], Awaitable[T]], cost: float, items: int) -> T:
+        """Run one whole call in the caller's task, holding a slot; only when ``can_call_now()``."""
         await self._slots.acquire()  # free: returns at once
         self._active += 1
         started = time.perf_counter()
-        try:
-            if self.observer is not None:
-                self.observer.waited(0.0)
-                self.observer.batch(len(work.items))
-            outputs = await work.run(list(work.items), True)
-            if len(outputs) != len(work.items):
-                raise RuntimeError(f"{self.name} returned {len(outputs)} outputs for {len(work.items)} inputs")
+        try:  # it never waited and is no batch of the worker's: nothing for the queue's metrics
+            result = await fn()
         finally:
             self._active -= 1
             self._slots.release()
-            if self._jobs:
-                self._wakeup.set()  # work queued behind this call
-        self._measured(sum(costs), len(work.items), time.perf_counter() - started)
-        return list(outputs)
+        self._measured(cost, items, time.perf_counter() - started)
+        return result
 
     def _seconds(self, cost: float) -> float:
         """Estimated seconds for the model to get through ``cost`` (0 until a batch is measured)."""
@@ -493,9 +499,11 @@ class Scheduler:
     def _measured(self, cost: float, items: int, seconds: float) -> None:
         """The drain rate, smoothed over recent batches, that refusals and Retry-After estimate with."""
         seconds = max(seconds, 1e-4)
-        for name, sample in (("_rate", cost / seconds), ("_item_rate", items / seconds)):
-            old = getattr(self, name)
-            setattr(self, name, sample if old is None else 0.7 * old + 0.3 * sample)
+        if self._rate is None or self._item_rate is None:
+            self._rate, self._item_rate = cost / seconds, items / seconds
+        else:
+            self._rate = 0.7 * self._rate + 0.3 * cost / seconds
+            self._item_rate = 0.7 * self._item_rate + 0.3 * items / seconds
 
     def cancel_worker(self) -> None:
         if self._worker is not None:
