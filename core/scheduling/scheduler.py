@@ -37,13 +37,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from core.errors import RateLimited, ServiceUnavailable
-from core.scheduling.work import BULK, INTERACTIVE, Tenant, Work
+from core.scheduling.flows import UNSET, Batch, Job, TenantFlow
+from core.scheduling.work import BULK, INTERACTIVE, Work
 
 QUANTUM = 64.0  # cost units (tokens) a flow earns per turn: a few short inputs, so batches mix flows
 BULK_EVERY = 8  # with interactive work waiting, one batch in BULK_EVERY + 1 still goes to bulk
 _HARD_LIMIT = 2.0  # never more than twice a bound queued, whatever the shares
 _MAX_RETRY_AFTER = 60.0  # an estimate further out than this promises nothing
-_UNSET: Any = object()
 T = TypeVar("T")
 
 
@@ -55,81 +55,6 @@ class QueueObserver(Protocol):
     def batch(self, items: int) -> None: ...
     def refused(self, reason: str) -> None: ...
     def cancelled(self, items: int) -> None: ...
-
-
-class _Job:
-    __slots__ = ("work", "costs", "order", "next", "done", "results", "future", "enqueued", "seq", "flow",
-                 "cost_left", "task")
-
-    def __init__(self, work: Work, costs: list[float], future: asyncio.Future, seq: int, flow: _Flow) -> None:
-        self.work = work
-        self.costs = costs
-        n = len(costs)
-        # Similar lengths together: a batch costs its size times its longest item.
-        self.order = sorted(range(n), key=costs.__getitem__) if work.split else list(range(n))
-        self.next = 0  # position in ``order`` of the next item to go
-        self.done = 0
-        self.results: list[Any] = [None] * n
-        self.future = future
-        self.enqueued = time.monotonic()
-        self.seq = seq
-        self.flow = flow
-        self.cost_left = sum(costs)  # not yet taken into batches
-        self.task: asyncio.Task | None = None  # the batch running this job alone
-
-    @property
-    def left(self) -> int:
-        return len(self.order) - self.next
-
-    @property
-    def live(self) -> bool:
-        return self.left > 0 and not self.future.done()
-
-    def head_cost(self) -> float:
-        """What its next take costs: one item, or all of a job that is not split."""
-        if self.work.split:
-            return self.costs[self.order[self.next]]
-        return sum(self.costs)
-
-
-class _Flow:
-    __slots__ = ("key", "tenant", "jobs", "deficit", "in_turn", "items", "cost")
-
-    def __init__(self, key: tuple[str, int], tenant: Tenant) -> None:
-        self.key = key
-        self.tenant = tenant
-        self.jobs: list[_Job] = []
-        self.deficit = 0.0
-        self.in_turn = False
-        self.items = 0  # queued (not yet taken)
-        self.cost = 0.0
-
-    def pick(self, group: Any, whole_ok: bool, now: float, rate: float) -> _Job | None:
-        """The live job that fits the batch and has least work left, less the work the model could
-        have done while it waited (``rate`` per second): short requests go first, and a long one
-        waiting behind them gains a second of standing for each second it waits. Oldest first on
-        a tie, so equal requests are served in turn rather than all at once."""
-        best: _Job | None = None
-        best_key = (0.0, 0)
-        for job in self.jobs:
-            if not job.live:
-                continue
-            if group is not _UNSET and (not job.work.split or job.work.group != group):
-                continue
-            if not whole_ok and not job.work.split:
-                continue
-            key = (job.cost_left - (now - job.enqueued) * rate, job.seq)
-            if best is None or key < best_key:
-                best, best_key = job, key
-        return best
-
-
-class _Batch:
-    __slots__ = ("parts", "cost")
-
-    def __init__(self) -> None:
-        self.parts: dict[_Job, list[int]] = {}
-        self.cost = 0.0
 
 
 class Scheduler:
@@ -146,9 +71,9 @@ class Scheduler:
         self.observer = observer
         self.queued_items = 0
         self.queued_cost = 0.0
-        self._flows: dict[tuple[str, int], _Flow] = {}
-        self._rings: tuple[deque[_Flow], deque[_Flow]] = (deque(), deque())
-        self._jobs: dict[int, _Job] = {}  # queued jobs in arrival order: the oldest sets the wait window
+        self._flows: dict[tuple[str, int], TenantFlow] = {}
+        self._rings: tuple[deque[TenantFlow], deque[TenantFlow]] = (deque(), deque())
+        self._jobs: dict[int, Job] = {}  # queued jobs in arrival order: the oldest sets the wait window
         self._seq = 0
         self._bulk_wait = 0  # batches given to interactive work while bulk work waited
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -181,9 +106,9 @@ class Scheduler:
         flow = self._flows.get(key)
         self._admit(work, flow, len(items), sum(costs), loop.time())
         if flow is None:
-            flow = self._flows[key] = _Flow(key, work.tenant)
+            flow = self._flows[key] = TenantFlow(key, work.tenant)
         self._seq += 1
-        job = _Job(work, costs, loop.create_future(), self._seq, flow)
+        job = Job(work, costs, loop.create_future(), self._seq, flow)
         ring = self._rings[work.tenant.priority]
         if flow not in ring:
             ring.append(flow)
@@ -235,7 +160,7 @@ class Scheduler:
         """Estimated seconds for the model to get through ``cost`` (0 until a batch is measured)."""
         return cost / (self._rate * self.max_in_flight) if self._rate else 0.0
 
-    def _admit(self, work: Work, flow: _Flow | None, n: int, cost: float, now: float) -> None:
+    def _admit(self, work: Work, flow: TenantFlow | None, n: int, cost: float, now: float) -> None:
         tenant, bounds = work.tenant, work.bounds
         mine, mine_cost = (flow.items, flow.cost) if flow is not None else (0, 0.0)
         if mine and tenant.max_queued is not None and mine + n > tenant.max_queued:
@@ -290,13 +215,13 @@ class Scheduler:
         if self.observer is not None:
             self.observer.depth(self.queued_items)
 
-    def _expire(self, job: _Job) -> None:
+    def _expire(self, job: Job) -> None:
         if job.next == 0 and not job.future.done():  # none of its items has started: give up on it
             waited = (self.queue_timeout_s or 0.0) * 1000
             job.future.set_exception(ServiceUnavailable(f"{self.name}: request waited over {waited:.0f} ms "
                                                         "in the queue", code="queue_timeout"))
 
-    def _settled(self, job: _Job) -> None:
+    def _settled(self, job: Job) -> None:
         """The job's future is done (answered, failed or abandoned): its queued items go."""
         self._jobs.pop(job.seq, None)
         flow = job.flow
@@ -318,7 +243,7 @@ class Scheduler:
         if not flow.jobs:
             self._retire(flow)
 
-    def _retire(self, flow: _Flow) -> None:
+    def _retire(self, flow: TenantFlow) -> None:
         ring = self._rings[flow.key[1]]
         if flow in ring:
             ring.remove(flow)
@@ -367,15 +292,15 @@ class Scheduler:
         self._bulk_wait = 0
         return BULK if bulk else None
 
-    def _take(self) -> _Batch | None:
+    def _take(self) -> Batch | None:
         """The next batch, by deficit round robin over the flows of one priority."""
         priority = self._priority()
         if priority is None:
             return None
         ring = self._rings[priority]
         now, rate = time.monotonic(), self._rate or 0.0
-        batch = _Batch()
-        group: Any = _UNSET
+        batch = Batch()
+        group: Any = UNSET
         size, longest = 0, 0.0
         limit_items, limit_tokens = 1, None
         full = False
@@ -403,7 +328,7 @@ class Scheduler:
                     if cost > flow.deficit:
                         rounds_short = min(rounds_short, (cost - flow.deficit) / (self.quantum * flow.tenant.weight))
                         break
-                    if group is _UNSET:
+                    if group is UNSET:
                         group = job.work.group
                         limit_items, limit_tokens = job.work.max_batch_size, job.work.max_batch_tokens
                         if not job.work.split:  # one batch of its own
@@ -437,7 +362,7 @@ class Scheduler:
                     flow.deficit += skip * self.quantum * flow.tenant.weight
         return batch if batch.parts else None
 
-    def _take_items(self, batch: _Batch, job: _Job, n: int) -> None:
+    def _take_items(self, batch: Batch, job: Job, n: int) -> None:
         if job.next == 0:
             if self.observer is not None:
                 self.observer.waited(time.monotonic() - job.enqueued)
@@ -455,7 +380,7 @@ class Scheduler:
             self._jobs.pop(job.seq, None)
         self._moved()
 
-    async def _execute(self, batch: _Batch) -> None:
+    async def _execute(self, batch: Batch) -> None:
         self._active += 1
         try:
             parts = [(job, idx) for job, idx in batch.parts.items() if not job.future.done()]

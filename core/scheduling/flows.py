@@ -1,0 +1,87 @@
+"""The scheduler's bookkeeping: a queued job, a tenant's flow of jobs, a batch being formed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from core.scheduling.work import Tenant, Work
+
+# A batch's group before its first item sets it: any job may start a batch.
+UNSET: Any = object()
+
+
+class Job:
+    __slots__ = ("work", "costs", "order", "next", "done", "results", "future", "enqueued", "seq", "flow",
+                 "cost_left", "task")
+
+    def __init__(self, work: Work, costs: list[float], future: asyncio.Future, seq: int, flow: TenantFlow) -> None:
+        self.work = work
+        self.costs = costs
+        n = len(costs)
+        # Similar lengths together: a batch costs its size times its longest item.
+        self.order = sorted(range(n), key=costs.__getitem__) if work.split else list(range(n))
+        self.next = 0  # position in ``order`` of the next item to go
+        self.done = 0
+        self.results: list[Any] = [None] * n
+        self.future = future
+        self.enqueued = time.monotonic()
+        self.seq = seq
+        self.flow = flow
+        self.cost_left = sum(costs)  # not yet taken into batches
+        self.task: asyncio.Task | None = None  # the batch running this job alone
+
+    @property
+    def left(self) -> int:
+        return len(self.order) - self.next
+
+    @property
+    def live(self) -> bool:
+        return self.left > 0 and not self.future.done()
+
+    def head_cost(self) -> float:
+        """What its next take costs: one item, or all of a job that is not split."""
+        if self.work.split:
+            return self.costs[self.order[self.next]]
+        return sum(self.costs)
+
+
+class TenantFlow:
+    __slots__ = ("key", "tenant", "jobs", "deficit", "in_turn", "items", "cost")
+
+    def __init__(self, key: tuple[str, int], tenant: Tenant) -> None:
+        self.key = key
+        self.tenant = tenant
+        self.jobs: list[Job] = []
+        self.deficit = 0.0
+        self.in_turn = False
+        self.items = 0  # queued (not yet taken)
+        self.cost = 0.0
+
+    def pick(self, group: Any, whole_ok: bool, now: float, rate: float) -> Job | None:
+        """The live job that fits the batch and has least work left, less the work the model could
+        have done while it waited (``rate`` per second): short requests go first, and a long one
+        waiting behind them gains a second of standing for each second it waits. Oldest first on
+        a tie, so equal requests are served in turn rather than all at once."""
+        best: Job | None = None
+        best_key = (0.0, 0)
+        for job in self.jobs:
+            if not job.live:
+                continue
+            if group is not UNSET and (not job.work.split or job.work.group != group):
+                continue
+            if not whole_ok and not job.work.split:
+                continue
+            key = (job.cost_left - (now - job.enqueued) * rate, job.seq)
+            if best is None or key < best_key:
+                best, best_key = job, key
+        return best
+
+
+class Batch:
+    __slots__ = ("parts", "cost")
+
+    def __init__(self) -> None:
+        self.parts: dict[Job, list[int]] = {}
+        self.cost = 0.0
