@@ -4,9 +4,11 @@
 #   ./scripts/smoke_test.sh [BASE_URL]          (default: $MAAS_BASE_URL or http://localhost:8085)
 #
 # Environment:
-#   MAAS_API_KEY             sent as "Authorization: Bearer ..." when set (never printed)
-#   MAAS_SMOKE_EMBED_MODEL   embedding model to call (bge-m3)
-#   MAAS_SMOKE_EMBED_DIM     its expected vector length (1024)
+#   MAAS_API_KEY             sent as "Authorization: Bearer ..." when set (never printed); then a
+#                            request without it must be refused with 401
+#   MAAS_SMOKE_EMBED_MODELS  embedding models to call, each MODEL:DIMENSIONS (default: every model of
+#                            the production routing: bge-m3:1024 multilingual-e5-large:1024 frida:1536)
+#   MAAS_SMOKE_EMBED_MODEL   one embedding model instead, with MAAS_SMOKE_EMBED_DIM its vector length
 #   MAAS_SMOKE_RERANK_MODEL  rerank model to call (rerank-base); empty skips the rerank check
 #   CURL_CA_BUNDLE           CA file for an https:// URL with a private CA (read by curl)
 # Exits 0 when every check passes, 1 when any fails (each failure shows the response).
@@ -14,8 +16,11 @@ set -euo pipefail
 
 BASE=${1:-${MAAS_BASE_URL:-http://localhost:8085}}
 BASE=${BASE%/}
-EMBED_MODEL=${MAAS_SMOKE_EMBED_MODEL:-bge-m3}
-EMBED_DIM=${MAAS_SMOKE_EMBED_DIM:-1024}
+if [ -n "${MAAS_SMOKE_EMBED_MODEL:-}" ]; then
+  EMBED_MODELS="${MAAS_SMOKE_EMBED_MODEL}:${MAAS_SMOKE_EMBED_DIM:-1024}"
+else
+  EMBED_MODELS=${MAAS_SMOKE_EMBED_MODELS:-"bge-m3:1024 multilingual-e5-large:1024 frida:1536"}
+fi
 RERANK_MODEL=${MAAS_SMOKE_RERANK_MODEL-rerank-base}
 PY=${PYTHON:-python3}
 
@@ -26,10 +31,11 @@ body=$(mktemp)
 trap 'rm -f "$body"' EXIT
 failures=0
 
-# call METHOD PATH [JSON]: the status code on stdout, the body in $body.
+# call METHOD PATH [JSON]: the status code on stdout, the body in $body. NOAUTH=1 sends no key.
 call() {
   local method=$1 path=$2 data=${3:-}
-  local args=(-sS -o "$body" -w '%{http_code}' --max-time 60 -X "$method" "${auth[@]}")
+  local args=(-sS -o "$body" -w '%{http_code}' --max-time 60 -X "$method")
+  if [ -z "${NOAUTH:-}" ]; then args+=("${auth[@]}"); fi
   if [ -n "$data" ]; then args+=(-H "Content-Type: application/json" -d "$data"); fi
   curl "${args[@]}" "$BASE$path" || true  # on a connection failure curl still prints 000
 }
@@ -52,11 +58,20 @@ check() {
 echo "smoke test of $BASE"
 check "health/ready" 200 "$(call GET /health/ready)" 'r == {"status": "ok"}'
 check "health/live" 200 "$(call GET /health/live)" 'r == {"status": "ok"}'
-check "v1/models lists $EMBED_MODEL" 200 "$(call GET /v1/models)" \
-  "r['object'] == 'list' and '$EMBED_MODEL' in [m['id'] for m in r['data']]"
-check "v1/embeddings $EMBED_MODEL has $EMBED_DIM dimensions" 200 \
-  "$(call POST /v1/embeddings "{\"model\": \"$EMBED_MODEL\", \"input\": \"test\"}")" \
-  "len(r['data'][0]['embedding']) == $EMBED_DIM and r['usage']['prompt_tokens'] > 0"
+for entry in $EMBED_MODELS; do
+  model=${entry%%:*} dim=${entry##*:}
+  check "v1/models lists $model" 200 "$(call GET /v1/models)" \
+    "r['object'] == 'list' and '$model' in [m['id'] for m in r['data']]"
+  check "v1/embeddings $model has $dim dimensions" 200 \
+    "$(call POST /v1/embeddings "{\"model\": \"$model\", \"input\": \"test\"}")" \
+    "len(r['data'][0]['embedding']) == $dim and r['usage']['prompt_tokens'] > 0"
+done
+first_model=${EMBED_MODELS%%:*}
+if [ -n "${MAAS_API_KEY:-}" ]; then
+  check "a request without a key is refused" 401 \
+    "$(NOAUTH=1 call POST /v1/embeddings "{\"model\": \"$first_model\", \"input\": \"test\"}")" \
+    "r['error']['type'] == 'authentication_error'"
+fi
 if [ -n "$RERANK_MODEL" ]; then
   check "v1/rerank $RERANK_MODEL top_k=1" 200 \
     "$(call POST /v1/rerank "{\"model\": \"$RERANK_MODEL\", \"query\": \"test\", \"documents\": [\"a\", \"b\"], \"top_k\": 1}")" \
