@@ -159,7 +159,9 @@ def render_nginx_conf(source: str, *, prefix: Path, upstreams: list[str], https_
 
 
 @dataclass
-class NginxServer:
+class FrontServer:
+    """A TLS front (Nginx, Traefik) run from files under ``prefix``, with its access log there."""
+
     process: ServerProcess
     prefix: Path
     url: str
@@ -171,6 +173,10 @@ class NginxServer:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+class NginxServer(FrontServer):
+    pass
 
 
 def start_nginx(prefix: Path, upstreams: list[str], ca: TestCA) -> NginxServer:

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.nginx import TestCA
+from tests.support.nginx import FrontServer, TestCA
 from tests.support.processes import ROOT, ServerProcess, free_port
 
 TRAEFIK_DIR = ROOT / "deploy" / "traefik"
@@ -49,20 +49,9 @@ def render(prefix: Path, upstreams: list[str], ca: TestCA, ports: dict[str, int]
 
 
 @dataclass
-class TraefikServer:
-    process: ServerProcess
-    prefix: Path
-    url: str
+class TraefikServer(FrontServer):
     http_url: str
     metrics_url: str
-    ca: TestCA
-
-    @property
-    def access_log(self) -> Path:
-        return self.prefix / "access.log"
-
-    def stop(self) -> None:
-        self.process.stop()
 
 
 def start_traefik(prefix: Path, upstreams: list[str], ca: TestCA) -> TraefikServer:
@@ -73,8 +62,8 @@ def start_traefik(prefix: Path, upstreams: list[str], ca: TestCA) -> TraefikServ
     ports = {"websecure": free_port(), "web": free_port(), "metrics": free_port()}
     static, _ = render(prefix, upstreams, ca, ports)
     process = ServerProcess([binary, f"--configFile={static}"], env=dict(os.environ), log_path=prefix / "stdout.log")
-    server = TraefikServer(process, prefix, f"https://127.0.0.1:{ports['websecure']}",
-                           f"http://127.0.0.1:{ports['web']}", f"http://127.0.0.1:{ports['metrics']}", ca)
+    server = TraefikServer(process, prefix, f"https://127.0.0.1:{ports['websecure']}", ca,
+                           f"http://127.0.0.1:{ports['web']}", f"http://127.0.0.1:{ports['metrics']}")
     _wait_routing(server, ca.ssl_context())
     return server
 
