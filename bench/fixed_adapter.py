@@ -65,27 +65,20 @@ def register_adapters(register):
 
 
 def main() -> int:
+    """``maas serve`` (its serving path: drain, cancellation, timeouts) with these adapters added."""
     import sys
 
-    from aiohttp import web
-
-    from core.app import create_app
-    from core.cli import _use_uvloop
+    from core.cli import serve_router
     from core.config import Settings
-    from core.logs import setup_logging
     from core.plugins import build_plugin_manager
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    settings = Settings.from_env()
-    setup_logging(settings.log_level)
-    _use_uvloop()
-    pm = build_plugin_manager(settings.disabled_plugins)
+    pm = build_plugin_manager(Settings.from_env().disabled_plugins)
     pm.register(sys.modules[__name__], name="bench.fixed_adapter")
-    web.run_app(create_app(settings, pm), host=args.host, port=args.port, access_log=None, print=None)
-    return 0
+    return serve_router(args.host, args.port, pm=pm)
 
 
 if __name__ == "__main__":

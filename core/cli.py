@@ -5,13 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from core.config import Settings
 from core.errors import ConfigError
 
+if TYPE_CHECKING:
+    import pluggy
+
 
 def _serve(args: argparse.Namespace) -> int:
+    return serve_router(args.host, args.port, shutdown_timeout=args.shutdown_timeout)
 
+
+def serve_router(host: str, port: int, *, shutdown_timeout: float = 30.0,
+                 pm: pluggy.PluginManager | None = None) -> int:
+    """``maas serve``: the router until SIGTERM, then its drain. ``pm`` is a plugin manager to use
+    instead of the default one (the benchmarks add their bench-only adapters so)."""
     from core.app import create_app
     from core.logs import setup_logging
 
@@ -19,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = Settings.from_env()
         setup_logging(settings.log_level)
         _use_uvloop()
-        app = create_app(settings)
+        app = create_app(settings, pm)
     except ConfigError as exc:
         print(f"maas: {exc}", file=sys.stderr)
         return 1
@@ -30,9 +40,8 @@ def _serve(args: argparse.Namespace) -> int:
         app[GATEWAY].draining = True  # /health/ready answers 503
         return app[GATEWAY].snapshot is not None  # it served: balancers need the drain to notice
 
-    asyncio.run(serve_until_stopped(app, args.host, args.port, drain_s=settings.drain_s,
-                                    shutdown_timeout=args.shutdown_timeout, on_drain=drain,
-                                    header_timeout_s=settings.header_timeout_s))
+    asyncio.run(serve_until_stopped(app, host, port, drain_s=settings.drain_s, shutdown_timeout=shutdown_timeout,
+                                    on_drain=drain, header_timeout_s=settings.header_timeout_s))
     if app[GATEWAY].snapshot is None:  # stopped because the first config never loaded
         print("maas: the configuration failed to load (see the log)", file=sys.stderr)
         return 1
