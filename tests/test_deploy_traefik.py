@@ -77,12 +77,16 @@ def front(tmp_path_factory):
     env = {"ROUTER_DRAIN_SECONDS": "1", "PYTHONPATH": f"{site}:{ROOT}", "ROUTER_TRUSTED_PROXIES": "127.0.0.1"}
     ports = [free_port() for _ in range(3)]
     routers = [start_router(configs, work / f"router{i}.log", port=p, **env)[0] for i, p in enumerate(ports)]
-    ca = make_test_ca(work / "tls")
-    traefik = start_traefik(work / "front", [f"127.0.0.1:{p}" for p in ports], ca)
-    yield {"traefik": traefik, "routers": routers, "ports": ports, "configs": configs, "env": env, "work": work}
-    traefik.stop()
-    for r in routers:
-        r.stop()
+    try:
+        traefik = start_traefik(work / "front", [f"127.0.0.1:{p}" for p in ports], make_test_ca(work / "tls"))
+        try:
+            yield {"traefik": traefik, "routers": routers, "ports": ports, "configs": configs, "env": env,
+                   "work": work}
+        finally:
+            traefik.stop()
+    finally:
+        for r in routers:
+            r.stop()
 
 
 def _client(front) -> httpx.Client:

@@ -43,7 +43,12 @@ def test_restarting_each_router_in_turn_fails_no_request(tmp_path, record_proper
     ports = [free_port(), free_port()]
     routers = [start_router(configs, tmp_path / f"router{i}.log", port=p, **env)[0] for i, p in enumerate(ports)]
     ca = make_test_ca(tmp_path / "tls")
-    nginx = start_nginx(tmp_path / "nginx", [f"127.0.0.1:{p}" for p in ports], ca)
+    try:
+        nginx = start_nginx(tmp_path / "nginx", [f"127.0.0.1:{p}" for p in ports], ca)
+    except Exception:
+        for r in routers:
+            r.stop()
+        raise
 
     def client() -> httpx.Client:
         return httpx.Client(base_url=nginx.url, verify=ca.ssl_context(), timeout=30)
