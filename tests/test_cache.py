@@ -224,3 +224,14 @@ def test_the_key_leaves_out_exactly_the_scheduler_and_cache_options():
 
     operational = {o.name for o in ROUTE_OPTIONS} | {o.name for o in CACHE_OPTIONS} - {"revision"}
     assert operational == _OPERATIONAL_ROUTE
+
+
+@pytest.mark.parametrize("url", ["notaurl", "redis://:secretpw@cache:notaport/0", "http://cache:6379"])
+@pytest.mark.parametrize("name", ["ROUTER_CACHE_REDIS_URL", "ROUTER_REDIS_URL"])
+def test_a_bad_redis_url_is_a_config_error_that_never_echoes_it(name, url):
+    from core.config import Settings
+    from core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=name) as info:
+        Settings.from_env({name: url})
+    assert "secretpw" not in str(info.value) and url not in str(info.value)

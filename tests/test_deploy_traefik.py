@@ -55,8 +55,12 @@ def test_the_config_agrees_with_compose_nginx_and_the_router():
     headers = static["accessLog"]["fields"]["headers"]
     assert headers["defaultMode"] == "drop" and headers["names"]["Authorization"] == "drop"
     override = load_compose(TRAEFIK_DIR / "docker-compose.traefik.yml")
-    assert "./traefik.yml:/etc/traefik/traefik.yml:ro" in " ".join(override["services"]["traefik"]["volumes"]) or \
-        any("traefik.yml" in v for v in override["services"]["traefik"]["volumes"])
+    volumes = override["services"]["traefik"]["volumes"]
+    assert {"./traefik.yml:/etc/traefik/traefik.yml:ro", "./dynamic.yml:/etc/traefik/dynamic.yml:ro"} <= set(volumes)
+    assert static["providers"]["file"]["filename"] == "/etc/traefik/dynamic.yml"
+    cert = dynamic["tls"]["certificates"][0]
+    assert {cert["certFile"], cert["keyFile"]} <= {v.rsplit(":", 2)[1] for v in volumes}  # src:dst:ro
+    assert override["services"]["nginx"]["profiles"] == ["nginx"]  # not started beside Traefik
 
 
 def _configs(folder):

@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from core.errors import ConfigError
 
@@ -29,6 +30,22 @@ def number(env: Mapping[str, str], name: str, cast: type, default, *, minimum: f
     if not math.isfinite(value) or value < minimum:
         raise ConfigError(f"{name} must be a finite number >= {minimum:g}, got {raw!r}")
     return value
+
+
+def _redis_url(env: Mapping[str, str], name: str) -> str | None:
+    """A Redis URL, checked at start (a bad one is a config error, not a traceback at first use).
+    The message never echoes it: it may hold a password."""
+    url = env.get(name) or None
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{name}: the port is not a number") from None
+    if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and not parts.hostname):
+        raise ConfigError(f"{name} must be a redis://, rediss:// or unix:// URL with a host")
+    return url
 
 
 def _list(value: str | None) -> tuple[str, ...]:
@@ -82,10 +99,10 @@ class Settings:
             qwen3_api_key=(e.get("QWEN3_API_KEY") or "").strip() or None,  # files from Secrets end in \n
             max_body_bytes=number(e, "ROUTER_MAX_BODY_BYTES", int, cls.max_body_bytes, minimum=1),
             max_inputs=number(e, "ROUTER_MAX_INPUTS", int, cls.max_inputs, minimum=1),
-            redis_url=e.get("ROUTER_REDIS_URL") or None,
+            redis_url=_redis_url(e, "ROUTER_REDIS_URL"),
             trusted_proxies=_list(e.get("ROUTER_TRUSTED_PROXIES")),
             cors_origins=_list(e.get("ROUTER_CORS_ORIGINS")),
-            cache_redis_url=e.get("ROUTER_CACHE_REDIS_URL") or None,
+            cache_redis_url=_redis_url(e, "ROUTER_CACHE_REDIS_URL"),
             cache_max_mb=number(e, "ROUTER_CACHE_MAX_MB", float, cls.cache_max_mb, minimum=0),
             cache_ttl_s=number(e, "ROUTER_CACHE_TTL_SECONDS", float, cls.cache_ttl_s, minimum=1),
             drain_s=number(e, "ROUTER_DRAIN_SECONDS", float, cls.drain_s, minimum=0),

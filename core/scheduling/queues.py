@@ -45,8 +45,8 @@ ROUTE_OPTIONS = (
            minimum=1),
     Option("queue_max_seconds", float, 10.0, "estimated seconds of queued work before new requests get 503",
            minimum=0.001),
-    Option("max_batch_tokens", int, None, "most padded tokens (size × longest input) in one model batch",
-           minimum=1),
+    Option("max_batch_tokens", int, None, "most padded tokens (size × longest input) in one batch of an "
+           "in-process model (HTTP upstreams batch on their side)", minimum=1),
     Option("coalesce_max_request", int, 8, "largest request (inputs) that coalesce_embeddings merges", minimum=1),
     Option("coalesce_max_batch", int, 64, "most inputs in one merged upstream call", minimum=1),
     Option("coalesce_wait_ms", float, 2.0, "how long a merged call waits for more requests", minimum=0),
