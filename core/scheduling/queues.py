@@ -187,7 +187,7 @@ class ModelQueues:
         self._entries: dict[tuple[int, Hashable], _Entry] = {}
         self._policies: Mapping[str, QueuePolicy] = {}
         self._policies_of: Snapshot | None = None
-        self._plain: dict[str, Tenant] = {}  # keys without a policy, by name
+        self._plain: dict[str, Tenant] = {}  # tenants of this snapshot, by key name (and priority)
         self._adapters: set[int] = set()
 
     def queue(self, flow: Flow, check: Callable[[np.ndarray], None] | None = None) -> ModelQueue:
@@ -235,8 +235,12 @@ class ModelQueues:
                 raise InvalidRequest(f"{PRIORITY_HEADER} must be one of {', '.join(PRIORITIES)}",
                                      param=PRIORITY_HEADER, code="invalid_priority")
             priority = PRIORITIES[asked.strip().lower()]
-        return Tenant(name=caller.name, weight=policy.weight, priority=priority, max_queued=policy.max_queued,
-                      priority_header=policy.priority_header)
+        key = f"{caller.name}\0{priority}"
+        tenant = self._plain.get(key)
+        if tenant is None:
+            tenant = self._plain[key] = Tenant(name=caller.name, weight=policy.weight, priority=priority,
+                                               max_queued=policy.max_queued, priority_header=policy.priority_header)
+        return tenant
 
     def config_changed(self, snapshot: Snapshot) -> None:
         """Drop the idle schedulers of adapters the new snapshot no longer has."""

@@ -13,13 +13,8 @@ when there is some: bulk is slowed, never starved.
 A batch starts once it is full or its oldest job has waited ``max_wait_s``, and only while
 fewer than ``max_in_flight`` batches run: work arriving meanwhile joins a later, fuller batch.
 
-**Admission.** New work is refused at once, never queued to time out: over the tenant's
-``max_queued`` items (429), or over the model's bounds (``Bounds``: items, or seconds of work
-estimated from the measured drain rate) or the request's deadline. Over the model's bounds a
-tenant still within its fair share is admitted (fair queueing will serve it soon), and so is a
-newcomer while the queue ahead of it is within bounds; a tenant over its share gets 429, a
-newcomer arriving at a full queue 503. Refusals carry a Retry-After
-estimated from the drain rate. An idle model admits anything.
+**Admission** (``core.scheduling.admission``): new work over the tenant's or the model's bounds
+is refused at once, 429 or 503 with a Retry-After from the measured drain rate.
 
 **Cancellation.** When the caller stops waiting (its client left, its deadline passed), the
 job's queued items leave the queue and the counts at once; a batch that has not started
@@ -36,14 +31,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from core.errors import RateLimited, ServiceUnavailable
+from core.errors import ServiceUnavailable
+from core.scheduling.admission import Arrival, DrainRate, admit
 from core.scheduling.flows import UNSET, Batch, Job, TenantFlow
 from core.scheduling.work import BULK, INTERACTIVE, Work
 
 QUANTUM = 64.0  # cost units (tokens) a flow earns per turn: a few short inputs, so batches mix flows
 BULK_EVERY = 8  # with interactive work waiting, one batch in BULK_EVERY + 1 still goes to bulk
-_HARD_LIMIT = 2.0  # never more than twice a bound queued, whatever the shares
-_MAX_RETRY_AFTER = 60.0  # an estimate further out than this promises nothing
 T = TypeVar("T")
 
 
@@ -81,8 +75,7 @@ class Scheduler:
         self._worker: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
         self._active = 0
-        self._rate: float | None = None  # cost units per second, one batch at a time
-        self._item_rate: float | None = None
+        self._rate = DrainRate(max_in_flight)  # what refusals and Retry-After estimate with
 
     # -- the caller's side ---------------------------------------------------------------------
 
@@ -153,59 +146,13 @@ class Scheduler:
         finally:
             self._active -= 1
             self._slots.release()
-        self._measured(cost, items, time.perf_counter() - started)
+        self._rate.measured(cost, items, time.perf_counter() - started)
         return result
 
-    def _seconds(self, cost: float) -> float:
-        """Estimated seconds for the model to get through ``cost`` (0 until a batch is measured)."""
-        return cost / (self._rate * self.max_in_flight) if self._rate else 0.0
-
     def _admit(self, work: Work, flow: TenantFlow | None, n: int, cost: float, now: float) -> None:
-        tenant, bounds = work.tenant, work.bounds
         mine, mine_cost = (flow.items, flow.cost) if flow is not None else (0, 0.0)
-        if mine and tenant.max_queued is not None and mine + n > tenant.max_queued:
-            self._refuse("key_bound")
-            raise RateLimited(f"Key '{tenant.name}' has {mine} inputs queued for {self.name}; its bound is "
-                              f"{tenant.max_queued}", retry_after=self._seconds(mine_cost) or 1.0,
-                              code="queue_full_for_key")
-        if not self.queued_items:
-            return  # an idle model takes anything
-        flows = len(self._flows) + (flow is None)
-
-        def load(items: int, units: float) -> float:  # the fraction of the bounds that much work fills
-            parts = [0.0]
-            if bounds.max_items:
-                parts.append(items / bounds.max_items)
-            if bounds.max_seconds and self._rate:
-                parts.append(self._seconds(units) / bounds.max_seconds)
-            return max(parts)
-
-        total, own = load(self.queued_items + n, self.queued_cost + cost), load(mine + n, mine_cost + cost)
-        # Under fair queueing a tenant's work finishes about when its share of the model has done it.
-        finish = self._seconds(min(self.queued_cost + cost, (mine_cost + cost) * flows))
-        late = work.deadline is not None and finish > work.deadline - now
-        if total <= 1.0 and not late:
-            return
-        if not late and own <= 1.0 / flows and total <= _HARD_LIMIT:
-            return  # within its share: admitted over the bound, served in its turn
-        if not late and not mine and load(self.queued_items, self.queued_cost) < 1.0:
-            return  # a newcomer's big request while the queue is within bounds: its turns come fairly
-        if mine:
-            self._refuse("key_share")
-            raise RateLimited(f"{self.name} is busy and key '{tenant.name}' has more than its share queued",
-                              retry_after=min(self._seconds(mine_cost * flows) or 1.0, _MAX_RETRY_AFTER),
-                              code="queue_share_exceeded")
-        self._refuse("deadline" if late else "saturated")
-        if load(n, cost) > 1.0 or late:
-            wait = self._seconds(self.queued_cost)  # it fits once the model is idle (an idle model takes anything)
-        else:  # until there is room for it
-            wait = self._seconds(self.queued_cost + cost) - (bounds.max_seconds or 0.0)
-            item_rate = (self._item_rate or 0.0) * self.max_in_flight
-            if bounds.max_items and item_rate:
-                wait = max(wait, (self.queued_items + n - bounds.max_items) / item_rate)
-        reason = "would not finish before its deadline" if late else "its queue is full"
-        raise ServiceUnavailable(f"{self.name} is saturated: the request {reason}",
-                                 retry_after=min(max(wait, 0.1), _MAX_RETRY_AFTER), code="model_saturated")
+        admit(self.name, Arrival(work, n, cost, self.queued_items, self.queued_cost, mine, mine_cost,
+                                 len(self._flows) + (flow is None), now), self._rate, self._refuse)
 
     def _refuse(self, reason: str) -> None:
         if self.observer is not None:
@@ -298,7 +245,7 @@ class Scheduler:
         if priority is None:
             return None
         ring = self._rings[priority]
-        now, rate = time.monotonic(), self._rate or 0.0
+        now, rate = time.monotonic(), self._rate.cost or 0.0
         batch = Batch()
         group: Any = UNSET
         size, longest = 0, 0.0
@@ -407,7 +354,7 @@ class Scheduler:
                     if not job.future.done():
                         job.future.set_exception(exc)
                 return
-            self._measured(sum(job.costs[i] for job, idx in parts for i in idx), len(items),
+            self._rate.measured(sum(job.costs[i] for job, idx in parts for i in idx), len(items),
                            time.perf_counter() - started)
             offset = 0
             for job, idx in parts:
@@ -420,15 +367,6 @@ class Scheduler:
         finally:
             self._active -= 1
             self._slots.release()
-
-    def _measured(self, cost: float, items: int, seconds: float) -> None:
-        """The drain rate, smoothed over recent batches, that refusals and Retry-After estimate with."""
-        seconds = max(seconds, 1e-4)
-        if self._rate is None or self._item_rate is None:
-            self._rate, self._item_rate = cost / seconds, items / seconds
-        else:
-            self._rate = 0.7 * self._rate + 0.3 * cost / seconds
-            self._item_rate = 0.7 * self._item_rate + 0.3 * items / seconds
 
     def cancel_worker(self) -> None:
         if self._worker is not None:
