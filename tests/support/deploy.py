@@ -60,7 +60,8 @@ def code_env_vars() -> dict[str, set[str]]:
     """Every environment variable the gateway's code reads → the files that read it.
 
     Found in the source, not from a list kept by hand: string constants that are the first
-    argument of ``<anything>.get(...)`` / ``getenv(...)``, the second of ``number(env, ...)``,
+    argument of ``<anything>.get(...)`` / ``getenv(...)``, the second of ``number(env, ...)`` and
+    ``_redis_url(env, ...)``,
     or the key of ``environ[...]``, and look like an environment variable (upper case with an underscore).
     """
     found: dict[str, set[str]] = {}
@@ -74,8 +75,8 @@ def code_env_vars() -> dict[str, set[str]]:
                     called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
                     if called in ("get", "getenv", "pop", "setdefault"):
                         name = _constant(node.args[0])
-                    elif called == "number" and len(node.args) >= 2:  # core.config.settings.number(env, NAME, ...)
-                        name = _constant(node.args[1])
+                    elif called in ("number", "_redis_url") and len(node.args) >= 2:
+                        name = _constant(node.args[1])  # core.config.settings: number(env, NAME, ...) and the like
                 elif isinstance(node, ast.Subscript) and _is_environ(node.value):
                     name = _constant(node.slice)
                 if name and _ENV_NAME.match(name):
