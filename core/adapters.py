@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -28,7 +28,6 @@ from core.options import OptionSchema
 if TYPE_CHECKING:
     from core.config import ModelRoute, Settings, UpstreamConfig
     from core.metrics import GatewayMetrics
-    from core.snapshot import Snapshot
     from core.tokenization import TokenCounter
 
 log = logging.getLogger("maas.adapters")
@@ -167,6 +166,12 @@ def upstream_id(upstream: UpstreamConfig) -> str:
 AdapterType = type[Adapter]
 
 
+class UsesAdapters(Protocol):
+    """What holds adapters while requests run on it (a serving snapshot)."""
+
+    def adapters_in_use(self) -> Iterator[Adapter]: ...
+
+
 class AdapterRegistry:
     """Adapter types by name, and live adapter instances by ``key(route)``.
 
@@ -228,7 +233,7 @@ class AdapterRegistry:
             log.info("adapter created", extra=fields)
         return held[0]
 
-    def pin(self, snapshot: Snapshot) -> None:
+    def pin(self, snapshot: UsesAdapters) -> None:
         """Keep every adapter of ``snapshot`` open until ``unpin``: one count per request, whatever
         the number of routes."""
         held = self._pins.get(id(snapshot))
@@ -237,14 +242,14 @@ class AdapterRegistry:
         else:
             held[1] += 1
 
-    def unpin(self, snapshot: Snapshot) -> None:
+    def unpin(self, snapshot: UsesAdapters) -> None:
         held = self._pins[id(snapshot)]
         held[1] -= 1
         if not held[1]:
             del self._pins[id(snapshot)]
 
     def _busy(self, adapter: Adapter) -> bool:
-        return any(a is adapter for snapshot, _ in self._pins.values() for a in snapshot.adapters.values())
+        return any(a is adapter for snapshot, _ in self._pins.values() for a in snapshot.adapters_in_use())
 
     def retire_unused(self, in_use: set[Hashable]) -> asyncio.Future[list[None]]:
         """Close instances whose key no snapshot uses, after their in-flight requests end.

@@ -14,7 +14,7 @@ from aiohttp import web
 from core.config import Settings
 from core.cors import Cors
 from core.gateway import Gateway
-from core.http import CORS, GATEWAY, add_routes, edge_middleware
+from core.http import CODECS, CORS, GATEWAY, add_routes, edge_middleware
 from core.logs import access_log
 from core.reload import ConfigWatcher
 from core.serving import DRAIN, Drain
@@ -30,7 +30,8 @@ def create_app(settings: Settings | None = None, pm: pluggy.PluginManager | None
     app[DRAIN] = Drain()
     if settings.cors_origins:
         app[CORS] = Cors(settings.cors_origins)
-    add_routes(app)
+    app[CODECS] = gateway.codecs
+    add_routes(app, gateway.codecs)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_drain)
     log.info("request chain: %s", gateway.chain.describe(),

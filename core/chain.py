@@ -9,7 +9,9 @@ Precedence, by origin rather than registration order (pluggy's is last-registere
 * a built-in plugin (``core.plugins.DEFAULT_PLUGINS``) fills a slot;
 * a third-party stage with a slot's name replaces the built-in one, whichever registered first;
 * two third-party plugins claiming one slot (or one extra stage name) is a startup error naming both;
-* ``register(stage, before="route")`` / ``after=`` inserts an extra stage next to a named one.
+* ``register(stage, before="route")`` / ``after=`` inserts an extra stage next to a named one;
+* ``auth`` and the stages registered with ``every_request=True`` also run for requests that call
+  no model (``/v1/models``), which skip the rest (no body, no rate-limit charge).
 
 The resulting order is logged at startup and exposed as ``Chain.names``.
 """
@@ -24,6 +26,7 @@ from core.errors import ConfigError
 from core.flow import Flow
 
 SLOTS: tuple[str, ...] = ("auth", "rate_limit", "parse", "route", "token_limit", "token_budget", "adapter")
+EVERY_REQUEST_SLOTS = frozenset({"auth"})  # slots that run for every request, /v1/models included
 
 
 class Stage(Protocol):
@@ -39,6 +42,7 @@ class Claim:
     builtin: bool
     before: str | None = None
     after: str | None = None
+    every_request: bool = False
 
 
 Register = Callable[..., None]
@@ -52,8 +56,9 @@ class ChainBuilder:
     def registrar(self, origin: str, *, builtin: bool) -> Register:
         """The ``register`` callback one plugin's ``register_stages`` receives."""
 
-        def register(stage: Stage, *, before: str | None = None, after: str | None = None) -> None:
-            self.claim(Claim(stage, origin, builtin, before, after))
+        def register(stage: Stage, *, before: str | None = None, after: str | None = None,
+                     every_request: bool = False) -> None:
+            self.claim(Claim(stage, origin, builtin, before, after, every_request))
 
         return register
 
@@ -98,14 +103,19 @@ class ChainBuilder:
                 index = names.index(c.before or c.after) + (0 if c.before else 1)  # type: ignore[arg-type]
                 claims.insert(index, c)
                 pending.remove(c)
-        return Chain([c.stage for c in claims], [c.origin for c in claims])
+        common = [c.stage.name for c in claims if c.every_request or c.stage.name in EVERY_REQUEST_SLOTS]
+        return Chain([c.stage for c in claims], [c.origin for c in claims], common)
 
 
 class Chain:
-    def __init__(self, stages: list[Stage], origins: list[str] | None = None) -> None:
+    def __init__(self, stages: list[Stage], origins: list[str] | None = None,
+                 every_request: list[str] | None = None) -> None:
         self.stages = tuple(stages)
         self.names = tuple(s.name for s in stages)
         self.origins = tuple(origins or ["?"] * len(stages))
+        wanted = set(every_request if every_request is not None else EVERY_REQUEST_SLOTS)
+        #: the stages every request runs, those of model calls or not (``/v1/models``), in chain order
+        self.common = tuple(s for s in self.stages if s.name in wanted)
 
     def describe(self) -> str:
         """``auth (plugins.auth) → …``: the startup log line."""
@@ -114,8 +124,10 @@ class Chain:
     def find(self, name: str) -> Stage:
         return self.stages[self.names.index(name)]
 
-    async def run(self, flow: Flow) -> None:
-        for stage in self.stages:
+    async def run(self, flow: Flow, *, common_only: bool = False) -> None:
+        """Run the stages over ``flow`` until one sets ``flow.response``; ``common_only``: only
+        the stages that apply to every request (a request that calls no model)."""
+        for stage in self.common if common_only else self.stages:
             flow.stages_run.append(stage.name)
             await stage(flow)
             if flow.response is not None:

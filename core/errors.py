@@ -15,8 +15,8 @@
         ├── UpstreamTimeout           504
         └── UpstreamRejected          the upstream's 4xx, normalised
 
-Stages and adapters raise these; `core.http` turns them into OpenAI-shaped JSON
-``{"error": {"message", "type", "param", "code"}}``.
+Stages and adapters raise these; the HTTP edge (``core.http``) has the path's codec render them
+(OpenAI's ``{"error": {"message", "type", "param", "code"}}`` unless the wire format has its own).
 """
 
 from __future__ import annotations
@@ -48,10 +48,8 @@ class GatewayError(Exception):
         self.code = code if code is not None else self.default_code
         self.headers: dict[str, str] = dict(headers or {})
 
-    def to_body(self, style: str = "openai") -> dict[str, Any]:
-        """The error as JSON: OpenAI's ``{"error": {...}}``, or Cohere's ``{"message"}``."""
-        if style == "cohere":
-            return {"message": self.message}
+    def to_body(self) -> dict[str, Any]:
+        """The error as OpenAI's JSON ``{"error": {...}}`` (a codec may render its own shape)."""
         return {"error": {"message": self.message, "type": self.type,
                           "param": self.param, "code": self.code}}
 

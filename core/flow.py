@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from core.adapters import Adapter
     from core.config import ModelRoute
     from core.dialects import Codec
-    from core.requests import ModelRequest
+    from core.requests import ModelRequest, Outcome
+    from core.served import ServedModel
     from core.snapshot import Snapshot
 
 
@@ -27,10 +27,10 @@ class Caller:
 
 @dataclass(slots=True)
 class Flow:
-    """One request: what was asked, by whom, where it goes, and what came back.
+    """One request: what was asked, by whom, which model serves it, and what came back.
 
-    Stages read what earlier stages wrote. A stage ends the chain early by setting
-    ``response`` or by raising a ``GatewayError``.
+    Stages read what earlier stages wrote. The ``adapter`` stage leaves the typed ``outcome``;
+    a stage ends the chain early by setting ``response`` (a body) or by raising a ``GatewayError``.
     """
 
     kind: Literal["embeddings", "rerank", "models"]  # what the endpoint serves
@@ -43,12 +43,13 @@ class Flow:
     codec: Codec | None = None  # the wire format (core.dialects); the parse stage may pick another
     read_body: Callable[[], Awaitable[bytes]] | None = None
     request: ModelRequest | None = None
+    wire: Any = None  # what the codec's parser kept for its render (Parsed.state); no stage reads it
     caller: Caller | None = None
-    route: ModelRoute | None = None
-    adapter: Adapter | None = None
+    model: ServedModel | None = None  # set by the route stage
     token_counts: list[int] | None = None
     needs_token_counts: bool = False  # set by a stage that charges tokens (a tokens-per-minute budget)
-    response: dict[str, Any] | None = None
+    outcome: Outcome | None = None  # what the model gave; the HTTP edge has the codec render it
+    response: Any = None  # a body a stage answers with instead (it ends the chain; rendered as it is)
     response_headers: dict[str, str] = field(default_factory=dict)
     error: Exception | None = None
     status: int = 200
@@ -62,11 +63,16 @@ class Flow:
             raise RuntimeError("no parsed request: this stage must run after 'parse'")
         return self.request
 
-    def routed(self) -> tuple[ModelRoute, Adapter]:
-        """The chosen route and its adapter; for stages after ``route``."""
-        if self.route is None or self.adapter is None:
-            raise RuntimeError("no route: this stage must run after 'route'")
-        return self.route, self.adapter
+    def served(self) -> ServedModel:
+        """The model that serves this request; for stages after ``route``."""
+        if self.model is None:
+            raise RuntimeError("no model: this stage must run after 'route'")
+        return self.model
+
+    @property
+    def route(self) -> ModelRoute | None:
+        """The chosen model's route (None before ``route`` ran or when it refused)."""
+        return self.model.route if self.model is not None else None
 
     @property
     def prompt_tokens(self) -> int | None:

@@ -1,6 +1,7 @@
-"""The gateway's long-lived state: plugins, adapters, the chain, and the serving snapshot.
+"""The gateway's long-lived state: plugins, adapters, the chain, the model services and the
+serving snapshot.
 
-A snapshot (``core.snapshot``) binds every route to its adapter and token counter. Building
+A snapshot (``core.snapshot``) holds every route's served model (``core.served``). Building
 one validates everything first; only then is it swapped in, so a request sees one snapshot
 from start to end and a bad config never replaces a good one.
 """
@@ -16,16 +17,21 @@ from types import MappingProxyType
 
 import pluggy
 
-from core.adapters import Adapter, AdapterContext, AdapterRegistry
+from core.adapters import AdapterContext, AdapterRegistry
+from core.cache import ROUTE_OPTIONS as CACHE_OPTIONS
 from core.chain import Chain, ChainBuilder
 from core.config import ConfigFiles, ModelRoute, Settings, load_config
+from core.dialects import CodecRegistry
 from core.errors import ConfigError, GatewayError
 from core.flow import Flow
 from core.metrics import GatewayMetrics
 from core.options import Option, OptionError, OptionSchema
 from core.plugins import Hooks, build_plugin_manager
+from core.scheduling.queues import ROUTE_OPTIONS as QUEUE_OPTIONS
+from core.scheduling.tenants import Tenants
+from core.served import ModelServices, ServedModel
 from core.snapshot import Snapshot
-from core.tokenization import TokenCounter, counter_for
+from core.tokenization import counter_for
 
 log = logging.getLogger("maas.gateway")
 
@@ -38,11 +44,14 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.registry = AdapterRegistry(AdapterContext(settings=settings, metrics=self.metrics))
         self.hooks.register_adapters(self.registry.registrar)
+        self.codecs = CodecRegistry()
+        self.hooks.register_codecs(self.codecs.registrar)
         self.known_flags: dict[str, str] = {}
         self.hooks.register_feature_flags(self._register_flag)
-        plugin_options: list[Option] = []
+        plugin_options: list[Option] = [*QUEUE_OPTIONS, *CACHE_OPTIONS]  # the served model's own
         self.hooks.register_route_options(plugin_options.append)
-        self.route_options = OptionSchema(plugin_options)  # route ``options:`` entries plugins own
+        self.route_options = OptionSchema(plugin_options)  # route ``options:`` entries core and plugins own
+        self.services = ModelServices(settings, self.metrics)
         builder = ChainBuilder()
         self.hooks.register_stages(builder, settings, self.metrics)
         self.chain: Chain = builder.build()
@@ -108,22 +117,22 @@ class Gateway:
         return checked
 
     async def build_snapshot(self, files: ConfigFiles) -> Snapshot:
-        routes: dict[str, ModelRoute] = {}
-        adapters: dict[str, Adapter] = {}
-        counters: dict[str, TokenCounter] = {}
+        flags = frozenset(self.settings.feature_flags) | frozenset(files.routing.feature_flags)
+        models: dict[str, ServedModel] = {}
         for alias, route in files.routing.routes.items():
-            if not self.registry.factories[route.upstream.type].is_enabled(self.settings):
+            cls = self.registry.factories[route.upstream.type]
+            if not cls.is_enabled(self.settings):
                 continue  # e.g. qwen3 without QWEN3_ENABLED: its models do not exist
             adapter = self.registry.instance(route)
             if route.enabled:
                 await adapter.prepare(route)
-            routes[alias] = route
-            adapters[alias] = adapter
-            counters[alias] = counter_for([route.tokenizer, self.settings.tokenizer_name,
-                                           adapter.tokenizer_name(route), route.served_name])
-        flags = frozenset(self.settings.feature_flags) | frozenset(files.routing.feature_flags)
-        return Snapshot(files=files, routes=MappingProxyType(routes), adapters=MappingProxyType(adapters),
-                        counters=MappingProxyType(counters), flags=flags)
+            counter = counter_for([route.tokenizer, self.settings.tokenizer_name, adapter.tokenizer_name(route),
+                                   route.served_name])
+            models[alias] = self.services.serve(route, adapter, counter, flags,
+                                                upstream_schema=cls.upstream_options,
+                                                route_schema=cls.route_options | self.route_options)
+        tenants = Tenants(files.rate_limits.resolve_policies(files.auth))
+        return Snapshot(files=files, models=MappingProxyType(models), tenants=tenants, flags=flags)
 
     async def load(self) -> Snapshot:
         """Validate, build and swap in a new snapshot. On any error the old one stays.
@@ -149,7 +158,7 @@ class Gateway:
         previous, self.snapshot = self.snapshot, snapshot
         self.metrics.reloads.labels(result="success").inc()
         self.metrics.config_swapped(snapshot.digest, snapshot.loaded_at)
-        log.info("config loaded", extra={"digest": snapshot.digest, "models": sorted(snapshot.routes)})
+        log.info("config loaded", extra={"digest": snapshot.digest, "models": sorted(snapshot.models)})
         try:
             await self.hooks.config_changed(snapshot, previous)
         except Exception:  # the new snapshot already serves; a plugin's failure must not undo that
@@ -158,13 +167,14 @@ class Gateway:
         return snapshot
 
     def _retire_unused(self) -> None:
+        self.services.keep_only(self.snapshot.adapters_in_use() if self.snapshot else ())
         closing = self.registry.retire_unused(self._in_use())
         if not closing.done():
             self._retiring.add(closing)
             closing.add_done_callback(self._retiring.discard)
 
     def _in_use(self) -> set[Hashable]:
-        return {self.registry.key(r) for r in self.snapshot.routes.values()} if self.snapshot else set()
+        return {self.registry.key(m.route) for m in self.snapshot.models.values()} if self.snapshot else set()
 
     async def handle(self, flow: Flow) -> None:
         """Run the chain over one flow; record metrics; tell observers."""
@@ -192,12 +202,12 @@ class Gateway:
             self.hooks.request_finished(flow)
 
     def _observe(self, flow: Flow) -> None:
-        model = flow.route.alias if flow.route is not None else "unknown"
+        model = flow.model.alias if flow.model is not None else "unknown"
         req = flow.request  # None when the body never parsed
         inputs = req.item_count if req is not None else 0
         self.metrics.request_done(flow.kind, model, flow.status, time.perf_counter() - flow.started,
                                   flow.prompt_tokens, inputs)
-        if flow.status == 200 and flow.route is not None:
+        if flow.status == 200 and flow.model is not None:
             caller = flow.caller
             key = caller.name if caller is not None and not caller.anonymous else "anonymous"
             self.metrics.usage(key, model, inputs, flow.prompt_tokens)
@@ -205,4 +215,5 @@ class Gateway:
     async def close(self) -> None:
         if self._retiring:
             await asyncio.gather(*self._retiring)
+        await self.services.close()
         await self.registry.close_all()

@@ -16,9 +16,9 @@ if TYPE_CHECKING:
 
     from core.config import Settings
     from core.flow import Flow
-    from core.gateway import Gateway
     from core.metrics import GatewayMetrics
     from core.options import Option
+    from core.running import RunningGateway
     from core.snapshot import Snapshot
 
 hookspec = pluggy.HookspecMarker("maas")
@@ -46,7 +46,8 @@ def register_stages(register: Callable[..., None], settings: Settings, metrics: 
     Called once at startup. ``register(stage)`` fills the slot named ``stage.name`` (``auth``,
     ``rate_limit``, ``parse``, ``route``, ``token_limit``, ``token_budget``, ``adapter``);
     ``register(stage, before="route")`` or ``register(stage, after="auth")`` inserts an extra
-    stage next to a named one. A stage is an object with ``name: str`` and
+    stage next to a named one; ``every_request=True`` runs it for every request, ``/v1/models``
+    included, not only for model calls (the ``auth`` slot always does). A stage is an object with ``name: str`` and
     ``async def __call__(flow) -> None``. ``metrics`` is the gateway's ``GatewayMetrics``
     (take it only if the stage counts something).
 
@@ -55,6 +56,21 @@ def register_stages(register: Callable[..., None], settings: Settings, metrics: 
     error naming both.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_codecs(register: Callable[..., None]) -> None:
+    """Contribute wire formats: ``register(codec)`` for each, an instance of a
+    ``core.dialects.Codec`` subclass with its ``path``, ``kind``, field table, ``parse``,
+    ``render`` and (for a shape of its own) ``render_error``.
+
+    Called once at startup. The gateway serves ``POST codec.path`` with the request chain,
+    lists it in ``/openapi.json`` and answers errors on the path in the codec's shape. A
+    third-party codec at a built-in's path replaces it; two third-party codecs at one path are a
+    startup error naming both.
+
+    .. versionadded:: 0.3
     """
 
 
@@ -83,7 +99,7 @@ def register_route_options(register: Callable[[Option], None]) -> None:
 
 
 @hookspec
-def startup(app: web.Application, gateway: Gateway) -> Any:
+def startup(app: web.Application, gateway: RunningGateway) -> Any:
     """The HTTP app is starting (may be a coroutine). Open long-lived resources here.
 
     Implementations are called in registration order (built-ins first); a failure stops the
@@ -96,7 +112,7 @@ def startup(app: web.Application, gateway: Gateway) -> Any:
 
 
 @hookspec
-def shutdown(app: web.Application, gateway: Gateway) -> Any:
+def shutdown(app: web.Application, gateway: RunningGateway) -> Any:
     """The HTTP app is stopping (may be a coroutine). Close what ``startup`` or
     ``register_stages`` opened. Called last-registered first; one failing is logged and the
     others still run.

@@ -1,7 +1,9 @@
-"""The HTTP edge: aiohttp app, request ids, body limits, and error translation.
+"""The HTTP edge: aiohttp app, request ids, body limits, rendering and error translation.
 
-Every API path is served by a codec of ``core.dialects``; errors are shaped by path (Cohere's on
-its own paths, OpenAI's everywhere else), aiohttp's own 404/405 included.
+Every API path is served by a codec the gateway's plugins registered (``core.dialects``): the
+chain runs over the parsed request and ends in a typed outcome, which the codec renders here.
+Errors are shaped by the codec of their path (Cohere's on its own paths, OpenAI's everywhere
+else), aiohttp's own 404/405 included.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import orjson
 from aiohttp import ClientPayloadError, web
 
 from core.cors import Cors
-from core.dialects import CODECS, Codec, error_style
+from core.dialects import Codec, CodecRegistry
 from core.errors import ClientClosedRequest, GatewayError, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from core.flow import Flow
 from core.gateway import Gateway
@@ -29,6 +31,7 @@ from core.serving import DRAIN
 log = logging.getLogger("maas.http")
 
 GATEWAY = web.AppKey("gateway", Gateway)
+CODECS = web.AppKey("codecs", CodecRegistry)  # error shapes by path (absent: OpenAI's everywhere)
 CORS = web.AppKey("cors", Cors)  # set only when ROUTER_CORS_ORIGINS names origins
 REQUEST_ID = web.RequestKey("request_id", str)
 LOG_EXTRA = web.RequestKey("log_extra", dict)
@@ -43,8 +46,9 @@ def json_response(body: object, status: int = 200, headers: dict[str, str] | Non
                         content_type=_JSON, headers=headers)
 
 
-def error_response(exc: GatewayError, path: str = "") -> web.Response:
-    response = json_response(exc.to_body(error_style(path)), status=exc.status, headers=exc.headers)
+def error_response(exc: GatewayError, codecs: CodecRegistry | None = None, path: str = "") -> web.Response:
+    body = codecs.error_body(path, exc) if codecs is not None else exc.to_body()
+    response = json_response(body, status=exc.status, headers=exc.headers)
     if exc.headers.get("Connection") == "close":  # the connection is in an unknown state (a body half read)
         response.force_close()
     return response
@@ -63,25 +67,26 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     request[REQUEST_ID] = rid
     token = request_id_var.set(rid)
     started = time.perf_counter()
+    codecs = request.app.get(CODECS)
     try:
         cors = request.app.get(CORS)
         try:
             response = (cors.preflight(request) if cors is not None else None) or await handler(request)
         except GatewayError as exc:
-            response = error_response(exc, request.path)
+            response = error_response(exc, codecs, request.path)
         except web.HTTPException as exc:
             message, code = _HTTP_ERRORS.get(exc.status, (exc.reason, "http_error"))
             err = GatewayError(f"{message}: {request.method} {request.path}", code=code)
             err.status, err.type = exc.status, "invalid_request_error"
             if "Allow" in exc.headers:  # a 405 says which methods the path takes
                 err.headers["Allow"] = exc.headers["Allow"]
-            response = error_response(err, request.path)
+            response = error_response(err, codecs, request.path)
         except asyncio.CancelledError:
             _log_access(request, 499, started)  # the client left: nginx's 499, for the log only
             raise
         except Exception:
             log.exception("unhandled error")
-            response = error_response(GatewayError("Internal server error"), request.path)
+            response = error_response(GatewayError("Internal server error"), codecs, request.path)
         response.headers["X-Request-ID"] = rid
         drain = request.app.get(DRAIN)
         if drain is not None and drain.active:  # the client's next request goes to another replica
@@ -136,10 +141,14 @@ def serve(codec: Codec) -> Handler:
         try:
             await gw.handle(flow)
         finally:
-            request[LOG_EXTRA] = {"model": flow.route.alias if flow.route else None,
+            request[LOG_EXTRA] = {"model": flow.model.alias if flow.model else None,
                                   "caller": flow.caller.name if flow.caller else None,
                                   "tokens": flow.prompt_tokens}
-        return json_response(flow.response, headers=flow.response_headers or None)
+        body = flow.response
+        if body is None:  # the chain's outcome, in the wire format of the body it parsed
+            assert flow.codec is not None and flow.outcome is not None  # noqa: S101 - the chain's contract
+            body = flow.codec.render(flow.request, flow.wire, flow.outcome)
+        return json_response(body, headers=flow.response_headers or None)
 
     return handler
 
@@ -171,22 +180,24 @@ async def retrieve_model(request: web.Request) -> web.Response:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    snapshot = request.app[GATEWAY].snapshot
+    gw = request.app[GATEWAY]
+    document = openapi_document(gw.codecs.codecs)
+    snapshot = gw.snapshot
     if snapshot is None:
-        return json_response(openapi_document())
+        return json_response(document)
     aliases: dict[str, list[str]] = {}
-    for route in snapshot.routes.values():
-        if route.enabled:
-            aliases.setdefault(route.kind, []).append(route.alias)
-    return json_response(with_models(openapi_document(), aliases))
+    for model in snapshot.models.values():
+        if model.route.enabled:
+            aliases.setdefault(model.kind, []).append(model.alias)
+    return json_response(with_models(document, gw.codecs, aliases))
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, codecs: CodecRegistry) -> None:
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model_id:.+}", retrieve_model)
     app.router.add_get("/openapi.json", openapi_json)
-    for codec in CODECS:
+    for codec in codecs.codecs:
         app.router.add_post(codec.path, serve(codec))
     app.router.add_get("/metrics", metrics)

@@ -1,5 +1,6 @@
-"""``/openapi.json``: OpenAPI 3.1, generated from the codecs' field tables (the same tables that
-validate the bodies), so the description cannot drift from what the parsers accept."""
+"""``/openapi.json``: OpenAPI 3.1, generated from the served codecs' field tables (the same tables
+that validate the bodies) and error schemas, so the description cannot drift from what the
+parsers accept, a third party's wire formats included."""
 
 from __future__ import annotations
 
@@ -7,20 +8,16 @@ import copy
 import functools
 from typing import Any
 
-from core.dialects import BY_PATH, CODECS, Codec
+from core.dialects import Codec, CodecRegistry
+from core.dialects.base import OPENAI_ERROR_SCHEMA
 
-_OPENAI_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
-    "type": "object", "required": ["message", "type"],
-    "properties": {"message": {"type": "string"}, "type": {"type": "string"},
-                   "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}
-_COHERE_ERROR = {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}
 _STATUSES = {"400": "bad input", "401": "no or invalid API key", "403": "the key may not use the model",
              "404": "unknown or disabled model", "413": "body or token limit", "429": "rate limited",
              "502": "upstream failed", "503": "starting, draining or overloaded", "504": "upstream timeout"}
 
 
-def _errors(style: str) -> dict[str, Any]:
-    ref = {"$ref": f"#/components/schemas/{'CohereError' if style == 'cohere' else 'Error'}"}
+def _errors(schema_name: str) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{schema_name}"}
     return {code: {"description": why, "content": {"application/json": {"schema": ref}}}
             for code, why in _STATUSES.items()}
 
@@ -34,7 +31,7 @@ def _operation(codec: Codec) -> dict[str, Any]:
     return {"operationId": codec.name, "summary": codec.summary, "tags": [codec.kind],
             "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
             "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": response}}},
-                          **_errors(codec.errors)}}
+                          **_errors(codec.error_schema[0])}}
 
 
 def _get(operation_id: str, summary: str, schema: dict[str, Any], *, errors: bool = True,
@@ -43,7 +40,7 @@ def _get(operation_id: str, summary: str, schema: dict[str, Any], *, errors: boo
                           "responses": {"200": {"description": "OK",
                                                 "content": {"application/json": {"schema": schema}}}}}
     if errors:
-        op["responses"].update({k: v for k, v in _errors("openai").items() if k in ("401", "404")})
+        op["responses"].update({k: v for k, v in _errors("Error").items() if k in ("401", "404")})
     if parameters:
         op["parameters"] = parameters
     return op
@@ -55,11 +52,11 @@ _MODEL = {"type": "object", "required": ["id", "object", "created", "owned_by"],
 _STATUS = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
 
 
-def with_models(document: dict[str, Any], aliases: dict[str, list[str]]) -> dict[str, Any]:
+def with_models(document: dict[str, Any], codecs: CodecRegistry, aliases: dict[str, list[str]]) -> dict[str, Any]:
     """The document with the serving models' aliases as examples of each ``model`` field."""
     doc = copy.deepcopy(document)
     for path, ops in doc["paths"].items():
-        codec = BY_PATH.get(path)
+        codec = codecs.by_path.get(path)
         if codec is None or not aliases.get(codec.kind):
             continue
         schema = ops["post"]["requestBody"]["content"]["application/json"]["schema"]
@@ -72,8 +69,9 @@ def with_models(document: dict[str, Any], aliases: dict[str, list[str]]) -> dict
 
 
 @functools.cache
-def openapi_document() -> dict[str, Any]:
-    paths: dict[str, Any] = {c.path: {"post": _operation(c)} for c in CODECS}
+def openapi_document(codecs: tuple[Codec, ...]) -> dict[str, Any]:
+    """The document for these codecs (kept per tuple: a gateway's codecs are fixed at start)."""
+    paths: dict[str, Any] = {c.path: {"post": _operation(c)} for c in codecs}
     paths["/v1/models"] = {"get": _get("listModels", "The models this key may call", {
         "type": "object", "required": ["object", "data"],
         "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": _MODEL}}})}
@@ -89,7 +87,8 @@ def openapi_document() -> dict[str, Any]:
                  "description": "Embeddings and reranking in the OpenAI, Cohere, Voyage, Jina and TEI wire formats."},
         "paths": paths,
         "components": {
-            "schemas": {"Error": _OPENAI_ERROR, "CohereError": _COHERE_ERROR},
+            "schemas": {"Error": OPENAI_ERROR_SCHEMA,
+                        **{name: schema for c in codecs for name, schema in [c.error_schema]}},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
                                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
         },

@@ -17,7 +17,12 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Option:
-    """One field: ``type`` is ``int``, ``float`` (ints accepted), ``str``, ``bool`` or ``list``."""
+    """One field: ``type`` is ``int``, ``float`` (ints accepted), ``str``, ``bool`` or ``list``.
+
+    ``shapes_output``: a different value may change what the model returns for the same input
+    (a prompt, a model path, a revision), so the embedding cache keys on it; False for options
+    that only change how a call is made (retries, timeouts, queue bounds).
+    """
 
     name: str
     type: type
@@ -26,6 +31,7 @@ class Option:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] = ()
+    shapes_output: bool = True
 
     def check(self, value: Any) -> Any:
         """The value, converted where lossless (an int for a float field); ValueError otherwise."""

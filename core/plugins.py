@@ -8,10 +8,10 @@ the state it holds (a store, a coalescer) belongs to one gateway. Either way the
 name is the module path, the name ``ROUTER_DISABLED_PLUGINS`` takes.
 
 Precedence does not depend on pluggy's call order (last registered first): each plugin's
-``register_stages`` and ``register_adapters`` get a ``register`` callback of their own that
-knows whether the plugin is built in. A third party replaces a built-in stage slot or adapter
-type; two third parties claiming the same one is a startup error naming both
-(``core.chain``, ``core.adapters.AdapterRegistry``).
+``register_stages``, ``register_adapters`` and ``register_codecs`` get a ``register`` callback
+of their own that knows whether the plugin is built in. A third party replaces a built-in stage
+slot, adapter type or codec path; two third parties claiming the same one is a startup error
+naming both (``core.chain``, ``core.adapters.AdapterRegistry``, ``core.dialects.registry``).
 """
 
 from __future__ import annotations
@@ -28,19 +28,20 @@ from core import hookspecs
 
 if TYPE_CHECKING:
     from core.chain import ChainBuilder
-    from core.gateway import Gateway
+    from core.running import RunningGateway
 
 log = logging.getLogger("maas.plugins")
 
 ENTRY_POINT_GROUP = "maas"
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
+    "plugins.codecs",
     "plugins.auth",
     "plugins.rate_limit:RateLimitPlugin",
     "plugins.parse",
     "plugins.routing",
     "plugins.token_limit",
-    "plugins.invoke:InvokePlugin",
+    "plugins.invoke",
     "plugins.flags",
     "adapters.local",
     "adapters.infinity",
@@ -102,19 +103,22 @@ class Hooks:
         self._each(self.pm.hook.register_stages, lambda origin, builtin: builder.registrar(origin, builtin=builtin),
                    settings=settings, metrics=metrics)
 
+    def register_codecs(self, registrar: Callable[[str, bool], Any]) -> None:
+        self._each(self.pm.hook.register_codecs, registrar)
+
     def register_feature_flags(self, register: Any) -> None:
         self.pm.hook.register_feature_flags(register=register)
 
     def register_route_options(self, register: Any) -> None:
         self.pm.hook.register_route_options(register=register)
 
-    async def startup(self, app: Any, gateway: Gateway) -> None:
+    async def startup(self, app: Any, gateway: RunningGateway) -> None:
         """Every plugin's ``startup``, in registration order; the first failure stops the start."""
         for impl in self.pm.hook.startup.get_hookimpls():
             given = {"app": app, "gateway": gateway}
             await await_me_maybe(impl.function(*[given[name] for name in impl.argnames]))
 
-    async def shutdown(self, app: Any, gateway: Gateway) -> None:
+    async def shutdown(self, app: Any, gateway: RunningGateway) -> None:
         """Every plugin's ``shutdown``, last started first; one failing does not stop the others
         from closing what they opened."""
         for impl in reversed(self.pm.hook.shutdown.get_hookimpls()):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from core import hookimpl
-from core.dialects import DEFAULT, ParseLimits
+from core.dialects import ParseLimits
 from core.errors import InvalidRequest
 from core.flow import Flow
 
@@ -29,6 +29,8 @@ class ParseStage:
     async def __call__(self, flow: Flow) -> None:
         if flow.request is not None:  # built in-process (tests, embedding callers)
             return
+        if flow.codec is None:
+            raise RuntimeError("a flow without a request needs the codec of its path")
         raw = await flow.read_body() if flow.read_body is not None else b""
         if not raw:
             raise InvalidRequest("Request body is empty; send a JSON object")
@@ -36,9 +38,9 @@ class ParseStage:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
-        codec = (flow.codec or DEFAULT[flow.kind]).select(body)
-        flow.codec = codec
-        flow.request = codec.parse(body, self.limits)
+        codec = flow.codec.select(body)
+        parsed = codec.parse(body, self.limits)
+        flow.codec, flow.request, flow.wire = codec, parsed.request, parsed.state
 
 
 @hookimpl

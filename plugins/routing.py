@@ -1,4 +1,4 @@
-"""Stage ``route``: resolve the model alias to a route and its adapter, and check the request fits it.
+"""Stage ``route``: resolve the model alias to its served model, and check the request fits it.
 
 It runs right after ``parse`` and before anything is counted: a request for a model that does
 not exist, or that the caller may not use, costs no tokenization and no token budget.
@@ -25,18 +25,17 @@ class RouteStage:
                 raise InvalidRequest(f"'model' is required: routing.yaml names no default {req.kind} model",
                                      param="model")
             req.model = alias
-        route = flow.snapshot.routes.get(alias)
-        if route is None or not route.enabled:
+        model = flow.snapshot.models.get(alias)
+        if model is None or not model.route.enabled:
             raise ModelNotFound(f"The model '{alias}' does not exist or is not enabled", param="model")
-        if route.kind != req.kind:
-            raise InvalidRequest(f"The model '{alias}' is a {route.kind} model; use {_OTHER[req.kind]}",
+        if model.kind != req.kind:
+            raise InvalidRequest(f"The model '{alias}' is a {model.kind} model; use {_OTHER[req.kind]}",
                                  param="model", code="wrong_model_type")
         caller = flow.caller
         if caller is not None and caller.allowed_models is not None and alias not in caller.allowed_models:
             raise PermissionDenied(f"This API key may not use the model '{alias}'", param="model")
-        req.check_route(route)
-        flow.route = route
-        flow.adapter = flow.snapshot.adapters[alias]
+        req.check_route(model.route)
+        flow.model = model
 
 
 @hookimpl

@@ -28,11 +28,9 @@ import itertools
 from typing import TYPE_CHECKING
 
 from core import hookimpl
-from core.cache import FLAG as CACHE
 from core.errors import InvalidRequest, TokenLimitExceeded
 from core.flow import Flow
 from core.requests import over_limit
-from core.scheduling.queues import COALESCE
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -50,12 +48,12 @@ class TokenLimitStage:
 
     async def __call__(self, flow: Flow) -> None:
         req = flow.parsed()
-        route, adapter = flow.routed()
-        counter = flow.snapshot.counters[route.alias]
-        mode = req.truncation_mode(route, flow.snapshot.flag("truncate_inputs"))
-        limit = None if mode == "none" else route.max_input_tokens or adapter.describe(route).get("max_input_tokens")
+        model = flow.served()
+        counter = model.counter
+        mode = req.truncation_mode(model.route, flow.snapshot.flag("truncate_inputs"))
+        limit = None if mode == "none" else model.facts.max_input_tokens
         if limit is None and req.truncation == "error":
-            raise InvalidRequest(f"The request forbids truncation, but the input limit of '{route.alias}' is not "
+            raise InvalidRequest(f"The request forbids truncation, but the input limit of '{model.alias}' is not "
                                  "known here (the route sets no max_input_tokens); allow truncation or ask the "
                                  "operator", param="truncate", code="unknown_input_limit")
         cut: set[int] = set(req.cap_chars(limit, counter, mode)) if limit else set()
@@ -110,9 +108,7 @@ class TokenLimitStage:
             return True
         if flow.parsed().needs_counts:
             return True
-        if flow.snapshot.flag(COALESCE) or flow.snapshot.flag(CACHE):
-            return True  # a merged call reports one total for all; the cache's hits reach no upstream
-        return flow.adapter is None or not flow.adapter.reports_usage
+        return flow.model is None or not flow.model.reports_usage
 
 
 @hookimpl

@@ -217,13 +217,36 @@ async def test_a_bad_answer_is_refused_and_never_cached(aiohttp_client, tmp_path
     assert SENT == [["fine", "broken"], ["fine", "broken"]]  # asked again: nothing of it was stored
 
 
-def test_the_key_leaves_out_exactly_the_scheduler_and_cache_options():
-    from core.cache import ROUTE_OPTIONS as CACHE_OPTIONS
-    from core.cache.keys import _OPERATIONAL_ROUTE
-    from core.scheduling.queues import ROUTE_OPTIONS
+def test_the_key_changes_exactly_with_the_options_declared_to_shape_answers(tmp_path):
+    """Every option a route or an upstream may hold: a new value gives a new key if and only if
+    the option is declared ``shapes_output`` (a prompt or a revision does; retries or a queue bound
+    do not), for every built-in adapter type and core's own route options."""
+    from core.cache import route_digest
+    from core.config import ModelRoute, UpstreamConfig
+    from core.gateway import Gateway
 
-    operational = {o.name for o in ROUTE_OPTIONS} | {o.name for o in CACHE_OPTIONS} - {"revision"}
-    assert operational == _OPERATIONAL_ROUTE
+    gateway = Gateway(write_configs(tmp_path, routing={"embeddings": []}))
+    sample = {int: 7, float: 7.5, str: "other", bool: False, list: ["x"]}
+    checked = 0
+    for type_name, cls in gateway.registry.factories.items():
+        upstream_schema, route_schema = cls.upstream_options, cls.route_options | gateway.route_options
+        base = ModelRoute(alias="m", kind="embeddings", served_name="m", enabled=True,
+                          upstream=UpstreamConfig(type=type_name))
+        before = route_digest(base, upstream_schema, route_schema)
+        for where, schema in (("upstream", upstream_schema), ("route", route_schema)):
+            for option in schema:
+                value = option.choices[-1] if option.choices else sample[option.type]
+                if where == "upstream":
+                    changed = replace(base, upstream=replace(base.upstream, options={option.name: value}))
+                else:
+                    changed = replace(base, options={option.name: value})
+                moved = route_digest(changed, upstream_schema, route_schema) != before
+                assert moved is option.shapes_output, (type_name, where, option.name)
+                checked += 1
+    assert checked > 20
+    names = {o.name for o in gateway.route_options if not o.shapes_output}
+    assert {"queue_max_items", "max_batch_tokens", "cache"} <= names
+    assert "revision" not in names
 
 
 @pytest.mark.parametrize("url", ["notaurl", "redis://:secretpw@cache:notaport/0", "http://cache:6379"])

@@ -200,17 +200,19 @@ async def test_flag_coalesce_embeddings_through_a_real_router_and_infinity(tmp_p
 async def test_queues_of_a_replaced_upstream_are_dropped_after_a_reload(aiohttp_client, tmp_path):
     client = await _client(aiohttp_client, tmp_path, ["coalesce_embeddings"])
     gateway = client.app[GATEWAY]
-    queues = next(s for s in gateway.chain.stages if s.name == "adapter").queues
+    schedulers = gateway.services.schedulers
     assert all(status == 200 for status, _ in await _embed_many(client, [["a"], ["b"]]))
-    assert [e.scheduler.name for e in queues._entries.values()] == ["up"]
+    [old] = schedulers.schedulers
+    assert old.name == "up"
     write_yaml(tmp_path / "routing.yaml", {  # "up" changes (a new route), "other" is new
         "feature_flags": ["coalesce_embeddings"],
         "embeddings": [{"model": "up", "upstream": {"type": "counting", "delay_ms": 1}},
                        {"model": "other", "upstream": {"type": "counting", "delay_ms": 1}}]})
     await gateway.load()
     assert (await client.post("/v1/embeddings", json={"model": "other", "input": "x"})).status == 200
-    # the old upstream's queue is gone with it
-    assert [e.scheduler.name for e in queues._entries.values()] == ["other"]
+    # the old upstream's queue is gone with it; each model of the new one has its own
+    assert old not in schedulers.schedulers
+    assert sorted(s.name for s in schedulers.schedulers) == ["other", "up"]
 
 
 def test_bad_coalescing_options_are_config_errors(tmp_path):

@@ -15,11 +15,11 @@ from core.vectors import shape_vectors
 
 
 def parse_embeddings(body, max_inputs):
-    return OpenAIEmbeddings().parse(body, ParseLimits(max_inputs=max_inputs))
+    return OpenAIEmbeddings().parse(body, ParseLimits(max_inputs=max_inputs)).request
 
 
 def parse_rerank(body, max_inputs):
-    return GuideRerank().parse(body, ParseLimits(max_inputs=max_inputs))
+    return GuideRerank().parse(body, ParseLimits(max_inputs=max_inputs)).request
 
 
 def test_token_arrays_are_recognised():
@@ -54,8 +54,9 @@ def test_shape_vectors_truncates_and_renormalises():
 
 def test_base64_is_little_endian_float32():
     v = np.array([[1.5, -2.25]], dtype=np.float32)
-    req = parse_embeddings({"model": "m", "input": "x", "encoding_format": "base64"}, max_inputs=1)
-    body = OpenAIEmbeddings().render(req, EmbeddingsOutcome("m", v, 7))
+    codec = OpenAIEmbeddings()
+    parsed = codec.parse({"model": "m", "input": "x", "encoding_format": "base64"}, ParseLimits(max_inputs=1))
+    body = codec.render(parsed.request, parsed.state, EmbeddingsOutcome("m", v, 7))
     raw = base64.b64decode(body["data"][0]["embedding"])
     assert raw == np.array([1.5, -2.25], dtype="<f4").tobytes()
     assert body["usage"] == {"prompt_tokens": 7, "total_tokens": 7}
@@ -64,7 +65,7 @@ def test_base64_is_little_endian_float32():
 def test_rerank_body_sorts_and_cuts():
     req = parse_rerank({"model": "m", "query": "q", "documents": ["a", "b", "c"], "return_documents": True},
                        max_inputs=10)
-    body = GuideRerank().render(req, RerankOutcome("m", rank([0.1, 0.9, 0.5], 2), req.documents, 3))
+    body = GuideRerank().render(req, None, RerankOutcome("m", rank([0.1, 0.9, 0.5], 2), req.documents, 3))
     assert [r["index"] for r in body["results"]] == [1, 2]
     assert body["results"][0]["document"] == {"text": "b"}
     assert body["data"][0]["document"] == "b"  # Voyage reads data, with the text as a string

@@ -221,11 +221,11 @@ async def test_startup_and_shutdown_receive_the_gateway_and_builtins_close_their
     async with client_session as session:
         async with session.post(str(server.make_url("/v1/embeddings")), json={"model": "echo-emb", "input": "x"}) as r:
             assert r.status == 200
-    invoke = pm.get_plugin("plugins.invoke")
-    assert invoke.queues._entries  # the request went through the model's queue
+    schedulers = app[GATEWAY].services.schedulers
+    assert schedulers.schedulers  # the request went through the model's queue
     await server.close()
     assert seen == [("startup", app[GATEWAY]), ("shutdown", True)]
-    assert invoke.queues._entries == {}  # closed by the plugin that owns it
+    assert schedulers.schedulers == []  # closed with the gateway that owns them
 
 
 def test_route_options_declared_by_a_plugin_are_checked_with_file_and_line(tmp_path):

@@ -175,7 +175,7 @@ class LifecyclePlugin:
 
     @hookimpl
     async def config_changed(self, snapshot, previous):
-        self.events.append(("config_changed", previous is None, sorted(snapshot.routes)))
+        self.events.append(("config_changed", previous is None, sorted(snapshot.models)))
 
     @hookimpl
     def shutdown(self, app):

@@ -85,7 +85,8 @@ def _count(gw: Gateway, result: str) -> float:
 
 
 def _flow(gw: Gateway, model: str) -> Flow:
-    return Flow(kind="embeddings", request=OpenAIEmbeddings().parse({"model": model, "input": "hi"}, ParseLimits(8)),
+    return Flow(kind="embeddings",
+                request=OpenAIEmbeddings().parse({"model": model, "input": "hi"}, ParseLimits(8)).request,
                 snapshot=gw.snapshot, request_id="test", client_ip="127.0.0.1", headers={})
 
 
@@ -107,7 +108,7 @@ async def test_polling_fallback_applies_a_change_without_file_events(tmp_path):
     try:
         digest = write_good(tmp_path, "minilm", "added", upstream_type=GATE)
         await _until(lambda: gw.snapshot.digest == digest)
-        assert set(gw.snapshot.routes) == {"minilm", "added"}
+        assert set(gw.snapshot.models) == {"minilm", "added"}
         assert _count(gw, "success") == 2 and _count(gw, "error") == 0
     finally:
         await watcher.stop()
@@ -123,7 +124,7 @@ async def test_events_pick_up_a_configmap_symlink_swap(tmp_path):
     try:
         await asyncio.sleep(0.3)  # let the watch be set up before the swap
         configmap_publish(tmp_path, good_texts("minilm", "swapped", upstream_type=GATE))
-        await _until(lambda: "swapped" in gw.snapshot.routes)
+        await _until(lambda: "swapped" in gw.snapshot.models)
         assert _count(gw, "error") == 0
     finally:
         await watcher.stop()
@@ -149,9 +150,9 @@ async def test_bad_content_is_rejected_once_and_the_old_snapshot_serves(tmp_path
     assert len(rejected) == 1
     assert (rejected[0].file, rejected[0].line) == (str(tmp_path / case.file), case.line)
     await gw.handle(flow := _flow(gw, "minilm"))
-    assert flow.status == 200 and len(flow.response["data"][0]["embedding"]) == 4
+    assert flow.status == 200 and flow.outcome is not None and flow.outcome.vectors.shape == (1, 4)
     write_good(tmp_path, "minilm", "fixed", upstream_type=GATE)
-    assert await watcher.check() is True and "fixed" in gw.snapshot.routes
+    assert await watcher.check() is True and "fixed" in gw.snapshot.models
     await gw.close()
 
 
@@ -175,18 +176,18 @@ async def test_unchanged_upstream_keeps_its_adapter_and_a_removed_one_drains(tmp
     gw, plugin = _gateway(tmp_path)
     await gw.load()
     watcher = ConfigWatcher(gw, use_events=False)
-    original = gw.snapshot.adapters["minilm"]
+    original = gw.snapshot.models["minilm"].adapter
 
     write_good(tmp_path, "minilm", "second", upstream_type=GATE)
     assert await watcher.check()
-    assert gw.snapshot.adapters["minilm"] is original and gw.snapshot.adapters["second"] is original
+    assert gw.snapshot.models["minilm"].adapter is original and gw.snapshot.models["second"].adapter is original
 
     original.hold = asyncio.Event()
     in_flight = asyncio.create_task(gw.handle(flow := _flow(gw, "minilm")))
     await asyncio.wait_for(original.entered.wait(), 10)
     write_good(tmp_path, "minilm", max_batch_size=16, upstream_type=GATE)  # a new upstream: a new adapter
     assert await watcher.check()
-    replacement = gw.snapshot.adapters["minilm"]
+    replacement = gw.snapshot.models["minilm"].adapter
     assert replacement is not original and len(plugin.adapters) == 2
     await gw.handle(after := _flow(gw, "minilm"))  # new requests go to the new adapter at once
     assert after.status == 200
@@ -194,7 +195,7 @@ async def test_unchanged_upstream_keeps_its_adapter_and_a_removed_one_drains(tmp
     assert not original.closed, "closed while its request was in flight"
     original.hold.set()
     await asyncio.wait_for(in_flight, 10)
-    assert flow.status == 200 and flow.response is not None
+    assert flow.status == 200 and flow.outcome is not None
     await _until(lambda: original.closed)
     assert not replacement.closed
     await gw.close()
@@ -220,7 +221,7 @@ async def test_a_file_caught_between_truncate_and_write_is_not_loaded(tmp_path):
     assert path.read_text() == ""  # an empty routing.yaml is valid: it would remove every model
     assert await watcher.check()
     await writer
-    assert set(gw.snapshot.routes) == {"rewritten"}
+    assert set(gw.snapshot.models) == {"rewritten"}
     assert _count(gw, "success") == 2 and _count(gw, "error") == 0  # the empty state was never loaded
     await gw.close()
 
@@ -258,7 +259,7 @@ async def test_a_local_model_leaves_memory_with_the_last_route_naming_it(tmp_pat
                           rate_limits_path=str(configs / "rate_limits.yaml")))
     gw.registry.factories["local"] = Recording
     await gw.load()
-    embedder, reranker = gw.snapshot.adapters["minilm"], gw.snapshot.adapters["rerank-base"]
+    embedder, reranker = gw.snapshot.models["minilm"].adapter, gw.snapshot.models["rerank-base"].adapter
     assert embedder is not reranker and embedder._models and reranker._models
 
     routing = read_yaml(configs / "routing.yaml")
@@ -267,7 +268,7 @@ async def test_a_local_model_leaves_memory_with_the_last_route_naming_it(tmp_pat
     routing["embeddings"].append({**routing["embeddings"][0], "model": "minilm-2"})
     write_yaml(configs / "routing.yaml", routing)
     await gw.load()
-    assert gw.snapshot.adapters["minilm-2"] is embedder, "two aliases of one model share it"
+    assert gw.snapshot.models["minilm-2"].adapter is embedder, "two aliases of one model share it"
     await _until(lambda: not reranker._models)  # its route is gone: the model is released
     assert embedder._models and len(created) == 2
 
@@ -278,7 +279,7 @@ async def test_a_local_model_leaves_memory_with_the_last_route_naming_it(tmp_pat
     write_yaml(configs / "routing.yaml", routing)
     with pytest.raises(ConfigError, match="cannot load cross-encoder"):
         await gw.load()
-    assert set(gw.snapshot.routes) == {"minilm", "minilm-2"}
+    assert set(gw.snapshot.models) == {"minilm", "minilm-2"}
     loaded_then_dropped = [a for a in created[2:] if a is not embedder]
     assert loaded_then_dropped, "the failed reload loaded the rerank model first"
     await _until(lambda: all(not a._models for a in loaded_then_dropped))

@@ -76,9 +76,8 @@ def _post(client, key: str, inputs: list[str], path: str = "/v1/embeddings", **h
 
 async def _queued(client, n: int) -> None:
     gateway = client.app[GATEWAY]
-    stage = next(s for s in gateway.chain.stages if s.name == "adapter")
     for _ in range(1000):
-        if sum(e.scheduler.queued_items for e in stage.queues._entries.values()) >= n:
+        if sum(s.queued_items for s in gateway.services.schedulers.schedulers) >= n:
             return
         await asyncio.sleep(0.005)
     raise AssertionError(f"fewer than {n} inputs queued")

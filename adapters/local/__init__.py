@@ -56,8 +56,9 @@ class LocalAdapter(Adapter):
     """One instance per (upstream, kind, model): a model leaves memory with the last route naming it."""
 
     upstream_options = OptionSchema([
-        Option("max_batch_size", int, 32, "most inputs (or pairs) per model call", minimum=1),
-        Option("max_wait_ms", float, 2, "how long a batch waits to fill", minimum=0),
+        Option("max_batch_size", int, 32, "most inputs (or pairs) per model call", minimum=1,
+               shapes_output=False),
+        Option("max_wait_ms", float, 2, "how long a batch waits to fill", minimum=0, shapes_output=False),
         Option("device", str, "auto", "where the model runs", choices=DEVICES),
     ])
     route_options = OptionSchema([

@@ -21,12 +21,13 @@ from core.cache.stores import MemoryStore, RedisStore, VectorStore
 from core.options import Option
 
 if TYPE_CHECKING:
-    from core.config import ModelRoute, Settings
+    from core.config import Settings
     from core.metrics import GatewayMetrics
 
 FLAG = "embedding_cache"
 ROUTE_OPTIONS = (
-    Option("cache", bool, True, "with the embedding_cache flag on: serve this route's repeated inputs from the cache"),
+    Option("cache", bool, True, "with the embedding_cache flag on: serve this route's repeated inputs from the cache",
+           shapes_output=False),
     Option("revision", str, None, "part of the cache key: change it when the model behind the route changes"),
 )
 
@@ -37,7 +38,6 @@ class EmbeddingCache:
     def __init__(self, store: VectorStore, metrics: GatewayMetrics | None = None) -> None:
         self.store = store
         self.metrics = metrics
-        self._digests: dict[int, tuple[ModelRoute, bytes]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: GatewayMetrics | None) -> EmbeddingCache:
@@ -49,21 +49,12 @@ class EmbeddingCache:
             store = MemoryStore(int(settings.cache_max_mb * 1024 * 1024), events=events)
         return cls(store, metrics)
 
-    def _digest(self, route: ModelRoute) -> bytes:
-        held = self._digests.get(id(route))
-        if held is None or held[0] is not route:
-            if len(self._digests) > 1024:  # routes of old snapshots
-                self._digests.clear()
-            held = self._digests[id(route)] = (route, route_digest(route))
-        return held[1]
-
-    async def embed(self, route: ModelRoute, inputs: Sequence[Any], is_tokens: bool, compute: Compute,
-                    token_counts: Sequence[int] | None = None,
-                    check: Callable[[np.ndarray], None] | None = None) -> tuple[EmbedResult, int]:
+    async def embed(self, alias: str, digest: bytes, inputs: Sequence[Any], is_tokens: bool, compute: Compute,
+                    token_counts: Sequence[int] | None = None) -> tuple[EmbedResult, int]:
         """The vectors of ``inputs`` and how many came from the cache; ``compute`` embeds the rest.
-        ``check`` (the route's width and finite values) sees fresh vectors before they are stored:
-        a bad answer fails this request and is never served again from the cache."""
-        keys = item_keys(self._digest(route), inputs, is_tokens)
+        ``digest`` is the route's (``keys.route_digest``). ``compute`` answers checked vectors
+        (the served model's width guard), so a bad answer fails the request and is never stored."""
+        keys = item_keys(digest, inputs, is_tokens)
         found = [None if v is None else np.frombuffer(v, dtype=np.float32) for v in await self.store.get_many(keys)]
         if len({v.shape for v in found if v is not None}) > 1:
             found = [None] * len(found)  # entries that disagree on the width: trust none of them
@@ -77,43 +68,35 @@ class EmbeddingCache:
         if first:
             result = await compute([inputs[i] for i in first.values()])
             fresh = np.asarray(result.vectors, dtype=np.float32)
-            if fresh.ndim != 2 or fresh.shape[0] != len(first):
-                return result, 0  # the caller's checks refuse it; nothing is stored
-            if check is not None:
-                check(fresh)
             if hits and fresh.shape[1:] != next(v for v in found if v is not None).shape:
-                return await self._uncached(route, inputs, keys, compute, check)  # the model changed under its name
+                return await self._uncached(alias, inputs, keys, compute)  # the model changed under its name
             rows = dict(zip(first, fresh, strict=True))
             await self.store.put_many([(k, row.tobytes()) for k, row in rows.items()])
             found = [rows[keys[i]] if v is None else v for i, v in enumerate(found)]
             prompt_tokens = result.prompt_tokens if not hits and len(first) == len(inputs) else None
-        self._count(route, hit, token_counts)
+        self._count(alias, hit, token_counts)
         return EmbedResult(vectors=np.stack([v for v in found if v is not None]), prompt_tokens=prompt_tokens), hits
 
-    async def _uncached(self, route: ModelRoute, inputs: Sequence[Any], keys: list[bytes], compute: Compute,
-                        check: Callable[[np.ndarray], None] | None) -> tuple[EmbedResult, int]:
+    async def _uncached(self, alias: str, inputs: Sequence[Any], keys: list[bytes],
+                        compute: Compute) -> tuple[EmbedResult, int]:
         result = await compute(list(inputs))
         vectors = np.asarray(result.vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != len(inputs):
-            return result, 0
-        if check is not None:
-            check(vectors)
         await self.store.put_many([(k, row.tobytes()) for k, row in zip(keys, vectors, strict=True)])
-        self._count(route, [False] * len(inputs), None)
+        self._count(alias, [False] * len(inputs), None)
         return EmbedResult(vectors=vectors, prompt_tokens=result.prompt_tokens), 0
 
-    def _count(self, route: ModelRoute, hit: list[bool], token_counts: Sequence[int] | None) -> None:
+    def _count(self, alias: str, hit: list[bool], token_counts: Sequence[int] | None) -> None:
         if self.metrics is None:
             return
         hits = sum(hit)
-        self.metrics.cache_hits.labels(model=route.alias).inc(hits)
-        self.metrics.cache_misses.labels(model=route.alias).inc(len(hit) - hits)
+        self.metrics.cache_hits.labels(model=alias).inc(hits)
+        self.metrics.cache_misses.labels(model=alias).inc(len(hit) - hits)
         if hits and token_counts is not None and len(token_counts) == len(hit):
             served = sum(n for n, h in zip(token_counts, hit, strict=True) if h)
-            self.metrics.cache_tokens.labels(model=route.alias).inc(served)
+            self.metrics.cache_tokens.labels(model=alias).inc(served)
 
     async def close(self) -> None:
         await self.store.close()
 
 
-__all__ = ["FLAG", "ROUTE_OPTIONS", "EmbeddingCache", "MemoryStore", "RedisStore", "VectorStore"]
+__all__ = ["FLAG", "ROUTE_OPTIONS", "EmbeddingCache", "MemoryStore", "RedisStore", "VectorStore", "route_digest"]

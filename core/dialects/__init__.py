@@ -10,26 +10,21 @@
 | ``/v2/rerank`` | ``CohereRerankV2`` | Cohere ``ClientV2`` |
 | ``/embed``, ``/tokenize`` | ``TeiEmbed``, ``TeiTokenize`` | TEI clients, LiteLLM ``huggingface/`` |
 
-Errors are Cohere-shaped (``{"message"}``) on Cohere's own paths and OpenAI-shaped everywhere else.
+Errors are Cohere-shaped (``{"message"}``) on Cohere's own paths and OpenAI-shaped everywhere
+else: each codec renders its own (``Codec.render_error``). The built-in plugin ``plugins.codecs``
+registers ``BUILTIN_CODECS``; a third party adds or replaces one with ``register_codecs``.
 """
 
 from __future__ import annotations
 
-from core.dialects.base import Codec, ErrorStyle, ParseLimits
+from core.dialects.base import Codec, Parsed, ParseLimits
 from core.dialects.cohere import CohereEmbedV1, CohereEmbedV2, CohereRerankV2
 from core.dialects.openai import GuideRerank, InfinityEmbeddings, OpenAIEmbeddings
+from core.dialects.registry import CodecRegistry
 from core.dialects.tei import SharedRerank, TeiEmbed, TeiTokenize
 
-CODECS: tuple[Codec, ...] = (OpenAIEmbeddings(), InfinityEmbeddings(), GuideRerank(), SharedRerank(),
-                             CohereEmbedV1(), CohereEmbedV2(), CohereRerankV2(), TeiEmbed(), TeiTokenize())
-BY_PATH: dict[str, Codec] = {c.path: c for c in CODECS}
-DEFAULT: dict[str, Codec] = {"embeddings": BY_PATH["/v1/embeddings"], "rerank": BY_PATH["/v1/rerank"]}
-_STYLES: dict[str, ErrorStyle] = {c.path: c.errors for c in CODECS}
+BUILTIN_CODECS: tuple[Codec, ...] = (
+    OpenAIEmbeddings(), InfinityEmbeddings(), GuideRerank(), SharedRerank(), CohereEmbedV1(), CohereEmbedV2(),
+    CohereRerankV2(), TeiEmbed(), TeiTokenize())
 
-
-def error_style(path: str) -> ErrorStyle:
-    """How errors on ``path`` are shaped (by path, so parser-level errors follow it too)."""
-    return _STYLES.get(path, "openai")
-
-
-__all__ = ["BY_PATH", "CODECS", "DEFAULT", "Codec", "ParseLimits", "error_style"]
+__all__ = ["BUILTIN_CODECS", "Codec", "CodecRegistry", "ParseLimits", "Parsed"]

@@ -8,12 +8,14 @@ over-long input be cut at the end, NONE refuses it, START is not served.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from core.dialects.base import Codec, ParseLimits, count_items, response_id
+from core.dialects.base import Codec, Parsed, ParseLimits, count_items, response_id
 from core.dialects.fields import NONEMPTY_STRING, POSITIVE_INT, STRING, STRINGS, Field, FieldTable, enum
 from core.dialects.openai import RERANK_FIELDS, parse_rerank_body
 from core.dialects.quantize import as_base64, as_lists, quantize
+from core.errors import GatewayError
 from core.requests import EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
 
 INPUT_TYPES = {"search_query": "query", "search_document": "document", "classification": "classification",
@@ -40,16 +42,35 @@ def _embed_fields(version: int) -> FieldTable:
     return FieldTable(tuple(fields))
 
 
-class CohereEmbedV1(Codec):
+class CohereErrors:
+    """Cohere's SDKs read an error as ``{"message"}``."""
+
+    error_schema = ("CohereError", {"type": "object", "required": ["message"],
+                                    "properties": {"message": {"type": "string"}}})
+
+    def render_error(self, error: GatewayError) -> Any:
+        return {"message": error.message}
+
+
+@dataclass(frozen=True, slots=True)
+class CohereOutput:
+    """The output types asked for (``embedding_types``), whether the answer is by type (always
+    in v2), and the texts Cohere echoes back."""
+
+    types: tuple[str, ...]
+    by_type: bool
+    texts: tuple[str, ...]
+
+
+class CohereEmbedV1(CohereErrors, Codec[CohereOutput]):
     version = 1
     name = "cohereEmbedV1"
     path = "/v1/embed"
     kind = "embeddings"
-    errors = "cohere"
     summary = "Embeddings: Cohere's v1 body"
     fields = _embed_fields(1)
 
-    def parse(self, body: Any, limits: ParseLimits) -> EmbeddingsRequest:
+    def parse(self, body: Any, limits: ParseLimits) -> Parsed[CohereOutput]:
         b = self.fields.read(body, self.path)
         texts = b.get("texts")
         count_items(len(texts), limits, "texts")
@@ -57,19 +78,20 @@ class CohereEmbedV1(Codec):
         truncation = TRUNCATE[b.get("truncate", "END")]
         types = b.get("embedding_types")
         by_type = types is not None or self.version == 2
-        return EmbeddingsRequest(model=b.get("model"), inputs=list(texts), is_tokens=False,
-                                 dimensions=b.get("output_dimension"), input_type=input_type, truncation=truncation,
-                                 wire={"types": list(dict.fromkeys(types or ["float"])), "by_type": by_type,
-                                       "texts": list(texts)})
+        request = EmbeddingsRequest(model=b.get("model"), inputs=list(texts), is_tokens=False,
+                                    dimensions=b.get("output_dimension"), input_type=input_type,
+                                    truncation=truncation)
+        return Parsed(request, CohereOutput(tuple(dict.fromkeys(types or ["float"])), by_type, tuple(texts)))
 
-    def render(self, request: EmbeddingsRequest, outcome: EmbeddingsOutcome) -> Any:
+    def render(self, request: EmbeddingsRequest, state: CohereOutput | None, outcome: EmbeddingsOutcome) -> Any:
+        out = state or CohereOutput(("float",), self.version == 2, ())
         meta = {"api_version": {"version": str(self.version)}, "billed_units": {"input_tokens": outcome.tokens}}
-        body: dict[str, Any] = {"id": response_id(), "texts": request.wire["texts"], "meta": meta}
-        if not request.wire["by_type"]:
+        body: dict[str, Any] = {"id": response_id(), "texts": list(out.texts), "meta": meta}
+        if not out.by_type:
             body.update(embeddings=as_lists(outcome.vectors), response_type="embeddings_floats")
             return body
         embeddings: dict[str, Any] = {}
-        for kind in request.wire["types"]:
+        for kind in out.types:
             if kind == "base64":
                 embeddings[kind] = as_base64(quantize(outcome.vectors, "float"))
             else:
@@ -86,23 +108,22 @@ class CohereEmbedV2(CohereEmbedV1):
     fields = _embed_fields(2)
 
 
-class CohereRerankV2(Codec):
+class CohereRerankV2(CohereErrors, Codec[None]):
     name = "cohereRerankV2"
     path = "/v2/rerank"
     kind = "rerank"
-    errors = "cohere"
     summary = "Rerank: Cohere's v2 body"
     fields = FieldTable((
         *RERANK_FIELDS,
         Field("max_tokens_per_doc", POSITIVE_INT, "each document is read up to this many tokens (default 4096)"),
     ))
 
-    def parse(self, body: Any, limits: ParseLimits) -> RerankRequest:
+    def parse(self, body: Any, limits: ParseLimits) -> Parsed[None]:
         request = parse_rerank_body(self.fields, self.path, body, limits)
         request.max_tokens_per_doc = body.get("max_tokens_per_doc")  # checked by the field table
-        return request
+        return Parsed(request)
 
-    def render(self, request: RerankRequest, outcome: RerankOutcome) -> Any:
+    def render(self, request: RerankRequest, state: None, outcome: RerankOutcome) -> Any:
         results = []
         for index, score in outcome.ranked:
             item: dict[str, Any] = {"index": index, "relevance_score": score}

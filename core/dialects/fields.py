@@ -109,6 +109,10 @@ class StrictBody:
     def get(self, name: str, default: Any = None) -> Any:
         return self.values.get(name, default)
 
+    def __getitem__(self, name: str) -> Any:
+        """A required field's value (the table refused a body without it)."""
+        return self.values[name]
+
     def __contains__(self, name: str) -> bool:
         return name in self.values
 

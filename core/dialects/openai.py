@@ -10,9 +10,10 @@ accepted and ignored is refused instead.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from core.dialects.base import Codec, ParseLimits, count_items, response_id
+from core.dialects.base import Codec, Parsed, ParseLimits, count_items, response_id
 from core.dialects.fields import (
     BOOLEAN,
     NONEMPTY_STRING,
@@ -39,7 +40,17 @@ JINA_TASKS = {"retrieval.query": "query", "retrieval.passage": "document", "clas
               "separation": "clustering"}
 
 
-class OpenAIEmbeddings(Codec):
+@dataclass(frozen=True, slots=True)
+class VectorOutput:
+    """How a body asked for its vectors: OpenAI's encoding, Voyage's/Jina's output type, Jina's
+    ``normalized``."""
+
+    encoding: str = "float"  # float or base64
+    dtype: str = "float"  # float, int8, uint8, binary, ubinary
+    normalize: bool = False
+
+
+class OpenAIEmbeddings(Codec[VectorOutput]):
     name = "createEmbeddings"
     path = "/v1/embeddings"
     kind = "embeddings"
@@ -66,7 +77,7 @@ class OpenAIEmbeddings(Codec):
                        "properties": {"object": {"const": "list"}, "data": {"type": "array"},
                                       "model": STRING, "usage": {"type": "object"}}}
 
-    def parse(self, body: Any, limits: ParseLimits) -> EmbeddingsRequest:
+    def parse(self, body: Any, limits: ParseLimits) -> Parsed[VectorOutput]:
         b = self.fields.read(body, self.path)
         raw = b.get("input")
         is_tokens = False
@@ -85,15 +96,17 @@ class OpenAIEmbeddings(Codec):
         encoding = b.get("encoding_format") or "float"
         if dtype == "base64":  # Jina's name for base64 floats
             dtype, encoding = "float", "base64"
-        return EmbeddingsRequest(model=b.get("model"), inputs=inputs, is_tokens=is_tokens, encoding_format=encoding,
-                                 dimensions=b.get("dimensions", b.get("output_dimension")), user=b.get("user"),
-                                 input_type=input_type, truncation=None if cut is None else ("end" if cut else "error"),
-                                 wire={"dtype": dtype, "normalize": b.get("normalized") is True})
+        request = EmbeddingsRequest(model=b.get("model"), inputs=inputs, is_tokens=is_tokens,
+                                    dimensions=b.get("dimensions", b.get("output_dimension")), user=b.get("user"),
+                                    input_type=input_type,
+                                    truncation=None if cut is None else ("end" if cut else "error"))
+        return Parsed(request, VectorOutput(encoding, dtype, b.get("normalized") is True))
 
-    def render(self, request: EmbeddingsRequest, outcome: EmbeddingsOutcome) -> Any:
-        vectors = normalise(outcome.vectors) if request.wire.get("normalize") else outcome.vectors
-        array = quantize(vectors, request.wire.get("dtype", "float"))
-        rows = as_base64(array) if request.encoding_format == "base64" else as_lists(array)
+    def render(self, request: EmbeddingsRequest, state: VectorOutput | None, outcome: EmbeddingsOutcome) -> Any:
+        out = state or VectorOutput()
+        vectors = normalise(outcome.vectors) if out.normalize else outcome.vectors
+        array = quantize(vectors, out.dtype)
+        rows = as_base64(array) if out.encoding == "base64" else as_lists(array)
         data = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)]
         return {"object": "list", "data": data, "model": outcome.model,
                 "usage": {"prompt_tokens": outcome.tokens, "total_tokens": outcome.tokens}}
@@ -118,7 +131,7 @@ RERANK_FIELDS = (
 )
 
 
-class GuideRerank(Codec):
+class GuideRerank(Codec[None]):
     """One body for the guide, Cohere v1, Jina and Voyage: each finds the fields it reads."""
 
     name = "rerank"
@@ -135,10 +148,10 @@ class GuideRerank(Codec):
                                       "data": {"type": "array"}, "meta": {"type": "object"},
                                       "usage": {"type": "object"}}}
 
-    def parse(self, body: Any, limits: ParseLimits) -> RerankRequest:
-        return parse_rerank_body(self.fields, self.path, body, limits)
+    def parse(self, body: Any, limits: ParseLimits) -> Parsed[None]:
+        return Parsed(parse_rerank_body(self.fields, self.path, body, limits))
 
-    def render(self, request: RerankRequest, outcome: RerankOutcome) -> Any:
+    def render(self, request: RerankRequest, state: None, outcome: RerankOutcome) -> Any:
         results, data = [], []
         for index, score in outcome.ranked:
             item: dict[str, Any] = {"index": index, "relevance_score": score}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.dialects.base import Codec, ParseLimits, count_items
+from core.dialects.base import Codec, Parsed, ParseLimits, count_items
 from core.dialects.fields import BOOLEAN, NONEMPTY_STRING, POSITIVE_INT, STRINGS, Field, FieldTable, enum, one_of
 from core.dialects.openai import GuideRerank
 from core.requests import EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest, TokenizeRequest
@@ -35,7 +35,7 @@ def _truncation(b: Any) -> str:
     return "end" if b.get("truncate", False) else "error"
 
 
-class TeiEmbed(Codec):
+class TeiEmbed(Codec[None]):
     name = "teiEmbed"
     path = "/embed"
     kind = "embeddings"
@@ -47,17 +47,17 @@ class TeiEmbed(Codec):
     ))
     response_schema = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
 
-    def parse(self, body: Any, limits: ParseLimits) -> EmbeddingsRequest:
+    def parse(self, body: Any, limits: ParseLimits) -> Parsed[None]:
         b = self.fields.read(body, self.path)
-        return EmbeddingsRequest(model=b.get("model"), inputs=_inputs(b, limits), is_tokens=False,
-                                 dimensions=b.get("dimensions"), input_type=b.get("prompt_name"),
-                                 truncation=_truncation(b))
+        return Parsed(EmbeddingsRequest(model=b.get("model"), inputs=_inputs(b, limits), is_tokens=False,
+                                        dimensions=b.get("dimensions"), input_type=b.get("prompt_name"),
+                                        truncation=_truncation(b)))
 
-    def render(self, request: EmbeddingsRequest, outcome: EmbeddingsOutcome) -> Any:
+    def render(self, request: EmbeddingsRequest, state: None, outcome: EmbeddingsOutcome) -> Any:
         return normalise(outcome.vectors).tolist()
 
 
-class TeiRerank(Codec):
+class TeiRerank(Codec[None]):
     name = "teiRerank"
     path = "/rerank"
     kind = "rerank"
@@ -71,14 +71,15 @@ class TeiRerank(Codec):
     ))
     response_schema = {"type": "array", "items": {"type": "object", "required": ["index", "score"]}}
 
-    def parse(self, body: Any, limits: ParseLimits) -> RerankRequest:
+    def parse(self, body: Any, limits: ParseLimits) -> Parsed[None]:
         b = self.fields.read(body, self.path)
         texts = b.get("texts")
         count_items(len(texts), limits, "texts")
-        return RerankRequest(model=b.get("model"), query=b.get("query"), documents=list(texts), top_n=b.get("top_n"),
-                             return_documents=bool(b.get("return_text", False)), truncation=_truncation(b))
+        return Parsed(RerankRequest(model=b.get("model"), query=b.get("query"), documents=list(texts),
+                                    top_n=b.get("top_n"), return_documents=bool(b.get("return_text", False)),
+                                    truncation=_truncation(b)))
 
-    def render(self, request: RerankRequest, outcome: RerankOutcome) -> Any:
+    def render(self, request: RerankRequest, state: None, outcome: RerankOutcome) -> Any:
         out = []
         for index, score in outcome.ranked:
             item: dict[str, Any] = {"index": index, "score": score}
@@ -103,7 +104,7 @@ class SharedRerank(GuideRerank):
         return (self, self.tei)
 
 
-class TeiTokenize(Codec):
+class TeiTokenize(Codec[None]):
     name = "teiTokenize"
     path = "/tokenize"
     kind = "embeddings"
@@ -114,11 +115,11 @@ class TeiTokenize(Codec):
     ))
     response_schema = {"type": "array", "items": {"type": "array", "items": {"type": "object"}}}
 
-    def parse(self, body: Any, limits: ParseLimits) -> TokenizeRequest:
+    def parse(self, body: Any, limits: ParseLimits) -> Parsed[None]:
         b = self.fields.read(body, self.path)
-        return TokenizeRequest(model=b.get("model"), inputs=_inputs(b, limits), is_tokens=False,
-                               input_type=b.get("prompt_name"),
-                               add_special_tokens=b.get("add_special_tokens", True) is not False)
+        return Parsed(TokenizeRequest(model=b.get("model"), inputs=_inputs(b, limits), is_tokens=False,
+                                      input_type=b.get("prompt_name"),
+                                      add_special_tokens=b.get("add_special_tokens", True) is not False))
 
-    def render(self, request: TokenizeRequest, outcome: Any) -> Any:
+    def render(self, request: TokenizeRequest, state: None, outcome: Any) -> Any:
         return outcome.tokens_by_input

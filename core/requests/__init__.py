@@ -7,11 +7,11 @@ Every wire format (``core.dialects``) parses into these and renders their outcom
 
 
 from core.requests.common import EmbeddingsOutcome, RerankOutcome, Truncation, over_limit, rank
-from core.requests.embeddings import EmbeddingInput, EmbeddingsRequest, TokenizeOutcome, TokenizeRequest, TokenizeResult
+from core.requests.embeddings import EmbeddingInput, EmbeddingsRequest, TokenizeOutcome, TokenizeRequest
 from core.requests.rerank import RerankRequest
 
 ModelRequest = EmbeddingsRequest | RerankRequest
 Outcome = EmbeddingsOutcome | RerankOutcome | TokenizeOutcome
 
 __all__ = ["EmbeddingInput", "EmbeddingsOutcome", "EmbeddingsRequest", "ModelRequest", "Outcome", "RerankOutcome",
-           "RerankRequest", "TokenizeOutcome", "TokenizeRequest", "TokenizeResult", "Truncation", "over_limit", "rank"]
+           "RerankRequest", "TokenizeOutcome", "TokenizeRequest", "Truncation", "over_limit", "rank"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +26,14 @@ def over_limit(param: str, i: int, size: str, limit: str) -> InvalidRequest:
 Truncation = str | None
 
 
+def usage(counted: int | None, reported: int | None, count: Callable[[], list[int]]) -> int:
+    """The request's prompt tokens: as counted before the call, else as the upstream reported,
+    else counted now with the model's tokenizer."""
+    if counted is not None:
+        return counted
+    return reported if reported is not None else sum(count())
+
+
 @dataclass(slots=True)
 class EmbeddingsOutcome:
     """What the model gave, shaped as asked (``dimensions``), for a dialect to render."""
@@ -33,6 +41,7 @@ class EmbeddingsOutcome:
     model: str
     vectors: np.ndarray  # (n, d) float32
     tokens: int
+    cache_hits: int | None = None  # inputs the embedding cache served (None: no cache on the model)
 
 
 @dataclass(slots=True)
@@ -41,3 +50,4 @@ class RerankOutcome:
     ranked: list[tuple[int, float]]  # (document index, score), best first, cut to top_n
     documents: list[str]
     tokens: int
+    cache_hits: None = None  # rerank is not cached

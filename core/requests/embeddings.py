@@ -3,22 +3,18 @@ from OpenAI token ids, sent, and turned into an outcome."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from core.config.routing import CL100K
-from core.errors import InvalidRequest, UpstreamError
-from core.requests.common import EmbeddingsOutcome, Truncation, over_limit
+from core.errors import InvalidRequest
+from core.requests.common import EmbeddingsOutcome, Truncation, over_limit, usage
 from core.tokenization import decode_cl100k
 from core.vectors import shape_vectors
 
 if TYPE_CHECKING:
-    from core.adapters import CallContext, EmbedResult
     from core.config import ModelRoute
-    from core.scheduling.queues import ModelQueue
+    from core.served import ModelCall, ServedModel
     from core.tokenization import TokenCounter
 
 EmbeddingInput = list[str] | list[list[int]]
@@ -32,12 +28,10 @@ class EmbeddingsRequest:
     model: str | None  # None: the routing's default model for the kind
     inputs: EmbeddingInput
     is_tokens: bool
-    encoding_format: str = "float"
     dimensions: int | None = None
     user: str | None = None
     input_type: str | None = None  # query, document, classification, clustering: selects the route's prompt
     truncation: Truncation = None
-    wire: dict[str, Any] = field(default_factory=dict)  # the dialect's output choices, read by its render
 
     def truncation_mode(self, route: ModelRoute, flag_end: bool) -> str:
         """Over the model's limit: the request's choice, else the route's, else the truncate_inputs
@@ -140,28 +134,16 @@ class EmbeddingsRequest:
                                  "send text, not token ids", param="input")
         self.inputs = [prefix + text for text in self.texts]
 
-    async def call(self, queue: ModelQueue, context: CallContext) -> EmbedResult:
-        return await queue.embed(self.inputs, context)
-
-    def respond(self, route: ModelRoute, result: EmbedResult, tokens: int,
-                check: Callable[[np.ndarray], None] | None = None) -> EmbeddingsOutcome:
-        """The outcome; ``check`` sees the vectors first (the route's width, finite values)."""
-        vectors = result.vectors
-        if vectors.ndim != 2 or vectors.shape[0] != len(self.inputs):
-            raise UpstreamError(f"The upstream for '{route.alias}' returned {vectors.shape[0]} vectors "
-                                f"for {len(self.inputs)} inputs")
-        if check is not None:
-            check(vectors)
+    async def run(self, model: ServedModel, call: ModelCall, tokens: int | None) -> EmbeddingsOutcome:
+        """Embed on ``model`` and shape the vectors as asked; ``tokens`` as counted before the call."""
+        result = await model.embed(self.inputs, call, is_tokens=self.is_tokens)
+        vectors = result.vectors  # checked by the model: one row per input, its width, finite
         if self.dimensions is not None and self.dimensions > vectors.shape[1]:
-            raise InvalidRequest(f"'dimensions' is {self.dimensions}, but '{route.alias}' has "
+            raise InvalidRequest(f"'dimensions' is {self.dimensions}, but '{model.alias}' has "
                                  f"{vectors.shape[1]}", param="dimensions")
-        return EmbeddingsOutcome(route.alias, shape_vectors(vectors, self.dimensions), tokens)
-
-
-@dataclass(slots=True)
-class TokenizeResult:
-    tokens_by_input: list[list[dict[str, Any]]]
-    prompt_tokens: int | None = None
+        return EmbeddingsOutcome(model.alias, shape_vectors(vectors, self.dimensions),
+                                 usage(tokens, result.prompt_tokens, lambda: self.count(model.counter)),
+                                 cache_hits=result.cache_hits)
 
 
 @dataclass(slots=True)
@@ -169,6 +151,7 @@ class TokenizeOutcome:
     model: str
     tokens_by_input: list[list[dict[str, Any]]]
     tokens: int
+    cache_hits: None = None
 
 
 @dataclass(slots=True)
@@ -181,11 +164,7 @@ class TokenizeRequest(EmbeddingsRequest):
     def truncation_mode(self, route: ModelRoute, flag_end: bool) -> str:
         return "none"  # tokenizing reads everything: no model limit applies
 
-    async def call(self, queue: ModelQueue, context: CallContext) -> TokenizeResult:  # type: ignore[override]
-        if context.tokenizer is None:  # answered here, not by the model: nothing to queue
-            raise InvalidRequest(f"The model '{queue.route.alias}' has no tokenizer here", param="model")
-        return TokenizeResult(context.tokenizer.tokenize(self.texts, self.add_special_tokens))
-
-    def respond(self, route: ModelRoute, result: TokenizeResult, tokens: int,  # type: ignore[override]
-                check: Callable[[np.ndarray], None] | None = None) -> TokenizeOutcome:
-        return TokenizeOutcome(route.alias, result.tokens_by_input, tokens)
+    async def run(self, model: ServedModel, call: ModelCall,  # type: ignore[override]
+                  tokens: int | None) -> TokenizeOutcome:
+        tokens_by_input = model.tokenize(self.texts, self.add_special_tokens)
+        return TokenizeOutcome(model.alias, tokens_by_input, usage(tokens, None, lambda: self.count(model.counter)))

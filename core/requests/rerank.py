@@ -4,19 +4,15 @@ and ranked (a document scores as its best window)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
-
-import numpy as np
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from core.errors import TokenLimitExceeded, UpstreamError
-from core.requests.common import RerankOutcome, Truncation, over_limit, rank
+from core.requests.common import RerankOutcome, Truncation, over_limit, rank, usage
 
 if TYPE_CHECKING:
-    from core.adapters import CallContext, RerankResult
     from core.config import ModelRoute
-    from core.scheduling.queues import ModelQueue
+    from core.served import ModelCall, ServedModel
     from core.tokenization import TokenCounter
 
 
@@ -33,7 +29,6 @@ class RerankRequest:
     return_documents: bool = False
     truncation: Truncation = None
     max_tokens_per_doc: int | None = None  # each document is cut to this many tokens (Cohere v2)
-    wire: dict[str, Any] = field(default_factory=dict)
     # Set when long documents were split: the document each scored piece belongs to, and the
     # documents as sent (for return_documents); the document takes its best piece's score.
     piece_of: list[int] | None = None
@@ -139,25 +134,26 @@ class RerankRequest:
     def check_route(self, route: ModelRoute) -> None:
         return None
 
-    async def call(self, queue: ModelQueue, context: CallContext) -> RerankResult:
-        return await queue.rerank(self.query, self.documents, context)
-
-    def respond(self, route: ModelRoute, result: RerankResult, tokens: int,
-                check: Callable[[np.ndarray], None] | None = None) -> RerankOutcome:
+    async def run(self, model: ServedModel, call: ModelCall, tokens: int | None) -> RerankOutcome:
+        """Score on ``model`` and rank; ``tokens`` as counted before the call."""
+        result = await model.rerank(self.query, self.documents, call)
         scores = result.scores
+        alias = model.alias
         if len(scores) != len(self.documents):
-            raise UpstreamError(f"The upstream for '{route.alias}' returned {len(scores)} scores "
+            raise UpstreamError(f"The upstream for '{alias}' returned {len(scores)} scores "
                                 f"for {len(self.documents)} documents")
         if not all(math.isfinite(s) for s in scores):
-            raise UpstreamError(f"The upstream for '{route.alias}' returned a score that is not a finite number",
+            raise UpstreamError(f"The upstream for '{alias}' returned a score that is not a finite number",
                                 code="upstream_not_finite")
         top_n = self.top_n
-        if route.max_top_k is not None:
-            top_n = min(top_n or route.max_top_k, route.max_top_k)
+        max_top_k = model.facts.max_top_k
+        if max_top_k is not None:
+            top_n = min(top_n or max_top_k, max_top_k)
         documents = self.documents
         if self.piece_of is not None and self.originals is not None:  # a document scores as its best piece
             best = [-math.inf] * len(self.originals)
             for owner, score in zip(self.piece_of, scores, strict=True):
                 best[owner] = max(best[owner], score)
             scores, documents = best, self.originals
-        return RerankOutcome(route.alias, rank(scores, top_n), documents, tokens)
+        return RerankOutcome(alias, rank(scores, top_n), documents,
+                             usage(tokens, result.prompt_tokens, lambda: self.count(model.counter)))

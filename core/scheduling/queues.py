@@ -1,16 +1,14 @@
-"""One scheduler per model, and how a request's call becomes work for it.
+"""How a served model's calls become work for its scheduler, and the schedulers of every model.
 
-``ModelQueues`` keeps a ``Scheduler`` per (adapter instance, model): routes that share a model
-share its queue, whatever their alias. ``ModelQueues.queue(flow)`` binds one to a request:
-its tenant (the key's name and its ``per_api_key`` policy; ``X-Priority`` for keys allowed to
-set it), its route's bounds, its deadline. The request kind then calls ``embed`` or ``rerank``
-on that queue instead of on the adapter.
+``Schedulers`` keeps one ``Scheduler`` per (adapter instance, model): routes that share a model
+share its queue, whatever their alias, and a queue outlives config reloads. ``ModelFeed`` is one
+served model's way into its scheduler, built once per snapshot with the route's queue options
+read and typed: each call brings its tenant, deadline and token counts.
 
 How the work is cut follows the adapter's ``Batching``: an in-process model takes batches of
 inputs, so a request is split into items and batched with everyone's; an HTTP upstream takes
 each request whole (its concurrency bounded by ``max_in_flight``), unless the
-``coalesce_embeddings`` flag merges small text requests into shared upstream calls. With the
-``embedding_cache`` flag, inputs the cache holds never reach the queue (``core.cache``).
+``coalesce_embeddings`` flag merges small text requests into shared upstream calls.
 """
 
 from __future__ import annotations
@@ -22,35 +20,55 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from core.adapters import Batching, CallContext, EmbedResult, RerankResult
-from core.cache import FLAG as CACHE
 from core.errors import InvalidRequest, UpstreamRejected
 from core.options import Option
 from core.scheduling.scheduler import QueueObserver, Scheduler
-from core.scheduling.work import ANONYMOUS, PRIORITIES, Bounds, Tenant, Work, estimate_tokens
+from core.scheduling.work import Bounds, Tenant, Work, estimate_tokens
 
 if TYPE_CHECKING:
     from core.adapters import Adapter
-    from core.cache import EmbeddingCache
-    from core.config import ModelRoute, QueuePolicy
-    from core.flow import Flow
-    from core.metrics import GatewayMetrics
-    from core.snapshot import Snapshot
+    from core.config import ModelRoute
 
 R = TypeVar("R")
 COALESCE = "coalesce_embeddings"
-PRIORITY_HEADER = "X-Priority"
 
 ROUTE_OPTIONS = (
     Option("queue_max_items", int, 16384, "inputs that may wait for the model before new requests get 503",
-           minimum=1),
+           minimum=1, shapes_output=False),
     Option("queue_max_seconds", float, 10.0, "estimated seconds of queued work before new requests get 503",
-           minimum=0.001),
+           minimum=0.001, shapes_output=False),
     Option("max_batch_tokens", int, None, "most padded tokens (size × longest input) in one batch of an "
-           "in-process model (HTTP upstreams batch on their side)", minimum=1),
-    Option("coalesce_max_request", int, 8, "largest request (inputs) that coalesce_embeddings merges", minimum=1),
-    Option("coalesce_max_batch", int, 64, "most inputs in one merged upstream call", minimum=1),
-    Option("coalesce_wait_ms", float, 2.0, "how long a merged call waits for more requests", minimum=0),
+           "in-process model (HTTP upstreams batch on their side)", minimum=1, shapes_output=False),
+    Option("coalesce_max_request", int, 8, "largest request (inputs) that coalesce_embeddings merges", minimum=1,
+           shapes_output=False),
+    Option("coalesce_max_batch", int, 64, "most inputs in one merged upstream call", minimum=1, shapes_output=False),
+    Option("coalesce_wait_ms", float, 2.0, "how long a merged call waits for more requests", minimum=0,
+           shapes_output=False),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOptions:
+    """The route's queue options, typed (their defaults are the declarations' above)."""
+
+    bounds: Bounds
+    max_batch_tokens: int | None
+    coalesce_max_request: int
+    coalesce_max_batch: int
+    coalesce_wait_s: float
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> QueueOptions:
+        declared = {o.name: o.default for o in ROUTE_OPTIONS}
+
+        def read(name: str) -> Any:
+            value = options.get(name)
+            return declared[name] if value is None else value
+
+        return cls(bounds=Bounds(max_items=read("queue_max_items"), max_seconds=read("queue_max_seconds")),
+                   max_batch_tokens=read("max_batch_tokens"), coalesce_max_request=int(read("coalesce_max_request")),
+                   coalesce_max_batch=int(read("coalesce_max_batch")),
+                   coalesce_wait_s=float(read("coalesce_wait_ms")) / 1000)
 
 
 class _Refused(Exception):
@@ -61,65 +79,34 @@ class _Refused(Exception):
         self.error = error
 
 
-@dataclass(slots=True)
-class _Entry:
-    adapter: Adapter  # kept alive so its id stays unique while the entry exists
-    scheduler: Scheduler
-    batching: Batching
+class ModelFeed:
+    """One served model's calls, cut into work for its scheduler as its adapter is fed."""
 
-
-class ModelQueue:
-    """One request's view of its model's scheduler."""
-
-    def __init__(self, scheduler: Scheduler, adapter: Adapter, route: ModelRoute, tenant: Tenant,
-                 token_counts: list[int] | None, merge: bool, cache: EmbeddingCache | None = None,
-                 check: Callable[[np.ndarray], None] | None = None, batching: Batching | None = None) -> None:
+    def __init__(self, scheduler: Scheduler, adapter: Adapter, route: ModelRoute, batching: Batching,
+                 merge: bool) -> None:
         self.scheduler = scheduler
-        self.batching = batching or adapter.batching(route)
-        self.cache = cache
-        self.check = check  # what the cache runs over fresh vectors before it stores them
-        self.cache_hits: int | None = None  # set by a cached embed: how many inputs the cache served
         self.adapter = adapter
         self.route = route
-        self.tenant = tenant
-        self.token_counts = token_counts
+        self.batching = batching
         self.merge = merge
+        self.options = QueueOptions.of(route.options)
 
-    @property
-    def bounds(self) -> Bounds:
-        opts = self.route.options
-        return Bounds(max_items=opts.get("queue_max_items"), max_seconds=opts.get("queue_max_seconds"))
+    def _work(self, items: Sequence[Any], costs: Sequence[float], run: Any, tenant: Tenant, deadline: float | None,
+              *, group: Hashable, split: bool, batch_size: int, wait_s: float) -> Work:
+        return Work(items=items, run=run, tenant=tenant, costs=costs, group=group, split=split,
+                    max_batch_size=batch_size, max_batch_tokens=self.options.max_batch_tokens,
+                    max_wait_s=wait_s, bounds=self.options.bounds, deadline=deadline)
 
-    def _costs(self, n: int, estimate: Sequence[float]) -> Sequence[float]:
-        counts = self.token_counts
-        return counts if counts is not None and len(counts) == n else estimate
-
-    def _work(self, items: Sequence[Any], costs: Sequence[float], run: Any, context: CallContext, *,
-              group: Hashable, split: bool, batch_size: int, wait_s: float) -> Work:
-        return Work(items=items, run=run, tenant=self.tenant, costs=costs, group=group, split=split,
-                    max_batch_size=batch_size, max_batch_tokens=self.route.options.get("max_batch_tokens"),
-                    max_wait_s=wait_s, bounds=self.bounds, deadline=context.deadline)
-
-    async def embed(self, inputs: Sequence[Any], context: CallContext) -> EmbedResult:
-        if self.cache is None:
-            return await self._embed(inputs, context, self.token_counts)
-        counts = self.token_counts
-        result, self.cache_hits = await self.cache.embed(
-            self.route, inputs, context.is_tokens,
-            lambda misses: self._embed(misses, context, None if len(misses) != len(inputs) else counts), counts,
-            self.check)
-        return result
-
-    async def _embed(self, inputs: Sequence[Any], context: CallContext, counts: list[int] | None) -> EmbedResult:
-        adapter, route = self.adapter, self.route
-        batching = self.batching
+    async def embed(self, inputs: Sequence[Any], context: CallContext, tenant: Tenant,
+                    counts: Sequence[int] | None) -> EmbedResult:
+        adapter, route, batching, opts = self.adapter, self.route, self.batching, self.options
         items = list(inputs)
         texts = bool(items) and isinstance(items[0], str)
-        estimate = [estimate_tokens(t) for t in items] if texts else [float(len(ids)) for ids in items]
-        costs = counts if counts is not None and len(counts) == len(items) else estimate
-        opts = route.options
-        merged = (not batching.split and self.merge and texts
-                  and len(items) <= int(opts.get("coalesce_max_request", 8)))
+        if counts is not None and len(counts) == len(items):
+            costs: Sequence[float] = counts
+        else:
+            costs = [estimate_tokens(t) for t in items] if texts else [float(len(ids)) for ids in items]
+        merged = not batching.split and self.merge and texts and len(items) <= opts.coalesce_max_request
         if batching.split or merged:
             shared = CallContext(is_tokens=context.is_tokens, tokenizer=context.tokenizer)  # serves many requests
 
@@ -131,10 +118,10 @@ class ModelQueue:
                         raise _Refused(exc) from exc
                     raise
 
-            size = batching.max_batch_size if batching.split else int(opts.get("coalesce_max_batch", 64))
-            wait = batching.max_wait_s if batching.split else float(opts.get("coalesce_wait_ms", 2.0)) / 1000
-            work = self._work(items, costs, run, context, group=(id(route), context.is_tokens), split=True,
-                              batch_size=size, wait_s=wait)
+            size = batching.max_batch_size if batching.split else opts.coalesce_max_batch
+            wait = batching.max_wait_s if batching.split else opts.coalesce_wait_s
+            work = self._work(items, costs, run, tenant, context.deadline, group=(id(route), context.is_tokens),
+                              split=True, batch_size=size, wait_s=wait)
             try:
                 rows = await self.scheduler.submit(work)
             except _Refused as exc:
@@ -146,9 +133,11 @@ class ModelQueue:
                 return await adapter.embed(route, items, context)
             return EmbedResult(vectors=np.stack(rows))
 
-        return await self._whole(lambda: adapter.embed(route, items, context), sum(costs), len(items), context)
+        return await self._whole(lambda: adapter.embed(route, items, context), sum(costs), len(items), context,
+                                 tenant)
 
-    async def _whole(self, call: Callable[[], Awaitable[R]], cost: float, items: int, context: CallContext) -> R:
+    async def _whole(self, call: Callable[[], Awaitable[R]], cost: float, items: int, context: CallContext,
+                     tenant: Tenant) -> R:
         """One request as one call: at once when nothing waits, else queued as one work item."""
         if self.scheduler.can_call_now():
             return await self.scheduler.call_now(call, cost, items)
@@ -156,95 +145,69 @@ class ModelQueue:
         async def whole(batch: list[Any], own: bool) -> list[R]:
             return [await call()]
 
-        [result] = await self.scheduler.submit(self._work([None], [cost], whole, context, group=None,
-                                                          split=False, batch_size=1, wait_s=0.0))
+        [result] = await self.scheduler.submit(self._work([None], [cost], whole, tenant, context.deadline,
+                                                          group=None, split=False, batch_size=1, wait_s=0.0))
         return result
 
-    async def rerank(self, query: str, documents: Sequence[str], context: CallContext) -> RerankResult:
-        adapter, route = self.adapter, self.route
-        batching = self.batching
+    async def rerank(self, query: str, documents: Sequence[str], context: CallContext, tenant: Tenant,
+                     counts: Sequence[int] | None) -> RerankResult:
+        adapter, route, batching = self.adapter, self.route, self.batching
         docs = list(documents)
-        head = estimate_tokens(query)
-        costs = self._costs(len(docs), [head + estimate_tokens(d) for d in docs])
+        if counts is not None and len(counts) == len(docs):
+            costs: Sequence[float] = counts
+        else:
+            head = estimate_tokens(query)
+            costs = [head + estimate_tokens(d) for d in docs]
         if batching.split:  # a model scores pairs: this request's documents go in batches, with its query
             async def run(batch: list[str], own: bool) -> list[float]:
                 return (await adapter.rerank(route, query, batch, context)).scores
 
-            work = self._work(docs, costs, run, context, group=object(), split=True,
+            work = self._work(docs, costs, run, tenant, context.deadline, group=object(), split=True,
                               batch_size=batching.max_batch_size, wait_s=batching.max_wait_s)
             return RerankResult(scores=await self.scheduler.submit(work))
 
         return await self._whole(lambda: adapter.rerank(route, query, docs, context), sum(costs), len(docs),
-                                 context)
+                                 context, tenant)
 
 
-class ModelQueues:
-    """The schedulers of every model, and the tenants of the serving snapshot's keys."""
+@dataclass(slots=True)
+class _Entry:
+    adapter: Adapter  # kept alive so its id stays unique while the entry exists
+    scheduler: Scheduler
+    batching: Batching
 
-    def __init__(self, metrics: GatewayMetrics | None = None, cache: EmbeddingCache | None = None) -> None:
-        self.metrics = metrics
-        self.cache = cache
+
+class Schedulers:
+    """The scheduler of every model, by (adapter instance, model), kept across snapshots."""
+
+    def __init__(self, observer: Callable[[str], QueueObserver] | None = None) -> None:
+        self._observer = observer
         self._entries: dict[tuple[int, Hashable], _Entry] = {}
-        self._policies: Mapping[str, QueuePolicy] = {}
-        self._policies_of: Snapshot | None = None
-        self._plain: dict[str, Tenant] = {}  # tenants of this snapshot, by key name (and priority)
         self._adapters: set[int] = set()
 
-    def queue(self, flow: Flow, check: Callable[[np.ndarray], None] | None = None) -> ModelQueue:
-        route, adapter = flow.routed()
-        cache = self.cache if flow.snapshot.flag(CACHE) and route.options.get("cache", True) else None
+    def feed(self, route: ModelRoute, adapter: Adapter, merge: bool) -> ModelFeed:
         entry = self._entry(route, adapter)
-        return ModelQueue(entry.scheduler, adapter, route, self.tenant(flow), flow.token_counts,
-                          merge=flow.snapshot.flag(COALESCE), cache=cache, check=check, batching=entry.batching)
-
-    def scheduler(self, route: ModelRoute, adapter: Adapter) -> Scheduler:
-        return self._entry(route, adapter).scheduler
+        return ModelFeed(entry.scheduler, adapter, route, entry.batching, merge)
 
     def _entry(self, route: ModelRoute, adapter: Adapter) -> _Entry:
         model = adapter.instance_key(route) or (route.kind, route.served_name)
         key = (id(adapter), model)
         entry = self._entries.get(key)
         if entry is None:
-            self._prune()
             name = route.served_name
-            observer: QueueObserver | None = self.metrics.queue_observer(name) if self.metrics else None
             batching = adapter.batching(route)
+            observer = self._observer(name) if self._observer is not None else None
             scheduler = Scheduler(name, max_in_flight=batching.max_in_flight, observer=observer)
             entry = self._entries[key] = _Entry(adapter, scheduler, batching)
         return entry
 
-    def tenant(self, flow: Flow) -> Tenant:
-        caller = flow.caller
-        if caller is None or caller.anonymous:
-            return ANONYMOUS
-        if flow.snapshot is not self._policies_of:  # resolved once per config snapshot
-            files = flow.snapshot.files
-            self._policies = files.rate_limits.resolve_policies(files.auth)
-            self._policies_of = flow.snapshot
-            self._plain.clear()
-        policy = self._policies.get(caller.name)
-        if policy is None:
-            tenant = self._plain.get(caller.name)
-            if tenant is None:
-                tenant = self._plain[caller.name] = Tenant(name=caller.name)
-            return tenant
-        priority = PRIORITIES[policy.priority]
-        asked = flow.headers.get(PRIORITY_HEADER) if policy.priority_header else None
-        if asked is not None:
-            if asked.strip().lower() not in PRIORITIES:
-                raise InvalidRequest(f"{PRIORITY_HEADER} must be one of {', '.join(PRIORITIES)}",
-                                     param=PRIORITY_HEADER, code="invalid_priority")
-            priority = PRIORITIES[asked.strip().lower()]
-        key = f"{caller.name}\0{priority}"
-        tenant = self._plain.get(key)
-        if tenant is None:
-            tenant = self._plain[key] = Tenant(name=caller.name, weight=policy.weight, priority=priority,
-                                               max_queued=policy.max_queued, priority_header=policy.priority_header)
-        return tenant
+    @property
+    def schedulers(self) -> list[Scheduler]:
+        return [e.scheduler for e in self._entries.values()]
 
-    def config_changed(self, snapshot: Snapshot) -> None:
-        """Drop the idle schedulers of adapters the new snapshot no longer has."""
-        self._adapters = {id(a) for a in snapshot.adapters.values()}
+    def keep_only(self, adapters: Sequence[Adapter]) -> None:
+        """Drop the idle schedulers of adapters other than ``adapters`` (those of the new snapshot)."""
+        self._adapters = {id(a) for a in adapters}
         self._prune()
 
     def _prune(self) -> None:

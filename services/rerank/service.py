@@ -30,7 +30,7 @@ from core.dialects.openai import GuideRerank
 from core.errors import ConfigError, InvalidRequest, ModelNotFound, ServiceUnavailable
 from core.http import edge_middleware, json_response
 from core.packaged import DEFAULT_RERANKER, check_device
-from core.requests import RerankOutcome, rank
+from core.requests import RerankOutcome, RerankRequest, rank
 from core.scheduling import Scheduler, Work
 from core.serving import DRAIN, Drain, serve_until_stopped
 from core.tokenization import TokenCounter, counter_for
@@ -142,7 +142,9 @@ class RerankService:
             raise InvalidRequest("Request body is not valid JSON") from None
         if isinstance(body, dict) and "model" not in body:
             body = {**body, "model": s.model_name}
-        req = SERVICE_RERANK.parse(body, ParseLimits(max_inputs=s.max_documents))
+        req = SERVICE_RERANK.parse(body, ParseLimits(max_inputs=s.max_documents)).request
+        if not isinstance(req, RerankRequest):  # the guide's rerank codec parses nothing else
+            raise TypeError(f"{type(SERVICE_RERANK).__name__} parsed a {type(req).__name__}")
         if len(req.query) > s.max_document_length:  # the query is scored with every document
             raise InvalidRequest(f"'query' has {len(req.query)} characters; at most {s.max_document_length} "
                                  "are allowed", param="query")
@@ -157,7 +159,7 @@ class RerankService:
         tokens = sum(await asyncio.to_thread(self.counters[model].count_query_documents, req.query, req.documents))
         self.pairs.inc(len(scores))
         outcome = RerankOutcome(str(req.model), rank([float(x) for x in scores], req.top_n), req.documents, tokens)
-        return json_response(SERVICE_RERANK.render(req, outcome))
+        return json_response(SERVICE_RERANK.render(req, None, outcome))
 
     def _threaded(self, fn: Any) -> Any:
         """``fn`` as the scheduler runs a batch: in a thread of its own, one batch at a time."""

@@ -1,0 +1,143 @@
+"""A model being served: one route's model with everything it needs to answer, built once per snapshot.
+
+``ServedModel`` holds its route, its adapter, its token counter, the facts resolved once
+(``ModelFacts``: width, input limit, input types, top-k cap, timeout) and its service: the
+embedding cache when on → the scheduler (``core.scheduling.queues.ModelFeed``) → the adapter,
+with the width guard over every fresh answer. ``embed``, ``rerank`` and ``tokenize`` take what
+the caller must say (``ModelCall``: tenant, deadline, request id, token counts) and need no HTTP
+request: the chain's ``adapter`` stage, a bulk job or a test call them alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from core.adapters import CallContext, EmbedResult, RerankResult
+from core.errors import UpstreamTimeout
+from core.scheduling.work import ANONYMOUS, Tenant
+
+if TYPE_CHECKING:
+    from core.adapters import Adapter
+    from core.cache import EmbeddingCache
+    from core.config import ModelRoute
+    from core.scheduling.queues import ModelFeed
+    from core.served.widths import WidthGuard
+    from core.tokenization import TokenCounter
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What a route's model is, each fact resolved once: the route's declaration, else what the
+    loaded model says (``Adapter.describe``), else unknown (None)."""
+
+    dimensions: int | None
+    max_input_tokens: int | None
+    input_types: tuple[str, ...]
+    max_top_k: int | None
+    allow_dimensions: bool
+    timeout_s: float  # the upstream's timeout, else ROUTER_REQUEST_TIMEOUT_SECONDS
+
+    @classmethod
+    def of(cls, route: ModelRoute, adapter: Adapter, default_timeout_s: float) -> ModelFacts:
+        known = adapter.describe(route)
+        dims = route.dimensions or known.get("dimensions")
+        limit = route.max_input_tokens or known.get("max_input_tokens")
+        return cls(dimensions=int(dims) if dims else None, max_input_tokens=int(limit) if limit else None,
+                   input_types=tuple(sorted(set(route.prompts) - {"default"})) if route.prompts is not None else (),
+                   max_top_k=route.max_top_k, allow_dimensions=route.allow_dimensions,
+                   timeout_s=route.upstream.timeout_s or default_timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """What a caller says about one call: whose it is (the tenant carries its priority), until
+    when it is wanted (event-loop clock; None: the model's timeout from now), its request id
+    for the upstream's logs, and the inputs' token counts when already counted (else estimated)."""
+
+    tenant: Tenant = ANONYMOUS
+    deadline: float | None = None
+    request_id: str | None = None
+    token_counts: Sequence[int] | None = None
+
+
+@dataclass(slots=True)
+class Embedded:
+    """Vectors in input order, checked; the tokens the upstream reported; how many inputs the cache served."""
+
+    vectors: np.ndarray
+    prompt_tokens: int | None = None
+    cache_hits: int | None = None  # None: no cache on this model
+
+
+class ServedModel:
+    def __init__(self, route: ModelRoute, adapter: Adapter, counter: TokenCounter, facts: ModelFacts,
+                 feed: ModelFeed, guard: WidthGuard, cache: EmbeddingCache | None = None,
+                 cache_digest: bytes = b"", reports_usage: bool | None = None) -> None:
+        self.route = route
+        self.alias = route.alias
+        self.kind = route.kind
+        self.adapter = adapter
+        self.counter = counter
+        self.facts = facts
+        self.feed = feed
+        self.guard = guard
+        self.cache = cache
+        self._digest = cache_digest
+        #: its answers carry the upstream's own token counts (else the router counts them)
+        self.reports_usage = adapter.reports_usage if reports_usage is None else reports_usage
+
+    def __repr__(self) -> str:
+        return f"ServedModel({self.alias!r}, {self.route.upstream.type}, {self.route.served_name!r})"
+
+    def _deadline(self, call: ModelCall) -> float:
+        return call.deadline if call.deadline is not None else asyncio.get_running_loop().time() + self.facts.timeout_s
+
+    def _timed_out(self) -> UpstreamTimeout:
+        return UpstreamTimeout(f"The upstream for '{self.alias}' did not answer within {self.facts.timeout_s:g} s")
+
+    async def embed(self, inputs: Sequence[Any], call: ModelCall = ModelCall(), *,  # noqa: B008 - immutable
+                    is_tokens: bool = False) -> Embedded:
+        """The vectors of ``inputs`` (strings, or token-id lists with ``is_tokens``), exactly as
+        the model gives them (the caller applies ``dimensions`` and encodings)."""
+        deadline = self._deadline(call)
+        context = CallContext(request_id=call.request_id, deadline=deadline, is_tokens=is_tokens,
+                              tokenizer=self.counter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                if self.cache is None:
+                    result = await self._fresh(inputs, context, call.tenant, call.token_counts)
+                    return Embedded(result.vectors, result.prompt_tokens)
+                counts = call.token_counts
+                result, hits = await self.cache.embed(
+                    self.alias, self._digest, inputs, is_tokens,
+                    lambda misses: self._fresh(misses, context, call.tenant,
+                                               counts if len(misses) == len(inputs) else None), counts)
+                return Embedded(result.vectors, result.prompt_tokens, hits)
+        except TimeoutError:
+            raise self._timed_out() from None
+
+    async def _fresh(self, inputs: Sequence[Any], context: CallContext, tenant: Tenant,
+                     counts: Sequence[int] | None) -> EmbedResult:
+        result = await self.feed.embed(inputs, context, tenant, counts)
+        result.vectors = self.guard.check(np.asarray(result.vectors, dtype=np.float32), len(inputs))
+        return result
+
+    async def rerank(self, query: str, documents: Sequence[str], call: ModelCall = ModelCall()  # noqa: B008
+                     ) -> RerankResult:
+        """One score per document, in document order."""
+        deadline = self._deadline(call)
+        context = CallContext(request_id=call.request_id, deadline=deadline, tokenizer=self.counter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self.feed.rerank(query, documents, context, call.tenant, call.token_counts)
+        except TimeoutError:
+            raise self._timed_out() from None
+
+    def tokenize(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[dict[str, Any]]]:
+        """The model's own tokens of each text (answered here: nothing is queued)."""
+        return self.counter.tokenize(texts, add_special_tokens)
