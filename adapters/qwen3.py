@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from adapters.http import HttpAdapter
 from core import hookimpl
 from core.adapters import AdapterContext, CallContext, EmbedResult, RerankResult
+from core.config.sections import EnvOption, SettingsSection
 from core.errors import ConfigError, InvalidRequest
 from core.options import Option, OptionSchema
 
@@ -31,6 +33,18 @@ if TYPE_CHECKING:
     from core.config import ModelRoute, Settings, UpstreamConfig
 
 log = logging.getLogger("maas.adapters.qwen3")
+
+
+@dataclass(frozen=True, slots=True)
+class Qwen3Settings:
+    enabled: bool = False
+    api_key: str | None = field(default=None, repr=False)
+
+
+SETTINGS = SettingsSection(Qwen3Settings, (
+    EnvOption("QWEN3_ENABLED", "enabled", "bool", False, "serve the qwen3 routes (else their models do not exist)"),
+    EnvOption("QWEN3_API_KEY", "api_key", "str", None, "the remote Qwen3 API's key (Bearer)", secret=True),
+), title="qwen3 adapter")
 
 
 def query_prefix(route: ModelRoute) -> str:
@@ -50,7 +64,7 @@ class Qwen3Adapter(HttpAdapter):
 
     @classmethod
     def is_enabled(cls, settings: Settings) -> bool:
-        return settings.qwen3_enabled
+        return settings.of(Qwen3Settings).enabled
 
     @classmethod
     def validate_route(cls, route: ModelRoute) -> None:
@@ -59,7 +73,7 @@ class Qwen3Adapter(HttpAdapter):
             raise ValueError("give 'query_instruction' or 'query_prefix', not both")
 
     def __init__(self, upstream: UpstreamConfig, context: AdapterContext) -> None:
-        key = context.settings.qwen3_api_key
+        key = context.settings.of(Qwen3Settings).api_key
         if key and any(ord(c) < 32 or ord(c) == 127 for c in key):
             raise ConfigError("QWEN3_API_KEY contains control characters (not quoted here: it is a secret)")
         if not key:
@@ -81,6 +95,11 @@ class Qwen3Adapter(HttpAdapter):
     async def rerank(self, route: ModelRoute, query: str, documents: Sequence[str],
                      call: CallContext) -> RerankResult:
         return await self.rerank_at("/rerank", route, query, documents, call)
+
+
+@hookimpl
+def register_settings(register) -> None:
+    register(SETTINGS)
 
 
 @hookimpl

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from adapters.http import HttpAdapter, resilience_options
 from core import hookimpl
 from core.adapters import AdapterContext, CallContext, RerankResult
+from core.kinds import RERANK
 from core.options import Option, OptionSchema
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 class RerankServiceAdapter(HttpAdapter):
     type_name = "rerank"
-    kinds = frozenset({"rerank"})
+    kinds = frozenset({RERANK})
     upstream_options = resilience_options("float") | OptionSchema([
         Option("path", str, "/rerank", "the service's rerank path"),
         Option("max_documents", int, 50, "the service's RERANK_MAX_DOCUMENTS: a longer list (long documents "

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import numpy as np
 
 from core.errors import ConfigError, InvalidRequest
+from core.kinds import KINDS
 from core.options import OptionSchema
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("maas.adapters")
 
-KINDS = frozenset({"embeddings", "rerank"})
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from core.config import ModelRoute
     from core.dialects import Codec
+    from core.kinds import Kind
     from core.requests import ModelRequest, Outcome
     from core.served import ServedModel
     from core.snapshot import Snapshot
@@ -33,7 +34,7 @@ class Flow:
     a stage ends the chain early by setting ``response`` (a body) or by raising a ``GatewayError``.
     """
 
-    kind: Literal["embeddings", "rerank", "models"]  # what the endpoint serves
+    kind: Kind | Literal["models"]  # what the endpoint serves (models: the listing, no model call)
     snapshot: Snapshot
     request_id: str
     client_ip: str

@@ -18,15 +18,16 @@ from types import MappingProxyType
 import pluggy
 
 from core.adapters import AdapterContext, AdapterRegistry
-from core.cache import ROUTE_OPTIONS as CACHE_OPTIONS
 from core.chain import Chain, ChainBuilder
-from core.config import ConfigFiles, ModelRoute, Settings, load_config
+from core.config import ConfigFiles, LimitsSection, ModelRoute, Settings, load_config
+from core.config.sections import SettingsSection
 from core.dialects import CodecRegistry
 from core.errors import ConfigError, GatewayError
 from core.flow import Flow
 from core.metrics import GatewayMetrics
 from core.options import Option, OptionError, OptionSchema
 from core.plugins import Hooks, build_plugin_manager
+from core.scheduling.policy import SECTION as POLICY_SECTION
 from core.scheduling.queues import ROUTE_OPTIONS as QUEUE_OPTIONS
 from core.scheduling.tenants import Tenants
 from core.served import ModelServices, ServedModel
@@ -38,9 +39,14 @@ log = logging.getLogger("maas.gateway")
 
 class Gateway:
     def __init__(self, settings: Settings, pm: pluggy.PluginManager | None = None) -> None:
-        self.settings = settings
         self.pm = pm or build_plugin_manager(settings.disabled_plugins)
         self.hooks = Hooks(self.pm)
+        sections: list[SettingsSection] = []
+        self.hooks.register_settings(sections.append)  # the plugins' own variables, read once here
+        given = settings.sections  # sections a caller built itself (tests) are kept as they are
+        settings = dataclasses.replace(settings, sections={
+            s.cls: given[s.cls] if s.cls in given else s.read(settings.environ) for s in sections})
+        self.settings = settings
         self.metrics = GatewayMetrics()
         self.registry = AdapterRegistry(AdapterContext(settings=settings, metrics=self.metrics))
         self.hooks.register_adapters(self.registry.registrar)
@@ -48,10 +54,13 @@ class Gateway:
         self.hooks.register_codecs(self.codecs.registrar)
         self.known_flags: dict[str, str] = {}
         self.hooks.register_feature_flags(self._register_flag)
-        plugin_options: list[Option] = [*QUEUE_OPTIONS, *CACHE_OPTIONS]  # the served model's own
+        plugin_options: list[Option] = [*QUEUE_OPTIONS]  # the scheduler's own
         self.hooks.register_route_options(plugin_options.append)
+        self.limits: list[LimitsSection] = [POLICY_SECTION]  # rate_limits.yaml's owners: the scheduler, plugins
+        self.hooks.register_limits(self.limits.append)
         self.route_options = OptionSchema(plugin_options)  # route ``options:`` entries core and plugins own
         self.services = ModelServices(settings, self.metrics)
+        self.hooks.register_embed_layers(self.services.registrar, settings, self.metrics)
         builder = ChainBuilder()
         self.hooks.register_stages(builder, settings, self.metrics)
         self.chain: Chain = builder.build()
@@ -81,7 +90,7 @@ class Gateway:
         Each route is checked against its adapter type (kind, upstream options, route
         options, ``validate_route``); the files come back with every option's default filled in.
         """
-        files = load_config(self.settings, known_types=self.registry.factories.keys())
+        files = load_config(self.settings, known_types=self.registry.factories.keys(), limits=self.limits)
         self._check_flags(files.routing.feature_flags, "routing.yaml feature_flags", files)
         routes = {alias: self.check_route(route) for alias, route in files.routing.routes.items()}
         if not routes:
@@ -131,7 +140,7 @@ class Gateway:
             models[alias] = self.services.serve(route, adapter, counter, flags,
                                                 upstream_schema=cls.upstream_options,
                                                 route_schema=cls.route_options | self.route_options)
-        tenants = Tenants(files.rate_limits.resolve_policies(files.auth))
+        tenants = Tenants(files.rate_limits.resolve(POLICY_SECTION.name, files.auth)[0])
         return Snapshot(files=files, models=MappingProxyType(models), tenants=tenants, flags=flags)
 
     async def load(self) -> Snapshot:

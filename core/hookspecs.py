@@ -75,6 +75,47 @@ def register_codecs(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_settings(register: Callable[..., None]) -> None:
+    """Declare the plugin's environment variables: ``register(SettingsSection(cls, options))``
+    (``core.config.sections``), ``cls`` a frozen dataclass the variables fill.
+
+    Called once when the gateway (or ``maas check-config``) starts, before any other
+    contribution hook; the section is read from the process environment with the checks of
+    core's own variables (a bad value is a startup error naming the variable) and reached as
+    ``settings.of(cls)`` by everything that gets ``settings``.
+
+    .. versionadded:: 0.3
+    """
+
+
+@hookspec
+def register_limits(register: Callable[..., None]) -> None:
+    """Declare the plugin's part of rate_limits.yaml: ``register(LimitsSection(...))``
+    (``core.config.limits``): the ``per_api_key`` entry fields and top-level keys it owns and how
+    it reads them into its typed values.
+
+    Called once at startup. A field or top-level key no plugin (nor core's scheduler) declares
+    is a config error with file and line. The plugin finds its values on the snapshot:
+    ``snapshot.files.rate_limits.resolve(section.name, snapshot.files.auth)`` and ``.top(section.name)``.
+
+    .. versionadded:: 0.3
+    """
+
+
+@hookspec
+def register_embed_layers(register: Callable[..., None], settings: Settings, metrics: GatewayMetrics) -> None:
+    """Contribute a layer in front of every embedding model's scheduler: ``register(layer)``,
+    an ``core.served.layers.EmbedLayer`` (the embedding cache is one).
+
+    Called once at startup. A layer is bound to each served model as snapshots are built and
+    answers what it can before the model is asked. One layer serves: a third party's replaces
+    the built-in one; two third-party layers are a startup error naming both.
+
+    .. versionadded:: 0.3
+    """
+
+
+@hookspec
 def register_feature_flags(register: Callable[[str, str], None]) -> None:
     """Declare feature flags: ``register(name, description)``.
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import ModelNotFound
 from core.flow import Caller, Flow
+from core.kinds import EMBEDDINGS
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -61,6 +62,6 @@ async def model_body(gw: Gateway, request: web.Request, request_id: str, model_i
     body = _entry(snapshot, model)
     body.update(served_by=model.route.upstream.type, dimensions=facts.dimensions,
                 max_input_tokens=facts.max_input_tokens, input_types=list(facts.input_types),
-                allow_dimensions=facts.allow_dimensions if model.kind == "embeddings" else None,
+                allow_dimensions=facts.allow_dimensions if model.kind == EMBEDDINGS else None,
                 max_top_k=facts.max_top_k)
     return body

@@ -36,6 +36,7 @@ ENTRY_POINT_GROUP = "maas"
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.codecs",
+    "plugins.cache:CachePlugin",
     "plugins.auth",
     "plugins.rate_limit:RateLimitPlugin",
     "plugins.parse",
@@ -105,6 +106,15 @@ class Hooks:
 
     def register_codecs(self, registrar: Callable[[str, bool], Any]) -> None:
         self._each(self.pm.hook.register_codecs, registrar)
+
+    def register_limits(self, register: Any) -> None:
+        self.pm.hook.register_limits(register=register)
+
+    def register_settings(self, register: Any) -> None:
+        self.pm.hook.register_settings(register=register)
+
+    def register_embed_layers(self, registrar: Callable[[str, bool], Any], settings: Any, metrics: Any) -> None:
+        self._each(self.pm.hook.register_embed_layers, registrar, settings=settings, metrics=metrics)
 
     def register_feature_flags(self, register: Any) -> None:
         self.pm.hook.register_feature_flags(register=register)

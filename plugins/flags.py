@@ -1,4 +1,5 @@
-"""Feature flags: the one list of what can be toggled, each documented.
+"""Feature flags of core's stages and scheduling, each documented (a plugin declares its own, as
+``plugins.cache`` does ``embedding_cache``).
 
 Turn flags on with ``ROUTER_FEATURE_FLAGS=a,b`` or ``feature_flags: [a, b]`` in routing.yaml
 (reloadable). Stages ask ``flow.snapshot.flag(name)``.
@@ -7,7 +8,6 @@ Turn flags on with ``ROUTER_FEATURE_FLAGS=a,b`` or ``feature_flags: [a, b]`` in 
 from __future__ import annotations
 
 from core import hookimpl
-from core.cache import FLAG as EMBEDDING_CACHE
 from core.scheduling.queues import COALESCE as COALESCE_EMBEDDINGS
 
 FLAGS: dict[str, str] = {
@@ -20,9 +20,6 @@ FLAGS: dict[str, str] = {
         "maas_rate_limit_store_errors_total."),
     COALESCE_EMBEDDINGS: "Merge concurrent small embedding requests for one route into one adapter call "
                          "(within coalesce_wait_ms, default 2 ms) and split the result; see core.scheduling.queues.",
-    EMBEDDING_CACHE: "Serve repeated embedding inputs from a per-item cache (in process, or Redis with "
-                     "ROUTER_CACHE_REDIS_URL); only the misses go to the model. Routes opt out with "
-                     "options: {cache: false}; see core.cache.",
 }
 
 

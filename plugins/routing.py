@@ -9,8 +9,9 @@ from __future__ import annotations
 from core import hookimpl
 from core.errors import InvalidRequest, ModelNotFound, PermissionDenied
 from core.flow import Flow
+from core.kinds import EMBEDDINGS, RERANK
 
-_OTHER = {"embeddings": "/v1/rerank", "rerank": "/v1/embeddings"}
+_OTHER = {EMBEDDINGS: "/v1/rerank", RERANK: "/v1/embeddings"}
 
 
 class RouteStage:

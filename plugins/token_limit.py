@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core import hookimpl
+from core.config.sections import EnvOption, SettingsSection
 from core.errors import InvalidRequest, TokenLimitExceeded
 from core.flow import Flow
-from core.requests import over_limit
+from core.requests import REFUSE
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -50,13 +52,13 @@ class TokenLimitStage:
         req = flow.parsed()
         model = flow.served()
         counter = model.counter
-        mode = req.truncation_mode(model.route, flow.snapshot.flag("truncate_inputs"))
-        limit = None if mode == "none" else model.facts.max_input_tokens
-        if limit is None and req.truncation == "error":
+        policy = req.over_limit_policy(model.route, flow.snapshot.flag("truncate_inputs"))
+        limit = model.facts.max_input_tokens if policy.applies else None
+        if limit is None and req.truncation is REFUSE:
             raise InvalidRequest(f"The request forbids truncation, but the input limit of '{model.alias}' is not "
                                  "known here (the route sets no max_input_tokens); allow truncation or ask the "
                                  "operator", param="truncate", code="unknown_input_limit")
-        cut: set[int] = set(req.cap_chars(limit, counter, mode)) if limit else set()
+        cut: set[int] = set(req.cap_chars(limit, counter, policy)) if limit else set()
         cut |= set(req.apply_caps(counter))
         model_check = limit is not None and not req.surely_within(limit, counter)
         if not model_check and not cut and not self._needs_counts(flow):
@@ -66,24 +68,15 @@ class TokenLimitStage:
         else:  # a big request: tokenize off the event loop (the tokenizer releases the GIL)
             counts = await asyncio.to_thread(req.count, counter)
         flow.token_counts = counts
-        param = req.param
         over = [i for i, count in enumerate(counts) if limit is not None and count > limit]
-        if over and mode == "error":
-            raise over_limit(param, over[0], f"{counts[over[0]]} tokens", f"{limit} tokens")
-        if over and mode == "chunk" and limit is not None:
-            self._router_limits(flow, req, counts, counter, param)  # the ROUTER_* limits see whole documents
-            flow.token_counts, partly = req.split_long(counter, limit, over)  # usage: every pair scored
-            flow.response_headers["X-Chunked-Documents"] = ",".join(map(str, over))
-            cut |= set(partly)
-            if cut:
-                flow.response_headers["X-Truncated-Inputs"] = ",".join(map(str, sorted(cut)))
-            return
-        for i in over:
-            counts[i] = req.cut(i, counter, limit, mode)  # type: ignore[arg-type]
-            cut.add(i)
+        handled = policy.handle(req, counter, counts, over, limit or 0,
+                                lambda c: self._router_limits(flow, req, c, counter, req.param))
+        flow.token_counts = handled.counts  # usage: what the model reads (every window scored)
+        if handled.windowed:
+            flow.response_headers["X-Chunked-Documents"] = ",".join(map(str, handled.windowed))
+        cut |= set(handled.cut)
         if cut:
             flow.response_headers["X-Truncated-Inputs"] = ",".join(map(str, sorted(cut)))
-        self._router_limits(flow, req, counts, counter, param)
 
     def _router_limits(self, flow: Flow, req: ModelRequest, counts: list[int], counter, param: str) -> None:
         limit = self.document_limit
@@ -111,6 +104,26 @@ class TokenLimitStage:
         return flow.model is None or not flow.model.reports_usage
 
 
+@dataclass(frozen=True, slots=True)
+class TokenLimits:
+    request_limit: int | None = None
+    document_limit: int | None = None
+
+
+SETTINGS = SettingsSection(TokenLimits, (
+    EnvOption("ROUTER_SAFE_REQUEST_TOKEN_LIMIT", "request_limit", "int", None, "most tokens in one request",
+              minimum=1),
+    EnvOption("ROUTER_DOCUMENT_TOKEN_LIMIT", "document_limit", "int", None,
+              "most tokens in one input or rerank document", minimum=1),
+), title="token limits")
+
+
+@hookimpl
+def register_settings(register) -> None:
+    register(SETTINGS)
+
+
 @hookimpl
 def register_stages(register, settings: Settings) -> None:
-    register(TokenLimitStage(settings.safe_request_token_limit, settings.document_token_limit))
+    limits = settings.of(TokenLimits)
+    register(TokenLimitStage(limits.request_limit, limits.document_limit))

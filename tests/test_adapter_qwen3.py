@@ -167,13 +167,16 @@ def test_qwen3_models_do_not_exist_unless_enabled(stub, tmp_path):
 
 
 def test_a_key_from_a_secret_file_loses_its_newline_and_control_characters_are_refused():
-    from adapters.qwen3 import Qwen3Adapter
+    from adapters.qwen3 import SETTINGS, Qwen3Adapter, Qwen3Settings
     from core.adapters import AdapterContext
     from core.config import Settings, UpstreamConfig
     from core.errors import ConfigError
+    from core.gateway import Gateway
 
-    assert Settings.from_env({"QWEN3_API_KEY": "sk-abc\n"}).qwen3_api_key == "sk-abc"
+    assert Gateway(Settings.from_env({"QWEN3_API_KEY": "sk-abc\n"})).settings.of(Qwen3Settings).api_key == "sk-abc"
+    assert SETTINGS.read({"QWEN3_ENABLED": "true"}) == Qwen3Settings(enabled=True)
     up = UpstreamConfig(type="qwen3", urls=("http://127.0.0.1:9/v1",))
+    bad = Settings(sections={Qwen3Settings: Qwen3Settings(enabled=True, api_key="sk-a\rb")})
     with pytest.raises(ConfigError, match="control characters") as info:
-        Qwen3Adapter(up, AdapterContext(settings=Settings(qwen3_enabled=True, qwen3_api_key="sk-a\rb")))
+        Qwen3Adapter(up, AdapterContext(settings=bad))
     assert "sk-a" not in str(info.value)

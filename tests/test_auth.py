@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from core.client_address import client_address, parse_networks
 from core.config.access import parse_auth
 from core.config.yamlfile import load_yaml
 from core.errors import ConfigError
 from core.logs import JsonFormatter
+from plugins.auth.client_address import client_address, parse_networks
 from tests.support.configs import write_yaml
 from tests.support.inprocess import serve, write_configs
 

@@ -19,9 +19,9 @@ import pytest
 from core import hookimpl
 from core.adapters import Adapter, EmbedResult
 from core.app import create_app
-from core.cache import MemoryStore
 from core.http import GATEWAY
 from core.options import Option, OptionSchema
+from plugins.cache import MemoryStore
 from tests.support.configs import write_yaml
 from tests.support.inprocess import echo_plugin_manager, write_configs
 from tests.support.processes import free_port
@@ -161,7 +161,8 @@ async def test_the_memory_store_stays_within_its_bytes_and_evicts_the_least_rece
 
 
 async def test_a_cache_redis_that_is_down_costs_the_cache_not_the_request(aiohttp_client, tmp_path):
-    client = await _client(aiohttp_client, tmp_path, cache_redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = await _client(aiohttp_client, tmp_path,
+                           environ={"ROUTER_CACHE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
     for _ in range(2):
         resp, _ = await _embed(client, ["still served"])
         assert resp.headers["X-Cache-Hits"] == "0"
@@ -177,9 +178,9 @@ async def test_two_routers_share_entries_through_redis(aiohttp_client, tmp_path)
         pytest.skip("redis-server is not installed (scripts/bootstrap.sh test installs it)")
     server, url = start_redis(tmp_path / "redis", binary)
     try:
-        one = await _client(aiohttp_client, tmp_path / "one", cache_redis_url=url)
+        one = await _client(aiohttp_client, tmp_path / "one", environ={"ROUTER_CACHE_REDIS_URL": url})
         _, first = await _embed(one, ["shared", "entries"])
-        two = await _client(aiohttp_client, tmp_path / "two", cache_redis_url=url)  # SENT starts again
+        two = await _client(aiohttp_client, tmp_path / "two", environ={"ROUTER_CACHE_REDIS_URL": url})  # SENT anew
         resp, second = await _embed(two, ["entries", "shared"])
         assert resp.headers["X-Cache-Hits"] == "2" and SENT == []
         assert _rows(second) == _rows(first)[::-1]
@@ -187,14 +188,17 @@ async def test_two_routers_share_entries_through_redis(aiohttp_client, tmp_path)
         server.stop()
 
 
-def test_settings_read_the_cache_environment():
+def test_the_cache_plugin_reads_its_own_environment_and_core_settings_do_not():
     from core.config import Settings
+    from core.gateway import Gateway
+    from plugins.cache import CacheSettings
 
-    s = Settings.from_env({"ROUTER_CACHE_REDIS_URL": "redis://cache:6379/1", "ROUTER_CACHE_MAX_MB": "64",
-                           "ROUTER_CACHE_TTL_SECONDS": "3600"})
-    assert (s.cache_redis_url, s.cache_max_mb, s.cache_ttl_s) == ("redis://cache:6379/1", 64.0, 3600.0)
+    env = {"ROUTER_CACHE_REDIS_URL": "redis://cache:6379/1", "ROUTER_CACHE_MAX_MB": "64",
+           "ROUTER_CACHE_TTL_SECONDS": "3600"}
+    s = Gateway(Settings.from_env(env)).settings.of(CacheSettings)
+    assert (s.redis_url, s.max_mb, s.ttl_s) == ("redis://cache:6379/1", 64.0, 3600.0)
     assert "cache:6379" not in repr(s)  # the URL may carry a password
-    assert replace(s, cache_redis_url=None).cache_redis_url is None
+    assert not any(name.startswith("cache") for name in Settings.__dataclass_fields__)
 
 
 async def test_an_adapter_route_option_that_changes_vectors_is_part_of_the_key(aiohttp_client, tmp_path):
@@ -221,9 +225,9 @@ def test_the_key_changes_exactly_with_the_options_declared_to_shape_answers(tmp_
     """Every option a route or an upstream may hold: a new value gives a new key if and only if
     the option is declared ``shapes_output`` (a prompt or a revision does; retries or a queue bound
     do not), for every built-in adapter type and core's own route options."""
-    from core.cache import route_digest
     from core.config import ModelRoute, UpstreamConfig
     from core.gateway import Gateway
+    from plugins.cache.keys import route_digest
 
     gateway = Gateway(write_configs(tmp_path, routing={"embeddings": []}))
     sample = {int: 7, float: 7.5, str: "other", bool: False, list: ["x"]}
@@ -254,7 +258,8 @@ def test_the_key_changes_exactly_with_the_options_declared_to_shape_answers(tmp_
 def test_a_bad_redis_url_is_a_config_error_that_never_echoes_it(name, url):
     from core.config import Settings
     from core.errors import ConfigError
+    from core.gateway import Gateway
 
     with pytest.raises(ConfigError, match=name) as info:
-        Settings.from_env({name: url})
+        Gateway(Settings.from_env({name: url}))  # core's variable at from_env, the cache's at the start
     assert "secretpw" not in str(info.value) and url not in str(info.value)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from core.config import Settings
-from core.config.files import load_config
+from core.gateway import Gateway
 from core.plugins import build_plugin_manager
 from tests.support.deploy import (
     CODE_DIRS,
@@ -121,7 +121,7 @@ def test_production_configs_validate_field_by_field(monkeypatch):
         monkeypatch.setenv(name, value)
     settings = Settings(routing_path=str(CONFIGS / "routing.yaml"), auth_path=str(CONFIGS / "auth.yaml"),
                         rate_limits_path=str(CONFIGS / "rate_limits.yaml"))
-    files = load_config(settings)  # every field checked; upstream types checked below
+    files = Gateway(settings).validate()  # every field checked, with the plugins that own them
     routes = files.routing.routes
     assert set(routes) == {"bge-m3", "multilingual-e5-large", "frida", "rerank-base"}
     assert {r.upstream.type for r in routes.values()} == {"infinity", "rerank"}
@@ -129,7 +129,7 @@ def test_production_configs_validate_field_by_field(monkeypatch):
     assert routes["bge-m3"].upstream.timeout_s == 3.0
     assert len(files.auth.keys) == 3 and not files.auth.allow_anonymous_without_api_keys
     assert {k.name for k in files.auth.keys} == {"production-1", "production-2", "admin"}
-    assert files.rate_limits.resolve(files.auth)[0]["admin"].capacity == 120
+    assert files.rate_limits.resolve("buckets", files.auth)[0]["admin"].capacity == 120
 
 
 def _registered_adapter_types() -> set[str]:

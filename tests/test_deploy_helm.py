@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from core.config import Settings
-from core.config.files import load_config
+from core.gateway import Gateway
 from tests.support.deploy import DEPLOY, HELM, MANIFESTS, helm_charts, manifest_docs
 
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
@@ -425,8 +425,9 @@ def _load_router_config(tmp_path: Path, configmaps: dict[str, dict], keys: dict[
     data["auth.yaml"] = data["auth.yaml"].replace("/etc/maas/keys/", f"{tmp_path}/keys/")
     for name, text in data.items():
         (tmp_path / name).write_text(text)
-    return load_config(Settings(routing_path=str(tmp_path / "routing.yaml"), auth_path=str(tmp_path / "auth.yaml"),
-                                rate_limits_path=str(tmp_path / "rate_limits.yaml")))
+    settings = Settings(routing_path=str(tmp_path / "routing.yaml"), auth_path=str(tmp_path / "auth.yaml"),
+                        rate_limits_path=str(tmp_path / "rate_limits.yaml"))
+    return Gateway(settings).validate()  # every file, with the plugins that own rate_limits.yaml's parts
 
 
 def test_router_with_an_existing_secret_mounts_it_and_generates_nothing():

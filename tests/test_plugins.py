@@ -120,10 +120,15 @@ def test_builtins_fill_every_slot_and_are_plugins():
     names = {name for name, _ in pm.list_name_plugin()}
     assert BUILTIN_NAMES <= names and len(BUILTIN_NAMES) == len(DEFAULT_PLUGINS)
     from core.chain import ChainBuilder
+    from core.config.sections import SettingsSection
     from core.plugins import Hooks
 
+    hooks = Hooks(pm)
+    sections: list[SettingsSection] = []
+    hooks.register_settings(sections.append)  # the built-ins' own variables, at their defaults
+    settings = Settings(sections={s.cls: s.read({}) for s in sections})
     builder = ChainBuilder()
-    Hooks(pm).register_stages(builder, Settings(), GatewayMetrics())
+    hooks.register_stages(builder, settings, GatewayMetrics())
     chain = builder.build()
     names = chain.names
     assert names == ("auth", "rate_limit", "parse", "route", "token_limit", "token_budget", "adapter")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.ratelimit import MemoryBucketStore, decide, refill
+from plugins.rate_limit.buckets import MemoryBucketStore, decide, refill
 from tests.support.configs import write_yaml
 from tests.support.inprocess import ECHO_ROUTING, gateway_of, serve, write_configs
 
@@ -36,7 +36,7 @@ def test_admitted_never_exceeds_capacity_plus_refill(capacity, rate, steps):
 @settings(max_examples=200, deadline=None)
 @given(capacity=capacities, rate=st.floats(min_value=0.01, max_value=500), steps=steps)
 def test_a_refused_request_fits_after_its_retry_after(capacity, rate, steps):
-    from core.ratelimit import Decision
+    from plugins.rate_limit.buckets import Decision
 
     state, now = None, 0.0
     for dt, cost in steps:
@@ -106,7 +106,7 @@ async def test_429_with_headers_and_per_key_buckets(aiohttp_client, tmp_path):
 
 async def test_anonymous_callers_are_bucketed_per_address_behind_a_trusted_proxy(aiohttp_client, tmp_path):
     client = await serve(aiohttp_client, write_configs(tmp_path, limits=_limits(),
-                                                       trusted_proxies=("127.0.0.1",)))
+                                                       environ={"ROUTER_TRUSTED_PROXIES": "127.0.0.1"}))
 
     async def call(ip):
         return (await client.post(EMB, json={"model": "echo-emb", "input": "x"},
@@ -177,7 +177,7 @@ async def test_flag_rate_limit_fail_open_decides_what_an_unreachable_redis_means
 
 
 def test_reset_durations_use_openai_format():
-    from plugins.rate_limit import duration
+    from plugins.rate_limit.stages import duration
 
     assert duration(0.25) == "250ms"
     assert duration(1.5) == "1.5s"

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.ratelimit import MemoryBucketStore
-from core.ratelimit.redis_store import RedisBucketStore
+from plugins.rate_limit.buckets import MemoryBucketStore
+from plugins.rate_limit.redis_store import RedisBucketStore
 from tests.support.configs import write_yaml
 from tests.support.echo import install_plugin
 from tests.support.processes import ROOT, start_router

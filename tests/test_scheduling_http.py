@@ -201,20 +201,24 @@ def test_work_of_a_client_that_hangs_up_or_half_closes_is_dropped(tmp_path):
 
 
 def _limits(tmp_path, text: str):
-    from core.config.access import parse_auth, parse_rate_limits
+    from core.config import Settings
+    from core.config.access import parse_auth
+    from core.config.limits import parse_rate_limits
     from core.config.yamlfile import load_yaml
+    from core.gateway import Gateway
 
     (tmp_path / "rate_limits.yaml").write_text(text)
     (tmp_path / "auth.yaml").write_text("api_keys:\n  - {name: alpha, key: sk-test-alpha-0001}\n")
     auth = parse_auth(load_yaml(tmp_path / "auth.yaml")[0])
-    return parse_rate_limits(load_yaml(tmp_path / "rate_limits.yaml")[0]), auth
+    owners = Gateway(Settings()).limits  # the scheduler's part and the rate limiter's
+    return parse_rate_limits(load_yaml(tmp_path / "rate_limits.yaml")[0], owners), auth
 
 
 def test_a_per_key_policy_may_stand_alone_and_then_default_is_its_bucket(tmp_path):
     limits, auth = _limits(tmp_path, "default: {capacity: 5, refill_rate: 1}\n"
                                      "per_api_key:\n  alpha: {weight: 2.5, priority: bulk, max_queued: 100}\n")
-    assert limits.resolve(auth)[0] == {}  # no bucket of its own: 'default' applies
-    policy = limits.resolve_policies(auth)["alpha"]
+    assert limits.resolve("buckets", auth)[0] == {}  # no bucket of its own: 'default' applies
+    policy = limits.resolve("scheduling", auth)[0]["alpha"]
     assert (policy.weight, policy.priority, policy.max_queued, policy.priority_header) == (2.5, "bulk", 100, False)
 
 

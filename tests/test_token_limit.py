@@ -14,7 +14,8 @@ LONG = "one two three four five six seven eight nine ten"  # 10 words, 12 tokens
 
 @pytest.fixture
 async def client(aiohttp_client, tmp_path):
-    settings = write_configs(tmp_path, document_token_limit=8, safe_request_token_limit=20)
+    settings = write_configs(tmp_path, environ={"ROUTER_DOCUMENT_TOKEN_LIMIT": "8",
+                                                "ROUTER_SAFE_REQUEST_TOKEN_LIMIT": "20"})
     return await serve(aiohttp_client, settings)
 
 
@@ -76,7 +77,7 @@ async def test_flag_truncate_inputs_cuts_instead_of_413(client, tmp_path):
 async def test_tokenized_once_and_the_count_serves_usage_and_the_budget(aiohttp_client, tmp_path, monkeypatch):
     settings = write_configs(tmp_path, auth={"api_keys": ["budget-key"]},
                              limits={"default": {"capacity": 10, "refill_rate": 1, "tokens_per_minute": 100}},
-                             document_token_limit=50, safe_request_token_limit=100)
+                             environ={"ROUTER_DOCUMENT_TOKEN_LIMIT": "50", "ROUTER_SAFE_REQUEST_TOKEN_LIMIT": "100"})
     client = await serve(aiohttp_client, settings)
     calls = []
     original = TokenCounter.count

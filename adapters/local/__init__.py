@@ -20,6 +20,7 @@ import numpy as np
 from adapters.local.models import SentenceEmbedder, load_reranker
 from core import hookimpl
 from core.adapters import Adapter, AdapterContext, Batching, CallContext, EmbedResult, RerankResult
+from core.kinds import EMBEDDINGS
 from core.options import Option, OptionSchema
 from core.packaged import DEVICES
 from core.tokenization import load_counter
@@ -92,7 +93,7 @@ class LocalAdapter(Adapter):
         log.info("loading %s model %s", route.kind, name)
         model: Any
         fn: Any
-        if route.kind == "embeddings":
+        if route.kind == EMBEDDINGS:
             model = await asyncio.to_thread(SentenceEmbedder, name, self.device)
             fn = model.encode
         else:

@@ -1,4 +1,4 @@
-"""auth.yaml and rate_limits.yaml: who may call, and how fast.
+"""auth.yaml: who may call (how fast is rate_limits.yaml's, ``core.config.limits``).
 
 An API key is kept only as its SHA-256 digest, so neither a parsed config, a repr, a log line
 nor an error message can carry it. auth.yaml entries take any of these forms::
@@ -20,11 +20,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
 
 from core.config.yamlfile import LineDict, LineList, expect
 from core.errors import ConfigError
@@ -33,9 +30,6 @@ _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 _SOURCES = ("key", "sha256", "key_env", "key_file")
 _ENTRY_KEYS = {"name", "models", *_SOURCES}
-_BUCKET_KEYS = {"capacity", "refill_rate", "tokens_per_minute"}
-_POLICY_KEYS = {"weight", "priority", "max_queued", "priority_header"}
-_PRIORITY_NAMES = ("interactive", "bulk")
 
 
 def key_digest(key: str) -> bytes:
@@ -68,59 +62,6 @@ class AuthConfig:
         """The key matching ``presented``: one lookup by its SHA-256 digest, however many keys.
         What the lookup's timing could tell is about the digest, which says nothing of a key."""
         return self._by_digest.get(key_digest(presented))
-
-
-@dataclass(frozen=True, slots=True)
-class BucketSpec:
-    capacity: float
-    refill_rate: float  # per second
-    tokens_per_minute: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class QueuePolicy:
-    """How the scheduler treats a key (``core.scheduling``): its share against other keys, its
-    priority, how many inputs it may have queued for one model, and whether its requests may
-    choose their priority with ``X-Priority``."""
-
-    weight: float = 1.0
-    priority: str = "interactive"
-    max_queued: int | None = None
-    priority_header: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitConfig:
-    default: BucketSpec | None = None
-    anonymous: BucketSpec | None = None
-    per_api_key: Mapping[str, BucketSpec] = field(default_factory=lambda: MappingProxyType({}))
-    policies: Mapping[str, QueuePolicy] = field(default_factory=lambda: MappingProxyType({}))
-    # where each per_api_key entry is, to point at one that matches no key
-    entry_lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), repr=False)
-    file: str = ""
-
-    def resolve(self, auth: AuthConfig) -> tuple[dict[str, BucketSpec], list[int]]:
-        """Per key name, the bucket of its ``per_api_key`` entry, and the lines matching no key.
-
-        An entry is keyed by the key's name or, as in the deployment guide, by the key itself.
-        """
-        return self._by_key_name(self.per_api_key, auth)
-
-    def resolve_policies(self, auth: AuthConfig) -> dict[str, QueuePolicy]:
-        """Per key name, the scheduling policy of its ``per_api_key`` entry."""
-        return self._by_key_name(self.policies, auth)[0]
-
-    def _by_key_name(self, entries: Mapping[str, Any], auth: AuthConfig) -> tuple[dict[str, Any], list[int]]:
-        by_name = {k.name: k for k in auth.keys}
-        found: dict[str, Any] = {}
-        unmatched: list[int] = []
-        for entry, value in entries.items():
-            key = by_name.get(entry) or auth.find(entry)
-            if key is None:
-                unmatched.append(self.entry_lines.get(entry, 0))
-            else:
-                found[key.name] = value
-        return found, unmatched
 
 
 def _secret_from(entry: LineDict, index: int) -> bytes:
@@ -208,64 +149,3 @@ def parse_auth(doc: LineDict) -> AuthConfig:
     anon = expect(doc, "allow_anonymous_without_api_keys", bool, required=False, default=False)
     key_files = tuple(str(e["key_file"]) for e in raw if isinstance(e, dict) and "key_file" in e)
     return AuthConfig(keys=tuple(keys), allow_anonymous_without_api_keys=anon, key_files=key_files)
-
-
-def _bucket(spec: object, parent: LineDict, key: str, label: str, extra: frozenset[str] = frozenset()) -> BucketSpec:
-    """Parse one bucket. ``label`` names it in errors: a per_api_key entry may be a key itself."""
-    if not isinstance(spec, LineDict):
-        raise parent.fail(f"{label} must be a mapping with capacity and refill_rate", key)
-    unknown = sorted(set(spec) - _BUCKET_KEYS - extra)
-    if unknown:
-        raise spec.fail(f"{label}: unknown field {unknown[0]!r}", unknown[0])
-    capacity = expect(spec, "capacity", (int, float))
-    refill = expect(spec, "refill_rate", (int, float))
-    if capacity <= 0:
-        raise spec.fail(f"{label}: 'capacity' must be positive", "capacity")
-    if refill < 0:
-        raise spec.fail(f"{label}: 'refill_rate' must not be negative", "refill_rate")
-    tpm = expect(spec, "tokens_per_minute", int, required=False)
-    if tpm is not None and (not isinstance(tpm, int) or tpm < 1):
-        raise spec.fail(f"{label}: 'tokens_per_minute' must be a positive integer", "tokens_per_minute")
-    return BucketSpec(capacity=float(capacity), refill_rate=float(refill), tokens_per_minute=tpm)
-
-
-def _policy(spec: LineDict, label: str) -> QueuePolicy:
-    weight = expect(spec, "weight", (int, float), required=False, default=1.0)
-    if isinstance(weight, bool) or weight <= 0:
-        raise spec.fail(f"{label}: 'weight' must be a positive number", "weight")
-    priority = expect(spec, "priority", str, required=False, default="interactive")
-    if priority not in _PRIORITY_NAMES:
-        raise spec.fail(f"{label}: 'priority' must be one of {', '.join(_PRIORITY_NAMES)}", "priority")
-    max_queued = expect(spec, "max_queued", int, required=False)
-    if max_queued is not None and (isinstance(max_queued, bool) or max_queued < 1):
-        raise spec.fail(f"{label}: 'max_queued' must be a positive integer (inputs)", "max_queued")
-    header = expect(spec, "priority_header", bool, required=False, default=False)
-    return QueuePolicy(weight=float(weight), priority=priority, max_queued=max_queued, priority_header=header)
-
-
-def parse_rate_limits(doc: LineDict) -> RateLimitConfig:
-    unknown = sorted(set(doc) - {"default", "anonymous", "per_api_key"})
-    if unknown:
-        raise doc.fail(f"unknown top-level key {unknown[0]!r} (expected default, anonymous, per_api_key)",
-                       unknown[0])
-    top = {k: _bucket(doc[k], doc, k, k) for k in ("default", "anonymous") if doc.get(k) is not None}
-    per_key_doc = expect(doc, "per_api_key", dict, required=False, default=None)
-    per_key: dict[str, BucketSpec] = {}
-    policies: dict[str, QueuePolicy] = {}
-    lines: dict[str, int] = {}
-    label = "per_api_key entry"
-    for name in per_key_doc or {}:
-        entry = per_key_doc[name]
-        lines[str(name)] = per_key_doc.line_of(str(name))
-        # An entry may set a bucket, a scheduling policy, or both; without a bucket 'default' applies.
-        if not isinstance(entry, LineDict) or set(entry) & _BUCKET_KEYS or not set(entry) & _POLICY_KEYS:
-            per_key[str(name)] = _bucket(entry, per_key_doc, str(name), label, frozenset(_POLICY_KEYS))
-        else:
-            unknown = sorted(set(entry) - _POLICY_KEYS)
-            if unknown:
-                raise entry.fail(f"{label}: unknown field {unknown[0]!r}", unknown[0])
-        if set(entry) & _POLICY_KEYS:
-            policies[str(name)] = _policy(entry, label)
-    return RateLimitConfig(default=top.get("default"), anonymous=top.get("anonymous"),
-                           per_api_key=MappingProxyType(per_key), policies=MappingProxyType(policies),
-                           entry_lines=MappingProxyType(lines), file=doc.file)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config.access import AuthConfig, RateLimitConfig, parse_auth, parse_rate_limits
+from core.config.access import AuthConfig, parse_auth
+from core.config.limits import LimitsSection, RateLimitConfig, parse_rate_limits
 from core.config.routing import RoutingConfig, parse_routing
 from core.config.settings import Settings
 from core.config.yamlfile import load_yaml
@@ -43,8 +44,10 @@ def read_all(paths: Iterable[str | Path]) -> list[bytes]:
     return out
 
 
-def load_config(settings: Settings, known_types: Collection[str] | None = None) -> ConfigFiles:
-    """Read every file, validate every field; raise ConfigError (file, line) on the first problem."""
+def load_config(settings: Settings, known_types: Collection[str] | None = None,
+                limits: Sequence[LimitsSection] = ()) -> ConfigFiles:
+    """Read every file, validate every field; raise ConfigError (file, line) on the first problem.
+    ``limits``: the owners of rate_limits.yaml's parts (a part nobody declares is refused)."""
     routing_doc, r1 = load_yaml(settings.routing_path)
     auth_doc, r2 = load_yaml(settings.auth_path)
     limits_doc, r3 = load_yaml(settings.rate_limits_path)
@@ -52,7 +55,7 @@ def load_config(settings: Settings, known_types: Collection[str] | None = None) 
     return ConfigFiles(
         routing=parse_routing(routing_doc, known_types),
         auth=auth,
-        rate_limits=parse_rate_limits(limits_doc),
+        rate_limits=parse_rate_limits(limits_doc, limits),
         digest=config_digest((r1, r2, r3, *read_all(auth.key_files))),
         loaded_at=time.time(),
     )

@@ -6,12 +6,11 @@ import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from core.config.yamlfile import LineDict, expect
+from core.kinds import EMBEDDINGS, KINDS, RERANK, Kind
 from core.options import Option, OptionSchema
-
-Kind = Literal["embeddings", "rerank"]
 
 # The fields core owns, declared once: the parser refuses any other key, and
 # ``core.fields`` documents them beside the adapters' and plugins' options.
@@ -177,7 +176,7 @@ def _parse_route(entry: Any, kind: Kind, known_types: Collection[str] | None, do
     if not alias.strip():
         raise entry.fail("'model' must not be empty", "model")
     max_top_k = None
-    if kind == "rerank" and "max_top_k" in entry:
+    if kind == RERANK and "max_top_k" in entry:
         max_top_k = expect(entry, "max_top_k", int)
         if max_top_k < 1:
             raise entry.fail("'max_top_k' must be at least 1", "max_top_k")
@@ -219,7 +218,7 @@ def _truncation(entry: LineDict, kind: Kind) -> str | None:
     if "truncation" not in entry:
         return None
     value = _choice(entry, "truncation", TRUNCATIONS, "error")
-    if kind == "rerank" and value == "start":
+    if kind == RERANK and value == "start":
         raise entry.fail("'truncation: start' is for embedding models (a rerank pair keeps its query)", "truncation")
     return value
 
@@ -238,7 +237,7 @@ def _prompts(entry: LineDict, kind: Kind) -> Mapping[str, str] | None:
     ``default:`` names the input type a request without one gets)."""
     if "prompts" not in entry:
         return None
-    if kind != "embeddings":
+    if kind != EMBEDDINGS:
         raise entry.fail("'prompts' is for embedding models", "prompts")
     value = entry["prompts"]
     if isinstance(value, str):
@@ -272,7 +271,7 @@ def _prompts(entry: LineDict, kind: Kind) -> Mapping[str, str] | None:
 def _defaults(doc: LineDict, routes: Mapping[str, ModelRoute]) -> Mapping[str, str]:
     defaults = expect(doc, "defaults", dict, required=False, default={})
     for kind, alias in defaults.items():
-        if kind not in ("embeddings", "rerank"):
+        if kind not in KINDS:
             raise defaults.fail(f"'defaults' takes embeddings and rerank, not {kind!r}", kind)
         route = routes.get(alias) if isinstance(alias, str) else None
         if route is None or route.kind != kind:
@@ -286,7 +285,7 @@ def parse_routing(doc: LineDict, known_types: Collection[str] | None = None) -> 
         key = sorted(unknown)[0]
         raise doc.fail(f"unknown top-level key {key!r} (expected {', '.join(TOP_LEVEL_FIELDS.options)})", key)
     routes: dict[str, ModelRoute] = {}
-    for kind in ("embeddings", "rerank"):
+    for kind in Kind:
         entries = expect(doc, kind, list, required=False, default=[])
         for entry in entries:
             route = _parse_route(entry, kind, known_types, doc)

@@ -1,4 +1,8 @@
-"""Process settings from the environment (the ROUTER_* variables of the deployment guide)."""
+"""Core's process settings from the environment (the ROUTER_* variables of the deployment guide).
+
+Plugins declare their own variables (``core.config.sections``); their values are read into
+``sections`` and reached with ``Settings.of``.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from core.errors import ConfigError
 
+T = TypeVar("T")
 
-def _bool(value: str | None, default: bool) -> bool:
+
+def bool_env(value: str | None, default: bool) -> bool:
     if value is None or value.strip() == "":
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
@@ -32,7 +39,7 @@ def number(env: Mapping[str, str], name: str, cast: type, default, *, minimum: f
     return value
 
 
-def _redis_url(env: Mapping[str, str], name: str) -> str | None:
+def redis_url_env(env: Mapping[str, str], name: str) -> str | None:
     """A Redis URL, checked at start (a bad one is a config error, not a traceback at first use).
     The message never echoes it: it may hold a password."""
     url = env.get(name) or None
@@ -48,7 +55,7 @@ def _redis_url(env: Mapping[str, str], name: str) -> str | None:
     return url
 
 
-def _list(value: str | None) -> tuple[str, ...]:
+def list_env(value: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (value or "").split(",") if p.strip())
 
 
@@ -60,25 +67,29 @@ class Settings:
     request_timeout_s: float = 30.0
     allow_disabled_models: bool = False
     reload_interval_s: float = 5.0
-    safe_request_token_limit: int | None = None
-    document_token_limit: int | None = None
     tokenizer_name: str | None = None
     feature_flags: tuple[str, ...] = ()
-    qwen3_enabled: bool = False
-    qwen3_api_key: str | None = field(default=None, repr=False)
     max_body_bytes: int = 16 * 1024 * 1024
     max_inputs: int = 2048
     redis_url: str | None = field(default=None, repr=False)
-    trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose X-Real-IP / X-Forwarded-For count
     body_timeout_s: float = 30.0  # a request body must arrive within this
     header_timeout_s: float = 30.0  # a request head must arrive within this of connecting or of the last answer
     drain_s: float = 5.0  # after SIGTERM: keep serving, readiness 503, before the listener closes
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*" for any); none: CORS off
-    cache_redis_url: str | None = field(default=None, repr=False)  # the embedding cache's own Redis
-    cache_max_mb: float = 256.0  # the in-process embedding cache's bound
-    cache_ttl_s: float = 7 * 86400.0  # how long an entry lives in the Redis cache
     disabled_plugins: tuple[str, ...] = ()
     log_level: str = "INFO"
+    # The process environment, for the sections plugins declare (core.config.sections), and
+    # those sections read from it: ``of(cls)``. Filled by the gateway once plugins are loaded.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    sections: Mapping[type, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def of(self, cls: type[T]) -> T:
+        """The typed settings of a plugin's section (``cls`` is its dataclass)."""
+        try:
+            return self.sections[cls]
+        except KeyError:
+            raise LookupError(f"no settings section {cls.__name__} was registered "
+                              "(register_settings) or the gateway has not read them yet") from None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -88,26 +99,19 @@ class Settings:
             auth_path=e.get("ROUTER_AUTH_PATH", cls.auth_path),
             rate_limits_path=e.get("ROUTER_RATE_LIMITS_PATH", cls.rate_limits_path),
             request_timeout_s=number(e, "ROUTER_REQUEST_TIMEOUT_SECONDS", float, cls.request_timeout_s, minimum=0.001),
-            allow_disabled_models=_bool(e.get("ROUTER_ALLOW_DISABLED_MODELS"), False),
+            allow_disabled_models=bool_env(e.get("ROUTER_ALLOW_DISABLED_MODELS"), False),
             reload_interval_s=number(e, "ROUTER_ROUTING_RELOAD_INTERVAL_SECONDS", float, cls.reload_interval_s,
                                      minimum=0.05),
-            safe_request_token_limit=number(e, "ROUTER_SAFE_REQUEST_TOKEN_LIMIT", int, None, minimum=1),
-            document_token_limit=number(e, "ROUTER_DOCUMENT_TOKEN_LIMIT", int, None, minimum=1),
             tokenizer_name=e.get("ROUTER_TOKENIZER_NAME") or None,
-            feature_flags=_list(e.get("ROUTER_FEATURE_FLAGS")),
-            qwen3_enabled=_bool(e.get("QWEN3_ENABLED"), False),
-            qwen3_api_key=(e.get("QWEN3_API_KEY") or "").strip() or None,  # files from Secrets end in \n
+            feature_flags=list_env(e.get("ROUTER_FEATURE_FLAGS")),
             max_body_bytes=number(e, "ROUTER_MAX_BODY_BYTES", int, cls.max_body_bytes, minimum=1),
             max_inputs=number(e, "ROUTER_MAX_INPUTS", int, cls.max_inputs, minimum=1),
-            redis_url=_redis_url(e, "ROUTER_REDIS_URL"),
-            trusted_proxies=_list(e.get("ROUTER_TRUSTED_PROXIES")),
-            cors_origins=_list(e.get("ROUTER_CORS_ORIGINS")),
-            cache_redis_url=_redis_url(e, "ROUTER_CACHE_REDIS_URL"),
-            cache_max_mb=number(e, "ROUTER_CACHE_MAX_MB", float, cls.cache_max_mb, minimum=0),
-            cache_ttl_s=number(e, "ROUTER_CACHE_TTL_SECONDS", float, cls.cache_ttl_s, minimum=1),
+            redis_url=redis_url_env(e, "ROUTER_REDIS_URL"),
+            cors_origins=list_env(e.get("ROUTER_CORS_ORIGINS")),
             drain_s=number(e, "ROUTER_DRAIN_SECONDS", float, cls.drain_s, minimum=0),
             body_timeout_s=number(e, "ROUTER_BODY_TIMEOUT_SECONDS", float, cls.body_timeout_s, minimum=0.001),
             header_timeout_s=number(e, "ROUTER_HEADER_TIMEOUT_SECONDS", float, cls.header_timeout_s, minimum=0.001),
-            disabled_plugins=_list(e.get("ROUTER_DISABLED_PLUGINS")),
+            disabled_plugins=list_env(e.get("ROUTER_DISABLED_PLUGINS")),
             log_level=e.get("ROUTER_LOG_LEVEL", cls.log_level).upper(),
+            environ=dict(e),
         )

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from core.dialects.fields import JSON, FieldTable
 from core.errors import GatewayError, InvalidRequest
+from core.kinds import Kind
 from core.requests import ModelRequest, Outcome
 
 S = TypeVar("S")
@@ -43,7 +44,7 @@ class Parsed(Generic[S]):
 class Codec(Generic[S]):
     name: ClassVar[str]  # the OpenAPI operationId
     path: ClassVar[str]
-    kind: ClassVar[Literal["embeddings", "rerank"]]
+    kind: ClassVar[Kind]
     summary: ClassVar[str]
     fields: ClassVar[FieldTable]
     response_schema: ClassVar[JSON] = {"type": "object"}

@@ -16,11 +16,12 @@ from core.dialects.fields import NONEMPTY_STRING, POSITIVE_INT, STRING, STRINGS,
 from core.dialects.openai import RERANK_FIELDS, parse_rerank_body
 from core.dialects.quantize import as_base64, as_lists, quantize
 from core.errors import GatewayError
-from core.requests import EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
+from core.kinds import EMBEDDINGS, RERANK
+from core.requests import CUT_END, REFUSE, EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
 
 INPUT_TYPES = {"search_query": "query", "search_document": "document", "classification": "classification",
                "clustering": "clustering"}
-TRUNCATE = {"END": "end", "NONE": "error"}  # START (cut the beginning) is not served
+TRUNCATE = {"END": CUT_END, "NONE": REFUSE}  # START (cut the beginning) is not served
 V1_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
 V2_TYPES = (*V1_TYPES, "base64")
 
@@ -66,7 +67,7 @@ class CohereEmbedV1(CohereErrors, Codec[CohereOutput]):
     version = 1
     name = "cohereEmbedV1"
     path = "/v1/embed"
-    kind = "embeddings"
+    kind = EMBEDDINGS
     summary = "Embeddings: Cohere's v1 body"
     fields = _embed_fields(1)
 
@@ -111,7 +112,7 @@ class CohereEmbedV2(CohereEmbedV1):
 class CohereRerankV2(CohereErrors, Codec[None]):
     name = "cohereRerankV2"
     path = "/v2/rerank"
-    kind = "rerank"
+    kind = RERANK
     summary = "Rerank: Cohere's v2 body"
     fields = FieldTable((
         *RERANK_FIELDS,

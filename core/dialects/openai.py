@@ -28,7 +28,8 @@ from core.dialects.fields import (
     texts_of,
 )
 from core.dialects.quantize import as_base64, as_lists, quantize
-from core.requests import EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
+from core.kinds import EMBEDDINGS, RERANK
+from core.requests import CUT_END, REFUSE, EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
 from core.vectors import normalise
 
 TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}, "minItems": 1}
@@ -53,7 +54,7 @@ class VectorOutput:
 class OpenAIEmbeddings(Codec[VectorOutput]):
     name = "createEmbeddings"
     path = "/v1/embeddings"
-    kind = "embeddings"
+    kind = EMBEDDINGS
     summary = "Embeddings: OpenAI's body, with Voyage's and Jina's fields"
     fields = FieldTable((
         Field("model", NONEMPTY_STRING, "the model alias", required=True),
@@ -99,7 +100,7 @@ class OpenAIEmbeddings(Codec[VectorOutput]):
         request = EmbeddingsRequest(model=b.get("model"), inputs=inputs, is_tokens=is_tokens,
                                     dimensions=b.get("dimensions", b.get("output_dimension")), user=b.get("user"),
                                     input_type=input_type,
-                                    truncation=None if cut is None else ("end" if cut else "error"))
+                                    truncation=None if cut is None else (CUT_END if cut else REFUSE))
         return Parsed(request, VectorOutput(encoding, dtype, b.get("normalized") is True))
 
     def render(self, request: EmbeddingsRequest, state: VectorOutput | None, outcome: EmbeddingsOutcome) -> Any:
@@ -136,7 +137,7 @@ class GuideRerank(Codec[None]):
 
     name = "rerank"
     path = "/v1/rerank"
-    kind = "rerank"
+    kind = RERANK
     summary = "Rerank: the guide's body (Cohere v1, Jina and Voyage clients read the answer too)"
     fields = FieldTable((
         *RERANK_FIELDS,
@@ -174,4 +175,4 @@ def parse_rerank_body(fields: FieldTable, path: str, body: Any, limits: ParseLim
     cut = b.get("truncation")
     return RerankRequest(model=b.get("model"), query=b.get("query"), documents=documents, top_n=top_n,
                          return_documents=bool(b.get("return_documents", False)),
-                         truncation=None if cut is None else ("end" if cut else "error"))
+                         truncation=None if cut is None else (CUT_END if cut else REFUSE))

@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 from core.dialects.base import Codec
 from core.errors import ConfigError, GatewayError
+from core.kinds import EMBEDDINGS, RERANK, Kind
 
-DEFAULT_PATHS = {"embeddings": "/v1/embeddings", "rerank": "/v1/rerank"}
+DEFAULT_PATHS = {EMBEDDINGS: "/v1/embeddings", RERANK: "/v1/rerank"}
 
 
 class CodecRegistry:
@@ -51,7 +52,7 @@ class CodecRegistry:
     def codecs(self) -> tuple[Codec, ...]:
         return tuple(self.by_path.values())
 
-    def default(self, kind: str) -> Codec:
+    def default(self, kind: Kind) -> Codec:
         return self.by_path[DEFAULT_PATHS[kind]]
 
     def error_body(self, path: str, error: GatewayError) -> object:

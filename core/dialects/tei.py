@@ -13,7 +13,17 @@ from typing import Any
 from core.dialects.base import Codec, Parsed, ParseLimits, count_items
 from core.dialects.fields import BOOLEAN, NONEMPTY_STRING, POSITIVE_INT, STRINGS, Field, FieldTable, enum, one_of
 from core.dialects.openai import GuideRerank
-from core.requests import EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest, TokenizeRequest
+from core.kinds import EMBEDDINGS, RERANK
+from core.requests import (
+    CUT_END,
+    REFUSE,
+    EmbeddingsOutcome,
+    EmbeddingsRequest,
+    OverLimit,
+    RerankOutcome,
+    RerankRequest,
+    TokenizeRequest,
+)
 from core.vectors import normalise
 
 INPUTS = one_of(NONEMPTY_STRING, STRINGS)
@@ -31,14 +41,14 @@ def _inputs(b: Any, limits: ParseLimits) -> list[str]:
     return inputs
 
 
-def _truncation(b: Any) -> str:
-    return "end" if b.get("truncate", False) else "error"
+def _truncation(b: Any) -> OverLimit:
+    return CUT_END if b.get("truncate", False) else REFUSE
 
 
 class TeiEmbed(Codec[None]):
     name = "teiEmbed"
     path = "/embed"
-    kind = "embeddings"
+    kind = EMBEDDINGS
     summary = "Embeddings: TEI's body; the answer is a list of vectors"
     fields = FieldTable((
         Field("inputs", INPUTS, "a string or strings", required=True), MODEL,
@@ -60,7 +70,7 @@ class TeiEmbed(Codec[None]):
 class TeiRerank(Codec[None]):
     name = "teiRerank"
     path = "/rerank"
-    kind = "rerank"
+    kind = RERANK
     summary = "Rerank: TEI's body (texts); the answer is a list of {index, score}"
     fields = FieldTable((
         Field("query", NONEMPTY_STRING, "the query", required=True),
@@ -107,7 +117,7 @@ class SharedRerank(GuideRerank):
 class TeiTokenize(Codec[None]):
     name = "teiTokenize"
     path = "/tokenize"
-    kind = "embeddings"
+    kind = EMBEDDINGS
     summary = "Tokenize with the model's own tokenizer (TEI's body)"
     fields = FieldTable((
         Field("inputs", INPUTS, "a string or strings", required=True), MODEL,

@@ -21,10 +21,6 @@ def over_limit(param: str, i: int, size: str, limit: str) -> InvalidRequest:
                           "allowed (the route's truncation, or the request's own setting)", param=param,
                           code="context_length_exceeded")
 
-#: What a request says about an input over the model's limit: "end" (cutting at the end is
-#: allowed), "error" (refuse it). None: the dialect says nothing, the model's own behaviour.
-Truncation = str | None
-
 
 def usage(counted: int | None, reported: int | None, count: Callable[[], list[int]]) -> int:
     """The request's prompt tokens: as counted before the call, else as the upstream reported,

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from core.errors import TokenLimitExceeded, UpstreamError
-from core.requests.common import RerankOutcome, Truncation, over_limit, rank, usage
+from core.kinds import RERANK, Kind
+from core.requests.common import RerankOutcome, over_limit, rank, usage
+from core.requests.truncation import BY_NAME, CUT_END, REFUSE, WINDOWS, OverLimit
 
 if TYPE_CHECKING:
     from core.config import ModelRoute
@@ -18,7 +20,8 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class RerankRequest:
-    kind: ClassVar[str] = "rerank"
+    name: ClassVar[str] = "rerank"
+    kind: ClassVar[Kind] = RERANK
     param: ClassVar[str] = "documents"
     is_tokens: ClassVar[bool] = False
 
@@ -27,7 +30,7 @@ class RerankRequest:
     documents: list[str]
     top_n: int | None = None
     return_documents: bool = False
-    truncation: Truncation = None
+    truncation: OverLimit | None = None  # REFUSE: the request forbids reading less than everything
     max_tokens_per_doc: int | None = None  # each document is cut to this many tokens (Cohere v2)
     # Set when long documents were split: the document each scored piece belongs to, and the
     # documents as sent (for return_documents); the document takes its best piece's score.
@@ -36,13 +39,15 @@ class RerankRequest:
 
     READ_AT_MOST: ClassVar[int] = 4096  # tokens read per document unless max_tokens_per_doc says (Cohere's default)
 
-    def truncation_mode(self, route: ModelRoute, flag_end: bool) -> str:
-        """A request says only whether it allows reading less than everything (``error`` if not);
-        then the route's truncation, else the flag's (end), else a long document is read in
-        overlapping windows (``chunk``) and scores as its best one."""
-        if self.truncation == "error":
-            return "error"
-        return route.truncation or ("end" if flag_end else "chunk")
+    def over_limit_policy(self, route: ModelRoute, flag_end: bool) -> OverLimit:
+        """A request says only whether it allows reading less than everything (REFUSE if not);
+        then the route's truncation, else the flag's (cut the end), else a long document is read
+        in overlapping windows and scores as its best one."""
+        if self.truncation is REFUSE:
+            return REFUSE
+        if route.truncation is not None:
+            return BY_NAME[route.truncation]
+        return CUT_END if flag_end else WINDOWS
 
     def split_long(self, counter: TokenCounter, limit: int, over: list[int]) -> tuple[list[int], list[int]]:
         """Split the documents in ``over`` into windows that fit ``limit`` with the query (a
@@ -72,24 +77,22 @@ class RerankRequest:
 
     @property
     def needs_counts(self) -> bool:
-        return self.truncation == "error" or self.max_tokens_per_doc is not None
+        return self.truncation is REFUSE or self.max_tokens_per_doc is not None
 
-    def cap_chars(self, limit: int, counter: TokenCounter, mode: str) -> list[int]:
+    def cap_chars(self, limit: int, counter: TokenCounter, policy: OverLimit) -> list[int]:
         # read in windows, a document may be as long as read_tokens, not just one window
-        cap = (max(limit, self.read_tokens) if mode == "chunk" else limit) * counter.max_token_chars
+        cap = (max(limit, self.read_tokens) if policy is WINDOWS else limit) * counter.max_token_chars
         cut = [i for i, doc in enumerate(self.documents) if len(doc) > cap]
         for i in cut:
-            if mode == "error":
-                raise over_limit(self.param, i, f"{len(self.documents[i])} characters", f"{cap} characters")
-            self.documents[i] = self.documents[i][:cap]
+            self.documents[i] = policy.cut_text(self.documents[i], cap, self.param, i)
         return cut
 
     def surely_within(self, limit: int, counter: TokenCounter) -> bool:
         query = len(self.query.encode()) + counter.specials + 1
         return all(query + len(doc.encode()) <= limit for doc in self.documents)
 
-    def cut(self, i: int, counter: TokenCounter, limit: int, mode: str) -> int:
-        return self.truncate(i, counter, limit)  # rerank cuts the document's end; its query stays
+    def truncate_start(self, i: int, counter: TokenCounter, limit: int) -> int:
+        raise RuntimeError("a rerank document is cut at its end (its query stays); routing.yaml refuses start")
 
     def scored_documents(self) -> int:
         return len(self.documents)

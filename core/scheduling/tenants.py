@@ -15,7 +15,7 @@ from core.errors import InvalidRequest
 from core.scheduling.work import ANONYMOUS, PRIORITIES, Tenant
 
 if TYPE_CHECKING:
-    from core.config import QueuePolicy
+    from core.scheduling.policy import QueuePolicy
 
 PRIORITY_HEADER = "X-Priority"
 

@@ -1,8 +1,8 @@
 """A model being served: one route's model with everything it needs to answer, built once per snapshot.
 
 ``ServedModel`` holds its route, its adapter, its token counter, the facts resolved once
-(``ModelFacts``: width, input limit, input types, top-k cap, timeout) and its service: the
-embedding cache when on → the scheduler (``core.scheduling.queues.ModelFeed``) → the adapter,
+(``ModelFacts``: width, input limit, input types, top-k cap, timeout) and its service: a plugin's
+layer when on (the embedding cache) → the scheduler (``core.scheduling.queues.ModelFeed``) → the adapter,
 with the width guard over every fresh answer. ``embed``, ``rerank`` and ``tokenize`` take what
 the caller must say (``ModelCall``: tenant, deadline, request id, token counts) and need no HTTP
 request: the chain's ``adapter`` stage, a bulk job or a test call them alike.
@@ -23,9 +23,9 @@ from core.scheduling.work import ANONYMOUS, Tenant
 
 if TYPE_CHECKING:
     from core.adapters import Adapter
-    from core.cache import EmbeddingCache
     from core.config import ModelRoute
     from core.scheduling.queues import ModelFeed
+    from core.served.layers import BoundLayer
     from core.served.widths import WidthGuard
     from core.tokenization import TokenCounter
 
@@ -71,13 +71,13 @@ class Embedded:
 
     vectors: np.ndarray
     prompt_tokens: int | None = None
-    cache_hits: int | None = None  # None: no cache on this model
+    cache_hits: int | None = None  # inputs its layer (the cache) answered; None: no layer on this model
 
 
 class ServedModel:
     def __init__(self, route: ModelRoute, adapter: Adapter, counter: TokenCounter, facts: ModelFacts,
-                 feed: ModelFeed, guard: WidthGuard, cache: EmbeddingCache | None = None,
-                 cache_digest: bytes = b"", reports_usage: bool | None = None) -> None:
+                 feed: ModelFeed, guard: WidthGuard, layer: BoundLayer | None = None,
+                 reports_usage: bool | None = None) -> None:
         self.route = route
         self.alias = route.alias
         self.kind = route.kind
@@ -86,8 +86,7 @@ class ServedModel:
         self.facts = facts
         self.feed = feed
         self.guard = guard
-        self.cache = cache
-        self._digest = cache_digest
+        self.layer = layer  # a plugin's layer in front of the scheduler (the embedding cache), if on
         #: its answers carry the upstream's own token counts (else the router counts them)
         self.reports_usage = adapter.reports_usage if reports_usage is None else reports_usage
 
@@ -109,12 +108,12 @@ class ServedModel:
                               tokenizer=self.counter)
         try:
             async with asyncio.timeout_at(deadline):
-                if self.cache is None:
+                if self.layer is None:
                     result = await self._fresh(inputs, context, call.tenant, call.token_counts)
                     return Embedded(result.vectors, result.prompt_tokens)
                 counts = call.token_counts
-                result, hits = await self.cache.embed(
-                    self.alias, self._digest, inputs, is_tokens,
+                result, hits = await self.layer.embed(
+                    inputs, is_tokens,
                     lambda misses: self._fresh(misses, context, call.tenant,
                                                counts if len(misses) == len(inputs) else None), counts)
                 return Embedded(result.vectors, result.prompt_tokens, hits)

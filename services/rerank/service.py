@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from adapters.local.models import load_reranker
-from core.config.settings import _bool, number
+from core.config.settings import bool_env, number
 from core.dialects import ParseLimits
 from core.dialects.fields import FieldTable
 from core.dialects.openai import GuideRerank
@@ -82,7 +82,7 @@ class RerankSettings:
             batch_delay_ms=number(e, "RERANK_BATCH_DELAY_MS", float, 20.0),
             queue_timeout_ms=number(e, "RERANK_QUEUE_TIMEOUT_MS", float, 1000.0, minimum=1),
             device=device,
-            mixed_precision=_bool(e.get("RERANK_MIXED_PRECISION"), True),
+            mixed_precision=bool_env(e.get("RERANK_MIXED_PRECISION"), True),
             quantization=quant in {"1", "true", "yes", "on", "int8"},
         )
 

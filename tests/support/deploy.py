@@ -61,7 +61,7 @@ def code_env_vars() -> dict[str, set[str]]:
 
     Found in the source, not from a list kept by hand: string constants that are the first
     argument of ``<anything>.get(...)`` / ``getenv(...)``, the second of ``number(env, ...)`` and
-    ``_redis_url(env, ...)``,
+    ``redis_url_env(env, ...)``, the first of ``EnvOption(...)`` (a plugin's section),
     or the key of ``environ[...]``, and look like an environment variable (upper case with an underscore).
     """
     found: dict[str, set[str]] = {}
@@ -73,9 +73,9 @@ def code_env_vars() -> dict[str, set[str]]:
                 if isinstance(node, ast.Call) and node.args:
                     func = node.func
                     called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-                    if called in ("get", "getenv", "pop", "setdefault"):
+                    if called in ("get", "getenv", "pop", "setdefault", "EnvOption"):
                         name = _constant(node.args[0])
-                    elif called in ("number", "_redis_url") and len(node.args) >= 2:
+                    elif called in ("number", "redis_url_env") and len(node.args) >= 2:
                         name = _constant(node.args[1])  # core.config.settings: number(env, NAME, ...) and the like
                 elif isinstance(node, ast.Subscript) and _is_environ(node.value):
                     name = _constant(node.slice)

@@ -15,7 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from core.ratelimit.buckets import Decision, StoreUnavailable
+from plugins.rate_limit.buckets import Decision, StoreUnavailable
 
 log = logging.getLogger("maas.ratelimit")
 

@@ -1,6 +1,6 @@
 """The per-item embedding cache (flag ``embedding_cache``), in front of the model's scheduler.
 
-Each input of a request is looked up on its own (``core.cache.keys``); hits are served from the
+Each input of a request is looked up on its own (``plugins.cache.keys``); hits are served from the
 store, the misses (each distinct one once) go to the model in one call, through the scheduler,
 and the answer is put back together in the caller's order. Hits never enter a queue, so they
 count in no queue bound or admission estimate. The store is this process's LRU
@@ -11,18 +11,22 @@ count in no queue bound or admission estimate. The store is this process's LRU
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.adapters import EmbedResult
-from core.cache.keys import item_keys, route_digest
-from core.cache.stores import MemoryStore, RedisStore, VectorStore
+from core.config.sections import EnvOption, SettingsSection
+from core.kinds import EMBEDDINGS
 from core.options import Option
+from plugins.cache.keys import item_keys, route_digest
+from plugins.cache.stores import MemoryStore, RedisStore, VectorStore
 
 if TYPE_CHECKING:
-    from core.config import Settings
+    from core.config import ModelRoute
     from core.metrics import GatewayMetrics
+    from core.options import OptionSchema
 
 FLAG = "embedding_cache"
 ROUTE_OPTIONS = (
@@ -34,20 +38,56 @@ ROUTE_OPTIONS = (
 Compute = Callable[[list[Any]], Awaitable[EmbedResult]]
 
 
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    max_mb: float = 256.0
+    ttl_s: float = 7 * 86400.0
+
+
+SETTINGS = SettingsSection(CacheSettings, (
+    EnvOption("ROUTER_CACHE_REDIS_URL", "redis_url", "redis_url", None,
+              "the embedding cache's own Redis, shared by replicas (not ROUTER_REDIS_URL's instance)", secret=True),
+    EnvOption("ROUTER_CACHE_MAX_MB", "max_mb", "float", 256.0, "bound of the in-process cache (MiB)"),
+    EnvOption("ROUTER_CACHE_TTL_SECONDS", "ttl_s", "float", 7 * 86400.0, "how long an entry lives in Redis",
+              minimum=1),
+), title="embedding cache")
+
+
+class RouteCache:
+    """The cache bound to one route: its digest in every key, its alias on the metrics."""
+
+    def __init__(self, cache: EmbeddingCache, alias: str, digest: bytes) -> None:
+        self.cache, self.alias, self.digest = cache, alias, digest
+
+    async def embed(self, inputs: Sequence[Any], is_tokens: bool, compute: Compute,
+                    token_counts: Sequence[int] | None) -> tuple[EmbedResult, int]:
+        return await self.cache.embed(self.alias, self.digest, inputs, is_tokens, compute, token_counts)
+
+
 class EmbeddingCache:
     def __init__(self, store: VectorStore, metrics: GatewayMetrics | None = None) -> None:
         self.store = store
         self.metrics = metrics
 
     @classmethod
-    def from_settings(cls, settings: Settings, metrics: GatewayMetrics | None) -> EmbeddingCache:
+    def from_settings(cls, settings: CacheSettings, metrics: GatewayMetrics | None) -> EmbeddingCache:
         events = metrics.cache_events() if metrics is not None else None
         store: VectorStore
-        if settings.cache_redis_url:
-            store = RedisStore(settings.cache_redis_url, ttl_s=settings.cache_ttl_s, events=events)
+        if settings.redis_url:
+            store = RedisStore(settings.redis_url, ttl_s=settings.ttl_s, events=events)
         else:
-            store = MemoryStore(int(settings.cache_max_mb * 1024 * 1024), events=events)
+            store = MemoryStore(int(settings.max_mb * 1024 * 1024), events=events)
         return cls(store, metrics)
+
+    def counts_usage(self, flags: frozenset[str]) -> bool:
+        return FLAG in flags
+
+    def bind(self, route: ModelRoute, flags: frozenset[str], *, upstream_schema: OptionSchema,
+             route_schema: OptionSchema) -> RouteCache | None:
+        if FLAG not in flags or route.kind != EMBEDDINGS or route.options.get("cache", True) is False:
+            return None
+        return RouteCache(self, route.alias, route_digest(route, upstream_schema, route_schema))
 
     async def embed(self, alias: str, digest: bytes, inputs: Sequence[Any], is_tokens: bool, compute: Compute,
                     token_counts: Sequence[int] | None = None) -> tuple[EmbedResult, int]:
@@ -97,6 +137,3 @@ class EmbeddingCache:
 
     async def close(self) -> None:
         await self.store.close()
-
-
-__all__ = ["FLAG", "ROUTE_OPTIONS", "EmbeddingCache", "MemoryStore", "RedisStore", "VectorStore", "route_digest"]

@@ -1,6 +1,7 @@
-"""Token buckets: the arithmetic, and the stores that keep bucket state (in-process or Redis)."""
+"""The bucket store: in this process, or in core's shared-state Redis (``ROUTER_REDIS_URL``) so
+that replicas share budgets. The arithmetic is ``buckets``."""
 
-from core.ratelimit.buckets import (
+from plugins.rate_limit.buckets import (
     NEVER,
     BucketState,
     BucketStore,
@@ -18,7 +19,7 @@ __all__ = ["NEVER", "BucketState", "BucketStore", "Decision", "MemoryBucketStore
 def open_store(redis_url: str | None) -> BucketStore:
     """The Redis store when a URL is set (replicas share budgets), else the in-process one."""
     if redis_url:
-        from core.ratelimit.redis_store import RedisBucketStore
+        from plugins.rate_limit.redis_store import RedisBucketStore
 
         return RedisBucketStore(redis_url)
     return MemoryBucketStore()

@@ -8,7 +8,8 @@ The rule (secure by default):
 - Only when auth.yaml lists no key *and* ``allow_anonymous_without_api_keys`` is true are callers
   anonymous; a key they send is then ignored, since there is nothing to check it against (the
   OpenAI SDKs always send one). The flag defaults to false: no keys and no flag refuses everyone.
-- Anonymous callers are told apart by address (for rate limits); see ``core.client_address``.
+- Anonymous callers are told apart by address (for rate limits); forwarding headers count only
+  from ``ROUTER_TRUSTED_PROXIES`` (this plugin's setting); see ``plugins.auth.client_address``.
 
 A presented key is looked up by its SHA-256 digest: one hash lookup however many keys there
 are, and the plain key is never compared, so timing can tell nothing about it.
@@ -17,17 +18,30 @@ are, and the plain key is never compared, so timing can tell nothing about it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core import hookimpl
-from core.client_address import client_address, parse_networks
+from core.config.sections import EnvOption, SettingsSection
 from core.errors import AuthError
 from core.flow import Caller, Flow
+from plugins.auth.client_address import client_address, parse_networks
 
 if TYPE_CHECKING:
     from core.snapshot import Snapshot
 
 log = logging.getLogger("maas.auth")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose X-Real-IP / X-Forwarded-For count
+
+
+SETTINGS = SettingsSection(AuthSettings, (
+    EnvOption("ROUTER_TRUSTED_PROXIES", "trusted_proxies", "list", (),
+              "addresses or CIDRs of the fronts whose X-Real-IP / X-Forwarded-For name the client"),
+), title="auth")
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="maas"'}
 
@@ -79,8 +93,13 @@ class AuthStage:
 
 
 @hookimpl
+def register_settings(register):
+    register(SETTINGS)
+
+
+@hookimpl
 def register_stages(register, settings, metrics):
-    register(AuthStage(settings.trusted_proxies, metrics))
+    register(AuthStage(settings.of(AuthSettings).trusted_proxies, metrics))
 
 
 @hookimpl

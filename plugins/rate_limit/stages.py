@@ -17,17 +17,15 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from core import hookimpl
-from core.config import BucketSpec
 from core.errors import RateLimited, ServiceUnavailable, TokenLimitExceeded
 from core.flow import Flow
-from core.ratelimit import Decision, StoreUnavailable, open_store
+from plugins.rate_limit.buckets import Decision, StoreUnavailable
+from plugins.rate_limit.limits import SECTION, BucketSpec
 
 if TYPE_CHECKING:
-    from core.config import Settings
     from core.metrics import GatewayMetrics
-    from core.ratelimit import BucketStore
     from core.snapshot import Snapshot
+    from plugins.rate_limit.buckets import BucketStore
 
 log = logging.getLogger("maas.ratelimit")
 
@@ -56,19 +54,24 @@ class RateLimiter:
         self.metrics = metrics
         self._snapshot: Snapshot | None = None
         self._per_key: dict[str, BucketSpec] = {}
+        self._default: BucketSpec | None = None
+        self._anonymous: BucketSpec | None = None
 
     def spec_for(self, flow: Flow) -> tuple[str, BucketSpec] | None:
         """(bucket id, limits) for the flow's caller; None when no bucket applies."""
         if flow.snapshot is not self._snapshot:  # resolved once per config snapshot
-            self._per_key = flow.snapshot.files.rate_limits.resolve(flow.snapshot.files.auth)[0]
+            limits = flow.snapshot.files.rate_limits
+            self._per_key = limits.resolve(SECTION.name, flow.snapshot.files.auth)[0]
+            top = limits.top(SECTION.name)
+            self._default, self._anonymous = top.get("default"), top.get("anonymous")
             self._snapshot = flow.snapshot
-        limits, caller = flow.snapshot.files.rate_limits, flow.caller
+        caller = flow.caller
         if caller is None:
             return None
         if caller.anonymous:
-            spec = limits.anonymous or limits.default
+            spec = self._anonymous or self._default
             return (f"anon:{caller.client_ip}", spec) if spec else None
-        spec = self._per_key.get(caller.name) or limits.default
+        spec = self._per_key.get(caller.name) or self._default
         return (f"key:{caller.name}", spec) if spec else None
 
     async def take(self, flow: Flow, key: str, capacity: float, rate: float, cost: float) -> Decision | None:
@@ -142,30 +145,3 @@ async def _charge(limiter: RateLimiter, flow: Flow, kind: str, bucket: str, capa
         limiter.limited(flow, kind)
         raise RateLimited(f"{refusal}; retry in {decision.retry_after:.2f} s", retry_after=decision.retry_after,
                           headers=dict(flow.response_headers))
-
-
-class RateLimitPlugin:
-    """Owns the bucket store (in-process or Redis) that both stages share, and closes it."""
-
-    def __init__(self) -> None:
-        self.limiter: RateLimiter | None = None
-
-    @hookimpl
-    def register_stages(self, register, settings: Settings, metrics: GatewayMetrics) -> None:
-        self.limiter = RateLimiter(open_store(settings.redis_url), metrics)
-        register(RateLimitStage(self.limiter))
-        register(TokenBudgetStage(self.limiter))
-
-    @hookimpl
-    def config_changed(self, snapshot: Snapshot) -> None:
-        """Bucket levels need nothing here (they survive reloads); point at entries matching no key."""
-        limits = snapshot.files.rate_limits
-        for line in limits.resolve(snapshot.files.auth)[1]:
-            # The entry's name may be a key itself, so only where it is gets logged.
-            log.warning("%s:%d: per_api_key entry matches no API key name or key; ignored", limits.file, line,
-                        extra={"file": limits.file, "line": line})
-
-    @hookimpl
-    async def shutdown(self) -> None:
-        if self.limiter is not None:
-            await self.limiter.store.close()

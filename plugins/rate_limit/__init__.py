@@ -1,0 +1,59 @@
+"""Rate limiting: token buckets per caller, its part of rate_limits.yaml, and its store.
+
+rate_limits.yaml gives each caller a bucket: its ``per_api_key`` entry, else ``default``;
+anonymous callers ``anonymous`` (else ``default``), one bucket per client address (``limits``).
+A request costs 1; ``tokens_per_minute`` adds a bucket charged with its tokens (``stages``). The
+store (``store``, ``buckets``) is core's shared-state Redis when ``ROUTER_REDIS_URL`` is set
+(replicas share budgets), else in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from core import hookimpl
+from plugins.rate_limit.limits import SECTION, BucketSpec
+from plugins.rate_limit.stages import RateLimiter, RateLimitStage, TokenBudgetStage
+from plugins.rate_limit.store import open_store
+
+if TYPE_CHECKING:
+    from core.config import Settings
+    from core.metrics import GatewayMetrics
+    from core.snapshot import Snapshot
+
+log = logging.getLogger("maas.ratelimit")
+
+
+class RateLimitPlugin:
+    """Owns the bucket store (in-process or Redis) that both stages share, and closes it."""
+
+    def __init__(self) -> None:
+        self.limiter: RateLimiter | None = None
+
+    @hookimpl
+    def register_limits(self, register) -> None:
+        register(SECTION)
+
+    @hookimpl
+    def register_stages(self, register, settings: Settings, metrics: GatewayMetrics) -> None:
+        self.limiter = RateLimiter(open_store(settings.redis_url), metrics)
+        register(RateLimitStage(self.limiter))
+        register(TokenBudgetStage(self.limiter))
+
+    @hookimpl
+    def config_changed(self, snapshot: Snapshot) -> None:
+        """Bucket levels need nothing here (they survive reloads); point at entries matching no key."""
+        limits = snapshot.files.rate_limits
+        for line in limits.unmatched(snapshot.files.auth):
+            # The entry's name may be a key itself, so only where it is gets logged.
+            log.warning("%s:%d: per_api_key entry matches no API key name or key; ignored", limits.file, line,
+                        extra={"file": limits.file, "line": line})
+
+    @hookimpl
+    async def shutdown(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.store.close()
+
+
+__all__ = ["BucketSpec", "RateLimitPlugin"]
