@@ -91,7 +91,7 @@ def test_there_is_no_import_cycle_not_even_for_type_checking():
     assert not cycles, [" -> ".join(c) for c in cycles]
 
 
-def test_no_module_is_past_five_hundred_lines():
+def test_no_module_is_past_three_hundred_lines():
     long = [f"{p.relative_to(ROOT)}: {n}" for folder in FOLDERS
-            for p in (ROOT / folder).rglob("*.py") if (n := len(p.read_text().splitlines())) > 500]
+            for p in (ROOT / folder).rglob("*.py") if (n := len(p.read_text().splitlines())) > 300]
     assert not long

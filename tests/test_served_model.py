@@ -32,7 +32,7 @@ async def test_embed_and_rerank_through_the_served_model_equal_the_http_answers_
     client, gateway = await _client(aiohttp_client, tmp_path)
     minilm, reranker = gateway.snapshot.models["minilm"], gateway.snapshot.models["rerank-base"]
 
-    direct = await minilm.embed(TEXTS, ModelCall(tenant=Tenant(name="indexer", priority=BULK)))
+    direct = await minilm.embed(TEXTS, ModelCall(tenant=Tenant(name="indexer"), priority=BULK))
     resp = await client.post("/v1/embeddings", json={"model": "minilm", "input": TEXTS, "encoding_format": "base64"})
     assert resp.status == 200
     over_http = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4")
@@ -65,6 +65,13 @@ async def test_a_served_model_is_built_once_per_snapshot_with_its_facts_resolved
     assert gateway.snapshot.models["minilm"] is not minilm
     # a new snapshot of an unchanged route keeps its scheduler (its queue survives the reload)
     assert gateway.snapshot.models["minilm"].feed.scheduler is minilm.feed.scheduler
+
+
+def test_a_call_may_ask_for_another_priority_than_its_tenants():
+    tenant = Tenant(name="indexer", weight=2.0)
+    assert ModelCall(tenant=tenant).queued_as is tenant
+    bulk = ModelCall(tenant=tenant, priority=BULK).queued_as
+    assert (bulk.name, bulk.weight, bulk.priority) == ("indexer", 2.0, BULK)
 
 
 async def test_a_call_past_its_deadline_is_an_upstream_timeout(aiohttp_client, tmp_path):

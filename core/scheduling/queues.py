@@ -22,8 +22,9 @@ import numpy as np
 from core.adapters import Batching, CallContext, EmbedResult, RerankResult
 from core.errors import InvalidRequest, UpstreamRejected
 from core.options import Option
-from core.scheduling.scheduler import QueueObserver, Scheduler
+from core.scheduling.scheduler import Scheduler
 from core.scheduling.work import Bounds, Tenant, Work, estimate_tokens
+from core.scheduling.worker import QueueObserver
 
 if TYPE_CHECKING:
     from core.adapters import Adapter

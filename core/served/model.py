@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,14 +55,22 @@ class ModelFacts:
 
 @dataclass(frozen=True, slots=True)
 class ModelCall:
-    """What a caller says about one call: whose it is (the tenant carries its priority), until
-    when it is wanted (event-loop clock; None: the model's timeout from now), its request id
-    for the upstream's logs, and the inputs' token counts when already counted (else estimated)."""
+    """What a caller says about one call: whose it is (the tenant, with its weight and bounds),
+    at which priority (None: the tenant's own; ``core.scheduling.BULK`` for a bulk job), until
+    when it is wanted (event-loop clock; None: the model's timeout from now), its request id for
+    the upstream's logs, and the inputs' token counts when already counted (else estimated)."""
 
     tenant: Tenant = ANONYMOUS
     deadline: float | None = None
     request_id: str | None = None
     token_counts: Sequence[int] | None = None
+    priority: int | None = None
+
+    @property
+    def queued_as(self) -> Tenant:
+        """The tenant the scheduler queues this call under (its flow is per tenant and priority)."""
+        tenant, priority = self.tenant, self.priority
+        return tenant if priority is None or priority == tenant.priority else replace(tenant, priority=priority)
 
 
 @dataclass(slots=True)
@@ -108,13 +116,14 @@ class ServedModel:
                               tokenizer=self.counter)
         try:
             async with asyncio.timeout_at(deadline):
+                tenant = call.queued_as
                 if self.layer is None:
-                    result = await self._fresh(inputs, context, call.tenant, call.token_counts)
+                    result = await self._fresh(inputs, context, tenant, call.token_counts)
                     return Embedded(result.vectors, result.prompt_tokens)
                 counts = call.token_counts
                 result, hits = await self.layer.embed(
                     inputs, is_tokens,
-                    lambda misses: self._fresh(misses, context, call.tenant,
+                    lambda misses: self._fresh(misses, context, tenant,
                                                counts if len(misses) == len(inputs) else None), counts)
                 return Embedded(result.vectors, result.prompt_tokens, hits)
         except TimeoutError:
@@ -133,7 +142,7 @@ class ServedModel:
         context = CallContext(request_id=call.request_id, deadline=deadline, tokenizer=self.counter)
         try:
             async with asyncio.timeout_at(deadline):
-                return await self.feed.rerank(query, documents, context, call.tenant, call.token_counts)
+                return await self.feed.rerank(query, documents, context, call.queued_as, call.token_counts)
         except TimeoutError:
             raise self._timed_out() from None
 

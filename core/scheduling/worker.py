@@ -1,0 +1,224 @@
+"""The scheduler's worker: it waits for a batch to fill, forms it by deficit round robin over the
+tenants' flows of one priority, and runs it, answering every job its items came from.
+
+``core.scheduling.scheduler.Scheduler`` is the caller's side (submit, admission, cancellation)
+over the same state; this is the side its worker task runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Protocol
+
+from core.errors import ServiceUnavailable
+from core.scheduling.flows import UNSET, Batch, Job, TenantFlow
+from core.scheduling.work import BULK, INTERACTIVE
+
+if TYPE_CHECKING:
+    from core.scheduling.admission import DrainRate
+
+QUANTUM = 64.0  # cost units (tokens) a flow earns per turn: a few short inputs, so batches mix flows
+BULK_EVERY = 8  # with interactive work waiting, one batch in BULK_EVERY + 1 still goes to bulk
+
+
+class QueueObserver(Protocol):
+    """What the scheduler reports (Prometheus in the router, nothing in the rerank service)."""
+
+    def depth(self, items: int) -> None: ...
+    def waited(self, seconds: float) -> None: ...
+    def batch(self, items: int) -> None: ...
+    def refused(self, reason: str) -> None: ...
+    def cancelled(self, items: int) -> None: ...
+
+
+class BatchWorker:
+    """The worker's side of a scheduler (the state is the scheduler's)."""
+
+    name: str
+    quantum: float
+    observer: QueueObserver | None
+    queued_items: int
+    queued_cost: float
+    _rings: tuple[deque[TenantFlow], deque[TenantFlow]]
+    _jobs: dict[int, Job]
+    _bulk_wait: int
+    _slots: asyncio.Semaphore
+    _wakeup: asyncio.Event
+    _running: set[asyncio.Task]
+    _active: int
+    _rate: DrainRate
+
+    def _moved(self) -> None:
+        if self.observer is not None:
+            self.observer.depth(self.queued_items)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._jobs:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            oldest = next(iter(self._jobs.values()))
+            deadline = oldest.enqueued + oldest.work.max_wait_s
+            while self.queued_items < oldest.work.max_batch_size and self._jobs:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except TimeoutError:
+                    break
+            await self._slots.acquire()
+            batch = self._take()
+            if batch is None:
+                self._slots.release()
+                # What is left is abandoned work whose done callbacks have not run yet: let them.
+                await asyncio.sleep(0)
+                continue
+            task = asyncio.get_running_loop().create_task(self._execute(batch))
+            if len(batch.parts) == 1:
+                job = next(iter(batch.parts))
+                if not job.work.split:
+                    job.task = task
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    def _priority(self) -> int | None:
+        interactive, bulk = self._rings[INTERACTIVE], self._rings[BULK]
+        if interactive and (not bulk or self._bulk_wait < BULK_EVERY):
+            self._bulk_wait += 1 if bulk else 0
+            return INTERACTIVE
+        self._bulk_wait = 0
+        return BULK if bulk else None
+
+    def _take(self) -> Batch | None:
+        """The next batch, by deficit round robin over the flows of one priority."""
+        priority = self._priority()
+        if priority is None:
+            return None
+        ring = self._rings[priority]
+        now, rate = time.monotonic(), self._rate.cost or 0.0
+        batch = Batch()
+        group: Any = UNSET
+        size, longest = 0, 0.0
+        limit_items, limit_tokens = 1, None
+        full = False
+        while ring and not full:
+            wanted = False  # some flow has work for this batch: go round again, deficits grow each turn
+            rounds_short = float("inf")  # turns the closest flow still needs before it can afford its item
+            for _ in range(len(ring)):
+                if not ring or full:
+                    break
+                flow = ring[0]
+                job = flow.pick(group, not batch.parts, now, rate)
+                if job is None:
+                    flow.in_turn = False
+                    if any(j.live for j in flow.jobs):
+                        ring.rotate(-1)  # it has work, not of this batch's group
+                    else:
+                        ring.popleft()  # its work is all taken, or abandoned
+                    continue
+                wanted = True
+                if not flow.in_turn:
+                    flow.deficit += self.quantum * flow.tenant.weight
+                    flow.in_turn = True
+                while job is not None:
+                    cost = job.head_cost()
+                    if cost > flow.deficit:
+                        rounds_short = min(rounds_short, (cost - flow.deficit) / (self.quantum * flow.tenant.weight))
+                        break
+                    if group is UNSET:
+                        group = job.work.group
+                        limit_items, limit_tokens = job.work.max_batch_size, job.work.max_batch_tokens
+                        if not job.work.split:  # one batch of its own
+                            self._take_items(batch, job, len(job.order))
+                            flow.deficit -= cost
+                            full = True
+                            break
+                    elif size >= limit_items or (
+                            limit_tokens is not None and (size + 1) * max(longest, cost) > limit_tokens):
+                        full = True
+                        break
+                    self._take_items(batch, job, 1)
+                    flow.deficit -= cost
+                    size += 1
+                    longest = max(longest, cost)
+                    job = flow.pick(group, False, now, rate)
+                if not any(j.live for j in flow.jobs):
+                    flow.jobs = [j for j in flow.jobs if not j.future.done()]  # taken, not yet answered
+                    ring.remove(flow)
+                    flow.deficit, flow.in_turn = 0.0, False
+                elif not full:  # its turn is over; a flow cut short by a full batch resumes it next time
+                    flow.in_turn = False
+                    ring.rotate(-1)
+            if not wanted:
+                break  # nothing more can join this batch
+            if not batch.parts and rounds_short > 1:
+                # Every flow is short of a large item (a whole request): give them the turns they
+                # would earn going round and round, in one step.
+                skip = int(rounds_short) - 1
+                for flow in ring:
+                    flow.deficit += skip * self.quantum * flow.tenant.weight
+        return batch if batch.parts else None
+
+    def _take_items(self, batch: Batch, job: Job, n: int) -> None:
+        if job.next == 0:
+            if self.observer is not None:
+                self.observer.waited(time.monotonic() - job.enqueued)
+        picked = job.order[job.next:job.next + n]
+        job.next += n
+        cost = sum(job.costs[i] for i in picked)
+        job.cost_left -= cost
+        batch.parts.setdefault(job, []).extend(picked)
+        batch.cost += cost
+        job.flow.items -= n
+        job.flow.cost -= cost
+        self.queued_items -= n
+        self.queued_cost -= cost
+        if not job.left:
+            self._jobs.pop(job.seq, None)
+        self._moved()
+
+    async def _execute(self, batch: Batch) -> None:
+        self._active += 1
+        try:
+            parts = [(job, idx) for job, idx in batch.parts.items() if not job.future.done()]
+            if not parts:
+                return  # everyone it was for has gone
+            items = [job.work.items[i] for job, idx in parts for i in idx]
+            first = parts[0][0]
+            started = time.perf_counter()
+            try:
+                if self.observer is not None:
+                    self.observer.batch(len(items))
+                outputs = await first.work.run(items, len(parts) == 1)
+                if len(outputs) != len(items):
+                    raise RuntimeError(f"{self.name} returned {len(outputs)} outputs for {len(items)} inputs")
+            except asyncio.CancelledError:
+                if first.future.cancelled():  # _settled cancelled the job's own batch
+                    return
+                for job, _ in parts:  # closing: nobody else will answer these callers
+                    if not job.future.done():
+                        job.future.set_exception(ServiceUnavailable(f"{self.name} is shutting down"))
+                raise
+            except Exception as exc:  # the call failed: fail every request in this batch
+                for job, _ in parts:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                return
+            self._rate.measured(sum(job.costs[i] for job, idx in parts for i in idx), len(items),
+                           time.perf_counter() - started)
+            offset = 0
+            for job, idx in parts:
+                for k, i in enumerate(idx):
+                    job.results[i] = outputs[offset + k]
+                offset += len(idx)
+                job.done += len(idx)
+                if job.done == len(job.order) and not job.future.done():
+                    job.future.set_result(job.results)
+        finally:
+            self._active -= 1
+            self._slots.release()
