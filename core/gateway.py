@@ -20,6 +20,7 @@ import pluggy
 from core.adapters import AdapterContext, AdapterRegistry
 from core.chain import Chain, ChainBuilder
 from core.config import ConfigFiles, LimitsSection, ModelRoute, Settings, load_config
+from core.config.limits import owners as limits_owners
 from core.config.sections import SettingsSection
 from core.dialects import CodecRegistry
 from core.errors import ConfigError, GatewayError
@@ -37,15 +38,27 @@ from core.tokenization import counter_for
 log = logging.getLogger("maas.gateway")
 
 
+def read_sections(hooks: Hooks, settings: Settings) -> dict[type, object]:
+    """Every plugin's settings section read from ``settings.environ`` (a section the caller put in
+    ``settings.sections`` itself is kept); two plugins declaring one variable is a startup error."""
+    declared: list[tuple[str, SettingsSection]] = []
+    hooks.register_settings(lambda origin, builtin: lambda section: declared.append((origin, section)))
+    owners: dict[str, str] = {}
+    for origin, section in declared:
+        for option in section.options:
+            held = owners.setdefault(option.env, origin)
+            if held != origin:
+                raise ConfigError(f"{option.env} is declared by both {held} and {origin}")
+    given = settings.sections
+    return {s.cls: given[s.cls] if s.cls in given else s.read(settings.environ) for _, s in declared}
+
+
 class Gateway:
     def __init__(self, settings: Settings, pm: pluggy.PluginManager | None = None) -> None:
         self.pm = pm or build_plugin_manager(settings.disabled_plugins)
         self.hooks = Hooks(self.pm)
-        sections: list[SettingsSection] = []
-        self.hooks.register_settings(sections.append)  # the plugins' own variables, read once here
-        given = settings.sections  # sections a caller built itself (tests) are kept as they are
-        settings = dataclasses.replace(settings, sections={
-            s.cls: given[s.cls] if s.cls in given else s.read(settings.environ) for s in sections})
+        sections = read_sections(self.hooks, settings)  # the plugins' own variables, read once here
+        settings = dataclasses.replace(settings, sections=sections, environ={})
         self.settings = settings
         self.metrics = GatewayMetrics()
         self.registry = AdapterRegistry(AdapterContext(settings=settings, metrics=self.metrics))
@@ -58,6 +71,7 @@ class Gateway:
         self.hooks.register_route_options(plugin_options.append)
         self.limits: list[LimitsSection] = [POLICY_SECTION]  # rate_limits.yaml's owners: the scheduler, plugins
         self.hooks.register_limits(self.limits.append)
+        limits_owners(self.limits)  # two owners of one part: a startup error
         self.route_options = OptionSchema(plugin_options)  # route ``options:`` entries core and plugins own
         self.services = ModelServices(settings, self.metrics)
         self.hooks.register_embed_layers(self.services.registrar, settings, self.metrics)
@@ -176,11 +190,15 @@ class Gateway:
         return snapshot
 
     def _retire_unused(self) -> None:
-        self.services.keep_only(self.snapshot.adapters_in_use() if self.snapshot else ())
+        self._keep_serving_queues()
         closing = self.registry.retire_unused(self._in_use())
         if not closing.done():
             self._retiring.add(closing)
             closing.add_done_callback(self._retiring.discard)
+            closing.add_done_callback(lambda _: self._keep_serving_queues())  # their queues are idle now
+
+    def _keep_serving_queues(self) -> None:
+        self.services.keep_only(self.snapshot.models.values() if self.snapshot else ())
 
     def _in_use(self) -> set[Hashable]:
         return {self.registry.key(m.route) for m in self.snapshot.models.values()} if self.snapshot else set()
@@ -193,6 +211,9 @@ class Gateway:
         self.registry.pin(flow.snapshot)
         try:
             await self.chain.run(flow)
+            if flow.response is None and flow.outcome is not None and flow.codec is not None:
+                # the chain's typed outcome in the wire format of the body it parsed
+                flow.response = flow.codec.render(flow.request, flow.wire, flow.outcome)
         except GatewayError as exc:
             flow.error = exc
             flow.status = exc.status

@@ -1,7 +1,8 @@
-"""The HTTP edge: aiohttp app, request ids, body limits, rendering and error translation.
+"""The HTTP edge: aiohttp app, request ids, body limits and error translation.
 
 Every API path is served by a codec the gateway's plugins registered (``core.dialects``): the
-chain runs over the parsed request and ends in a typed outcome, which the codec renders here.
+chain runs over the parsed request and ends in a typed outcome, which the path's codec renders
+(``Gateway.handle``), as it renders the errors here.
 Errors are shaped by the codec of their path (Cohere's on its own paths, OpenAI's everywhere
 else), aiohttp's own 404/405 included.
 """
@@ -144,11 +145,7 @@ def serve(codec: Codec) -> Handler:
             request[LOG_EXTRA] = {"model": flow.model.alias if flow.model else None,
                                   "caller": flow.caller.name if flow.caller else None,
                                   "tokens": flow.prompt_tokens}
-        body = flow.response
-        if body is None:  # the chain's outcome, in the wire format of the body it parsed
-            assert flow.codec is not None and flow.outcome is not None  # noqa: S101 - the chain's contract
-            body = flow.codec.render(flow.request, flow.wire, flow.outcome)
-        return json_response(body, headers=flow.response_headers or None)
+        return json_response(flow.response, headers=flow.response_headers or None)
 
     return handler
 

@@ -110,8 +110,8 @@ class Hooks:
     def register_limits(self, register: Any) -> None:
         self.pm.hook.register_limits(register=register)
 
-    def register_settings(self, register: Any) -> None:
-        self.pm.hook.register_settings(register=register)
+    def register_settings(self, registrar: Callable[[str, bool], Any]) -> None:
+        self._each(self.pm.hook.register_settings, registrar)
 
     def register_embed_layers(self, registrar: Callable[[str, bool], Any], settings: Any, metrics: Any) -> None:
         self._each(self.pm.hook.register_embed_layers, registrar, settings=settings, metrics=metrics)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from core.config import Settings
     from core.metrics import GatewayMetrics
+    from core.served import ModelServices
     from core.snapshot import Snapshot
 
 
@@ -18,6 +19,7 @@ class RunningGateway(Protocol):
     settings: Settings
     metrics: GatewayMetrics
     snapshot: Snapshot | None  # the serving snapshot (None until the first load)
+    services: ModelServices  # what outlives snapshots behind the served models (schedulers, the layer)
     draining: bool
 
     @property

@@ -158,7 +158,7 @@ class _Tags:
                 raise entry.fail(f"{label}: 'tag' must be a name", "tag")
             return tag
 
-        register(LimitsSection("tags", frozenset({"tag"}), read_tag, top_level=frozenset({"tag_default"}),
+        register(LimitsSection("tags", frozenset({"tag"}), read_tag, top_level=("tag_default",),
                                read_top=lambda value, doc, key: str(value)))
 
 
@@ -196,3 +196,34 @@ def test_each_part_is_checked_by_its_owner_and_a_part_nobody_owns_is_refused(tmp
     assert word in info.value.message and info.value.line == line
     with pytest.raises(ConfigError, match="tag"):  # without the plugin, its field has no owner
         _limits(tmp_path, "per_api_key:\n  alpha: {tag: ok}\n")
+
+
+def test_two_plugins_declaring_one_variable_clash():
+    class Other:
+        @hookimpl
+        def register_settings(self, register):
+            register(SettingsSection(AuditSettings, (EnvOption("AUDIT_BATCH", "batch", "int", 3),)))
+
+    with pytest.raises(ConfigError, match="AUDIT_BATCH is declared by both third-0 and third-1"):
+        _gateway({}, _Audit(), Other())
+
+
+def test_two_owners_of_one_rate_limits_field_clash(tmp_path):
+    class Capacity:
+        @hookimpl
+        def register_limits(self, register):
+            from core.config.limits import LimitsSection
+
+            register(LimitsSection("mine", frozenset({"capacity"}), lambda entry, parent, name, label: None))
+
+    with pytest.raises(ConfigError, match="field 'capacity' is declared by both '(buckets|mine)' and '(mine|buckets)'"):
+        _gateway({}, Capacity())  # at start, before any file is read
+
+
+def test_a_secret_variable_must_stay_out_of_its_dataclass_repr():
+    @dataclass(frozen=True)
+    class Leaky:
+        token: str | None = None
+
+    with pytest.raises(TypeError, match="LEAKY_TOKEN needs field"):
+        SettingsSection(Leaky, (EnvOption("LEAKY_TOKEN", "token", secret=True),))

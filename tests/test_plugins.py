@@ -125,7 +125,7 @@ def test_builtins_fill_every_slot_and_are_plugins():
 
     hooks = Hooks(pm)
     sections: list[SettingsSection] = []
-    hooks.register_settings(sections.append)  # the built-ins' own variables, at their defaults
+    hooks.register_settings(lambda origin, builtin: sections.append)  # the built-ins' variables, at defaults
     settings = Settings(sections={s.cls: s.read({}) for s in sections})
     builder = ChainBuilder()
     hooks.register_stages(builder, settings, GatewayMetrics())

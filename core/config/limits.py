@@ -38,7 +38,7 @@ class LimitsSection:
     name: str
     fields: frozenset[str]
     read_entry: Callable[[Any, LineDict, str, str], Any]  # (entry, per_api_key, entry name, label)
-    top_level: frozenset[str] = frozenset()
+    top_level: tuple[str, ...] = ()
     read_top: Callable[[Any, LineDict, str], Any] | None = None
     claims_bare: bool = False
 
@@ -71,8 +71,24 @@ class RateLimitConfig:
         return [line for entry, line in self.entry_lines.items() if entry not in by_name and auth.find(entry) is None]
 
 
+def owners(sections: Sequence[LimitsSection]) -> dict[str, LimitsSection]:
+    """Each top-level key's owner; ConfigError when two sections claim one key or one field (the
+    gateway checks this at start: a silent merge would hand one field to two readers)."""
+    tops_known: dict[str, LimitsSection] = {}
+    fields_known: dict[str, LimitsSection] = {}
+    for section in sections:
+        for table, names, what in ((tops_known, section.top_level, "top-level key"),
+                                   (fields_known, section.fields, "per_api_key field")):
+            for name in names:
+                held = table.setdefault(name, section)
+                if held is not section:
+                    raise ConfigError(f"rate_limits.yaml {what} {name!r} is declared by both {held.name!r} "
+                                      f"and {section.name!r}")
+    return tops_known
+
+
 def parse_rate_limits(doc: LineDict, sections: Sequence[LimitsSection] = ()) -> RateLimitConfig:
-    tops_known = {key: s for s in sections for key in s.top_level}
+    tops_known = owners(sections)
     allowed = [*tops_known, "per_api_key"]
     unknown = sorted(set(doc) - set(allowed))
     if unknown:
@@ -93,10 +109,10 @@ def parse_rate_limits(doc: LineDict, sections: Sequence[LimitsSection] = ()) -> 
         stray = sorted(present - owned)
         if stray:
             raise entry.fail(f"{LABEL}: unknown field {stray[0]!r}", stray[0])
-        owners = [s for s in sections if present & s.fields] or ([bare] if bare is not None else [])
-        if not owners:
+        readers = [s for s in sections if present & s.fields] or ([bare] if bare is not None else [])
+        if not readers:
             raise ConfigError(f"{LABEL} sets nothing", file=doc.file, line=lines[key])
-        for section in owners:  # each reads its own fields (and says what its part lacks)
+        for section in readers:  # each reads its own fields (and says what its part lacks)
             entries[section.name][key] = section.read_entry(entry, per_key_doc, key, LABEL)
     return RateLimitConfig(entries=MappingProxyType({k: MappingProxyType(v) for k, v in entries.items()}),
                            tops=MappingProxyType({k: MappingProxyType(v) for k, v in tops.items()}),

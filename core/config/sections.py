@@ -11,7 +11,7 @@ variable, never echoing a secret), and a component reads its typed view with
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Generic, Literal, TypeVar
 
 from core.config.settings import bool_env, list_env, number, redis_url_env
@@ -54,6 +54,12 @@ class SettingsSection(Generic[T]):
     cls: type[T]
     options: tuple[EnvOption, ...]
     title: str = ""
+
+    def __post_init__(self) -> None:
+        shown = {f.name for f in fields(self.cls) if f.repr}  # type: ignore[arg-type]
+        leaky = [o.env for o in self.options if o.secret and o.field in shown]
+        if leaky:  # a secret in a repr reaches logs and tracebacks
+            raise TypeError(f"{self.cls.__name__}: the field of secret {', '.join(leaky)} needs field(repr=False)")
 
     def read(self, env: Mapping[str, str]) -> T:
         return self.cls(**{o.field: o.read(env) for o in self.options})

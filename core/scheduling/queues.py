@@ -13,7 +13,7 @@ each request whole (its concurrency bounded by ``max_in_flight``), unless the
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -81,16 +81,28 @@ class _Refused(Exception):
 
 
 class ModelFeed:
-    """One served model's calls, cut into work for its scheduler as its adapter is fed."""
+    """One served model's calls, cut into work for its scheduler as its adapter is fed. The
+    scheduler is found (or made) on the first call, so a route nobody calls costs no queue."""
 
-    def __init__(self, scheduler: Scheduler, adapter: Adapter, route: ModelRoute, batching: Batching,
-                 merge: bool) -> None:
-        self.scheduler = scheduler
+    def __init__(self, schedulers: Schedulers, adapter: Adapter, route: ModelRoute, merge: bool) -> None:
+        self._schedulers = schedulers
+        self._entry: _Entry | None = None
         self.adapter = adapter
         self.route = route
-        self.batching = batching
         self.merge = merge
         self.options = QueueOptions.of(route.options)
+
+    def _resolve(self) -> _Entry:
+        entry = self._entry = self._schedulers.entry(self.route, self.adapter)
+        return entry
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return (self._entry or self._resolve()).scheduler
+
+    @property
+    def batching(self) -> Batching:
+        return (self._entry or self._resolve()).batching
 
     def _work(self, items: Sequence[Any], costs: Sequence[float], run: Any, tenant: Tenant, deadline: float | None,
               *, group: Hashable, split: bool, batch_size: int, wait_s: float) -> Work:
@@ -100,7 +112,9 @@ class ModelFeed:
 
     async def embed(self, inputs: Sequence[Any], context: CallContext, tenant: Tenant,
                     counts: Sequence[int] | None) -> EmbedResult:
-        adapter, route, batching, opts = self.adapter, self.route, self.batching, self.options
+        entry = self._entry or self._resolve()
+        adapter, route, opts = self.adapter, self.route, self.options
+        batching, scheduler = entry.batching, entry.scheduler
         items = list(inputs)
         texts = bool(items) and isinstance(items[0], str)
         if counts is not None and len(counts) == len(items):
@@ -124,7 +138,7 @@ class ModelFeed:
             work = self._work(items, costs, run, tenant, context.deadline, group=(id(route), context.is_tokens),
                               split=True, batch_size=size, wait_s=wait)
             try:
-                rows = await self.scheduler.submit(work)
+                rows = await scheduler.submit(work)
             except _Refused as exc:
                 raise exc.error from None
             except (InvalidRequest, UpstreamRejected):
@@ -134,25 +148,26 @@ class ModelFeed:
                 return await adapter.embed(route, items, context)
             return EmbedResult(vectors=np.stack(rows))
 
-        return await self._whole(lambda: adapter.embed(route, items, context), sum(costs), len(items), context,
-                                 tenant)
+        return await self._whole(scheduler, lambda: adapter.embed(route, items, context), sum(costs), len(items),
+                                 context, tenant)
 
-    async def _whole(self, call: Callable[[], Awaitable[R]], cost: float, items: int, context: CallContext,
-                     tenant: Tenant) -> R:
+    async def _whole(self, scheduler: Scheduler, call: Callable[[], Awaitable[R]], cost: float, items: int,
+                     context: CallContext, tenant: Tenant) -> R:
         """One request as one call: at once when nothing waits, else queued as one work item."""
-        if self.scheduler.can_call_now():
-            return await self.scheduler.call_now(call, cost, items)
+        if scheduler.can_call_now():
+            return await scheduler.call_now(call, cost, items)
 
         async def whole(batch: list[Any], own: bool) -> list[R]:
             return [await call()]
 
-        [result] = await self.scheduler.submit(self._work([None], [cost], whole, tenant, context.deadline,
-                                                          group=None, split=False, batch_size=1, wait_s=0.0))
+        [result] = await scheduler.submit(self._work([None], [cost], whole, tenant, context.deadline,
+                                                     group=None, split=False, batch_size=1, wait_s=0.0))
         return result
 
     async def rerank(self, query: str, documents: Sequence[str], context: CallContext, tenant: Tenant,
                      counts: Sequence[int] | None) -> RerankResult:
-        adapter, route, batching = self.adapter, self.route, self.batching
+        entry = self._entry or self._resolve()
+        adapter, route, batching, scheduler = self.adapter, self.route, entry.batching, entry.scheduler
         docs = list(documents)
         if counts is not None and len(counts) == len(docs):
             costs: Sequence[float] = counts
@@ -165,10 +180,10 @@ class ModelFeed:
 
             work = self._work(docs, costs, run, tenant, context.deadline, group=object(), split=True,
                               batch_size=batching.max_batch_size, wait_s=batching.max_wait_s)
-            return RerankResult(scores=await self.scheduler.submit(work))
+            return RerankResult(scores=await scheduler.submit(work))
 
-        return await self._whole(lambda: adapter.rerank(route, query, docs, context), sum(costs), len(docs),
-                                 context, tenant)
+        return await self._whole(scheduler, lambda: adapter.rerank(route, query, docs, context), sum(costs),
+                                 len(docs), context, tenant)
 
 
 @dataclass(slots=True)
@@ -178,21 +193,23 @@ class _Entry:
     batching: Batching
 
 
+def _key(route: ModelRoute, adapter: Adapter) -> tuple[int, Hashable]:
+    return id(adapter), adapter.instance_key(route) or (route.kind, route.served_name)
+
+
 class Schedulers:
     """The scheduler of every model, by (adapter instance, model), kept across snapshots."""
 
     def __init__(self, observer: Callable[[str], QueueObserver] | None = None) -> None:
         self._observer = observer
         self._entries: dict[tuple[int, Hashable], _Entry] = {}
-        self._adapters: set[int] = set()
+        self._serving: set[tuple[int, Hashable]] = set()
 
     def feed(self, route: ModelRoute, adapter: Adapter, merge: bool) -> ModelFeed:
-        entry = self._entry(route, adapter)
-        return ModelFeed(entry.scheduler, adapter, route, entry.batching, merge)
+        return ModelFeed(self, adapter, route, merge)
 
-    def _entry(self, route: ModelRoute, adapter: Adapter) -> _Entry:
-        model = adapter.instance_key(route) or (route.kind, route.served_name)
-        key = (id(adapter), model)
+    def entry(self, route: ModelRoute, adapter: Adapter) -> _Entry:
+        key = _key(route, adapter)
         entry = self._entries.get(key)
         if entry is None:
             name = route.served_name
@@ -206,14 +223,12 @@ class Schedulers:
     def schedulers(self) -> list[Scheduler]:
         return [e.scheduler for e in self._entries.values()]
 
-    def keep_only(self, adapters: Sequence[Adapter]) -> None:
-        """Drop the idle schedulers of adapters other than ``adapters`` (those of the new snapshot)."""
-        self._adapters = {id(a) for a in adapters}
-        self._prune()
-
-    def _prune(self) -> None:
+    def keep_only(self, serving: Iterable[tuple[ModelRoute, Adapter]]) -> None:
+        """Drop the idle schedulers of models that ``serving`` (the snapshot's routes and their
+        adapters) no longer names; a busy one goes at a later call, once idle."""
+        self._serving = {_key(route, adapter) for route, adapter in serving}
         for key, entry in list(self._entries.items()):
-            if key[0] not in self._adapters and entry.scheduler.idle:
+            if key not in self._serving and entry.scheduler.idle:
                 del self._entries[key]
                 entry.scheduler.cancel_worker()
 

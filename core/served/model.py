@@ -125,7 +125,10 @@ class ServedModel:
                     inputs, is_tokens,
                     lambda misses: self._fresh(misses, context, tenant,
                                                counts if len(misses) == len(inputs) else None), counts)
-                return Embedded(result.vectors, result.prompt_tokens, hits)
+                # What the layer answered itself is checked too: a stored vector of another width
+                # (a shared store, a route whose model changed) must never reach a client.
+                vectors = self.guard.check(np.asarray(result.vectors, dtype=np.float32), len(inputs))
+                return Embedded(vectors, result.prompt_tokens, hits)
         except TimeoutError:
             raise self._timed_out() from None
 

@@ -61,9 +61,9 @@ class ModelServices:
         return ServedModel(route, adapter, counter, facts, feed, guard, layer=bound,
                            reports_usage=adapter.reports_usage and not counts_here)
 
-    def keep_only(self, adapters: Iterable[Adapter]) -> None:
-        """Drop the idle schedulers of adapters that ``adapters`` (the serving snapshot's) do not hold."""
-        self.schedulers.keep_only(list(adapters))
+    def keep_only(self, models: Iterable[ServedModel]) -> None:
+        """Drop the idle schedulers of models that ``models`` (the serving snapshot's) do not name."""
+        self.schedulers.keep_only((m.route, m.adapter) for m in models)
 
     async def close(self) -> None:
         await self.schedulers.close()

@@ -18,6 +18,7 @@ from plugins.cache.stores import MemoryStore, RedisStore, VectorStore
 if TYPE_CHECKING:
     from core.config import Settings
     from core.metrics import GatewayMetrics
+    from core.running import RunningGateway
 
 
 class CachePlugin:
@@ -43,6 +44,12 @@ class CachePlugin:
     def register_embed_layers(self, register, settings: Settings, metrics: GatewayMetrics) -> None:
         self.cache = EmbeddingCache.from_settings(settings.of(CacheSettings), metrics)
         register(self.cache)
+
+    @hookimpl
+    async def shutdown(self, gateway: RunningGateway) -> None:
+        """The gateway closes the layer it serves; a cache another plugin's layer replaced is closed here."""
+        if self.cache is not None and gateway.services.layer is not self.cache:
+            await self.cache.close()
 
 
 __all__ = ["FLAG", "CachePlugin", "CacheSettings", "EmbeddingCache", "MemoryStore", "RedisStore", "VectorStore"]

@@ -46,5 +46,5 @@ def read_top_bucket(value: Any, doc: LineDict, key: str) -> BucketSpec:
     return read_bucket(value, doc, key, key)
 
 
-SECTION = LimitsSection("buckets", FIELDS, read_bucket, top_level=frozenset({"default", "anonymous"}),
+SECTION = LimitsSection("buckets", FIELDS, read_bucket, top_level=("default", "anonymous"),
                         read_top=read_top_bucket, claims_bare=True)
