@@ -52,3 +52,12 @@ def infinity_server(tmp_path_factory):
     server.url = url
     yield server
     server.stop()
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """A folder on sys.path where a test installs entry-point plugins (tests.test_plugin_precedence._install)."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    return folder

@@ -25,6 +25,7 @@ import numpy as np
 from core.errors import ConfigError, InvalidRequest
 from core.kinds import KINDS
 from core.options import OptionSchema
+from core.precedence import Claims
 
 if TYPE_CHECKING:
     from core.config import ModelRoute, Settings, UpstreamConfig
@@ -184,7 +185,7 @@ class AdapterRegistry:
     def __init__(self, context: AdapterContext) -> None:
         self.context = context
         self.factories: dict[str, AdapterType] = {}
-        self._origins: dict[str, tuple[str, bool]] = {}  # type name -> (plugin, built in)
+        self._claims = Claims()  # type name -> who registered it
         self._instances: dict[Hashable, tuple[Adapter, dict[str, str]]] = {}  # key -> (adapter, log fields)
         self._pins: dict[int, list[Any]] = {}  # id(snapshot) -> [snapshot, requests holding it]
 
@@ -203,18 +204,11 @@ class AdapterRegistry:
         if not cls.kinds or not cls.kinds <= KINDS:
             raise ConfigError(f"adapter type {type_name!r} from {origin}: kinds must be a non-empty subset of "
                               f"{sorted(KINDS)}")
-        held = self._origins.get(type_name)
-        if held is not None:
-            if held[1] == builtin:
-                raise ConfigError(f"adapter type {type_name!r} is registered by both {held[0]} and {origin}; "
-                                  "block one with ROUTER_DISABLED_PLUGINS")
-            if builtin:  # the third-party type already there wins
-                return
-        self.factories[type_name] = cls
-        self._origins[type_name] = (origin, builtin)
+        if self._claims.claim(type_name, origin, builtin, f"adapter type {type_name!r}"):
+            self.factories[type_name] = cls
 
     def origin(self, type_name: str) -> str:
-        return self._origins[type_name][0]
+        return self._claims.origin(type_name)
 
     def key(self, route: ModelRoute) -> Hashable:
         per_route = self.factories[route.upstream.type].instance_key(route)

@@ -66,14 +66,6 @@ def register_codecs(register):
 '''
 
 
-@pytest.fixture
-def site(tmp_path, monkeypatch):
-    folder = tmp_path / "site"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    return folder
-
-
 async def _serve(aiohttp_client, settings: Settings, pm):
     app = create_app(settings, pm)
     client = await aiohttp_client(app)

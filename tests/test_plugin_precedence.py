@@ -69,14 +69,6 @@ def _install(site: Path, dist: str, module: str, source: str) -> None:
     (meta / "entry_points.txt").write_text(f"[maas]\n{module} = {module}\n")
 
 
-@pytest.fixture
-def site(tmp_path, monkeypatch):
-    folder = tmp_path / "site"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    return folder
-
-
 async def test_an_entry_point_plugin_replaces_auth_and_adds_a_stage(aiohttp_client, tmp_path, site):
     _install(site, "maas-swap-auth", "maas_swap_auth", SWAP_AUTH)
     _install(site, "maas-stamp", "maas_stamp", ADD_STAGE)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from core.dialects.base import Codec
 from core.errors import ConfigError, GatewayError
 from core.kinds import EMBEDDINGS, RERANK, Kind
+from core.precedence import Claims
 
 DEFAULT_PATHS = {EMBEDDINGS: "/v1/embeddings", RERANK: "/v1/rerank"}
 
@@ -21,7 +22,7 @@ DEFAULT_PATHS = {EMBEDDINGS: "/v1/embeddings", RERANK: "/v1/rerank"}
 class CodecRegistry:
     def __init__(self) -> None:
         self.by_path: dict[str, Codec] = {}
-        self._origins: dict[str, tuple[str, bool]] = {}  # path -> (plugin, built in)
+        self._claims = Claims()  # path -> who registered its codec
 
     def registrar(self, origin: str, builtin: bool) -> Callable[[Codec], None]:
         """The ``register`` callback one plugin's ``register_codecs`` receives."""
@@ -38,15 +39,8 @@ class CodecRegistry:
         if not path.startswith("/") or codec.kind not in DEFAULT_PATHS:
             raise ConfigError(f"codec {type(codec).__name__} from {origin}: a path starting with '/' and a kind of "
                               f"{', '.join(DEFAULT_PATHS)} are required")
-        held = self._origins.get(path)
-        if held is not None:
-            if held[1] == builtin:
-                raise ConfigError(f"path {path} is registered by both {held[0]} and {origin}; "
-                                  "block one with ROUTER_DISABLED_PLUGINS")
-            if builtin:  # the third-party codec already there wins
-                return
-        self.by_path[path] = codec
-        self._origins[path] = (origin, builtin)
+        if self._claims.claim(path, origin, builtin, f"path {path}"):
+            self.by_path[path] = codec
 
     @property
     def codecs(self) -> tuple[Codec, ...]:

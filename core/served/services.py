@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from core.errors import ConfigError
+from core.precedence import Claims
 from core.scheduling.queues import COALESCE, Schedulers
 from core.served.model import ModelFacts, ServedModel
 from core.served.widths import Pins, WidthGuard
@@ -27,21 +27,15 @@ class ModelServices:
         self.default_timeout_s = settings.request_timeout_s
         self.schedulers = Schedulers(metrics.queue_observer if metrics is not None else None)
         self.layer: EmbedLayer | None = None
-        self._layer_origin: tuple[str, bool] | None = None
+        self._claims = Claims()
         self._pins: Pins = {}
 
     def registrar(self, origin: str, builtin: bool) -> Callable[[EmbedLayer], None]:
         """The ``register`` callback one plugin's ``register_embed_layers`` receives."""
 
         def register(layer: EmbedLayer) -> None:
-            held = self._layer_origin
-            if held is not None:
-                if held[1] == builtin:
-                    raise ConfigError(f"an embed layer is registered by both {held[0]} and {origin}; "
-                                      "block one with ROUTER_DISABLED_PLUGINS")
-                if builtin:  # the third party's layer already there wins
-                    return
-            self.layer, self._layer_origin = layer, (origin, builtin)
+            if self._claims.claim("layer", origin, builtin, "an embed layer"):
+                self.layer = layer
 
         return register
 
