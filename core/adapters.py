@@ -128,6 +128,12 @@ class Adapter:
     def validate_route(cls, route: ModelRoute) -> None:
         """Checks the schemas cannot express (raise ValueError); runs in ``maas check-config``."""
 
+    @classmethod
+    def findings(cls, route: ModelRoute) -> list[tuple[str, str]]:
+        """What would keep ``route`` from loading, found without loading anything: (field, message)
+        pairs. ``maas check-config`` fails on them; a live reload logs them as warnings."""
+        return []
+
     async def prepare(self, route: ModelRoute) -> None:
         """Load or check what ``route`` needs before it takes traffic."""
 

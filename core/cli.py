@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import errno
+import os
+import socket
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from core.config import Settings
 from core.errors import ConfigError
+from core.version import version
+
+FILES = {"routing.yaml": "routing_path", "auth.yaml": "auth_path", "rate_limits.yaml": "rate_limits_path"}
 
 if TYPE_CHECKING:
     import pluggy
@@ -18,6 +26,18 @@ def _serve(args: argparse.Namespace) -> int:
     return serve_router(args.host, args.port, shutdown_timeout=args.shutdown_timeout)
 
 
+def port_taken(host: str, port: int) -> str | None:
+    """A one-line reason when ``host:port`` cannot be listened on, before anything loads."""
+    try:
+        with socket.create_server((host, port), reuse_port=False):
+            return None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (f"port {port} on {host} is in use (another process listens there); pick another with "
+                    "--port (PORT for scripts/run.sh)")
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
 def serve_router(host: str, port: int, *, shutdown_timeout: float = 30.0,
                  pm: pluggy.PluginManager | None = None) -> int:
     """``maas serve``: the router until SIGTERM, then its drain. ``pm`` is a plugin manager to use
@@ -25,6 +45,13 @@ def serve_router(host: str, port: int, *, shutdown_timeout: float = 30.0,
     from core.app import create_app
     from core.logs import setup_logging
 
+    taken = port_taken(host, port)
+    if taken is not None:
+        print(f"maas: {taken}", file=sys.stderr)
+        return 1
+    # Third-party progress bars (model loading) would break the one-JSON-object-per-line log.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         settings = Settings.from_env()
         setup_logging(settings.log_level)
@@ -55,6 +82,22 @@ def _serve_rerank(args: argparse.Namespace) -> int:
     return run(args.host, args.port)
 
 
+def with_paths(settings: Settings, paths: list[str]) -> Settings:
+    """``settings`` reading the config files named on the command line: a folder holding them,
+    or files named routing.yaml, auth.yaml, rate_limits.yaml (the others stay as configured)."""
+    chosen: dict[str, Any] = {}
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            chosen.update({field: str(path / name) for name, field in FILES.items()})
+        elif path.name in FILES:
+            chosen[FILES[path.name]] = str(path)
+        else:
+            raise ConfigError(f"{raw}: name a folder holding the config files, or a file named "
+                              f"{', '.join(FILES)}")
+    return dataclasses.replace(settings, **chosen)
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from core.gateway import Gateway
 
@@ -64,10 +107,16 @@ def _check_config(args: argparse.Namespace) -> int:
         print(field_table(Gateway(Settings.from_env())), end="")
         return 0
     try:
-        settings = Settings.from_env()
-        Gateway(settings).validate()
+        settings = with_paths(Settings.from_env(), args.paths)
+        gateway = Gateway(settings)
+        files = gateway.validate()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    findings = gateway.findings(files)
+    for finding in findings:
+        print(f"error: {finding}", file=sys.stderr)
+    if findings:
         return 1
     for path in (settings.routing_path, settings.auth_path, settings.rate_limits_path):
         print(f"ok: {path}")
@@ -84,17 +133,30 @@ def _use_uvloop() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="maas", description="Quadrate MAAS Embeddings gateway")
+    parser.add_argument("--version", action="version", version=f"maas {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the router (OpenAI-compatible API)")
-    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a container's server listens on all
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--shutdown-timeout", type=float, default=30.0)
+    helpful = argparse.ArgumentDefaultsHelpFormatter
+    serve = sub.add_parser("serve", help="run the router (OpenAI-compatible API)", formatter_class=helpful,
+                           description="Run the router. 8000 is the container's port; scripts/run.sh (the quick "
+                                       "start) listens on 127.0.0.1:8085, the guide's host port.")
+    serve.add_argument("--host", default="0.0.0.0",  # noqa: S104 - a container's server listens on all
+                       help="address to listen on (127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--shutdown-timeout", type=float, default=30.0,
+                       help="seconds requests in flight get to finish after the drain")
     serve.set_defaults(func=_serve)
-    rr = sub.add_parser("serve-rerank", help="run the rerank service")
-    rr.add_argument("--host", default="0.0.0.0")  # noqa: S104 - as above
-    rr.add_argument("--port", type=int, default=9002)
+    rr = sub.add_parser("serve-rerank", help="run the rerank service", formatter_class=helpful)
+    rr.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104 - as above
+    rr.add_argument("--port", type=int, default=9002, help="port to listen on")
     rr.set_defaults(func=_serve_rerank)
-    check = sub.add_parser("check-config", help="validate the three config files (ROUTER_*_PATH)")
+    check = sub.add_parser("check-config", formatter_class=helpful,
+                           help="validate the config files: every field, models on disk, keys' model names",
+                           description="Validate the config files without loading a model: every field (file "
+                                       "and line on error), every local model resolvable on this machine, every "
+                                       "model a key names present in routing.yaml. Exits 1 on any finding.")
+    check.add_argument("paths", nargs="*", metavar="PATH",
+                       help="a folder holding routing.yaml, auth.yaml and rate_limits.yaml, or those files "
+                            "(default: ROUTER_ROUTING_PATH, ROUTER_AUTH_PATH, ROUTER_RATE_LIMITS_PATH)")
     check.add_argument("--fields", action="store_true",
                        help="print the table of every routing.yaml field (Markdown) instead")
     check.set_defaults(func=_check_config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import difflib
 import logging
 import time
 from collections.abc import Hashable
@@ -81,6 +82,7 @@ class Gateway:
         self.snapshot: Snapshot | None = None
         self.draining = False
         self._load_lock = asyncio.Lock()
+        self._rejected = 0  # loads rejected since the last good one
         self._retiring: set[asyncio.Future] = set()
         self._check_flags(settings.feature_flags, "ROUTER_FEATURE_FLAGS")
 
@@ -112,6 +114,25 @@ class Gateway:
                         extra={"file": self.settings.routing_path})
         routing = dataclasses.replace(files.routing, routes=MappingProxyType(routes))
         return dataclasses.replace(files, routing=routing)
+
+    def findings(self, files: ConfigFiles) -> list[ConfigError]:
+        """What would keep the config from serving as meant, found without loading anything (file and
+        line each): a model that is not on this machine, a key naming a model routing.yaml lacks.
+        ``maas check-config`` fails on them; a live reload logs them (a key may name a model a
+        later save adds)."""
+        found: list[ConfigError] = []
+        routes = files.routing.routes
+        for route in routes.values():
+            for field_path, message in self.registry.factories[route.upstream.type].findings(route):
+                found.append(ConfigError(message, file=self.settings.routing_path, line=route.line_of(field_path)))
+        for key in files.auth.keys:
+            for alias in sorted(key.models or ()):
+                if alias not in routes:
+                    near = difflib.get_close_matches(alias, list(routes), n=1)
+                    hint = f"; did you mean {near[0]!r}?" if near else f"; models: {', '.join(sorted(routes))}"
+                    found.append(ConfigError(f"api key {key.name!r} names model {alias!r}, which routing.yaml does "
+                                             f"not have{hint}", file=self.settings.auth_path, line=key.line))
+        return found
 
     def check_route(self, route: ModelRoute) -> ModelRoute:
         """``route`` with its options checked and defaulted by its adapter type; ConfigError
@@ -169,8 +190,11 @@ class Gateway:
     async def _load(self) -> Snapshot:
         try:
             files = self.validate()
+            for finding in self.findings(files):
+                log.warning("config finding: %s", finding.message, extra={"file": finding.file, "line": finding.line})
             snapshot = await self.build_snapshot(files)
         except Exception as exc:
+            self._rejected += 1
             self.metrics.reloads.labels(result="error").inc()
             if isinstance(exc, ConfigError):
                 log.error("config rejected: %s", exc, extra={"file": exc.file, "line": exc.line})
@@ -179,6 +203,10 @@ class Gateway:
             self._retire_unused()
             raise
         previous, self.snapshot = self.snapshot, snapshot
+        if self._rejected:  # the operator's fix took: say so, as loudly as the rejection was said
+            log.info("config accepted again after %d rejected load(s)", self._rejected,
+                     extra={"digest": snapshot.digest, "rejected": self._rejected})
+            self._rejected = 0
         self.metrics.reloads.labels(result="success").inc()
         self.metrics.config_swapped(snapshot.digest, snapshot.loaded_at)
         log.info("config loaded", extra={"digest": snapshot.digest, "models": sorted(snapshot.models)})

@@ -10,6 +10,7 @@ from typing import Any
 
 from core.dialects import Codec, CodecRegistry
 from core.dialects.base import OPENAI_ERROR_SCHEMA
+from core.version import version
 
 _STATUSES = {"400": "bad input", "401": "no or invalid API key", "403": "the key may not use the model",
              "404": "unknown or disabled model", "413": "body or token limit", "429": "rate limited",
@@ -83,7 +84,7 @@ def openapi_document(codecs: tuple[Codec, ...]) -> dict[str, Any]:
                                           errors=False)}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Quadrate MAAS Embeddings", "version": "0.2.0",
+        "info": {"title": "Quadrate MAAS Embeddings", "version": version(),
                  "description": "Embeddings and reranking in the OpenAI, Cohere, Voyage, Jina and TEI wire formats."},
         "paths": paths,
         "components": {

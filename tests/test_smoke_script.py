@@ -56,12 +56,21 @@ def test_a_model_with_the_wrong_width_or_missing_fails_the_smoke_test(keyed_rout
     assert missing.returncode == 1 and "FAIL v1/models lists absent" in missing.stdout
 
 
-def test_the_default_is_every_embedding_model_of_the_production_routing():
-    import re
+def test_by_default_it_checks_every_model_the_gateway_lists(keyed_router):
+    result = _smoke(keyed_router)  # the echo models declare no width: a vector is what is checked
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok   v1/embeddings narrow answers a vector" in result.stdout
+    assert "ok   v1/embeddings wide answers a vector" in result.stdout
+    assert "ok   v1/rerank rerank-base top_k=1" in result.stdout
+    required = _smoke(keyed_router, MAAS_SMOKE_REQUIRE="narrow bge-m3")
+    assert required.returncode == 1 and "FAIL v1/models lists bge-m3 (required)" in required.stdout
+    assert "ok   v1/models lists narrow (required)" in required.stdout
 
-    import yaml
 
-    routing = yaml.safe_load((ROOT / "deploy" / "configs" / "routing.yaml").read_text())
-    script = (ROOT / "scripts" / "smoke_test.sh").read_text()
-    default = re.search(r'MAAS_SMOKE_EMBED_MODELS:-"([^"]+)"', script).group(1)
-    assert {entry.split(":")[0] for entry in default.split()} == {e["model"] for e in routing["embeddings"]}
+def test_with_no_arguments_it_passes_against_the_quick_start(router_url):
+    """The README's quick start (the embedded default, anonymous) and the smoke test as it ships."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MAAS_")}
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "smoke_test.sh"), router_url],
+                            env={**full, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok   v1/embeddings minilm has 384 dimensions" in result.stdout

