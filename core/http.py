@@ -21,6 +21,7 @@ from aiohttp import ClientPayloadError, web
 
 from core.cors import Cors
 from core.dialects import Codec, CodecRegistry
+from core.docs_page import add_docs_routes
 from core.errors import ClientClosedRequest, GatewayError, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from core.flow import Flow
 from core.gateway import Gateway
@@ -195,6 +196,7 @@ def add_routes(app: web.Application, codecs: CodecRegistry) -> None:
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model_id:.+}", retrieve_model)
     app.router.add_get("/openapi.json", openapi_json)
+    add_docs_routes(app)
     for codec in codecs.codecs:
         app.router.add_post(codec.path, serve(codec))
     app.router.add_get("/metrics", metrics)

@@ -30,7 +30,7 @@ class RouteStage:
         if model is None or not model.route.enabled:
             raise ModelNotFound(f"The model '{alias}' does not exist or is not enabled", param="model")
         if model.kind != req.kind:
-            raise InvalidRequest(f"The model '{alias}' is a {model.kind} model; use {_OTHER[req.kind]}",
+            raise InvalidRequest(f"The model '{alias}' serves {model.kind}, not {req.kind}; use {_OTHER[req.kind]}",
                                  param="model", code="wrong_model_type")
         caller = flow.caller
         if caller is not None and caller.allowed_models is not None and alias not in caller.allowed_models:

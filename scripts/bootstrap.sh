@@ -73,6 +73,7 @@ case "$mode" in test|bench)
   command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
   command -v curl >/dev/null || need+=(curl)  # scripts/smoke_test.sh
   command -v promtool >/dev/null || [ -x /usr/bin/promtool ] || need+=(prometheus)  # promtool checks the alert rules
+  command -v chromium >/dev/null || need+=(chromium)  # the /docs page is tested in a real browser
   if [ "$mode" = bench ]; then
     command -v hey >/dev/null || need+=(hey)
     command -v wrk >/dev/null || need+=(wrk)

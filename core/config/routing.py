@@ -276,7 +276,7 @@ def _defaults(doc: LineDict, routes: Mapping[str, ModelRoute]) -> Mapping[str, s
             raise defaults.fail(f"'defaults' takes embeddings and rerank, not {kind!r}", kind)
         route = routes.get(alias) if isinstance(alias, str) else None
         if route is None or route.kind != kind:
-            raise defaults.fail(f"the default {kind} model {alias!r} is not an {kind} model of this file", kind)
+            raise defaults.fail(f"the default {kind} model {alias!r} is not a model of this file's {kind} list", kind)
     return MappingProxyType(dict(defaults))
 
 
