@@ -188,6 +188,7 @@ class Gateway:
             return await self._load()
 
     async def _load(self) -> Snapshot:
+        began = time.perf_counter()
         try:
             files = self.validate()
             for finding in self.findings(files):
@@ -209,7 +210,8 @@ class Gateway:
             self._rejected = 0
         self.metrics.reloads.labels(result="success").inc()
         self.metrics.config_swapped(snapshot.digest, snapshot.loaded_at)
-        log.info("config loaded", extra={"digest": snapshot.digest, "models": sorted(snapshot.models)})
+        log.info("config loaded", extra={"digest": snapshot.digest, "models": sorted(snapshot.models),
+                                         "seconds": round(time.perf_counter() - began, 2)})
         try:
             await self.hooks.config_changed(snapshot, previous)
         except Exception:  # the new snapshot already serves; a plugin's failure must not undo that
