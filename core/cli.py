@@ -123,6 +123,32 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def completion_script(parser: argparse.ArgumentParser) -> str:
+    """A bash completion for ``maas``, from the parser itself (so it lists what the parser takes)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    cases = []
+    for name, command in sub.choices.items():
+        words = " ".join(o for a in command._actions for o in a.option_strings)  # noqa: SLF001
+        cases.append(f"    {name}) words='{words}' ;;")
+    commands = " ".join(sub.choices)
+    return "\n".join([
+        "# bash completion for maas: eval \"$(maas completion)\" (or save it under /etc/bash_completion.d/)",
+        "_maas() {",
+        '  local cur=${COMP_WORDS[COMP_CWORD]} words',
+        "  if [ \"$COMP_CWORD\" -eq 1 ]; then",
+        f"    COMPREPLY=($(compgen -W '{commands} --version --help' -- \"$cur\")); return",
+        "  fi",
+        '  case "${COMP_WORDS[1]}" in',
+        *cases,
+        "    *) words='' ;;",
+        "  esac",
+        '  COMPREPLY=($(compgen -W "$words" -- "$cur"))',
+        '  [ "${COMP_WORDS[1]}" = check-config ] && [[ $cur != -* ]] && COMPREPLY+=($(compgen -f -- "$cur"))',
+        "}",
+        "complete -F _maas maas",
+        ""])
+
+
 def _use_uvloop() -> None:
     try:
         import uvloop
@@ -160,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--fields", action="store_true",
                        help="print the table of every routing.yaml field (Markdown) instead")
     check.set_defaults(func=_check_config)
+    completion = sub.add_parser("completion", help="print a bash completion for maas",
+                                description='Print a bash completion script: eval "$(maas completion)".')
+    completion.set_defaults(func=lambda _args: print(completion_script(parser), end="") or 0)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -160,3 +160,17 @@ def test_a_second_ctrl_c_exits_at_once_and_the_log_is_json_lines_only(tmp_path):
 def test_the_quick_start_listens_on_loopback_unless_told(script):
     text = (ROOT / "scripts" / script).read_text()
     assert '--host "${HOST:-127.0.0.1}"' in text and '--port "${PORT:-8085}"' in text
+
+
+def test_the_shell_completion_completes_commands_and_options():
+    script = _maas("completion").stdout
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(words)
+        probe = (f'{script}\nCOMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; _maas; '
+                 'printf "%s\\n" "${COMPREPLY[@]}"')
+        return subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30).stdout.split()
+
+    assert complete("maas", "ch") == ["check-config"]
+    assert complete("maas", "serve", "--p") == ["--port"]
+    assert "--fields" in complete("maas", "check-config", "--")
