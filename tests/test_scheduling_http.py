@@ -170,6 +170,16 @@ def _wait_metric(url: str, name: str, above: float, timeout: float = 30.0) -> fl
     raise AssertionError(f"{name} stayed at {above}")
 
 
+def _until_some_batches_ran(url: str, items: int, timeout: float = 60.0) -> None:
+    """Until the queue holds part of the request: queued, and at least one batch of it taken."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if 0 < _metric(url, "maas_queue_depth") < items:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the request's items never started through the model")
+
+
 def test_work_of_a_client_that_hangs_up_or_half_closes_is_dropped(tmp_path):
     config = copy_default_configs(tmp_path / "config")
     router, url = start_router(config, tmp_path / "router.log")
@@ -179,7 +189,7 @@ def test_work_of_a_client_that_hangs_up_or_half_closes_is_dropped(tmp_path):
             before = _metric(url, "maas_queue_cancelled_inputs_total")
             sock, request = _raw_embeddings(port, 2048)
             sock.sendall(request)
-            time.sleep(0.3)
+            _until_some_batches_ran(url, 2048)  # its items queued and the model working through them
             if how == "close":
                 sock.close()
             else:
