@@ -11,6 +11,7 @@
     ├── ModelNotFound                 404 invalid_request_error / model_not_found
     ├── RateLimited                   429 rate_limit_error (+ Retry-After)
     ├── ServiceUnavailable            503 overloaded / draining (+ Retry-After)
+    ├── DeadlineExceeded              504 (the gateway's own work on the request outlived its timeout)
     └── UpstreamError                 502 upstream_error
         ├── UpstreamTimeout           504
         └── UpstreamRejected          the upstream's 4xx, normalised
@@ -124,6 +125,11 @@ class ServiceUnavailable(GatewayError):
         self.retry_after = retry_after
         for name, value in retry_headers(retry_after).items():
             self.headers.setdefault(name, value)
+
+
+class DeadlineExceeded(GatewayError):
+    status = 504
+    default_code = "request_timeout"
 
 
 class UpstreamError(GatewayError):
