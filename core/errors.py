@@ -24,7 +24,18 @@ from __future__ import annotations
 
 import math
 import random
+import reprlib
 from typing import Any
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 30, 30
+MAX_MESSAGE = 1000  # a config error's message is cut here: it reaches logs and terminals
+
+
+def shown(value: Any) -> str:
+    """The start of a value for a message, never built whole (it may be an alias bomb or megabytes long)."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def retry_headers(seconds: float, *, jitter: float = 0.5) -> dict[str, str]:
@@ -158,6 +169,8 @@ class ConfigError(Exception):
     """A configuration file is invalid; carries file and line for the operator."""
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE - 3] + "..."
         self.file = file
         self.line = line
         where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")

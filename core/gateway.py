@@ -26,6 +26,7 @@ from core.dialects import CodecRegistry
 from core.errors import ConfigError, GatewayError
 from core.flow import Flow
 from core.metrics import GatewayMetrics
+from core.offload import off_loop
 from core.options import Option, OptionError, OptionSchema
 from core.plugins import Hooks, build_plugin_manager
 from core.scheduling.policy import SECTION as POLICY_SECTION
@@ -168,7 +169,8 @@ class Gateway:
 
     async def _load(self) -> Snapshot:
         try:
-            files = self.validate()
+            # parsing and validating grow with the files: off the event loop; the swap stays on it
+            files = await off_loop(self.validate)
             snapshot = await self.build_snapshot(files)
         except Exception as exc:
             self.metrics.reloads.labels(result="error").inc()

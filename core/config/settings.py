@@ -92,6 +92,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*" for any); none: CORS off
     disabled_plugins: tuple[str, ...] = ()
     log_level: str = "INFO"
+    max_config_bytes: int = 4 * 1024 * 1024  # a config file over this is refused before it is parsed
+    max_config_items: int = 10_000  # entries of one list or mapping in a config file (routes, keys, flags)
     caps: InputCaps = InputCaps()  # what one request may make the gateway read (core.config.caps)
     # The process environment, for the sections plugins declare (core.config.sections), and
     # those sections read from it: ``of(cls)``. Filled by the gateway once plugins are loaded.
@@ -128,6 +130,8 @@ class Settings:
             header_timeout_s=number(e, "ROUTER_HEADER_TIMEOUT_SECONDS", float, cls.header_timeout_s, minimum=0.001),
             disabled_plugins=list_env(e.get("ROUTER_DISABLED_PLUGINS")),
             log_level=e.get("ROUTER_LOG_LEVEL", cls.log_level).upper(),
+            max_config_bytes=number(e, "ROUTER_MAX_CONFIG_BYTES", int, cls.max_config_bytes, minimum=1),
+            max_config_items=number(e, "ROUTER_MAX_CONFIG_ITEMS", int, cls.max_config_items, minimum=1),
             caps=caps_from_env(e),
             environ=dict(e),
         )
