@@ -26,7 +26,7 @@ from core.dialects import CodecRegistry
 from core.errors import ConfigError, GatewayError
 from core.flow import Flow
 from core.metrics import GatewayMetrics
-from core.offload import off_loop
+from core.offload import INLINE_VALUES, answer_size, off_loop
 from core.options import Option, OptionError, OptionSchema
 from core.plugins import Hooks, build_plugin_manager
 from core.scheduling.policy import SECTION as POLICY_SECTION
@@ -214,8 +214,14 @@ class Gateway:
         try:
             await self.chain.run(flow)
             if flow.response is None and flow.outcome is not None and flow.codec is not None:
-                # the chain's typed outcome in the wire format of the body it parsed
-                flow.response = flow.codec.render(flow.request, flow.wire, flow.outcome)
+                # the chain's typed outcome in the wire format of the body it parsed; a big one
+                # (many vectors as lists or base64, many tokens) off the event loop, in its timeout
+                render = flow.codec.render
+                if answer_size(flow.outcome) < INLINE_VALUES:
+                    flow.response = render(flow.request, flow.wire, flow.outcome)
+                else:
+                    flow.response = await off_loop(render, flow.request, flow.wire, flow.outcome,
+                                                   deadline=self.deadline(flow))
         except GatewayError as exc:
             flow.error = exc
             flow.status = exc.status
@@ -232,6 +238,10 @@ class Gateway:
             self.registry.unpin(flow.snapshot)
             self._observe(flow)
             self.hooks.request_finished(flow)
+
+    def deadline(self, flow: Flow) -> float:
+        """The loop time by which the gateway must be done with ``flow`` (its model's timeout)."""
+        return flow.deadline(flow.model.facts.timeout_s if flow.model is not None else self.settings.request_timeout_s)
 
     def _observe(self, flow: Flow) -> None:
         model = flow.model.alias if flow.model is not None else "unknown"

@@ -22,7 +22,21 @@ T = TypeVar("T")
 
 WORKERS = max(2, min(8, os.cpu_count() or 2))
 INLINE_BYTES = 256 * 1024  # below this much input, working inline is cheaper than a thread hop
+INLINE_VALUES = 100_000  # an answer of fewer values (floats, tokens, documents) is rendered inline
 _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="maas-work")
+
+
+def answer_size(outcome: object) -> int:
+    """About how many values rendering ``outcome`` writes: vectors' floats, tokens' objects (×5
+    fields), documents (their characters when they are sent back)."""
+    vectors = getattr(outcome, "vectors", None)
+    if vectors is not None:
+        return int(vectors.size)
+    by_input = getattr(outcome, "tokens_by_input", None)
+    if by_input is not None:
+        return 5 * sum(len(tokens) for tokens in by_input)
+    documents = getattr(outcome, "documents", None)
+    return sum(len(d) for d in documents) // 16 if documents else 0
 
 
 async def off_loop(fn: Callable[..., T], *args: object, deadline: float | None = None) -> T:

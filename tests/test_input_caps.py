@@ -18,6 +18,7 @@ import pytest
 
 from core.config import Settings
 from core.config.caps import InputCaps
+from core.dialects.openai import OpenAIEmbeddings
 from core.tokenization import TokenCounter
 from tests.support.inprocess import serve, write_configs
 
@@ -151,3 +152,32 @@ def test_the_caps_are_settings_with_documented_defaults():
     assert caps.query_chars == 100 and caps.token_ids_per_input == 7
     assert caps.tokenize_chars == InputCaps().tokenize_chars
     assert Settings.from_env({}).caps == InputCaps()
+
+
+@pytest.mark.parametrize("encoding", ["float", "base64"])
+async def test_a_big_answer_is_rendered_off_the_loop(aiohttp_client, tmp_path, monkeypatch, encoding):
+    routing = {"embeddings": [{"model": "wide", "upstream": {"type": "echo", "dim": 4096}}]}
+    client = await serve(aiohttp_client, write_configs(tmp_path, routing=routing))
+    events: list[str] = []
+    real = OpenAIEmbeddings.render
+
+    def spy(self, *args):
+        events.append("render:start")
+        try:
+            return real(self, *args)
+        finally:
+            events.append("render:end")
+    monkeypatch.setattr(OpenAIEmbeddings, "render", spy)
+    status, body, _ = await _race(client, "/v1/embeddings", {"model": "wide", "input": ["x"] * 2048,
+                                                             "encoding_format": encoding}, events)
+    assert status == 200 and len(body["data"]) == 2048  # 8M values, as lists or base64
+    assert health_during(events, "render")
+
+
+async def test_the_requests_timeout_covers_the_gateways_own_work(aiohttp_client, tmp_path):
+    routing = {"rerank": [{"model": "hurried", "upstream": {"type": "echo", "timeout_ms": 1},
+                           "max_input_tokens": 512}]}
+    client = await serve(aiohttp_client, write_configs(tmp_path, routing=routing))
+    resp = await client.post("/v1/rerank", json={"model": "hurried", "query": "q", "documents": [WORDS[:100_000]] * 4})
+    error = (await resp.json())["error"]
+    assert resp.status == 504 and error["code"] == "request_timeout"  # windowing outlived it: not read on after
