@@ -19,8 +19,11 @@ import pytest
 from core.config import Settings
 from core.config.caps import InputCaps
 from core.dialects.openai import OpenAIEmbeddings
+from core.fields import field_table
+from core.gateway import Gateway
 from core.tokenization import TokenCounter
 from tests.support.inprocess import serve, write_configs
+from tests.support.processes import ROOT
 
 ROUTING: dict[str, Any] = {
     "embeddings": [{"model": "echo-emb", "upstream": {"type": "echo", "dim": 4}, "token_ids": "model"}],
@@ -152,6 +155,10 @@ def test_the_caps_are_settings_with_documented_defaults():
     assert caps.query_chars == 100 and caps.token_ids_per_input == 7
     assert caps.tokenize_chars == InputCaps().tokenize_chars
     assert Settings.from_env({}).caps == InputCaps()
+    table = field_table(Gateway(Settings()))  # what `maas check-config --fields` prints
+    operations = (ROOT / "OPERATIONS.md").read_text()
+    for env in InputCaps.ENV.values():
+        assert f"| `{env}` |" in table and f"| `{env}` |" in operations
 
 
 @pytest.mark.parametrize("encoding", ["float", "base64"])

@@ -32,6 +32,16 @@ class InputCaps:
            "rerank_pairs": "ROUTER_MAX_RERANK_PAIRS", "token_ids_per_input": "ROUTER_MAX_TOKEN_IDS_PER_INPUT",
            "token_ids_per_request": "ROUTER_MAX_TOKEN_IDS_PER_REQUEST"}
 
+    HELP: ClassVar[dict[str, str]] = {
+        "tokenize_chars": "characters in one /tokenize request (all inputs); over it: 413 before tokenizing",
+        "tokenize_tokens": "tokens one /tokenize request answers (bounds its answer); over it: 413",
+        "query_chars": "characters of a rerank query; over it: 413",
+        "rerank_chars": "characters of one rerank request's documents together; over it: 413",
+        "rerank_pairs": "(query, document or window) pairs one rerank request is scored as; over it: 413",
+        "token_ids_per_input": "token ids in one input sent as ids; over it: 413",
+        "token_ids_per_request": "token ids in one request (all inputs); over it: 413",
+    }
+
     def check(self, cap: str, size: int, what: str, unit: str, param: str) -> None:
         """A 413 naming ``what`` (``size`` ``unit`` of it) when it is over the cap ``cap`` (a field)."""
         limit = getattr(self, cap)
