@@ -50,4 +50,24 @@ class InputCaps:
                                   param=param, code="input_too_large")
 
 
+    def check_id_arrays(self, body: object) -> None:
+        """Token-id arrays in a parsed JSON body, before a codec walks them: a list of numbers (one
+        input) or a list of such lists, under any key, is held to the token-id caps by its
+        lengths alone (a 16 MB array is refused without reading its numbers)."""
+        if not isinstance(body, dict):
+            return
+        for key, value in body.items():
+            if not isinstance(value, list) or not value:
+                continue
+            if isinstance(value[0], (int, float)) and not isinstance(value[0], bool):
+                self.check("token_ids_per_input", len(value), f"'{key}'", "token ids", str(key))
+                continue
+            total = 0
+            for i, item in enumerate(value):
+                if isinstance(item, list):
+                    self.check("token_ids_per_input", len(item), f"'{key}[{i}]'", "token ids", str(key))
+                    total += len(item)
+            self.check("token_ids_per_request", total, "The request", "token ids", str(key))
+
+
 DEFAULT_CAPS = InputCaps()
