@@ -53,7 +53,8 @@ class TokenCounter:
         """``text`` as overlapping pieces of at most ``size`` tokens, starting every ``stride``
         tokens, reading at most its first ``max_tokens`` tokens (special tokens not counted);
         and whether that was all of it."""
-        plain = self._tok.encode(text, add_special_tokens=False)
+        # encode_batch lets go of the GIL while it works (encode holds it): the loop runs meanwhile
+        plain = self._tok.encode_batch([text], add_special_tokens=False)[0]
         n = min(len(plain.ids), max_tokens)
         pieces = []
         for start in range(0, max(n - size, 0) + stride, stride):
