@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from core.config.yamlfile import LineDict, expect
-from core.errors import shown
+from core.config.yamlfile import LineDict, expect, shown
 from core.kinds import EMBEDDINGS, KINDS, RERANK, Kind
 from core.options import Option, OptionSchema
 
