@@ -18,6 +18,7 @@ from core.http import CODECS, CORS, GATEWAY, add_routes, edge_middleware
 from core.logs import access_log
 from core.reload import ConfigWatcher
 from core.serving import DRAIN, Drain
+from core.watchdog import LoopLagWatchdog
 
 log = logging.getLogger("maas.app")
 
@@ -54,7 +55,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     loader = asyncio.create_task(_load_first(gateway), name="initial-config-load")
     watcher = ConfigWatcher(gateway)
     watcher.start(after=loader, handle_sighup=True)
+    watchdog = LoopLagWatchdog(gateway.metrics)
+    watchdog.start()
     yield
+    await watchdog.stop()
     await watcher.stop()
     loader.cancel()
     await gateway.hooks.shutdown(app, gateway)

@@ -11,6 +11,7 @@
     ├── ModelNotFound                 404 invalid_request_error / model_not_found
     ├── RateLimited                   429 rate_limit_error (+ Retry-After)
     ├── ServiceUnavailable            503 overloaded / draining (+ Retry-After)
+    ├── DeadlineExceeded              504 (the gateway's own work on the request outlived its timeout)
     └── UpstreamError                 502 upstream_error
         ├── UpstreamTimeout           504
         └── UpstreamRejected          the upstream's 4xx, normalised
@@ -23,7 +24,18 @@ from __future__ import annotations
 
 import math
 import random
+import reprlib
 from typing import Any
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 30, 30
+MAX_MESSAGE = 1000  # a config error's message is cut here: it reaches logs and terminals
+
+
+def shown(value: Any) -> str:
+    """The start of a value for a message, never built whole (it may be an alias bomb or megabytes long)."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def retry_headers(seconds: float, *, jitter: float = 0.5) -> dict[str, str]:
@@ -126,6 +138,11 @@ class ServiceUnavailable(GatewayError):
             self.headers.setdefault(name, value)
 
 
+class DeadlineExceeded(GatewayError):
+    status = 504
+    default_code = "request_timeout"
+
+
 class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"
@@ -152,6 +169,8 @@ class ConfigError(Exception):
     """A configuration file is invalid; carries file and line for the operator."""
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE - 3] + "..."
         self.file = file
         self.line = line
         where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from core.config.caps import InputCaps
 from core.config.routing import ROUTE_FIELDS, TOP_LEVEL_FIELDS, UPSTREAM_FIELDS
 from core.options import Option, OptionSchema
 
@@ -40,6 +41,15 @@ def _section(title: str, schema: OptionSchema) -> list[str]:
     return [f"### {title}", "", "| field | type | default | meaning |", "|---|---|---|---|", *_rows(schema), ""]
 
 
+def _caps() -> list[str]:
+    """The input caps are environment settings, not routing.yaml fields; listed here beside them."""
+    defaults = InputCaps()
+    rows = [f"| `{env}` | int (>= 1) | `{getattr(defaults, name)!r}` | {InputCaps.HELP[name]} |"
+            for name, env in InputCaps.ENV.items()]
+    return ["### Input caps (environment variables, not routing.yaml)", "",
+            "| variable | type | default | meaning |", "|---|---|---|---|", *rows, ""]
+
+
 def field_table(gateway: Gateway) -> str:
     """Markdown: every field routing.yaml may hold with the plugins this gateway loaded."""
     lines = ["# routing.yaml fields", "",
@@ -56,4 +66,5 @@ def field_table(gateway: Gateway) -> str:
         lines += _section(f"`upstream:` of type `{name}` ({kinds}; from `{origin}`)", cls.upstream_options)
         lines += _section(f"`options:` of a route on type `{name}`", cls.route_options)
     lines += _section("`options:` of any route (from plugins)", gateway.route_options)
+    lines += _caps()
     return "\n".join(lines).rstrip() + "\n"

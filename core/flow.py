@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -69,6 +70,11 @@ class Flow:
         if self.model is None:
             raise RuntimeError("no model: this stage must run after 'route'")
         return self.model
+
+    def deadline(self, timeout_s: float) -> float:
+        """The event loop's time at which ``timeout_s`` counted from the request's arrival runs
+        out: the gateway's own work on it (parsing, tokenizing) comes out of its timeout too."""
+        return asyncio.get_running_loop().time() + timeout_s - (time.perf_counter() - self.started)
 
     @property
     def route(self) -> ModelRoute | None:

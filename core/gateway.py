@@ -27,6 +27,7 @@ from core.dialects import CodecRegistry
 from core.errors import ConfigError, GatewayError
 from core.flow import Flow
 from core.metrics import GatewayMetrics
+from core.offload import INLINE_VALUES, answer_size, off_loop
 from core.options import Option, OptionError, OptionSchema
 from core.plugins import Hooks, build_plugin_manager
 from core.scheduling.policy import SECTION as POLICY_SECTION
@@ -190,8 +191,9 @@ class Gateway:
     async def _load(self) -> Snapshot:
         began = time.perf_counter()
         try:
-            files = self.validate()
-            for finding in self.findings(files):
+            # parsing and validating grow with the files: off the event loop; the swap stays on it
+            files = await off_loop(self.validate)
+            for finding in await off_loop(self.findings, files):
                 log.warning("config finding: %s", finding.message, extra={"file": finding.file, "line": finding.line})
             snapshot = await self.build_snapshot(files)
         except Exception as exc:
@@ -242,8 +244,14 @@ class Gateway:
         try:
             await self.chain.run(flow)
             if flow.response is None and flow.outcome is not None and flow.codec is not None:
-                # the chain's typed outcome in the wire format of the body it parsed
-                flow.response = flow.codec.render(flow.request, flow.wire, flow.outcome)
+                # the chain's typed outcome in the wire format of the body it parsed; a big one
+                # (many vectors as lists or base64, many tokens) off the event loop, in its timeout
+                render = flow.codec.render
+                if answer_size(flow.outcome) < INLINE_VALUES:
+                    flow.response = render(flow.request, flow.wire, flow.outcome)
+                else:
+                    flow.response = await off_loop(render, flow.request, flow.wire, flow.outcome,
+                                                   deadline=self.deadline(flow))
         except GatewayError as exc:
             flow.error = exc
             flow.status = exc.status
@@ -260,6 +268,10 @@ class Gateway:
             self.registry.unpin(flow.snapshot)
             self._observe(flow)
             self.hooks.request_finished(flow)
+
+    def deadline(self, flow: Flow) -> float:
+        """The loop time by which the gateway must be done with ``flow`` (its model's timeout)."""
+        return flow.deadline(flow.model.facts.timeout_s if flow.model is not None else self.settings.request_timeout_s)
 
     def _observe(self, flow: Flow) -> None:
         model = flow.model.alias if flow.model is not None else "unknown"

@@ -27,6 +27,7 @@ from core.flow import Flow
 from core.gateway import Gateway
 from core.logs import access_log, request_id_var
 from core.models_api import model_body, models_body
+from core.offload import INLINE_VALUES, answer_size, off_loop
 from core.openapi import openapi_document, with_models
 from core.serving import DRAIN
 
@@ -43,8 +44,12 @@ _JSON = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _dumps(body: object) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
+    return web.Response(body=_dumps(body), status=status,
                         content_type=_JSON, headers=headers)
 
 
@@ -146,7 +151,10 @@ def serve(codec: Codec) -> Handler:
             request[LOG_EXTRA] = {"model": flow.model.alias if flow.model else None,
                                   "caller": flow.caller.name if flow.caller else None,
                                   "tokens": flow.prompt_tokens}
-        return json_response(flow.response, headers=flow.response_headers or None)
+        if flow.outcome is None or answer_size(flow.outcome) < INLINE_VALUES:
+            return json_response(flow.response, headers=flow.response_headers or None)
+        body = await off_loop(_dumps, flow.response, deadline=gw.deadline(flow))  # a big answer's JSON, off the loop
+        return web.Response(body=body, content_type=_JSON, headers=flow.response_headers or None)
 
     return handler
 

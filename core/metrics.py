@@ -73,6 +73,9 @@ class GatewayMetrics:
                                  ["digest"], registry=r)
         self.config_loaded_at = Gauge("maas_config_loaded_timestamp_seconds",
                                       "When the serving config snapshot was loaded", registry=r)
+        self.loop_lag = Gauge("maas_event_loop_lag_seconds",
+                              "The event loop's worst lag of the last 30 s: how late a timer fired because the "
+                              "loop was busy (health checks and every request wait that long)", registry=r)
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._ok_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._usage_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}

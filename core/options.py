@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import shown
+
 
 @dataclass(frozen=True, slots=True)
 class Option:
@@ -40,22 +42,22 @@ class Option:
         kind = self.type
         if kind is bool:
             if not isinstance(value, bool):
-                raise ValueError(f"'{self.name}' must be true or false, got {value!r}")
+                raise ValueError(f"'{self.name}' must be true or false, got {shown(value)}")
             return value
         if kind in (int, float):
             if (isinstance(value, bool) or not isinstance(value, (int, float))
                     or (kind is int and not isinstance(value, int)) or not math.isfinite(value)):
                 raise ValueError(f"'{self.name}' must be {'an integer' if kind is int else 'a number'}, "
-                                 f"got {value!r}")
+                                 f"got {shown(value)}")
             if self.minimum is not None and value < self.minimum:
-                raise ValueError(f"'{self.name}' must be >= {self.minimum:g}, got {value!r}")
+                raise ValueError(f"'{self.name}' must be >= {self.minimum:g}, got {shown(value)}")
             if self.maximum is not None and value > self.maximum:
-                raise ValueError(f"'{self.name}' must be <= {self.maximum:g}, got {value!r}")
+                raise ValueError(f"'{self.name}' must be <= {self.maximum:g}, got {shown(value)}")
             return kind(value)
         if not isinstance(value, kind):
             raise ValueError(f"'{self.name}' must be a {kind.__name__}, got {type(value).__name__}")
         if self.choices and value not in self.choices:
-            raise ValueError(f"'{self.name}' must be one of {', '.join(self.choices)}, got {value!r}")
+            raise ValueError(f"'{self.name}' must be one of {', '.join(self.choices)}, got {shown(value)}")
         return value
 
 

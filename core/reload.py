@@ -59,11 +59,11 @@ class ConfigWatcher:
         """The digest the files on disk would load with (same as ``Snapshot.digest``)."""
         serving = self.gateway.snapshot
         key_files = serving.files.auth.key_files if serving is not None else ()
-        return config_digest(read_all((*self.paths, *key_files)))
+        return config_digest(read_all((*self.paths, *key_files), self.gateway.settings.max_config_bytes))
 
     async def check(self, *, force: bool = False) -> bool:
         """Load the files if their content is new; return True if a new snapshot was swapped in."""
-        digest = self.disk_digest()
+        digest = await asyncio.to_thread(self.disk_digest)  # reading and hashing: off the event loop
         if not force and not self._is_new(digest):
             return False
         digest = await self._settled(digest)
@@ -93,7 +93,7 @@ class ConfigWatcher:
         write (empty, hence valid: no models) or half written is not what gets loaded."""
         for _ in range(40):
             await asyncio.sleep(_STEP_MS / 1000)
-            again = self.disk_digest()
+            again = await asyncio.to_thread(self.disk_digest)
             if again == digest:
                 break
             digest = again

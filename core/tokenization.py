@@ -10,7 +10,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,8 @@ class TokenCounter:
         """``text`` as overlapping pieces of at most ``size`` tokens, starting every ``stride``
         tokens, reading at most its first ``max_tokens`` tokens (special tokens not counted);
         and whether that was all of it."""
-        plain = self._tok.encode(text, add_special_tokens=False)
+        # encode_batch lets go of the GIL while it works (encode holds it): the loop runs meanwhile
+        plain = self._tok.encode_batch([text], add_special_tokens=False)[0]
         n = min(len(plain.ids), max_tokens)
         pieces = []
         for start in range(0, max(n - size, 0) + stride, stride):
@@ -69,12 +70,15 @@ class TokenCounter:
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         return self._tok.decode_batch([list(i) for i in ids], skip_special_tokens=True)
 
-    def tokenize(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[dict[str, Any]]]:
+    def tokenize(self, texts: Sequence[str], add_special_tokens: bool = True,
+                 check: Callable[[int], None] | None = None) -> list[list[dict[str, Any]]]:
         """TEI's /tokenize answer: per text, each token's id, text, whether it is special, and
-        its character span in the text."""
+        its character span in the text. ``check`` sees the token count before the answer is built."""
+        encodings = self._tok.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+        if check is not None:
+            check(sum(len(enc.ids) for enc in encodings))
         out = []
-        for text, enc in zip(texts, self._tok.encode_batch(list(texts), add_special_tokens=add_special_tokens),
-                             strict=True):
+        for text, enc in zip(texts, encodings, strict=True):
             out.append([{"id": tid, "text": token if special else text[start:stop], "special": bool(special),
                          "start": None if special else start, "stop": None if special else stop}
                         for tid, token, special, (start, stop)

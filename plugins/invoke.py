@@ -7,7 +7,6 @@ choose), until when, and with which token counts. The HTTP edge has the codec re
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from core import hookimpl
@@ -31,7 +30,7 @@ class InvokeStage:
     async def __call__(self, flow: Flow) -> None:
         model = flow.served()
         req = flow.parsed()
-        call = ModelCall(tenant=tenant_of(flow), deadline=asyncio.get_running_loop().time() + model.facts.timeout_s,
+        call = ModelCall(tenant=tenant_of(flow), deadline=flow.deadline(model.facts.timeout_s),
                          request_id=flow.request_id, token_counts=flow.token_counts)
         outcome = await req.run(model, call, flow.prompt_tokens)
         if outcome.cache_hits is not None:

@@ -2,7 +2,9 @@
 
 It runs after auth and rate limiting, so a caller without a valid key, or over its limit, is
 turned away before its body is read or parsed. A path two wire formats share (``/rerank``)
-picks its codec by the body's keys here.
+picks its codec by the body's keys here. A body over ``core.offload.INLINE_BYTES`` is parsed off
+the event loop; every request is held to the input caps (``core.config.caps``) before any later
+stage reads it.
 """
 
 from __future__ import annotations
@@ -12,19 +14,24 @@ from typing import TYPE_CHECKING
 import orjson
 
 from core import hookimpl
-from core.dialects import ParseLimits
+from core.config.caps import DEFAULT_CAPS, InputCaps
+from core.dialects import Codec, ParseLimits
 from core.errors import InvalidRequest
 from core.flow import Flow
+from core.offload import INLINE_BYTES, off_loop
 
 if TYPE_CHECKING:
     from core.config import Settings
+    from core.requests import ModelRequest
 
 
 class ParseStage:
     name = "parse"
 
-    def __init__(self, max_inputs: int) -> None:
+    def __init__(self, max_inputs: int, caps: InputCaps = DEFAULT_CAPS, timeout_s: float = 30.0) -> None:
         self.limits = ParseLimits(max_inputs=max_inputs)
+        self.caps = caps
+        self.timeout_s = timeout_s
 
     async def __call__(self, flow: Flow) -> None:
         if flow.request is not None:  # built in-process (tests, embedding callers)
@@ -34,15 +41,25 @@ class ParseStage:
         raw = await flow.read_body() if flow.read_body is not None else b""
         if not raw:
             raise InvalidRequest("Request body is empty; send a JSON object")
+        codec = flow.codec
+        if len(raw) < INLINE_BYTES:
+            parsed = self._parse(codec, raw)
+        else:  # a big body is parsed and checked off the event loop, within the request's timeout
+            parsed = await off_loop(self._parse, codec, raw, deadline=flow.deadline(self.timeout_s))
+        flow.codec, flow.request, flow.wire = parsed
+
+    def _parse(self, codec: Codec, raw: bytes) -> tuple[Codec, ModelRequest, object]:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
-        codec = flow.codec.select(body)
+        self.caps.check_id_arrays(body)  # by lengths alone, before the codec reads every id
+        codec = codec.select(body)
         parsed = codec.parse(body, self.limits)
-        flow.codec, flow.request, flow.wire = codec, parsed.request, parsed.state
+        parsed.request.check_caps(self.caps)  # before any stage reads more of it than its size
+        return codec, parsed.request, parsed.state
 
 
 @hookimpl
 def register_stages(register, settings: Settings) -> None:
-    register(ParseStage(settings.max_inputs))
+    register(ParseStage(settings.max_inputs, settings.caps, settings.request_timeout_s))

@@ -23,7 +23,6 @@ nothing needs them and the upstream reports usage itself, nothing is tokenized h
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,13 +31,15 @@ from core import hookimpl
 from core.config.sections import EnvOption, SettingsSection
 from core.errors import InvalidRequest, TokenLimitExceeded
 from core.flow import Flow
+from core.offload import off_loop
 from core.requests import REFUSE
 
 if TYPE_CHECKING:
     from core.config import Settings
-    from core.requests import ModelRequest
+    from core.requests import ModelRequest, OverLimit
+    from core.tokenization import TokenCounter
 
-_INLINE_CHARS = 16384  # below this, tokenizing inline is cheaper than a thread hop
+_INLINE_CHARS = 16384  # below this, tokenizing inline is cheaper than a thread hop (core.offload)
 
 
 class TokenLimitStage:
@@ -58,25 +59,32 @@ class TokenLimitStage:
             raise InvalidRequest(f"The request forbids truncation, but the input limit of '{model.alias}' is not "
                                  "known here (the route sets no max_input_tokens); allow truncation or ask the "
                                  "operator", param="truncate", code="unknown_input_limit")
+        if req.is_tokens or req.chars() < _INLINE_CHARS:
+            self._apply(flow, req, counter, policy, limit)
+        else:  # a big request: tokenized, cut and windowed off the event loop, within its timeout
+            await off_loop(self._apply, flow, req, counter, policy, limit,
+                           deadline=flow.deadline(model.facts.timeout_s))
+
+    def _apply(self, flow: Flow, req: ModelRequest, counter: TokenCounter, policy: OverLimit,
+               limit: int | None) -> None:
         cut: set[int] = set(req.cap_chars(limit, counter, policy)) if limit else set()
         cut |= set(req.apply_caps(counter))
         model_check = limit is not None and not req.surely_within(limit, counter)
         if not model_check and not cut and not self._needs_counts(flow):
             return  # nothing can be over a limit, nothing is charged, and the upstream reports usage
-        if req.is_tokens or req.chars() < _INLINE_CHARS:
-            counts = req.count(counter)
-        else:  # a big request: tokenize off the event loop (the tokenizer releases the GIL)
-            counts = await asyncio.to_thread(req.count, counter)
+        counts = req.count(counter)
         flow.token_counts = counts
         over = [i for i, count in enumerate(counts) if limit is not None and count > limit]
         handled = policy.handle(req, counter, counts, over, limit or 0,
                                 lambda c: self._router_limits(flow, req, c, counter, req.param))
         flow.token_counts = handled.counts  # usage: what the model reads (every window scored)
+        headers: dict[str, str] = {}
         if handled.windowed:
-            flow.response_headers["X-Chunked-Documents"] = ",".join(map(str, handled.windowed))
+            headers["X-Chunked-Documents"] = ",".join(map(str, handled.windowed))
         cut |= set(handled.cut)
         if cut:
-            flow.response_headers["X-Truncated-Inputs"] = ",".join(map(str, sorted(cut)))
+            headers["X-Truncated-Inputs"] = ",".join(map(str, sorted(cut)))
+        flow.response_headers.update(headers)
 
     def _router_limits(self, flow: Flow, req: ModelRequest, counts: list[int], counter, param: str) -> None:
         limit = self.document_limit

@@ -12,7 +12,7 @@ from core.config.access import AuthConfig, parse_auth
 from core.config.limits import LimitsSection, RateLimitConfig, parse_rate_limits
 from core.config.routing import RoutingConfig, parse_routing
 from core.config.settings import Settings
-from core.config.yamlfile import load_yaml
+from core.config.yamlfile import DEFAULT_MAX_BYTES, load_yaml
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +33,16 @@ def config_digest(raws: Iterable[bytes]) -> str:
 UNREADABLE = b"\0unreadable\0"
 
 
-def read_all(paths: Iterable[str | Path]) -> list[bytes]:
-    """Each file's bytes; an unreadable one reads as a marker (a state of its own)."""
+def read_all(paths: Iterable[str | Path], max_bytes: int = DEFAULT_MAX_BYTES) -> list[bytes]:
+    """Each file's bytes; an unreadable one reads as a marker (a state of its own), and one over
+    ``max_bytes`` as its size and modification time (it is refused when loaded, never read whole)."""
     out = []
     for path in paths:
         try:
+            stat = Path(path).stat()
+            if stat.st_size > max_bytes:
+                out.append(f"\0too big\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+                continue
             out.append(Path(path).read_bytes())
         except OSError:
             out.append(UNREADABLE)
@@ -48,14 +53,15 @@ def load_config(settings: Settings, known_types: Collection[str] | None = None,
                 limits: Sequence[LimitsSection] = ()) -> ConfigFiles:
     """Read every file, validate every field; raise ConfigError (file, line) on the first problem.
     ``limits``: the owners of rate_limits.yaml's parts (a part nobody declares is refused)."""
-    routing_doc, r1 = load_yaml(settings.routing_path)
-    auth_doc, r2 = load_yaml(settings.auth_path)
-    limits_doc, r3 = load_yaml(settings.rate_limits_path)
+    bounds = {"max_bytes": settings.max_config_bytes, "max_items": settings.max_config_items}
+    routing_doc, r1 = load_yaml(settings.routing_path, **bounds)
+    auth_doc, r2 = load_yaml(settings.auth_path, **bounds)
+    limits_doc, r3 = load_yaml(settings.rate_limits_path, **bounds)
     auth = parse_auth(auth_doc)
     return ConfigFiles(
         routing=parse_routing(routing_doc, known_types),
         auth=auth,
         rate_limits=parse_rate_limits(limits_doc, limits),
-        digest=config_digest((r1, r2, r3, *read_all(auth.key_files))),
+        digest=config_digest((r1, r2, r3, *read_all(auth.key_files, settings.max_config_bytes))),
         loaded_at=time.time(),
     )

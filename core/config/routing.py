@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from core.config.yamlfile import LineDict, expect
+from core.config.yamlfile import LineDict, expect, shown
 from core.kinds import EMBEDDINGS, KINDS, RERANK, Kind
 from core.options import Option, OptionSchema
 
@@ -211,7 +211,7 @@ def _parse_route(entry: Any, kind: Kind, known_types: Collection[str] | None, do
 def _choice(entry: LineDict, key: str, choices: tuple[str, ...], default: str) -> str:
     value = expect(entry, key, str, required=False, default=default)
     if value not in choices:
-        raise entry.fail(f"'{key}' must be one of {', '.join(choices)}, got {value!r}", key)
+        raise entry.fail(f"'{key}' must be one of {', '.join(choices)}, got {shown(value)}", key)
     return value
 
 

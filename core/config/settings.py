@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from core.config.caps import InputCaps
 from core.errors import ConfigError
 
 T = TypeVar("T")
@@ -59,6 +60,19 @@ def list_env(value: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (value or "").split(",") if p.strip())
 
 
+def caps_from_env(e: Mapping[str, str]) -> InputCaps:
+    d = InputCaps()
+    return InputCaps(
+        tokenize_chars=number(e, "ROUTER_MAX_TOKENIZE_CHARS", int, d.tokenize_chars, minimum=1),
+        tokenize_tokens=number(e, "ROUTER_MAX_TOKENIZE_TOKENS", int, d.tokenize_tokens, minimum=1),
+        query_chars=number(e, "ROUTER_MAX_QUERY_CHARS", int, d.query_chars, minimum=1),
+        rerank_chars=number(e, "ROUTER_MAX_RERANK_CHARS", int, d.rerank_chars, minimum=1),
+        rerank_pairs=number(e, "ROUTER_MAX_RERANK_PAIRS", int, d.rerank_pairs, minimum=1),
+        token_ids_per_input=number(e, "ROUTER_MAX_TOKEN_IDS_PER_INPUT", int, d.token_ids_per_input, minimum=1),
+        token_ids_per_request=number(e, "ROUTER_MAX_TOKEN_IDS_PER_REQUEST", int, d.token_ids_per_request, minimum=1),
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     routing_path: str = "configs/routing.yaml"
@@ -78,6 +92,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*" for any); none: CORS off
     disabled_plugins: tuple[str, ...] = ()
     log_level: str = "INFO"
+    max_config_bytes: int = 4 * 1024 * 1024  # a config file over this is refused before it is parsed
+    max_config_items: int = 10_000  # entries of one list or mapping in a config file (routes, keys, flags)
+    caps: InputCaps = InputCaps()  # what one request may make the gateway read (core.config.caps)
     # The process environment, for the sections plugins declare (core.config.sections), and
     # those sections read from it: ``of(cls)``. Filled by the gateway once plugins are loaded.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -113,5 +130,8 @@ class Settings:
             header_timeout_s=number(e, "ROUTER_HEADER_TIMEOUT_SECONDS", float, cls.header_timeout_s, minimum=0.001),
             disabled_plugins=list_env(e.get("ROUTER_DISABLED_PLUGINS")),
             log_level=e.get("ROUTER_LOG_LEVEL", cls.log_level).upper(),
+            max_config_bytes=number(e, "ROUTER_MAX_CONFIG_BYTES", int, cls.max_config_bytes, minimum=1),
+            max_config_items=number(e, "ROUTER_MAX_CONFIG_ITEMS", int, cls.max_config_items, minimum=1),
+            caps=caps_from_env(e),
             environ=dict(e),
         )

@@ -1,4 +1,11 @@
-"""YAML loading that remembers where each mapping came from, so errors can name file and line."""
+"""YAML loading that remembers where each mapping came from, so errors can name file and line.
+
+Bounded, since a config file is read while the gateway serves: a file over ``max_bytes`` is
+refused before it is parsed; a list or mapping of more than ``max_items`` entries is refused as
+it is parsed (file and line of where it starts); aliases may not expand the document past
+``MAX_EXPANDED_NODES`` (a "billion laughs" bomb is refused before anything walks it); and an
+error message shows at most the start of a value.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from core.errors import ConfigError
+from core.errors import ConfigError, shown
 
 
 class LineDict(dict):
@@ -25,8 +32,44 @@ class LineDict(dict):
         return ConfigError(message, file=self.file, line=self.line_of(key) if key else self.line)
 
 
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_ITEMS = 10_000
+MAX_EXPANDED_NODES = 250_000  # the document's values with every alias expanded
+
+
 class _Loader(yaml.SafeLoader):
-    pass
+    max_items = DEFAULT_MAX_ITEMS
+
+    def compose_sequence_node(self, anchor):
+        return self._bounded(super().compose_sequence_node, anchor, yaml.SequenceEndEvent)
+
+    def compose_mapping_node(self, anchor):
+        return self._bounded(super().compose_mapping_node, anchor, yaml.MappingEndEvent)
+
+    def _bounded(self, compose, anchor, end):
+        """Count the entries as they are parsed: a huge list is refused at its limit, not after
+        millions of nodes were built."""
+        start = self.peek_event().start_mark
+        previous = self.check_event  # an enclosing list's counter, or the parser's own
+        parser_check = yaml.SafeLoader.check_event
+        seen = 0
+
+        def counting(*choices):
+            nonlocal seen
+            done = parser_check(self, *choices)  # never the enclosing counter: it counts only its own
+            if choices == (end,) and not done:
+                seen += 1
+                if seen > self.max_items * (2 if end is yaml.MappingEndEvent else 1):  # a key and a value
+                    kind = "mapping" if end is yaml.MappingEndEvent else "list"
+                    raise ConfigError(f"this {kind} has more than {self.max_items} entries "
+                                      "(ROUTER_MAX_CONFIG_ITEMS)", file=self.name, line=start.line + 1)
+            return done
+
+        self.check_event = counting  # type: ignore[method-assign]
+        try:
+            return compose(anchor)
+        finally:
+            self.check_event = previous  # type: ignore[method-assign]
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
@@ -70,20 +113,53 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
-def load_yaml(path: str | Path) -> tuple[LineDict, bytes]:
+def _expanded(node: yaml.Node, limit: int, file: str) -> None:
+    """Refuse a document whose aliases expand it past ``limit`` nodes, counting without expanding."""
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node) -> int:
+        known = sizes.get(id(n))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(n, yaml.SequenceNode):
+            total += sum(size(child) for child in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in n.value)
+        if total > limit:
+            raise ConfigError(f"aliases expand this value past {limit} values", file=file,
+                              line=n.start_mark.line + 1)
+        sizes[id(n)] = total
+        return total
+
+    size(node)
+
+
+def load_yaml(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
+              max_items: int = DEFAULT_MAX_ITEMS) -> tuple[LineDict, bytes]:
     """Parse one config file; return the top-level mapping and the raw bytes (for hashing)."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ConfigError(f"the file has {size} bytes; the limit is {max_bytes} (ROUTER_MAX_CONFIG_BYTES)",
+                              file=str(path))
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from exc
+    if len(raw) > max_bytes:  # it grew since
+        raise ConfigError(f"the file has over {max_bytes} bytes (ROUTER_MAX_CONFIG_BYTES)", file=str(path))
     try:
         loader = _Loader(raw.decode("utf-8", errors="replace"))  # checks for unprintable characters
     except yaml.YAMLError as exc:
         raise ConfigError(f"not a YAML text file: {exc}", file=str(path)) from None
     loader.name = str(path)
+    loader.max_items = max_items
     try:
-        data = loader.get_single_data()
+        node = loader.get_single_node()
+        if node is not None:
+            _expanded(node, MAX_EXPANDED_NODES, str(path))
+        data = loader.construct_document(node) if node is not None else None
     except ConfigError:
         raise
     except yaml.MarkedYAMLError as exc:
@@ -127,6 +203,4 @@ def expect(mapping: LineDict, key: str, kind: type | tuple[type, ...], *, requir
 _MAX_NUMBER = 1e15  # past any timeout, size or rate a config means; floats stay exact below it
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+_shown = shown

@@ -33,7 +33,9 @@ def quantize(vectors: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def as_lists(array: np.ndarray) -> list[list[float]] | list[list[int]]:
-    return array.tolist()
+    """Row by row: one ``tolist`` of a big array holds the GIL throughout (no other thread, the
+    event loop's included, runs meanwhile); per row, the interpreter switches between them."""
+    return [row.tolist() for row in array]
 
 
 def as_base64(array: np.ndarray) -> list[str]:

@@ -4,9 +4,10 @@ and ranked (a document scores as its best window)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+from core.config.caps import DEFAULT_CAPS, InputCaps
 from core.errors import TokenLimitExceeded, UpstreamError
 from core.kinds import RERANK, Kind
 from core.requests.common import RerankOutcome, over_limit, rank, usage
@@ -36,8 +37,16 @@ class RerankRequest:
     # documents as sent (for return_documents); the document takes its best piece's score.
     piece_of: list[int] | None = None
     originals: list[str] | None = None
+    caps: InputCaps = field(default=DEFAULT_CAPS, kw_only=True, repr=False)  # set by check_caps
 
     READ_AT_MOST: ClassVar[int] = 4096  # tokens read per document unless max_tokens_per_doc says (Cohere's default)
+
+    def check_caps(self, caps: InputCaps) -> None:
+        """Refuse (413) a query, documents or pairs over the caps, before anything reads them."""
+        self.caps = caps
+        caps.check("query_chars", len(self.query), "'query'", "characters", "query")
+        caps.check("rerank_chars", sum(len(d) for d in self.documents), f"'{self.param}'", "characters", self.param)
+        caps.check("rerank_pairs", len(self.documents), f"'{self.param}'", "documents", self.param)
 
     def over_limit_policy(self, route: ModelRoute, flag_end: bool) -> OverLimit:
         """A request says only whether it allows reading less than everything (REFUSE if not);
@@ -64,6 +73,8 @@ class RerankRequest:
         for i, doc in enumerate(self.documents):
             parts, whole = counter.windows(doc, size, stride, self.read_tokens) if i in over else ([doc], True)
             pieces += parts
+            self.caps.check("rerank_pairs", len(pieces), f"'{self.param}' read in windows", "pairs or more",
+                            self.param)
             owners += [i] * len(parts)
             if not whole:
                 partly.append(i)

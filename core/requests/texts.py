@@ -4,9 +4,10 @@ prompt for the request's input type."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from core.config.caps import DEFAULT_CAPS, InputCaps
 from core.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -25,6 +26,18 @@ class TextInputs:
     inputs: EmbeddingInput
     is_tokens: bool
     input_type: str | None = None  # query, document, classification, clustering: selects the route's prompt
+    caps: InputCaps = field(default=DEFAULT_CAPS, kw_only=True, repr=False)  # set by check_caps
+
+    def check_caps(self, caps: InputCaps) -> None:
+        """Refuse (413) token-id inputs over the caps, before anything reads them; keep ``caps``."""
+        self.caps = caps
+        if not self.is_tokens:
+            return  # a text input's size is the model's limit's to bound (cap_chars)
+        total = 0
+        for i, ids in enumerate(self.inputs):
+            caps.check("token_ids_per_input", len(ids), f"'{self.param}[{i}]'", "token ids", self.param)
+            total += len(ids)
+        caps.check("token_ids_per_request", total, "The request", "token ids", self.param)
 
     @property
     def texts(self) -> list[str]:

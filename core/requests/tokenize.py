@@ -8,13 +8,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.kinds import EMBEDDINGS, Kind
+from core.offload import off_loop
 from core.requests.common import usage
 from core.requests.texts import TextInputs
 from core.requests.truncation import NO_LIMIT, OverLimit
 
 if TYPE_CHECKING:
     from core.config import ModelRoute
+    from core.config.caps import InputCaps
     from core.served import ModelCall, ServedModel
+
+
+INLINE_CHARS = 16384  # below this, tokenizing inline is cheaper than a thread hop
 
 
 @dataclass(slots=True)
@@ -33,6 +38,11 @@ class TokenizeRequest(TextInputs):
 
     add_special_tokens: bool = True
 
+    def check_caps(self, caps: InputCaps) -> None:
+        """Its characters are capped (the work), and its tokens when tokenized (the answer)."""
+        TextInputs.check_caps(self, caps)
+        caps.check("tokenize_chars", self.chars(), f"'{self.param}'", "characters", self.param)
+
     def over_limit_policy(self, route: ModelRoute, flag_end: bool) -> OverLimit:
         return NO_LIMIT
 
@@ -44,5 +54,15 @@ class TokenizeRequest(TextInputs):
         self.apply_prompt(route)
 
     async def run(self, model: ServedModel, call: ModelCall, tokens: int | None) -> TokenizeOutcome:
-        tokens_by_input = model.tokenize(self.texts, self.add_special_tokens)
+        caps = self.caps
+
+        def check(tokens: int) -> None:
+            caps.check("tokenize_tokens", tokens, f"'{self.param}'", "tokens", self.param)
+
+        texts = self.texts
+        if self.chars() < INLINE_CHARS:
+            tokens_by_input = model.tokenize(texts, self.add_special_tokens, check)
+        else:  # a big request: tokenized and its answer built off the event loop, within its deadline
+            tokens_by_input = await off_loop(model.tokenize, texts, self.add_special_tokens, check,
+                                             deadline=call.deadline)
         return TokenizeOutcome(model.alias, tokens_by_input, usage(tokens, None, lambda: self.count(model.counter)))

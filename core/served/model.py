@@ -11,7 +11,7 @@ request: the chain's ``adapter`` stage, a bulk job or a test call them alike.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -149,6 +149,8 @@ class ServedModel:
         except TimeoutError:
             raise self._timed_out() from None
 
-    def tokenize(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[dict[str, Any]]]:
-        """The model's own tokens of each text (answered here: nothing is queued)."""
-        return self.counter.tokenize(texts, add_special_tokens)
+    def tokenize(self, texts: Sequence[str], add_special_tokens: bool = True,
+                 check: Callable[[int], None] | None = None) -> list[list[dict[str, Any]]]:
+        """The model's own tokens of each text (answered here: nothing is queued); ``check`` sees
+        the number of tokens before the answer is built, and may refuse it."""
+        return self.counter.tokenize(texts, add_special_tokens, check)

@@ -10,8 +10,10 @@ different instance from core's ``ROUTER_REDIS_URL``. A route opts out with ``opt
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from core import hookimpl
+from core.errors import ConfigError
 from plugins.cache.layer import FLAG, ROUTE_OPTIONS, SETTINGS, CacheSettings, EmbeddingCache
 from plugins.cache.stores import MemoryStore, RedisStore, VectorStore
 
@@ -19,6 +21,28 @@ if TYPE_CHECKING:
     from core.config import Settings
     from core.metrics import GatewayMetrics
     from core.running import RunningGateway
+
+
+def _instance(url: str) -> tuple[str, str | int]:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return ("unix", parts.path)
+    host = (parts.hostname or "").lower()
+    return ("127.0.0.1" if host in _LOOPBACK else host, parts.port or 6379)
+
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def refuse_shared_redis(limiter_url: str | None, cache_url: str | None) -> None:
+    """The rate limiter's Redis and the cache's must be two instances: memory limits and eviction
+    are per instance, so cache writes would fill the buckets' memory (noeviction: every keyed
+    request 503) or evict buckets (allkeys-lru: a tenant's limit reset). Another database number
+    on one instance does not separate them. The URLs are never echoed (they may hold a password)."""
+    if limiter_url and cache_url and _instance(limiter_url) == _instance(cache_url):
+        raise ConfigError("ROUTER_CACHE_REDIS_URL and ROUTER_REDIS_URL name the same Redis instance (host and "
+                          "port); give the embedding cache its own instance (with maxmemory and allkeys-lru), "
+                          "or its cache writes evict or starve the rate limiter's buckets")
 
 
 class CachePlugin:
@@ -42,7 +66,9 @@ class CachePlugin:
 
     @hookimpl
     def register_embed_layers(self, register, settings: Settings, metrics: GatewayMetrics) -> None:
-        self.cache = EmbeddingCache.from_settings(settings.of(CacheSettings), metrics)
+        own = settings.of(CacheSettings)
+        refuse_shared_redis(settings.redis_url, own.redis_url)
+        self.cache = EmbeddingCache.from_settings(own, metrics)
         register(self.cache)
 
     @hookimpl

@@ -16,9 +16,18 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 log = logging.getLogger("maas.cache")
+
+
+def describe(exc: BaseException) -> str:
+    """The error's kind and Redis's own words, never the command: redis-py puts a failed pipeline
+    command's arguments (the raw vector bytes) in its message, and the URL may hold a password."""
+    text = str(exc)
+    if "caused error: " in text:
+        text = text.split("caused error: ", 1)[1]
+    return f"{type(exc).__name__}: {text[:200]!r}"
 
 
 class StoreEvents(Protocol):
@@ -92,20 +101,30 @@ class RedisStore:
         self.events = events
         self.prefix = prefix
         self._cooldown_s = cooldown_s
-        self._skip_until = 0.0
+        self._skip_until = 0.0  # reads and writes: Redis did not answer
+        self._skip_writes_until = 0.0  # writes only: Redis answered, refusing a write (full: OOM)
         self._down = False
+        self._refusing = False  # writes refused (logged once until one succeeds)
 
-    def _usable(self) -> bool:
-        return time.monotonic() >= self._skip_until  # right after a failure, do not wait on Redis again
+    def _usable(self, writing: bool = False) -> bool:
+        now = time.monotonic()  # right after a failure, do not wait on Redis again
+        return now >= self._skip_until and (not writing or now >= self._skip_writes_until)
 
-    def _failed(self, exc: BaseException) -> None:
-        self._skip_until = time.monotonic() + self._cooldown_s
+    def _failed(self, exc: BaseException, writing: bool = False) -> None:
+        """A refused write (Redis answered: full, read-only) costs the writes for a while, never the
+        reads; a Redis that does not answer costs both."""
         if self.events is not None:
             self.events.failed()
+        if writing and isinstance(exc, ResponseError):
+            self._skip_writes_until = time.monotonic() + self._cooldown_s
+            if not self._refusing:
+                self._refusing = True
+                log.error("embedding cache store refuses writes, serving without caching: %s", describe(exc))
+            return
+        self._skip_until = time.monotonic() + self._cooldown_s
         if not self._down:
             self._down = True
-            # The URL may hold a password: name only the error.
-            log.error("embedding cache store failed, serving uncached: %s: %s", type(exc).__name__, exc)
+            log.error("embedding cache store failed, serving uncached: %s", describe(exc))
 
     def _ok(self) -> None:
         if self._down:
@@ -124,7 +143,7 @@ class RedisStore:
         return [v if isinstance(v, bytes) else None for v in values]
 
     async def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
-        if not items or not self._usable():
+        if not items or not self._usable(writing=True):
             return
         try:
             async with self._client.pipeline(transaction=False) as pipe:
@@ -132,8 +151,9 @@ class RedisStore:
                     pipe.set(self.prefix + key, value, px=self.ttl_ms)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
-            self._failed(exc)
+            self._failed(exc, writing=True)
             return
+        self._refusing = False
         self._ok()
 
     async def close(self) -> None:
