@@ -23,7 +23,7 @@ class InputCaps:
     query_chars: int = 32_768  # characters of a rerank query (it is read once per document and window)
     rerank_chars: int = 2_000_000  # characters of a rerank request's documents together
     rerank_pairs: int = 4_096  # (query, document or window) pairs one rerank request is scored as
-    token_ids_per_input: int = 8_192  # token ids in one input sent as ids
+    token_ids_per_input: int = 32_768  # token ids in one input sent as ids (long-context models read 32k)
     token_ids_per_request: int = 300_000  # token ids in one request, all inputs together
 
     ENV: ClassVar[dict[str, str]] = {
