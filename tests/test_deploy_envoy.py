@@ -257,7 +257,7 @@ def test_the_client_address_and_request_id_reach_the_upstream_and_a_timeout_is_j
         try:
             with httpx.Client(base_url=envoy.url, verify=ca.ssl_context(), timeout=30) as http:
                 forged = {"X-Real-IP": "203.0.113.9", "X-Forwarded-For": "198.51.100.1", "X-Request-ID": "rid-7",
-                          "Authorization": f"Bearer {KEY}"}
+                          "Authorization": f"Bearer {KEY}", "X-Envoy-Upstream-Rq-Timeout-Ms": "100"}
                 seen = http.post("/v1/embeddings", json={"model": "e", "input": "x"}, headers=forged).json()
                 slow = http.post("/slow", json={"model": "e", "input": "x"}, headers={"X-Request-ID": "rid-slow"})
         finally:
@@ -266,6 +266,7 @@ def test_the_client_address_and_request_id_reach_the_upstream_and_a_timeout_is_j
     # Envoy appends a hop to the client's X-Forwarded-For (for a loopback peer, its own address).
     assert seen["x-forwarded-for"].split(",")[0] == "198.51.100.1" and seen["x-forwarded-for"].count(",") == 1
     assert seen["x-envoy-external-address"] == "127.0.0.1"
+    assert seen["x-envoy-expected-rq-timeout-ms"] == "1000"  # a client's x-envoy-* header is not obeyed
     # What the router concludes from these headers, trusting Envoy (ROUTER_TRUSTED_PROXIES):
     assert client_address("127.0.0.1", CIMultiDict(seen),
                           parse_networks(["127.0.0.1"])) == "127.0.0.1"
