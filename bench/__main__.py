@@ -26,6 +26,7 @@ SECTIONS = {
     "memory": "bench.memory",
     "tenants": "bench.tenants",
     "cache": "bench.cache",
+    "fronts": "bench.fronts",
 }
 
 

@@ -1,0 +1,143 @@
+"""The three shipped fronts (Nginx, Traefik, Envoy) side by side, each run from its production file.
+
+Failure scenario: three routers behind the front, four kept-alive clients posting embeddings while
+one router is SIGKILLed and another restarted with SIGTERM (the tests' scenario); requests sent and
+failed per front. Cost: one front over TLS in front of a fixed upstream that answers at once (so
+the front is what is measured), req/s at concurrency 16 and the front's CPU per request (its
+process and children, from /proc). The fronts run as production configures them (Nginx worker
+processes, Traefik and Envoy threads), on the same machine as the load generator.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from bench import servers
+from bench.loadgen import available_tool, http_load, median
+from bench.report import Section
+from tests.support import echo
+from tests.support.configs import write_yaml
+from tests.support.envoy import envoy_binary, start_envoy
+from tests.support.nginx import FrontServer, TestCA, make_test_ca, nginx_binary, start_nginx
+from tests.support.processes import ROOT, ServerProcess, free_port, start_router
+from tests.support.traefik import start_traefik, traefik_binary
+from tests.support.traffic import ThreadedLoad
+
+KEY = "sk-bench-fronts-1"  # noqa: S105 - a throwaway key for the bench routers
+BODY = json.dumps({"model": "fixed", "input": "The quick brown fox jumps over the lazy dog"}).encode()
+
+Starter = Callable[[Path, list[str], TestCA], FrontServer]
+
+
+def _starters() -> dict[str, Starter]:
+    out: dict[str, Starter] = {}
+    if nginx_binary():
+        out["nginx"] = start_nginx
+    if traefik_binary():
+        out["traefik"] = start_traefik
+    if envoy_binary():
+        out["envoy"] = lambda prefix, ups, ca: start_envoy(
+            prefix, [(u.split(":")[0], int(u.split(":")[1])) for u in ups], ca)
+    return out
+
+
+def _cpu_s(pid: int) -> float:
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _failure_scenario(work: Path, name: str, start: Starter, ca: TestCA) -> tuple[int, int, list[str]]:
+    import httpx
+
+    site = echo.install_plugin(work / "site")
+    configs = work / "configs"
+    configs.mkdir(parents=True, exist_ok=True)
+    write_yaml(configs / "routing.yaml", {"embeddings": [{"model": "e", "upstream": {"type": "echo"}}]})
+    write_yaml(configs / "auth.yaml", {"api_keys": [{"name": "bench", "key": KEY}]})
+    write_yaml(configs / "rate_limits.yaml", {"default": {"capacity": 10**6, "refill_rate": 10**6}})
+    env = {"ROUTER_DRAIN_SECONDS": "1", "PYTHONPATH": f"{site}:{ROOT}", "ROUTER_TRUSTED_PROXIES": "127.0.0.1"}
+    ports = [free_port() for _ in range(3)]
+    routers: list[ServerProcess] = [start_router(configs, work / f"r{i}.log", port=p, **env)[0]
+                                    for i, p in enumerate(ports)]
+    try:
+        front = start(work / "front", [f"127.0.0.1:{p}" for p in ports], ca)
+        try:
+            def client() -> httpx.Client:
+                return httpx.Client(base_url=front.url, verify=ca.ssl_context(), timeout=30,
+                                    headers={"Authorization": f"Bearer {KEY}"})
+
+            with ThreadedLoad(client, {"model": "e", "input": ["a", "b"]}, 4) as load:
+                time.sleep(0.5)
+                routers[0].proc.send_signal(signal.SIGKILL)
+                routers[0].proc.wait(10)
+                time.sleep(1.0)
+                routers[1].stop()
+                routers[1] = start_router(configs, work / "r1b.log", port=ports[1], **env)[0]
+                routers[0] = start_router(configs, work / "r0b.log", port=ports[0], **env)[0]
+                time.sleep(1.5)
+            return load.sent, len(load.failures), load.failures[:3]
+        finally:
+            front.stop()
+    finally:
+        for r in routers:
+            r.stop()
+
+
+def _cost(work: Path, start: Starter, upstream: servers.Server, ca: TestCA, tool: str, seconds: float,
+          repeats: int) -> tuple[float, float]:
+    front = start(work / "front", [upstream.url.removeprefix("http://")], ca)
+    try:
+        rps, cpu_us = [], []
+        for _ in range(repeats):
+            before = _cpu_s(front.process.proc.pid)
+            run = http_load(tool, front.url + "/v1/embeddings", BODY, concurrency=16, seconds=seconds)
+            used = _cpu_s(front.process.proc.pid) - before
+            rps.append(run.rps)
+            cpu_us.append(used / max(run.rps * seconds, 1) * 1e6)
+        return median(rps), median(cpu_us)
+    finally:
+        front.stop()
+
+
+def run(work: Path, *, quick: bool = False, tool: str = "hey") -> Section:
+    sec = Section("fronts", "Fronts side by side: Nginx, Traefik, Envoy (the shipped files)")
+    starters = _starters()
+    missing = sorted({"nginx", "traefik", "envoy"} - set(starters))
+    if missing:
+        sec.notes.append(f"Not installed here, left out: {', '.join(missing)}.")
+    ca = make_test_ca(work / "tls")
+    rows = []
+    for name, start in starters.items():
+        sent, failed, examples = _failure_scenario(work / f"fail-{name}", name, start, ca)
+        rows.append([name, sent, failed, "; ".join(examples)[:120]])
+    sec.table(["front", "requests sent", "failed", "first failures"], rows,
+              "A router SIGKILLed and another restarted (SIGTERM) under 4 kept-alive clients, TLS")
+    tool = available_tool(tool)
+    seconds, repeats = (3.0, 1) if quick else (8.0, 3)
+    cost_rows = []
+    upstream = servers.fixed_upstream(work)
+    try:
+        for name, start in starters.items():
+            rps, cpu_us = _cost(work / f"cost-{name}", start, upstream, ca, tool, seconds, repeats)
+            cost_rows.append([name, rps, cpu_us])
+    finally:
+        upstream.stop()
+    sec.table(["front", "req/s (c16, TLS)", "front CPU µs / request"], cost_rows,
+              "One hop over TLS in front of a fixed upstream (Nginx return 200), keep-alive; medians")
+    sec.notes.append("The load generator, the fronts and the upstream share this machine's cores: compare the "
+                     "fronts with each other, not with another machine. The plain-HTTP hop is not measured: "
+                     "each shipped file redirects HTTP to HTTPS.")
+    return sec
