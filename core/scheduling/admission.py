@@ -62,7 +62,7 @@ def admit(model: str, a: Arrival, capacity: Capacity, refused: Callable[[str], N
     alone = (capacity.seconds(a.load) if work.split else capacity.batch_seconds(a.load.padded)) if timed else 0.0
     if left is not None and alone > left:
         refused("too_large")
-        raise _too_large(model, a, alone, left, capacity)
+        raise too_large(model, a.items, alone, left, _finish(a, capacity, alone) - alone if a.queued_items else 0.0)
     if not a.queued_items:
         return  # an idle model takes anything it can finish
 
@@ -111,13 +111,13 @@ def _retry(seconds: float) -> float:
     return min(max(seconds, 0.1), MAX_RETRY_AFTER)
 
 
-def _too_large(model: str, a: Arrival, alone: float, left: float, capacity: Capacity) -> TooLargeForDeadline:
-    per_input = alone / a.items
-    fit_idle = int(left / per_input)
-    # Now: its share of the model while others' work is queued (what it would wait for, per input).
-    wait = max(0.0, _finish(a, capacity, alone) - alone)
-    fit_now = max(0, int((left - wait) / per_input)) if a.queued_items else fit_idle
+def too_large(model: str, items: int, alone: float, left: float, wait: float) -> TooLargeForDeadline:
+    """The 413 for ``items`` inputs taking ``alone`` seconds on the idle model, ``left`` seconds
+    before their deadline, behind ``wait`` seconds of others' work (served fairly)."""
+    per_input = alone / items
+    fit_idle = int(max(left, 0.0) / per_input)
+    fit_now = max(0, int((left - max(wait, 0.0)) / per_input))
     return TooLargeForDeadline(
-        f"{a.items} inputs would take about {alone:.1f} s on {model} even with nothing else to do, past the "
+        f"{items} inputs would take about {alone:.1f} s on {model} even with nothing else to do, past the "
         f"request's deadline ({left:.1f} s): about {fit_now} inputs fit now ({fit_idle} on the idle model). "
         "Send fewer inputs per request, or send bulk work through the Batch API.")

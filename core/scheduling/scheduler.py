@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from core.errors import ServiceUnavailable
-from core.scheduling.admission import Arrival, admit
+from core.scheduling.admission import Arrival, admit, too_large
 from core.scheduling.capacity import Capacity, Load
 from core.scheduling.flows import Job, Shape, TenantFlow
 from core.scheduling.work import Work
@@ -125,7 +125,8 @@ class Scheduler(BatchWorker):
         """Nothing waits and a call slot is free: a whole request runs in its caller's task, with
         no queue, worker or task switch in between (the common case in front of an HTTP
         upstream). Whoever comes while it runs queues as usual; its caller leaving cancels it."""
-        outputs = await self.call_now(lambda: work.run(list(work.items), True), sum(costs), len(work.items))
+        outputs = await self.call_now(lambda: work.run(list(work.items), True), sum(costs), len(work.items),
+                                      work.deadline)
         if len(outputs) != len(work.items):
             raise RuntimeError(f"{self.name} returned {len(outputs)} outputs for {len(work.items)} inputs")
         return list(outputs)
@@ -134,8 +135,15 @@ class Scheduler(BatchWorker):
         """Nothing waits and a call slot is free (see ``call_now``)."""
         return not self._jobs and not self._slots.locked()
 
-    async def call_now(self, fn: Callable[[], Awaitable[T]], cost: float, items: int) -> T:
-        """Run one whole call in the caller's task, holding a slot; only when ``can_call_now()``."""
+    async def call_now(self, fn: Callable[[], Awaitable[T]], cost: float, items: int,
+                       deadline: float | None = None) -> T:
+        """Run one whole call in the caller's task, holding a slot; only when ``can_call_now()``.
+        A call the model could not finish before ``deadline`` is refused (413) instead."""
+        if deadline is not None and self.capacity.measured:
+            alone, left = self.capacity.batch_seconds(cost), deadline - asyncio.get_running_loop().time()
+            if alone > left:
+                self._refuse("too_large")
+                raise too_large(self.name, items, alone, left, 0.0)
         await self._slots.acquire()  # free: returns at once
         self._active += 1
         started = self._clock()
