@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -102,3 +103,15 @@ def test_2048_short_inputs_after_one_sentence_requests_of_the_same_key_are_answe
             assert [s.result() for s in sentences] == [200] * 6
     finally:
         router.stop()
+
+
+async def test_the_capacity_fit_and_its_error_are_metrics(ones):
+    for k in range(4):
+        assert (await ones.post("/v1/embeddings", json={"model": "ones", "input": [f"x{k}"] * 40})).status == 200
+    [scheduler] = gateway_of(ones).services.schedulers.schedulers
+    text = await (await ones.get("/metrics")).text()
+    fixed = float(re.search(r'^maas_model_batch_fixed_seconds\{queue="ones"\} (\S+)$', text, re.M).group(1))
+    per_token = float(re.search(r'^maas_model_batch_token_seconds\{queue="ones"\} (\S+)$', text, re.M).group(1))
+    assert (fixed, per_token) == (scheduler.capacity.fixed, scheduler.capacity.per_token)
+    assert re.search(r'^maas_batch_duration_seconds_count\{queue="ones"\} 8\.0$', text, re.M)  # 4 × (32 + 8)
+    assert re.search(r'^maas_batch_estimate_ratio_count\{queue="ones"\} [1-9]', text, re.M)
