@@ -62,6 +62,15 @@ def test_seeing_only_one_sentence_batches_a_full_batch_is_not_estimated_at_their
     assert capacity.batch_seconds(FULL) < 2 * _true(FULL) < per_token_rate / 3
 
 
+def test_noisy_one_sentence_batches_of_a_few_lengths_do_not_extrapolate_to_a_steep_cost_per_token():
+    capacity = Capacity()  # a busy machine: one-sentence calls take 50 ms to 900 ms, whatever their length
+    lengths, times = [6.0, 7.0, 8.0, 10.0, 12.0], [0.4, 0.05, 0.9, 0.1, 0.3]
+    for i in range(40):
+        capacity.observe(lengths[i % 5], times[(i * 2) % 5])
+    assert capacity.per_token <= 2 * Capacity().per_token  # near the prior: the data cannot tell
+    assert 0.2 < capacity.fixed < 0.6  # their time is the fixed cost
+
+
 def test_a_batch_far_off_the_others_is_left_out():
     capacity = Capacity()
     for i in range(40):

@@ -60,7 +60,7 @@ def admit(model: str, a: Arrival, capacity: Capacity, refused: Callable[[str], N
     timed = capacity.measured
     left = work.deadline - a.now if work.deadline is not None else None
     alone = (capacity.seconds(a.load) if work.split else capacity.batch_seconds(a.load.padded)) if timed else 0.0
-    if left is not None and alone > left:
+    if timed and left is not None and 0 < left < alone:  # (a deadline already past is its timeout's)
         refused("too_large")
         raise too_large(model, a.items, alone, left, _finish(a, capacity, alone) - alone if a.queued_items else 0.0)
     if not a.queued_items:
@@ -75,7 +75,7 @@ def admit(model: str, a: Arrival, capacity: Capacity, refused: Callable[[str], N
         return max(parts)
 
     finish = _finish(a, capacity, alone)
-    if left is not None and finish > left:
+    if left is not None and 0 < left < finish:
         refused("deadline")
         raise ServiceUnavailable(f"{model} is busy: the request would not finish before its deadline "
                                  f"({finish:.1f} s of work ahead of it and its own, {left:.1f} s to go)",
@@ -114,7 +114,7 @@ def _retry(seconds: float) -> float:
 def too_large(model: str, items: int, alone: float, left: float, wait: float) -> TooLargeForDeadline:
     """The 413 for ``items`` inputs taking ``alone`` seconds on the idle model, ``left`` seconds
     before their deadline, behind ``wait`` seconds of others' work (served fairly)."""
-    per_input = alone / items
+    per_input = max(alone / items, 1e-9)
     fit_idle = int(max(left, 0.0) / per_input)
     fit_now = max(0, int((left - max(wait, 0.0)) / per_input))
     return TooLargeForDeadline(

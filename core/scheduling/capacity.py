@@ -24,6 +24,13 @@ PRIOR_PER_TOKEN = 5e-5  # seconds per padded token: 20,000 tokens/s, a small mod
 PRIOR_WEIGHT = 0.1  # a tenth of a batch's worth on the fixed cost: the first batch outweighs it
 SLOPE_WEIGHT = 0.001  # and less on the cost per token: batches of two sizes soon outweigh it
 REFERENCE_PADDED = 512.0  # a typical batch (32 inputs of 16 tokens): scales the prior on the slope
+# How far off the prior may be (one standard deviation): a fixed cost is anyone's guess, a cost
+# per token is rarely far from a model of this size's. Against the noise of the batch times (the
+# spread about the fit) they say how much data it takes to move the estimate: batches all of
+# nearly one size with noisy times (a busy machine) leave the cost per token near the prior
+# rather than extrapolating a noisy slope over a few tokens to a full batch.
+PRIOR_SPREAD_FIXED = 1.0
+PRIOR_SPREAD_PER_TOKEN = PRIOR_PER_TOKEN
 WINDOW = 128
 WARM_UP = 1  # a model's first calls are left out: they load, allocate and compile as well
 MEASURED_AFTER = 3  # batches fitted before the estimate refuses anything
@@ -83,7 +90,7 @@ class Capacity:
         self._recent.append((max(0.0, padded), max(0.0, seconds)))
         self.batches += 1
         points = list(self._recent)
-        fixed, per_token = self._fit(points)
+        fixed, per_token = self._fit(points, self._noise(points, *self._fit(points, 0.0)))
         if len(points) >= 4:
             # Off by how much of what it should have taken: a batch twice as slow as the fit (and
             # far more than the others are off) is an accident, not the model's speed.
@@ -91,13 +98,24 @@ class Capacity:
             limit = max(1.0, 6 * 1.4826 * statistics.median(off))
             kept = [p for p, r in zip(points, off, strict=True) if r <= limit]
             if len(kept) < len(points):
-                fixed, per_token = self._fit(kept)
+                fixed, per_token = self._fit(kept, self._noise(kept, *self._fit(kept, 0.0)))
         self.fixed, self.per_token = fixed, per_token
 
-    def _fit(self, points: list[tuple[float, float]]) -> tuple[float, float]:
-        """Ridge least squares of t = fixed + per_token × x towards the prior; both kept ≥ 0."""
+    @staticmethod
+    def _noise(points: list[tuple[float, float]], fixed: float, per_token: float) -> float:
+        """The variance of the batch times about a fit (a tenth of their mean, squared, while too
+        few to tell)."""
+        if len(points) <= 2:
+            return (0.1 * sum(t for _, t in points) / len(points)) ** 2
+        return sum((t - fixed - per_token * x) ** 2 for x, t in points) / (len(points) - 2)
+
+    def _fit(self, points: list[tuple[float, float]], noise: float) -> tuple[float, float]:
+        """Ridge least squares of t = fixed + per_token × x towards the prior, as much as the
+        ``noise`` of the times against the prior's spread says (Bayesian linear regression);
+        both kept ≥ 0."""
         a0, b0 = self.prior
-        la, lb = PRIOR_WEIGHT, SLOPE_WEIGHT * REFERENCE_PADDED ** 2
+        la = max(PRIOR_WEIGHT, noise / PRIOR_SPREAD_FIXED ** 2)
+        lb = max(SLOPE_WEIGHT * REFERENCE_PADDED ** 2, noise / PRIOR_SPREAD_PER_TOKEN ** 2)
         n = float(len(points))
         sx = sum(x for x, _ in points)
         sxx = sum(x * x for x, _ in points)

@@ -141,7 +141,7 @@ class Scheduler(BatchWorker):
         A call the model could not finish before ``deadline`` is refused (413) instead."""
         if deadline is not None and self.capacity.measured:
             alone, left = self.capacity.batch_seconds(cost), deadline - asyncio.get_running_loop().time()
-            if alone > left:
+            if 0 < left < alone:
                 self._refuse("too_large")
                 raise too_large(self.name, items, alone, left, 0.0)
         await self._slots.acquire()  # free: returns at once
