@@ -4,6 +4,7 @@
     ├── InvalidRequest                400 invalid_request_error
     │   ├── PayloadTooLarge           413 (body size)
     │   ├── TokenLimitExceeded        413 (token limits)
+    │   ├── TooLargeForDeadline       413 (more work than the model can do before the deadline)
     │   ├── RequestTimeout            408 (the body did not arrive within ROUTER_BODY_TIMEOUT_SECONDS)
     │   └── ClientClosedRequest       499 (the client left before its body arrived; logged only)
     ├── AuthError                     401 authentication_error
@@ -80,6 +81,18 @@ class PayloadTooLarge(InvalidRequest):
 class TokenLimitExceeded(InvalidRequest):
     status = 413
     default_code = "token_limit_exceeded"
+
+
+class TooLargeForDeadline(InvalidRequest):
+    """Even the idle model could not finish the request before its deadline: sent again as it is,
+    it fails again, so clients are told not to retry (OpenAI's SDKs read ``x-should-retry``)."""
+
+    status = 413
+    default_code = "request_too_large_for_deadline"
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers.setdefault("x-should-retry", "false")
 
 
 class RequestTimeout(InvalidRequest):

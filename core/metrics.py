@@ -9,6 +9,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+_RATIO_BUCKETS = (0.25, 0.5, 0.67, 0.8, 0.9, 1.1, 1.25, 1.5, 2, 4)
 
 
 class GatewayMetrics:
@@ -43,7 +44,16 @@ class GatewayMetrics:
                                     ["queue"], buckets=_LATENCY_BUCKETS, registry=r)
         self.queue_refused = Counter("maas_queue_refused_total",
                                      "Requests refused at admission, by reason (key_bound, key_share, saturated, "
-                                     "deadline)", ["queue", "reason"], registry=r)
+                                     "deadline, too_large)", ["queue", "reason"], registry=r)
+        self.batch_fixed = Gauge("maas_model_batch_fixed_seconds", "The model's fitted fixed cost of one call "
+                                 "(batch time = fixed + per token × padded tokens)", ["queue"], registry=r)
+        self.batch_per_token = Gauge("maas_model_batch_token_seconds", "The model's fitted cost of one padded "
+                                     "token in a batch", ["queue"], registry=r)
+        self.batch_seconds = Histogram("maas_batch_duration_seconds", "Measured time of each batch or call",
+                                       ["queue"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.batch_estimate = Histogram("maas_batch_estimate_ratio", "Each batch's measured time over the "
+                                        "capacity model's estimate of it just before (1: exact)", ["queue"],
+                                        buckets=_RATIO_BUCKETS, registry=r)
         self.queue_cancelled = Counter("maas_queue_cancelled_inputs_total",
                                        "Queued inputs dropped because their caller stopped waiting", ["queue"],
                                        registry=r)
@@ -142,6 +152,10 @@ class QueueSeries:
         self._cancelled = metrics.queue_cancelled.labels(queue=queue)
         self._refused = metrics.queue_refused
         self._queue = queue
+        self._fixed = metrics.batch_fixed.labels(queue=queue)
+        self._per_token = metrics.batch_per_token.labels(queue=queue)
+        self._seconds = metrics.batch_seconds.labels(queue=queue)
+        self._estimate = metrics.batch_estimate.labels(queue=queue)
 
     def depth(self, items: int) -> None:
         self._depth.set(items)
@@ -157,6 +171,13 @@ class QueueSeries:
 
     def cancelled(self, items: int) -> None:
         self._cancelled.inc(items)
+
+    def capacity(self, fixed: float, per_token: float, seconds: float, estimated: float | None) -> None:
+        self._fixed.set(fixed)
+        self._per_token.set(per_token)
+        self._seconds.observe(seconds)
+        if estimated:
+            self._estimate.observe(seconds / estimated)
 
 
 class CacheEvents:

@@ -18,7 +18,7 @@ from core.adapters import Adapter, Batching, EmbedResult
 from core.app import create_app
 from core.http import GATEWAY
 from core.options import Option, OptionSchema
-from tests.support.configs import copy_default_configs
+from tests.support.configs import copy_default_configs, read_yaml, write_yaml
 from tests.support.gated import GatedModel
 from tests.support.inprocess import echo_plugin_manager, write_configs
 from tests.support.processes import start_router
@@ -182,6 +182,11 @@ def _until_some_batches_ran(url: str, items: int, timeout: float = 60.0) -> None
 
 def test_work_of_a_client_that_hangs_up_or_half_closes_is_dropped(tmp_path):
     config = copy_default_configs(tmp_path / "config")
+    # Room for 2,048 inputs however busy the machine: admitted (not refused for its deadline), so
+    # there is queued work for the client to leave.
+    routing = read_yaml(config / "routing.yaml")
+    routing["embeddings"][0]["upstream"]["timeout_seconds"] = 600
+    write_yaml(config / "routing.yaml", routing)
     router, url = start_router(config, tmp_path / "router.log")
     port = int(url.rsplit(":", 1)[1])
     try:

@@ -1,11 +1,24 @@
-"""Who gets in: a model's measured drain rate, and the rule that admits or refuses new work.
+"""Who gets in: the rule that admits or refuses new work, with the model's fitted capacity.
 
-Work is refused at once, never queued to time out: over the tenant's ``max_queued`` items (429),
-or over the model's bounds (``Bounds``: items, or seconds of work estimated from the drain rate)
-or the request's deadline. Over the bounds a tenant still within its fair share is admitted (fair
-queueing will serve it soon), and so is a newcomer while the queue ahead of it is within bounds;
-a tenant over its share gets 429, a newcomer arriving at a full queue 503. Refusals carry a
-Retry-After estimated from the drain rate. An idle model admits anything.
+Work is refused at once, never queued to time out. In order:
+
+1. over the tenant's ``max_queued`` inputs: 429 ``queue_full_for_key``;
+2. a request that could not finish before its deadline even on the idle model (at the model's
+   measured speed): 413 ``request_too_large_for_deadline``, never worth retrying as it is
+   (``x-should-retry: false``); the message says how many inputs fit;
+3. an idle model (nothing queued) admits the rest;
+4. a request that would not finish before its deadline behind the queue, served fairly (under
+   deficit round robin its tenant's share of the model does its work): 503 ``model_saturated``
+   with a Retry-After of when it would fit;
+5. the model's bounds (``Bounds``: items, or seconds of work): within them it is admitted; over
+   them, a tenant whose queued work and this request are within its fair share (its weight's part
+   of the bounds) is admitted however much others have queued or running, and so is any request
+   while what waits ahead of it is within the bounds (the bound is on the wait, not on the
+   request's own size); otherwise a tenant with work queued gets 429 ``queue_share_exceeded``, a
+   newcomer 503 ``model_saturated``, with a Retry-After of when there is room.
+
+Before the model ran a batch its speed is unknown: nothing is refused for time (2, 4, seconds
+bounds), only for items.
 """
 
 from __future__ import annotations
@@ -13,94 +26,98 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.errors import RateLimited, ServiceUnavailable
+from core.errors import RateLimited, ServiceUnavailable, TooLargeForDeadline
+from core.scheduling.capacity import Capacity, Load
 from core.scheduling.work import Work
 
-HARD_LIMIT = 2.0  # never more than twice a bound queued, whatever the shares
 MAX_RETRY_AFTER = 60.0  # an estimate further out than this promises nothing
-
-
-class DrainRate:
-    """How fast a model gets through work, smoothed over recent batches (unknown until one ran)."""
-
-    def __init__(self, max_in_flight: int) -> None:
-        self.max_in_flight = max_in_flight
-        self.cost: float | None = None  # cost units per second, one call at a time
-        self.items: float | None = None
-
-    def measured(self, cost: float, items: int, seconds: float) -> None:
-        seconds = max(seconds, 1e-4)
-        if self.cost is None or self.items is None:
-            self.cost, self.items = cost / seconds, items / seconds
-        else:
-            self.cost = 0.7 * self.cost + 0.3 * cost / seconds
-            self.items = 0.7 * self.items + 0.3 * items / seconds
-
-    def seconds(self, cost: float) -> float:
-        """Estimated seconds for the model to get through ``cost`` (0 while unknown)."""
-        return cost / (self.cost * self.max_in_flight) if self.cost else 0.0
-
-    def item_seconds(self, items: float) -> float:
-        return items / (self.items * self.max_in_flight) if self.items else 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class Arrival:
-    """New work and what waits when it arrives: the queue's and its tenant's items and cost."""
+    """New work and what waits when it arrives: the queue's and its tenant's items and load."""
 
     work: Work
     items: int
-    cost: float
+    load: Load  # its own, batched alone
     queued_items: int
-    queued_cost: float
+    queued: Load
     mine_items: int
-    mine_cost: float
-    flows: int  # tenants with work at the model, this one included
+    mine: Load
+    share: float  # its tenant's fair part of the model: its weight over all waiting tenants' weights
     now: float  # the event loop's clock
 
 
-def admit(model: str, a: Arrival, rate: DrainRate, refused: Callable[[str], None]) -> None:
-    """Return to admit ``a``; raise RateLimited or ServiceUnavailable (after ``refused(reason)``)."""
-    tenant, bounds = a.work.tenant, a.work.bounds
+def admit(model: str, a: Arrival, capacity: Capacity, refused: Callable[[str], None]) -> None:
+    """Return to admit ``a``; raise RateLimited, TooLargeForDeadline or ServiceUnavailable (after
+    ``refused(reason)``)."""
+    tenant, bounds, work = a.work.tenant, a.work.bounds, a.work
     if a.mine_items and tenant.max_queued is not None and a.mine_items + a.items > tenant.max_queued:
         refused("key_bound")
         raise RateLimited(f"Key '{tenant.name}' has {a.mine_items} inputs queued for {model}; its bound is "
-                          f"{tenant.max_queued}", retry_after=rate.seconds(a.mine_cost) or 1.0,
+                          f"{tenant.max_queued}", retry_after=capacity.seconds(a.mine) or 1.0,
                           code="queue_full_for_key")
+    timed = capacity.measured
+    left = work.deadline - a.now if work.deadline is not None else None
+    alone = (capacity.seconds(a.load) if work.split else capacity.batch_seconds(a.load.padded)) if timed else 0.0
+    if timed and left is not None and 0 < left < alone:  # (a deadline already past is its timeout's)
+        refused("too_large")
+        raise too_large(model, a.items, alone, left, _finish(a, capacity, alone) - alone if a.queued_items else 0.0)
     if not a.queued_items:
-        return  # an idle model takes anything
+        return  # an idle model takes anything it can finish
 
-    def load(items: int, units: float) -> float:  # the fraction of the bounds that much work fills
+    def load(items: int, work_load: Load) -> float:  # the fraction of the bounds that much work fills
         parts = [0.0]
         if bounds.max_items:
             parts.append(items / bounds.max_items)
-        if bounds.max_seconds and rate.cost:
-            parts.append(rate.seconds(units) / bounds.max_seconds)
+        if bounds.max_seconds and timed:
+            parts.append(capacity.seconds(work_load) / bounds.max_seconds)
         return max(parts)
 
-    total = load(a.queued_items + a.items, a.queued_cost + a.cost)
-    own = load(a.mine_items + a.items, a.mine_cost + a.cost)
-    # Under fair queueing a tenant's work finishes about when its share of the model has done it.
-    finish = rate.seconds(min(a.queued_cost + a.cost, (a.mine_cost + a.cost) * a.flows))
-    late = a.work.deadline is not None and finish > a.work.deadline - a.now
-    if total <= 1.0 and not late:
-        return
-    if not late and own <= 1.0 / a.flows and total <= HARD_LIMIT:
-        return  # within its share: admitted over the bound, served in its turn
-    if not late and not a.mine_items and load(a.queued_items, a.queued_cost) < 1.0:
-        return  # a newcomer's big request while the queue is within bounds: its turns come fairly
+    finish = _finish(a, capacity, alone)
+    if left is not None and 0 < left < finish:
+        refused("deadline")
+        raise ServiceUnavailable(f"{model} is busy: the request would not finish before its deadline "
+                                 f"({finish:.1f} s of work ahead of it and its own, {left:.1f} s to go)",
+                                 retry_after=_retry(finish - left), code="model_saturated")
+    total = load(a.queued_items + a.items, a.queued + a.load)
+    own = load(a.mine_items + a.items, a.mine + a.load)
+    ahead = load(a.queued_items, a.queued)
+    if total <= 1.0 or own <= a.share or ahead < 1.0:
+        return  # within bounds; within its share (served in its turn); or the wait ahead is
     if a.mine_items:
         refused("key_share")
         raise RateLimited(f"{model} is busy and key '{tenant.name}' has more than its share queued",
-                          retry_after=min(rate.seconds(a.mine_cost * a.flows) or 1.0, MAX_RETRY_AFTER),
+                          retry_after=_retry(capacity.seconds(a.mine) / max(a.share, 1e-9)),
                           code="queue_share_exceeded")
-    refused("deadline" if late else "saturated")
-    if load(a.items, a.cost) > 1.0 or late:
-        wait = rate.seconds(a.queued_cost)  # it fits once the model is idle (an idle model takes anything)
-    else:  # until there is room for it
-        wait = rate.seconds(a.queued_cost + a.cost) - (bounds.max_seconds or 0.0)
-        if bounds.max_items and rate.items:
-            wait = max(wait, rate.item_seconds(a.queued_items + a.items - bounds.max_items))
-    reason = "would not finish before its deadline" if late else "its queue is full"
-    raise ServiceUnavailable(f"{model} is saturated: the request {reason}",
-                             retry_after=min(max(wait, 0.1), MAX_RETRY_AFTER), code="model_saturated")
+    refused("saturated")
+    # Until what waits ahead is back within the bounds (a request within them then gets in).
+    wait = capacity.seconds(a.queued) * min(1.0, (ahead - 1.0) / ahead + 0.01) if ahead else 0.0
+    raise ServiceUnavailable(f"{model} is saturated: its queue is full", retry_after=_retry(wait),
+                             code="model_saturated")
+
+
+def _finish(a: Arrival, capacity: Capacity, alone: float) -> float:
+    """When the request would be done: its tenant's share of the model does its queued work and
+    this request's, unless the whole queue is done sooner."""
+    if not capacity.measured:
+        return 0.0
+    everything = capacity.seconds(a.queued + a.load)
+    mine = capacity.seconds(a.mine + a.load) / max(a.share, 1e-9)
+    return max(alone, min(everything, mine))
+
+
+def _retry(seconds: float) -> float:
+    return min(max(seconds, 0.1), MAX_RETRY_AFTER)
+
+
+def too_large(model: str, items: int, alone: float, left: float, wait: float) -> TooLargeForDeadline:
+    """The 413 for ``items`` inputs taking ``alone`` seconds on the idle model, ``left`` seconds
+    before their deadline, behind ``wait`` seconds of others' work (served fairly)."""
+    per_input = max(alone / items, 1e-9)
+    fit_idle = int(max(left, 0.0) / per_input)
+    fit_now = max(0, int((left - max(wait, 0.0)) / per_input))
+    return TooLargeForDeadline(
+        f"{items} inputs would take about {alone:.1f} s on {model} even with nothing else to do, past the "
+        f"request's deadline ({left:.1f} s): about {fit_now} inputs fit now ({fit_idle} on the idle model). "
+        "Send fewer inputs per request, or send bulk work through the Batch API.")

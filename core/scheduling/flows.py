@@ -6,22 +6,56 @@ import asyncio
 import time
 from typing import Any
 
+from core.scheduling.capacity import Load
 from core.scheduling.work import Tenant, Work
 
 # A batch's group before its first item sets it: any job may start a batch.
 UNSET: Any = object()
 
 
+class Shape:
+    """How a job's items would be batched on their own: their order (similar lengths together: a
+    batch costs its size times its longest item) and each item's part of the model's work (a
+    fraction of a call, the padded tokens of its place in a batch)."""
+
+    __slots__ = ("order", "calls", "padded", "load")
+
+    def __init__(self, work: Work, costs: list[float]) -> None:
+        n = len(costs)
+        if not work.split:  # one call of its own
+            self.order = list(range(n))
+            self.calls, self.padded = [1.0] + [0.0] * (n - 1), [sum(costs)] + [0.0] * (n - 1)
+        else:
+            self.order = sorted(range(n), key=costs.__getitem__)
+            self.calls, self.padded = [0.0] * n, [0.0] * n
+            chunks: list[list[int]] = [[]]
+            for i in self.order:
+                chunk = chunks[-1]
+                if chunk and (len(chunk) >= work.max_batch_size or (
+                        work.max_batch_tokens is not None and (len(chunk) + 1) * costs[i] > work.max_batch_tokens)):
+                    chunks.append(chunk := [])
+                chunk.append(i)
+            for chunk in chunks:
+                for j in chunk:
+                    self.calls[j], self.padded[j] = 1.0 / len(chunk), costs[chunk[-1]]
+        self.load = Load(sum(self.calls), sum(self.padded))
+
+    def of(self, picked: list[int]) -> Load:
+        return Load(sum(self.calls[i] for i in picked), sum(self.padded[i] for i in picked))
+
+
 class Job:
     __slots__ = ("work", "costs", "order", "next", "done", "results", "future", "enqueued", "seq", "flow",
-                 "cost_left", "task")
+                 "cost_left", "task", "shape", "load_left")
 
-    def __init__(self, work: Work, costs: list[float], future: asyncio.Future, seq: int, flow: TenantFlow) -> None:
+    def __init__(self, work: Work, costs: list[float], future: asyncio.Future, seq: int, flow: TenantFlow,
+                 shape: Shape) -> None:
         self.work = work
         self.costs = costs
         n = len(costs)
-        # Similar lengths together: a batch costs its size times its longest item.
-        self.order = sorted(range(n), key=costs.__getitem__) if work.split else list(range(n))
+        self.shape = shape
+        self.order = shape.order
+        self.load_left = shape.load  # not yet taken, in the model's terms
         self.next = 0  # position in ``order`` of the next item to go
         self.done = 0
         self.results: list[Any] = [None] * n
@@ -48,7 +82,7 @@ class Job:
 
 
 class TenantFlow:
-    __slots__ = ("key", "tenant", "jobs", "deficit", "in_turn", "items", "cost")
+    __slots__ = ("key", "tenant", "jobs", "deficit", "in_turn", "items", "cost", "load")
 
     def __init__(self, key: tuple[str, int], tenant: Tenant) -> None:
         self.key = key
@@ -58,6 +92,7 @@ class TenantFlow:
         self.in_turn = False
         self.items = 0  # queued (not yet taken)
         self.cost = 0.0
+        self.load = Load()
 
     def pick(self, group: Any, whole_ok: bool, now: float, rate: float) -> Job | None:
         """The live job that fits the batch and has least work left, less the work the model could

@@ -155,7 +155,7 @@ class ModelFeed:
                      context: CallContext, tenant: Tenant) -> R:
         """One request as one call: at once when nothing waits, else queued as one work item."""
         if scheduler.can_call_now():
-            return await scheduler.call_now(call, cost, items)
+            return await scheduler.call_now(call, cost, items, context.deadline)
 
         async def whole(batch: list[Any], own: bool) -> list[R]:
             return [await call()]

@@ -13,8 +13,10 @@ when there is some: bulk is slowed, never starved.
 A batch starts once it is full or its oldest job has waited ``max_wait_s``, and only while
 fewer than ``max_in_flight`` batches run: work arriving meanwhile joins a later, fuller batch.
 
-**Admission** (``core.scheduling.admission``): new work over the tenant's or the model's bounds
-is refused at once, 429 or 503 with a Retry-After from the measured drain rate.
+**Admission** (``core.scheduling.admission``): new work over the tenant's or the model's bounds,
+or that could not finish before its deadline, is refused at once (429, 413 or 503, with a
+Retry-After where waiting helps), estimated with the model's ``Capacity``: its batch time
+fitted from the batches it ran (``core.scheduling.capacity``).
 
 **Cancellation.** When the caller stops waiting (its client left, its deadline passed), the
 job's queued items leave the queue and the counts at once; a batch that has not started
@@ -32,8 +34,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from core.errors import ServiceUnavailable
-from core.scheduling.admission import Arrival, DrainRate, admit
-from core.scheduling.flows import Job, TenantFlow
+from core.scheduling.admission import Arrival, admit, too_large
+from core.scheduling.capacity import Capacity, Load
+from core.scheduling.flows import Job, Shape, TenantFlow
 from core.scheduling.work import Work
 from core.scheduling.worker import QUANTUM, BatchWorker, QueueObserver
 
@@ -42,7 +45,8 @@ T = TypeVar("T")
 
 class Scheduler(BatchWorker):
     def __init__(self, name: str, *, max_in_flight: int = 1, queue_timeout_s: float | None = None,
-                 observer: QueueObserver | None = None, quantum: float = QUANTUM) -> None:
+                 observer: QueueObserver | None = None, quantum: float = QUANTUM,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         if quantum <= 0:
@@ -54,6 +58,7 @@ class Scheduler(BatchWorker):
         self.observer = observer
         self.queued_items = 0
         self.queued_cost = 0.0
+        self.queued_load = Load()
         self._flows: dict[tuple[str, int], TenantFlow] = {}
         self._rings: tuple[deque[TenantFlow], deque[TenantFlow]] = (deque(), deque())
         self._jobs: dict[int, Job] = {}  # queued jobs in arrival order: the oldest sets the wait window
@@ -64,7 +69,8 @@ class Scheduler(BatchWorker):
         self._worker: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
         self._active = 0
-        self._rate = DrainRate(max_in_flight)  # what refusals and Retry-After estimate with
+        self.capacity = Capacity(max_in_flight)  # what admission and Retry-After estimate with
+        self._clock = clock  # times batches (a test's fake model may keep its own)
 
     # -- the caller's side ---------------------------------------------------------------------
 
@@ -86,19 +92,22 @@ class Scheduler(BatchWorker):
         loop = asyncio.get_running_loop()
         key = (work.tenant.name, work.tenant.priority)
         flow = self._flows.get(key)
-        self._admit(work, flow, len(items), sum(costs), loop.time())
+        shape = Shape(work, costs)
+        self._admit(work, flow, len(items), shape.load, loop.time())
         if flow is None:
             flow = self._flows[key] = TenantFlow(key, work.tenant)
         self._seq += 1
-        job = Job(work, costs, loop.create_future(), self._seq, flow)
+        job = Job(work, costs, loop.create_future(), self._seq, flow, shape)
         ring = self._rings[work.tenant.priority]
         if flow not in ring:
             ring.append(flow)
         flow.jobs.append(job)
         flow.items += len(items)
         flow.cost += sum(costs)
+        flow.load += shape.load
         self.queued_items += len(items)
         self.queued_cost += sum(costs)
+        self.queued_load += shape.load
         self._jobs[job.seq] = job
         self._moved()
         job.future.add_done_callback(lambda _: self._settled(job))
@@ -116,7 +125,8 @@ class Scheduler(BatchWorker):
         """Nothing waits and a call slot is free: a whole request runs in its caller's task, with
         no queue, worker or task switch in between (the common case in front of an HTTP
         upstream). Whoever comes while it runs queues as usual; its caller leaving cancels it."""
-        outputs = await self.call_now(lambda: work.run(list(work.items), True), sum(costs), len(work.items))
+        outputs = await self.call_now(lambda: work.run(list(work.items), True), sum(costs), len(work.items),
+                                      work.deadline)
         if len(outputs) != len(work.items):
             raise RuntimeError(f"{self.name} returned {len(outputs)} outputs for {len(work.items)} inputs")
         return list(outputs)
@@ -125,23 +135,31 @@ class Scheduler(BatchWorker):
         """Nothing waits and a call slot is free (see ``call_now``)."""
         return not self._jobs and not self._slots.locked()
 
-    async def call_now(self, fn: Callable[[], Awaitable[T]], cost: float, items: int) -> T:
-        """Run one whole call in the caller's task, holding a slot; only when ``can_call_now()``."""
+    async def call_now(self, fn: Callable[[], Awaitable[T]], cost: float, items: int,
+                       deadline: float | None = None) -> T:
+        """Run one whole call in the caller's task, holding a slot; only when ``can_call_now()``.
+        A call the model could not finish before ``deadline`` is refused (413) instead."""
+        if deadline is not None and self.capacity.measured:
+            alone, left = self.capacity.batch_seconds(cost), deadline - asyncio.get_running_loop().time()
+            if 0 < left < alone:
+                self._refuse("too_large")
+                raise too_large(self.name, items, alone, left, 0.0)
         await self._slots.acquire()  # free: returns at once
         self._active += 1
-        started = time.perf_counter()
+        started = self._clock()
         try:  # it never waited and is no batch of the worker's: nothing for the queue's metrics
             result = await fn()
         finally:
             self._active -= 1
             self._slots.release()
-        self._rate.measured(cost, items, time.perf_counter() - started)
+        self._measured(cost, self._clock() - started)
         return result
 
-    def _admit(self, work: Work, flow: TenantFlow | None, n: int, cost: float, now: float) -> None:
-        mine, mine_cost = (flow.items, flow.cost) if flow is not None else (0, 0.0)
-        admit(self.name, Arrival(work, n, cost, self.queued_items, self.queued_cost, mine, mine_cost,
-                                 len(self._flows) + (flow is None), now), self._rate, self._refuse)
+    def _admit(self, work: Work, flow: TenantFlow | None, n: int, load: Load, now: float) -> None:
+        mine, mine_load = (flow.items, flow.load) if flow is not None else (0, Load())
+        weights = sum(f.tenant.weight for f in self._flows.values()) + (work.tenant.weight if flow is None else 0.0)
+        admit(self.name, Arrival(work, n, load, self.queued_items, self.queued_load, mine, mine_load,
+                                 work.tenant.weight / weights, now), self.capacity, self._refuse)
 
     def _refuse(self, reason: str) -> None:
         if self.observer is not None:
@@ -161,12 +179,14 @@ class Scheduler(BatchWorker):
             flow.jobs.remove(job)
         left = job.left
         if left:
-            cost = job.cost_left
-            job.next, job.cost_left = len(job.order), 0.0
+            cost, load = job.cost_left, job.load_left
+            job.next, job.cost_left, job.load_left = len(job.order), 0.0, Load()
             flow.items -= left
             flow.cost -= cost
+            flow.load -= load
             self.queued_items -= left
             self.queued_cost -= cost
+            self.queued_load -= load
             self._moved()
             if job.future.cancelled() and self.observer is not None:
                 self.observer.cancelled(left)

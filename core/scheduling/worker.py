@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.errors import ServiceUnavailable
@@ -17,7 +18,7 @@ from core.scheduling.flows import UNSET, Batch, Job, TenantFlow
 from core.scheduling.work import BULK, INTERACTIVE
 
 if TYPE_CHECKING:
-    from core.scheduling.admission import DrainRate
+    from core.scheduling.capacity import Capacity, Load
 
 QUANTUM = 64.0  # cost units (tokens) a flow earns per turn: a few short inputs, so batches mix flows
 BULK_EVERY = 8  # with interactive work waiting, one batch in BULK_EVERY + 1 still goes to bulk
@@ -31,6 +32,9 @@ class QueueObserver(Protocol):
     def batch(self, items: int) -> None: ...
     def refused(self, reason: str) -> None: ...
     def cancelled(self, items: int) -> None: ...
+    def capacity(self, fixed: float, per_token: float, seconds: float, estimated: float | None) -> None:
+        """A batch took ``seconds`` (``estimated`` before: None while the model had run none);
+        the refitted fixed cost per call and cost per padded token."""
 
 
 class BatchWorker:
@@ -41,6 +45,7 @@ class BatchWorker:
     observer: QueueObserver | None
     queued_items: int
     queued_cost: float
+    queued_load: Load
     _rings: tuple[deque[TenantFlow], deque[TenantFlow]]
     _jobs: dict[int, Job]
     _bulk_wait: int
@@ -48,7 +53,15 @@ class BatchWorker:
     _wakeup: asyncio.Event
     _running: set[asyncio.Task]
     _active: int
-    _rate: DrainRate
+    capacity: Capacity
+    _clock: Callable[[], float]
+
+    def _measured(self, padded: float, seconds: float) -> None:
+        """A call of ``padded`` tokens took ``seconds``: the capacity is refitted (and reported)."""
+        estimated = self.capacity.batch_seconds(padded) if self.capacity.measured else None
+        self.capacity.observe(padded, seconds)
+        if self.observer is not None:
+            self.observer.capacity(self.capacity.fixed, self.capacity.per_token, seconds, estimated)
 
     def _moved(self) -> None:
         if self.observer is not None:
@@ -100,7 +113,7 @@ class BatchWorker:
         if priority is None:
             return None
         ring = self._rings[priority]
-        now, rate = time.monotonic(), self._rate.cost or 0.0
+        now, rate = time.monotonic(), self.capacity.tokens_per_second()
         batch = Batch()
         group: Any = UNSET
         size, longest = 0, 0.0
@@ -171,13 +184,17 @@ class BatchWorker:
         picked = job.order[job.next:job.next + n]
         job.next += n
         cost = sum(job.costs[i] for i in picked)
+        load = job.shape.of(picked)
         job.cost_left -= cost
+        job.load_left -= load
         batch.parts.setdefault(job, []).extend(picked)
         batch.cost += cost
         job.flow.items -= n
         job.flow.cost -= cost
+        job.flow.load -= load
         self.queued_items -= n
         self.queued_cost -= cost
+        self.queued_load -= load
         if not job.left:
             self._jobs.pop(job.seq, None)
         self._moved()
@@ -190,7 +207,7 @@ class BatchWorker:
                 return  # everyone it was for has gone
             items = [job.work.items[i] for job, idx in parts for i in idx]
             first = parts[0][0]
-            started = time.perf_counter()
+            started = self._clock()
             try:
                 if self.observer is not None:
                     self.observer.batch(len(items))
@@ -209,8 +226,8 @@ class BatchWorker:
                     if not job.future.done():
                         job.future.set_exception(exc)
                 return
-            self._rate.measured(sum(job.costs[i] for job, idx in parts for i in idx), len(items),
-                           time.perf_counter() - started)
+            # What the model computed: the batch's size × its longest input (padding).
+            self._measured(len(items) * max(job.costs[i] for job, idx in parts for i in idx), self._clock() - started)
             offset = 0
             for job, idx in parts:
                 for k, i in enumerate(idx):

@@ -1,0 +1,136 @@
+"""A model's capacity: how long a batch takes, fitted from the batches it ran.
+
+A batch takes ``fixed + per_token × padded`` seconds, ``padded`` being its size × its longest
+input in tokens (what the model computes): a fixed cost per call (the forward pass's overhead, an
+HTTP round trip) and a cost per token. The two are fitted by least squares over the last
+``WINDOW`` batches, pulled towards a prior as ridge regression is (as much as ``PRIOR_WEIGHT``
+batches), so before any batch ran the prior answers, and batches all of one size cannot swing
+the fit: seeing only one-sentence batches it puts their time in the fixed cost and keeps the
+prior's cost per token, rather than charging a full batch per token at the one-sentence rate (what
+a drain rate learned from whatever ran last did: several times too slow). A batch far off the fit
+of the others (a pause, a noisy neighbour) is left out: the fit is made again without it; so is a
+model's first call (loading, allocating, compiling), and nothing is refused for time until a few
+batches were fitted.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass
+
+PRIOR_FIXED = 0.005  # seconds per call
+PRIOR_PER_TOKEN = 5e-5  # seconds per padded token: 20,000 tokens/s, a small model on a few cores
+PRIOR_WEIGHT = 0.1  # a tenth of a batch's worth on the fixed cost: the first batch outweighs it
+SLOPE_WEIGHT = 0.001  # and less on the cost per token: batches of two sizes soon outweigh it
+REFERENCE_PADDED = 512.0  # a typical batch (32 inputs of 16 tokens): scales the prior on the slope
+# How far off the prior may be (one standard deviation): a fixed cost is anyone's guess, a cost
+# per token is rarely far from a model of this size's. Against the noise of the batch times (the
+# spread about the fit) they say how much data it takes to move the estimate: batches all of
+# nearly one size with noisy times (a busy machine) leave the cost per token near the prior
+# rather than extrapolating a noisy slope over a few tokens to a full batch.
+PRIOR_SPREAD_FIXED = 1.0
+PRIOR_SPREAD_PER_TOKEN = PRIOR_PER_TOKEN
+WINDOW = 128
+WARM_UP = 1  # a model's first calls are left out: they load, allocate and compile as well
+MEASURED_AFTER = 3  # batches fitted before the estimate refuses anything
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """An amount of work in the model's terms: calls (batches, fractions of them for the inputs
+    of one) and padded tokens."""
+
+    calls: float = 0.0
+    padded: float = 0.0
+
+    def __add__(self, other: Load) -> Load:
+        return Load(self.calls + other.calls, self.padded + other.padded)
+
+    def __sub__(self, other: Load) -> Load:
+        return Load(self.calls - other.calls, self.padded - other.padded)
+
+
+NOTHING = Load()
+
+
+class Capacity:
+    """One model's fitted batch time; ``measured`` once ``MEASURED_AFTER`` batches ran after its
+    first ``WARM_UP`` calls."""
+
+    def __init__(self, max_in_flight: int = 1, fixed: float = PRIOR_FIXED, per_token: float = PRIOR_PER_TOKEN) -> None:
+        self.max_in_flight = max_in_flight
+        self.prior = (fixed, per_token)
+        self.fixed, self.per_token = fixed, per_token
+        self.batches = 0  # fitted in all
+        self._warming = WARM_UP
+        self._recent: deque[tuple[float, float]] = deque(maxlen=WINDOW)
+
+    @property
+    def measured(self) -> bool:
+        return self.batches >= MEASURED_AFTER
+
+    def batch_seconds(self, padded: float) -> float:
+        """The estimated time of one call of ``padded`` tokens."""
+        return self.fixed + self.per_token * padded
+
+    def seconds(self, load: Load) -> float:
+        """The estimated time for the model to get through ``load``, its calls in parallel."""
+        return max(0.0, self.fixed * load.calls + self.per_token * load.padded) / self.max_in_flight
+
+    def tokens_per_second(self) -> float:
+        """Padded tokens a second in typical batches (0 until a batch ran)."""
+        return REFERENCE_PADDED * self.max_in_flight / self.batch_seconds(REFERENCE_PADDED) if self.measured else 0.0
+
+    def observe(self, padded: float, seconds: float) -> None:
+        """One batch of ``padded`` tokens took ``seconds``."""
+        if self._warming:
+            self._warming -= 1
+            return
+        self._recent.append((max(0.0, padded), max(0.0, seconds)))
+        self.batches += 1
+        points = list(self._recent)
+        fixed, per_token = self._fit(points, self._noise(points, *self._fit(points, 0.0)))
+        if len(points) >= 4:
+            # Off by how much of what it should have taken: a batch twice as slow as the fit (and
+            # far more than the others are off) is an accident, not the model's speed.
+            off = [abs(t - fixed - per_token * x) / max(fixed + per_token * x, 1e-9) for x, t in points]
+            limit = max(1.0, 6 * 1.4826 * statistics.median(off))
+            kept = [p for p, r in zip(points, off, strict=True) if r <= limit]
+            if len(kept) < len(points):
+                fixed, per_token = self._fit(kept, self._noise(kept, *self._fit(kept, 0.0)))
+        self.fixed, self.per_token = fixed, per_token
+
+    @staticmethod
+    def _noise(points: list[tuple[float, float]], fixed: float, per_token: float) -> float:
+        """The variance of the batch times about a fit (a tenth of their mean, squared, while too
+        few to tell)."""
+        if len(points) <= 2:
+            return (0.1 * sum(t for _, t in points) / len(points)) ** 2
+        return sum((t - fixed - per_token * x) ** 2 for x, t in points) / (len(points) - 2)
+
+    def _fit(self, points: list[tuple[float, float]], noise: float) -> tuple[float, float]:
+        """Ridge least squares of t = fixed + per_token × x towards the prior, as much as the
+        ``noise`` of the times against the prior's spread says (Bayesian linear regression);
+        both kept ≥ 0."""
+        a0, b0 = self.prior
+        la = max(PRIOR_WEIGHT, noise / PRIOR_SPREAD_FIXED ** 2)
+        lb = max(SLOPE_WEIGHT * REFERENCE_PADDED ** 2, noise / PRIOR_SPREAD_PER_TOKEN ** 2)
+        n = float(len(points))
+        sx = sum(x for x, _ in points)
+        sxx = sum(x * x for x, _ in points)
+        st = sum(t for _, t in points)
+        sxt = sum(x * t for x, t in points)
+        # Normal equations [[n + la, sx], [sx, sxx + lb]] · (a, b) = (st + la·a0, sxt + lb·b0)
+        m11, m12, m22 = n + la, sx, sxx + lb
+        r1, r2 = st + la * a0, sxt + lb * b0
+        det = m11 * m22 - m12 * m12
+        a = (r1 * m22 - m12 * r2) / det
+        b = (m11 * r2 - m12 * r1) / det
+        if b < 0:  # no model gets faster with more tokens: refit the fixed cost alone
+            b = 0.0
+            a = r1 / m11
+        if a < 0:
+            a = 0.0
+            b = max(0.0, r2 / m22)
+        return a, b
