@@ -79,6 +79,17 @@ def test_a_batch_far_off_the_others_is_left_out():
     assert capacity.batch_seconds(FULL) == pytest.approx(_true(FULL), rel=0.02)
 
 
+def test_a_model_that_stays_slower_is_followed_not_left_out_for_ever():
+    capacity = Capacity()
+    for i in range(40):
+        padded = SENTENCE if i % 2 else FULL
+        capacity.observe(padded, _true(padded))
+    for i in range(2 * 128):  # from now on three times as slow (a busier machine, a bigger model)
+        padded = SENTENCE if i % 2 else FULL
+        capacity.observe(padded, 3 * _true(padded))
+    assert capacity.batch_seconds(FULL) == pytest.approx(3 * _true(FULL), rel=0.05)
+
+
 async def test_the_scheduler_learns_the_batch_time_of_the_batches_it_runs():
     model = TimedModel(FIXED, PER_TOKEN)
     scheduler = Scheduler("m", clock=model.clock)

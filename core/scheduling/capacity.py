@@ -8,9 +8,10 @@ batches), so before any batch ran the prior answers, and batches all of one size
 the fit: seeing only one-sentence batches it puts their time in the fixed cost and keeps the
 prior's cost per token, rather than charging a full batch per token at the one-sentence rate (what
 a drain rate learned from whatever ran last did: several times too slow). A batch far off the fit
-of the others (a pause, a noisy neighbour) is left out: the fit is made again without it; so is a
-model's first call (loading, allocating, compiling), and nothing is refused for time until a few
-batches were fitted.
+of the others (a pause, a noisy neighbour) is left out, unless several in a row are (then the
+model's speed changed); so is a model's first call (loading, allocating, compiling), and nothing
+is refused for time until a few batches were fitted. Each batch costs a constant amount of work
+(running sums over the window), whatever its length: it is paid on every call.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ PRIOR_SPREAD_PER_TOKEN = PRIOR_PER_TOKEN
 WINDOW = 128
 WARM_UP = 1  # a model's first calls are left out: they load, allocate and compile as well
 MEASURED_AFTER = 3  # batches fitted before the estimate refuses anything
+LEFT_OUT_IN_A_ROW = 4  # batches far off the fit left out in a row; the next one is taken (the speed changed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,10 @@ class Capacity:
         self.batches = 0  # fitted in all
         self._warming = WARM_UP
         self._recent: deque[tuple[float, float]] = deque(maxlen=WINDOW)
+        self._sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # n, Σx, Σx², Σt, Σxt, Σt² over _recent
+        self._offs: deque[float] = deque(maxlen=WINDOW)  # how far off the fit each kept batch was
+        self._typical_off = 0.0  # the median of _offs, refreshed now and then
+        self._left_out = 0  # batches left out in a row
 
     @property
     def measured(self) -> bool:
@@ -87,40 +93,54 @@ class Capacity:
         if self._warming:
             self._warming -= 1
             return
-        self._recent.append((max(0.0, padded), max(0.0, seconds)))
-        self.batches += 1
-        points = list(self._recent)
-        fixed, per_token = self._fit(points, self._noise(points, *self._fit(points, 0.0)))
-        if len(points) >= 4:
+        x, t = max(0.0, padded), max(0.0, seconds)
+        expected = max(self.fixed + self.per_token * x, 1e-9)
+        off = abs(t - expected) / expected
+        if len(self._recent) >= 4:
             # Off by how much of what it should have taken: a batch twice as slow as the fit (and
-            # far more than the others are off) is an accident, not the model's speed.
-            off = [abs(t - fixed - per_token * x) / max(fixed + per_token * x, 1e-9) for x, t in points]
-            limit = max(1.0, 6 * 1.4826 * statistics.median(off))
-            kept = [p for p, r in zip(points, off, strict=True) if r <= limit]
-            if len(kept) < len(points):
-                fixed, per_token = self._fit(kept, self._noise(kept, *self._fit(kept, 0.0)))
-        self.fixed, self.per_token = fixed, per_token
+            # far more than the others are off) is an accident, not the model's speed, unless
+            # batches keep coming that far off.
+            if off > max(1.0, 6 * 1.4826 * self._typical_off) and self._left_out < LEFT_OUT_IN_A_ROW:
+                self._left_out += 1
+                return
+        self._left_out = 0
+        if len(self._recent) == WINDOW:
+            self._add(*self._recent[0], -1.0)
+        self._recent.append((x, t))
+        self._add(x, t, 1.0)
+        self.batches += 1
+        self.fixed, self.per_token = self._fit(self._noise(*self._fit(0.0)))
+        self._offs.append(off)
+        if self.batches % 16 == 1 or len(self._offs) < 16:
+            self._typical_off = statistics.median(self._offs)
 
-    @staticmethod
-    def _noise(points: list[tuple[float, float]], fixed: float, per_token: float) -> float:
+    def _add(self, x: float, t: float, sign: float) -> None:
+        s = self._sums
+        s[0] += sign
+        s[1] += sign * x
+        s[2] += sign * x * x
+        s[3] += sign * t
+        s[4] += sign * x * t
+        s[5] += sign * t * t
+
+    def _noise(self, fixed: float, per_token: float) -> float:
         """The variance of the batch times about a fit (a tenth of their mean, squared, while too
         few to tell)."""
-        if len(points) <= 2:
-            return (0.1 * sum(t for _, t in points) / len(points)) ** 2
-        return sum((t - fixed - per_token * x) ** 2 for x, t in points) / (len(points) - 2)
+        n, sx, sxx, st, sxt, stt = self._sums
+        if n <= 2:
+            return (0.1 * st / n) ** 2
+        a, b = fixed, per_token
+        residual = stt - 2 * a * st - 2 * b * sxt + a * a * n + 2 * a * b * sx + b * b * sxx
+        return max(0.0, residual) / (n - 2)
 
-    def _fit(self, points: list[tuple[float, float]], noise: float) -> tuple[float, float]:
+    def _fit(self, noise: float) -> tuple[float, float]:
         """Ridge least squares of t = fixed + per_token × x towards the prior, as much as the
         ``noise`` of the times against the prior's spread says (Bayesian linear regression);
         both kept ≥ 0."""
         a0, b0 = self.prior
         la = max(PRIOR_WEIGHT, noise / PRIOR_SPREAD_FIXED ** 2)
         lb = max(SLOPE_WEIGHT * REFERENCE_PADDED ** 2, noise / PRIOR_SPREAD_PER_TOKEN ** 2)
-        n = float(len(points))
-        sx = sum(x for x, _ in points)
-        sxx = sum(x * x for x, _ in points)
-        st = sum(t for _, t in points)
-        sxt = sum(x * t for x, t in points)
+        n, sx, sxx, st, sxt, _ = self._sums
         # Normal equations [[n + la, sx], [sx, sxx + lb]] · (a, b) = (st + la·a0, sxt + lb·b0)
         m11, m12, m22 = n + la, sx, sxx + lb
         r1, r2 = st + la * a0, sxt + lb * b0
