@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import time
 import uuid
 
@@ -21,7 +20,7 @@ from tests.support.deploy import DEPLOY, load_compose
 from tests.support.nginx import make_test_ca
 from tests.support.processes import ROOT, free_port, start_router
 from tests.support.traefik import TRAEFIK_DIR, start_traefik, traefik_binary
-from tests.support.traffic import ThreadedLoad
+from tests.support.traffic import kill_one_restart_another
 
 KEY = "sk-traefik-test-5d1e"  # noqa: S105 - a test key that must never be logged
 CLIENTS = 4
@@ -135,18 +134,7 @@ def test_the_access_log_keeps_no_key_and_no_health_probe(front):
 
 
 def test_a_router_killed_and_another_restarted_under_load_costs_the_clients_nothing(front, record_property):
-    routers, ports = front["routers"], front["ports"]
-    with ThreadedLoad(lambda: _client(front), {"model": "e", "input": ["a", "b"]}, CLIENTS) as load:
-        time.sleep(0.5)
-        routers[0].proc.send_signal(signal.SIGKILL)  # dies mid-request, no drain
-        routers[0].proc.wait(10)
-        time.sleep(1.0)
-        routers[1].stop()  # SIGTERM: drains, readiness 503, exits
-        routers[1] = start_router(front["configs"], front["work"] / "router1-restarted.log", port=ports[1],
-                                  **front["env"])[0]
-        routers[0] = start_router(front["configs"], front["work"] / "router0-restarted.log", port=ports[0],
-                                  **front["env"])[0]
-        time.sleep(1.5)
+    load = kill_one_restart_another(front, lambda: _client(front), CLIENTS)
     record_property("traefik_restarts", {"sent": load.sent, "failed": len(load.failures)})
     print(f"through traefik: {load.sent} requests sent, {len(load.failures)} failed (one router killed, one restarted)")
     assert load.sent > 100

@@ -122,3 +122,26 @@ class ThreadedLoad:
         self._stop.set()
         for t in self._threads:
             t.join(30)
+
+
+def kill_one_restart_another(front: dict, make_client, clients: int) -> ThreadedLoad:
+    """Kept-alive clients through a front while one router is SIGKILLed and another restarted with
+    SIGTERM (``front``: the fronts' fixtures' ``routers``, ``ports``, ``configs``, ``work``, ``env``).
+    The load, with what it sent and every failure, for the test to judge."""
+    import signal
+
+    from tests.support.processes import start_router
+
+    routers, ports = front["routers"], front["ports"]
+    with ThreadedLoad(make_client, {"model": "e", "input": ["a", "b"]}, clients) as load:
+        time.sleep(0.5)
+        routers[0].proc.send_signal(signal.SIGKILL)  # dies mid-request, no drain
+        routers[0].proc.wait(10)
+        time.sleep(1.0)
+        routers[1].stop()  # SIGTERM: drains, readiness 503, exits
+        routers[1] = start_router(front["configs"], front["work"] / "router1-restarted.log", port=ports[1],
+                                  **front["env"])[0]
+        routers[0] = start_router(front["configs"], front["work"] / "router0-restarted.log", port=ports[0],
+                                  **front["env"])[0]
+        time.sleep(1.5)
+    return load
