@@ -11,6 +11,7 @@ import pytest
 from core.errors import RateLimited, ServiceUnavailable, TooLargeForDeadline
 from core.scheduling import Bounds, Scheduler, Tenant, Work
 from tests.support.timed import TimedModel, inputs
+from tests.test_scheduling_order import _drain, _settle
 
 A, B = Tenant("a"), Tenant("b")
 FIXED, PER_TOKEN = 0.02, 0.0002  # about the embedded MiniLM on two cores
@@ -34,17 +35,6 @@ async def _warm(scheduler: Scheduler, model: TimedModel, *, full: bool) -> None:
             await _drain(model, [job, job2])
         else:
             await _drain(model, [job])
-
-
-async def _drain(model: TimedModel, tasks) -> None:
-    while not all(t.done() for t in tasks):
-        model.release()
-        await asyncio.sleep(0.001)
-
-
-async def _settle() -> None:
-    for _ in range(3):
-        await asyncio.sleep(0)
 
 
 @pytest.fixture
