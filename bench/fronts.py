@@ -11,8 +11,6 @@ processes, Traefik and Envoy threads), on the same machine as the load generator
 from __future__ import annotations
 
 import json
-import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,13 +19,10 @@ import psutil
 from bench import servers
 from bench.loadgen import available_tool, http_load, median
 from bench.report import Section
-from tests.support import echo
-from tests.support.configs import write_yaml
 from tests.support.envoy import envoy_binary, start_envoy
 from tests.support.nginx import FrontServer, TestCA, make_test_ca, nginx_binary, start_nginx
-from tests.support.processes import ROOT, ServerProcess, free_port, start_router
 from tests.support.traefik import start_traefik, traefik_binary
-from tests.support.traffic import ThreadedLoad
+from tests.support.traffic import echo_routers, kill_one_restart_another, stop_all
 
 KEY = "sk-bench-fronts-1"  # noqa: S105 - a throwaway key for the bench routers
 BODY = json.dumps({"model": "fixed", "input": "The quick brown fox jumps over the lazy dog"}).encode()
@@ -62,38 +57,20 @@ def _cpu_s(pid: int) -> float:
 def _failure_scenario(work: Path, name: str, start: Starter, ca: TestCA) -> tuple[int, int, list[str]]:
     import httpx
 
-    site = echo.install_plugin(work / "site")
-    configs = work / "configs"
-    configs.mkdir(parents=True, exist_ok=True)
-    write_yaml(configs / "routing.yaml", {"embeddings": [{"model": "e", "upstream": {"type": "echo"}}]})
-    write_yaml(configs / "auth.yaml", {"api_keys": [{"name": "bench", "key": KEY}]})
-    write_yaml(configs / "rate_limits.yaml", {"default": {"capacity": 10**6, "refill_rate": 10**6}})
-    env = {"ROUTER_DRAIN_SECONDS": "1", "PYTHONPATH": f"{site}:{ROOT}", "ROUTER_TRUSTED_PROXIES": "127.0.0.1"}
-    ports = [free_port() for _ in range(3)]
-    routers: list[ServerProcess] = [start_router(configs, work / f"r{i}.log", port=p, **env)[0]
-                                    for i, p in enumerate(ports)]
+    base = echo_routers(work, KEY, "bench")
     try:
-        front = start(work / "front", [f"127.0.0.1:{p}" for p in ports], ca)
+        front = start(work / "front", [f"127.0.0.1:{p}" for p in base["ports"]], ca)
         try:
             def client() -> httpx.Client:
                 return httpx.Client(base_url=front.url, verify=ca.ssl_context(), timeout=30,
                                     headers={"Authorization": f"Bearer {KEY}"})
 
-            with ThreadedLoad(client, {"model": "e", "input": ["a", "b"]}, 4) as load:
-                time.sleep(0.5)
-                routers[0].proc.send_signal(signal.SIGKILL)
-                routers[0].proc.wait(10)
-                time.sleep(1.0)
-                routers[1].stop()
-                routers[1] = start_router(configs, work / "r1b.log", port=ports[1], **env)[0]
-                routers[0] = start_router(configs, work / "r0b.log", port=ports[0], **env)[0]
-                time.sleep(1.5)
+            load = kill_one_restart_another(base, client, 4)
             return load.sent, len(load.failures), load.failures[:3]
         finally:
             front.stop()
     finally:
-        for r in routers:
-            r.stop()
+        stop_all(base)
 
 
 def _cost(work: Path, start: Starter, upstream: servers.Server, ca: TestCA, tool: str, seconds: float,

