@@ -58,10 +58,11 @@ class BatchWorker:
 
     def _measured(self, padded: float, seconds: float) -> None:
         """A call of ``padded`` tokens took ``seconds``: the capacity is refitted (and reported)."""
-        estimated = self.capacity.batch_seconds(padded) if self.capacity.measured else None
-        self.capacity.observe(padded, seconds)
-        if self.observer is not None:
-            self.observer.capacity(self.capacity.fixed, self.capacity.per_token, seconds, estimated)
+        capacity, observer = self.capacity, self.observer
+        estimated = capacity.batch_seconds(padded) if observer is not None and capacity.measured else None
+        capacity.observe(padded, seconds)
+        if observer is not None:
+            observer.capacity(capacity.fixed, capacity.per_token, seconds, estimated)
 
     def _moved(self) -> None:
         if self.observer is not None:
