@@ -82,6 +82,7 @@ class Gateway:
         self.chain: Chain = builder.build()
         self.snapshot: Snapshot | None = None
         self.draining = False
+        self.loaded = asyncio.Event()  # set once the first snapshot serves
         self._load_lock = asyncio.Lock()
         self._rejected = 0  # loads rejected since the last good one
         self._retiring: set[asyncio.Future] = set()
@@ -206,6 +207,7 @@ class Gateway:
             self._retire_unused()
             raise
         previous, self.snapshot = self.snapshot, snapshot
+        self.loaded.set()
         if self._rejected:  # the operator's fix took: say so, as loudly as the rejection was said
             log.info("config accepted again after %d rejected load(s)", self._rejected,
                      extra={"digest": snapshot.digest, "rejected": self._rejected})

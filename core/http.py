@@ -40,6 +40,7 @@ REQUEST_ID = web.RequestKey("request_id", str)
 LOG_EXTRA = web.RequestKey("log_extra", dict)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _JSON = "application/json"
+STARTING_WAIT_S = 5.0  # how long a request waits for the first config load before a 503
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -138,11 +139,19 @@ def serve(codec: Codec) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         gw = request.app[GATEWAY]
         if gw.snapshot is None:
-            raise ServiceUnavailable("The gateway is starting; retry shortly")
+            # A replica that opened its port a moment before its config loaded (a restart behind a
+            # front that checks no readiness): a short wait serves the request instead of a 503.
+            try:
+                await asyncio.wait_for(gw.loaded.wait(), STARTING_WAIT_S)
+            except TimeoutError:
+                raise ServiceUnavailable("The gateway is starting; retry shortly") from None
         limit = gw.settings.max_body_bytes
         # No await between taking the snapshot and gw.handle pinning its adapters: a reload in
         # between could retire (close) an adapter this request is about to use.
-        flow = Flow(kind=codec.kind, snapshot=gw.snapshot, request_id=request[REQUEST_ID],
+        snapshot = gw.snapshot
+        if snapshot is None:  # the first load failed meanwhile: the process is stopping
+            raise ServiceUnavailable("The gateway is starting; retry shortly")
+        flow = Flow(kind=codec.kind, snapshot=snapshot, request_id=request[REQUEST_ID],
                     client_ip=request.remote or "unknown", headers=request.headers, codec=codec,
                     read_body=lambda: read_body(request, limit, gw.settings.body_timeout_s))
         try:

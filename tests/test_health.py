@@ -33,7 +33,10 @@ class GatedPlugin:
         register("gated", GatedAdapter)
 
 
-async def test_ready_only_after_loading_and_not_while_draining(aiohttp_client, tmp_path):
+async def test_ready_only_after_loading_and_not_while_draining(aiohttp_client, tmp_path, monkeypatch):
+    import core.http
+
+    monkeypatch.setattr(core.http, "STARTING_WAIT_S", 0.2)  # a model that loads for longer than the wait
     GatedAdapter.gate = asyncio.Event()
     settings = write_configs(tmp_path, routing={"embeddings": [{"model": "slow", "upstream": {"type": "gated"}}]})
     pm = echo_plugin_manager()
@@ -48,7 +51,13 @@ async def test_ready_only_after_loading_and_not_while_draining(aiohttp_client, t
     assert early.status == 503 and "Retry-After" in early.headers
     assert set((await early.json())["error"]) == {"message", "type", "param", "code"}
 
+    # A request that comes a moment before the load ends waits for it and is served, not refused.
+    monkeypatch.setattr(core.http, "STARTING_WAIT_S", 30.0)
+    waiting = asyncio.create_task(client.post("/v1/embeddings", json={"model": "slow", "input": "x"}))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
     GatedAdapter.gate.set()
+    assert (await waiting).status == 200
     for _ in range(200):
         if (await client.get("/health/ready")).status == 200:
             break
