@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any
 import yaml
 
 from tests.support.nginx import FrontServer, TestCA
-from tests.support.processes import ROOT, ServerProcess, free_port
+from tests.support.processes import ROOT, ServerProcess, free_port, wait_front_routes
 
 ENVOY_DIR = ROOT / "deploy" / "envoy"
 ENVOY_YAML = ENVOY_DIR / "envoy.yaml"
@@ -155,18 +154,8 @@ def _listener_ports(admin: str) -> dict[str, int]:
 
 def wait_routing(server: EnvoyServer, timeout: float = 30.0) -> None:
     """Until a router replica answers through Envoy (a health check passed)."""
-    context: ssl.SSLContext = server.ca.ssl_context()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.proc.poll() is not None:
-            raise RuntimeError(f"envoy exited with {server.process.proc.returncode}:\n{server.process.log_text()}")
-        try:
-            with urllib.request.urlopen(server.url + "/health/ready", timeout=2, context=context) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
+    if wait_front_routes("envoy", server.process, server.url, server.ca.ssl_context(), timeout):
+        return
     raise TimeoutError(f"envoy did not route within {timeout}s:\n{server.process.log_text()[-4000:]}")
 
 

@@ -94,3 +94,20 @@ def start_router(config_dir: Path, log_path: Path, *, port: int | None = None, *
         server.kill()
         raise
     return server, url
+
+
+def wait_front_routes(name: str, process: ServerProcess, url: str, context, timeout: float = 30.0) -> bool:
+    """Until a router replica answers ``/health/ready`` through a front at ``url`` (its health
+    checks ran); False after ``timeout``. A front that exits is a RuntimeError with its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.proc.returncode}:\n{process.log_text()}")
+        try:
+            with urllib.request.urlopen(url + "/health/ready", timeout=2, context=context) as resp:
+                if resp.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    return False

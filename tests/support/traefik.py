@@ -11,9 +11,6 @@ import os
 import shutil
 import ssl
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,7 @@ from typing import Any
 import yaml
 
 from tests.support.nginx import FrontServer, TestCA
-from tests.support.processes import ROOT, ServerProcess, free_port
+from tests.support.processes import ROOT, ServerProcess, free_port, wait_front_routes
 
 TRAEFIK_DIR = ROOT / "deploy" / "traefik"
 
@@ -70,17 +67,8 @@ def start_traefik(prefix: Path, upstreams: list[str], ca: TestCA) -> TraefikServ
 
 def _wait_routing(server: TraefikServer, context: ssl.SSLContext, timeout: float = 30.0) -> None:
     """Until a router replica answers through Traefik (the file provider and a health check ran)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.proc.poll() is not None:
-            raise RuntimeError(f"traefik exited with {server.process.proc.returncode}:\n{server.process.log_text()}")
-        try:
-            with urllib.request.urlopen(server.url + "/health/ready", timeout=2, context=context) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
+    if wait_front_routes("traefik", server.process, server.url, context, timeout):
+        return
     server.process.kill()
     log = (server.prefix / "traefik.log")
     raise TimeoutError(f"traefik did not route within {timeout}s:\n{log.read_text() if log.exists() else ''}")
