@@ -36,6 +36,7 @@ class RouteStage:
         if caller is not None and caller.allowed_models is not None and alias not in caller.allowed_models:
             raise PermissionDenied(f"This API key may not use the model '{alias}'", param="model")
         req.check_route(model.route)
+        model.check_variant(req.variant)
         flow.model = model
 
 

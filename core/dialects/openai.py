@@ -28,6 +28,14 @@ from core.dialects.fields import (
     texts_of,
 )
 from core.dialects.quantize import as_base64, as_lists, quantize
+from core.dialects.vllm import (
+    EMBED_EXCLUSIVE,
+    EMBED_EXTRAS,
+    RERANK_EXCLUSIVE,
+    RERANK_EXTRAS,
+    embed_extras,
+    rerank_extras,
+)
 from core.kinds import EMBEDDINGS, RERANK
 from core.requests import CUT_END, REFUSE, EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
 from core.vectors import normalise
@@ -36,6 +44,7 @@ TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximu
 EMBED_INPUT = one_of(NONEMPTY_STRING, STRINGS, TOKEN_IDS,
                      {"type": "array", "items": TOKEN_IDS, "minItems": 1},
                      {"type": "array", "items": TEXT_OBJECT, "minItems": 1})
+WIDTH = {"type": "integer", "minimum": 0}
 VOYAGE_INPUT_TYPES = {"query": "query", "document": "document"}
 JINA_TASKS = {"retrieval.query": "query", "retrieval.passage": "document", "classification": "classification",
               "separation": "clustering"}
@@ -61,7 +70,8 @@ class OpenAIEmbeddings(Codec[VectorOutput]):
         Field("input", EMBED_INPUT, "a string, strings, token ids, lists of token ids (or Jina's {text} objects)",
               required=True),
         Field("encoding_format", enum("float", "base64"), "base64: little-endian bytes of each vector"),
-        Field("dimensions", POSITIVE_INT, "truncate to this many dimensions and renormalise"),
+        Field("dimensions", WIDTH, "truncate to this many dimensions and renormalise (0: the model's own, "
+                                   "as Infinity's client sends by default)"),
         Field("user", STRING, "the end user, for the caller's own records"),
         Field("input_type", enum(*VOYAGE_INPUT_TYPES), "Voyage: selects the route's prompt"),
         Field("truncation", BOOLEAN, "Voyage: true lets an over-long input be cut at the end; false refuses it"),
@@ -72,8 +82,9 @@ class OpenAIEmbeddings(Codec[VectorOutput]):
         Field("normalized", {"const": True}, "Jina: unit-length vectors (only true is served)"),
         Field("late_chunking", {"const": False}, "Jina: late chunking is not served (only false)"),
         Field("truncate", BOOLEAN, "Jina: true lets an over-long input be cut at the end; false refuses it"),
+        *EMBED_EXTRAS,
     ), exclusive=(("dimensions", "output_dimension"), ("input_type", "task"), ("output_dtype", "embedding_type"),
-                  ("truncation", "truncate")))
+                  ("truncation", "truncate"), *EMBED_EXCLUSIVE))
     response_schema = {"type": "object", "required": ["object", "data", "model", "usage"],
                        "properties": {"object": {"const": "list"}, "data": {"type": "array"},
                                       "model": STRING, "usage": {"type": "object"}}}
@@ -98,9 +109,9 @@ class OpenAIEmbeddings(Codec[VectorOutput]):
         if dtype == "base64":  # Jina's name for base64 floats
             dtype, encoding = "float", "base64"
         request = EmbeddingsRequest(model=b.get("model"), inputs=inputs, is_tokens=is_tokens,
-                                    dimensions=b.get("dimensions", b.get("output_dimension")), user=b.get("user"),
-                                    input_type=input_type,
-                                    truncation=None if cut is None else (CUT_END if cut else REFUSE))
+                                    dimensions=b.get("dimensions", b.get("output_dimension")) or None,
+                                    user=b.get("user"), input_type=input_type,
+                                    truncation=None if cut is None else (CUT_END if cut else REFUSE), **embed_extras(b))
         return Parsed(request, VectorOutput(encoding, dtype, b.get("normalized") is True))
 
     def render(self, request: EmbeddingsRequest, state: VectorOutput | None, outcome: EmbeddingsOutcome) -> Any:
@@ -143,7 +154,8 @@ class GuideRerank(Codec[None]):
         *RERANK_FIELDS,
         Field("top_k", POSITIVE_INT, "the guide's (and Voyage's) name for top_n"),
         Field("truncation", BOOLEAN, "Voyage: true lets an over-long document be cut; false refuses it"),
-    ))
+        *RERANK_EXTRAS,
+    ), exclusive=RERANK_EXCLUSIVE)
     response_schema = {"type": "object", "required": ["model", "results", "usage"],
                        "properties": {"id": STRING, "model": STRING, "results": {"type": "array"},
                                       "data": {"type": "array"}, "meta": {"type": "object"},
@@ -173,6 +185,7 @@ def parse_rerank_body(fields: FieldTable, path: str, body: Any, limits: ParseLim
     count_items(len(documents), limits, "documents")
     top_n = b.get("top_n", b.get("top_k"))
     cut = b.get("truncation")
-    return RerankRequest(model=b.get("model"), query=b.get("query"), documents=documents, top_n=top_n,
-                         return_documents=bool(b.get("return_documents", False)),
-                         truncation=None if cut is None else (CUT_END if cut else REFUSE))
+    request = RerankRequest(model=b.get("model"), query=b.get("query"), documents=documents, top_n=top_n,
+                            return_documents=b.get("return_documents"),  # None: the route's default
+                            truncation=None if cut is None else (CUT_END if cut else REFUSE))
+    return rerank_extras(request, b)  # vLLM's and Infinity's fields, where the table has them

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from core.variant import DEFAULT_VARIANT, Variant
+
 if TYPE_CHECKING:
     from core.adapters import EmbedResult
     from core.config import ModelRoute
@@ -21,9 +23,10 @@ Compute = Callable[[list[Any]], Awaitable["EmbedResult"]]
 
 class BoundLayer(Protocol):
     async def embed(self, inputs: Sequence[Any], is_tokens: bool, compute: Compute,
-                    token_counts: Sequence[int] | None) -> tuple[EmbedResult, int]:
-        """The vectors of ``inputs`` and how many the layer answered itself; ``compute`` embeds
-        (checked) whatever it did not."""
+                    token_counts: Sequence[int] | None, *, variant: Variant = DEFAULT_VARIANT
+                    ) -> tuple[EmbedResult, int]:
+        """The vectors of ``inputs`` for ``variant`` and how many the layer answered itself;
+        ``compute`` embeds (checked) whatever it did not. Answers of two variants never mix."""
         ...
 
 

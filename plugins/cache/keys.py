@@ -3,12 +3,16 @@ route that changes a vector, nothing else.
 
 The final input is what the adapter is sent: after the prompt, after OpenAI token ids were
 decoded, after truncation. The route's part is a digest of its served model, its upstream type
-and URLs, its prompts, truncation, token-id mode, and every upstream and route option declared
+and URLs, its prompts, truncation, and every upstream and route option declared
 as shaping the output (``Option.shapes_output``): an adapter's own (qwen3's query_instruction,
 a local model's path) and the operator's ``revision`` are in it; retries, timeouts, pool sizes
 and queue bounds are not. It is not the whole config digest, so an auth.yaml edit keeps the
 cache. ``dimensions`` and output encodings are applied after the cache, from the full float
-vector, so they share entries.
+vector, so they share entries. The token-id mode is not in it: cl100k_base ids are decoded to
+text before the cache and the model's own ids are keyed as ids, so two aliases of one model, one
+per vocabulary, share their entries. What a request asks beyond its inputs (``core.variant``:
+``normalize``, ``add_special_tokens``) is folded in by ``variant_digest``: a vector without the
+model's normalisation is never served for one with it, nor the other way round.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 if TYPE_CHECKING:
     from core.config import ModelRoute
     from core.options import OptionSchema
+    from core.variant import Variant
 
 
 def _shaping(values: Mapping[str, Any], schema: OptionSchema) -> dict[str, Any]:
@@ -39,9 +44,14 @@ def route_digest(route: ModelRoute, upstream_schema: OptionSchema, route_schema:
         "options": _shaping(route.options, route_schema),
         "prompts": dict(route.prompts) if route.prompts is not None else None,
         "truncation": route.truncation,
-        "token_ids": route.token_ids,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).digest()
+
+
+def variant_digest(digest: bytes, variant: Variant) -> bytes:
+    """The route's digest for answers of ``variant``; the default variant's is the route's own."""
+    extra = variant.key()
+    return hashlib.sha256(digest + b"\0variant\0" + extra).digest() if extra else digest
 
 
 def item_keys(digest: bytes, inputs: Sequence[Any], is_tokens: bool) -> list[bytes]:

@@ -20,7 +20,8 @@ from core.adapters import EmbedResult
 from core.config.sections import EnvOption, SettingsSection
 from core.kinds import EMBEDDINGS
 from core.options import Option
-from plugins.cache.keys import item_keys, route_digest
+from core.variant import DEFAULT_VARIANT, Variant
+from plugins.cache.keys import item_keys, route_digest, variant_digest
 from plugins.cache.stores import MemoryStore, RedisStore, VectorStore
 
 if TYPE_CHECKING:
@@ -61,8 +62,10 @@ class RouteCache:
         self.cache, self.alias, self.digest = cache, alias, digest
 
     async def embed(self, inputs: Sequence[Any], is_tokens: bool, compute: Compute,
-                    token_counts: Sequence[int] | None) -> tuple[EmbedResult, int]:
-        return await self.cache.embed(self.alias, self.digest, inputs, is_tokens, compute, token_counts)
+                    token_counts: Sequence[int] | None, *, variant: Variant = DEFAULT_VARIANT
+                    ) -> tuple[EmbedResult, int]:
+        return await self.cache.embed(self.alias, variant_digest(self.digest, variant), inputs, is_tokens, compute,
+                                      token_counts)
 
 
 class EmbeddingCache:
