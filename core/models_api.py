@@ -4,8 +4,8 @@ While auth.yaml lists keys, both need one, and list only the models that key may
 model is a 404, as if it did not exist. They run the chain's stages that apply to every request
 (``auth``, whoever fills the slot, and any stage a plugin registered with ``every_request``),
 not those of model calls: no body is read and no rate-limit budget is charged. The detail says
-what a client needs to use a model well: its kind, vector width, input limit and the input types
-its prompts accept.
+what a client needs to use a model well: its kind, vector width, input limit, the input types
+its prompts accept and, for embeddings, the vocabulary its token-id inputs are read in.
 """
 
 from __future__ import annotations
@@ -64,4 +64,6 @@ async def model_body(gw: Gateway, request: web.Request, request_id: str, model_i
                 max_input_tokens=facts.max_input_tokens, input_types=list(facts.input_types),
                 allow_dimensions=facts.allow_dimensions if model.kind == EMBEDDINGS else None,
                 max_top_k=facts.max_top_k)
+    if model.kind == EMBEDDINGS:  # what token-id inputs are read as, unless a request names its own
+        body["token_ids_vocabulary"] = model.route.token_ids
     return body
