@@ -92,6 +92,15 @@ def test_truncate_prompt_tokens_keeps_the_last_tokens_and_says_so(url):
     assert zero.status_code == 400
 
 
+def test_truncate_prompt_tokens_minus_one_cuts_at_the_models_limit_instead_of_refusing(url):
+    long_text = "word " * 300 + "end"
+    assert post(url, "/v1/embeddings", {"model": "minilm", "input": long_text}).status_code == 400
+    resp = post(url, "/v1/embeddings", {"model": "minilm", "input": long_text, "truncate_prompt_tokens": -1})
+    assert resp.status_code == 200 and resp.headers["X-Truncated-Inputs"] == "0"
+    kept = post(url, "/v1/embeddings", {"model": "minilm", "input": long_text, "truncate_prompt_tokens": 256})
+    assert kept.json()["data"][0]["embedding"] == resp.json()["data"][0]["embedding"]  # MiniLM reads 256
+
+
 def test_normalize_false_gives_the_pooled_vector_before_normalisation(url):
     texts = ["The cat sat on the mat.", "Berlin is the capital of Germany."]
     unit = vectors(url, {"model": "minilm", "input": texts})

@@ -108,10 +108,11 @@ class OpenAIEmbeddings(Codec[VectorOutput]):
         encoding = b.get("encoding_format") or "float"
         if dtype == "base64":  # Jina's name for base64 floats
             dtype, encoding = "float", "base64"
+        extras = embed_extras(b)  # vLLM's truncate_prompt_tokens -1 is a truncation choice too (exclusive with cut)
+        truncation = extras.pop("truncation", None if cut is None else (CUT_END if cut else REFUSE))
         request = EmbeddingsRequest(model=b.get("model"), inputs=inputs, is_tokens=is_tokens,
                                     dimensions=b.get("dimensions", b.get("output_dimension")) or None,
-                                    user=b.get("user"), input_type=input_type,
-                                    truncation=None if cut is None else (CUT_END if cut else REFUSE), **embed_extras(b))
+                                    user=b.get("user"), input_type=input_type, truncation=truncation, **extras)
         return Parsed(request, VectorOutput(encoding, dtype, b.get("normalized") is True))
 
     def render(self, request: EmbeddingsRequest, state: VectorOutput | None, outcome: EmbeddingsOutcome) -> Any:
@@ -138,7 +139,8 @@ RERANK_FIELDS = (
     Field("model", NONEMPTY_STRING, "the model alias", required=True),
     Field("query", NONEMPTY_STRING, "the query", required=True),
     Field("documents", RERANK_DOCUMENTS, "strings or {text} objects", required=True),
-    Field("top_n", POSITIVE_INT, "how many results, best first (capped by the model's max_top_k)"),
+    Field("top_n", {"type": "integer", "minimum": 0}, "how many results, best first (capped by the model's max_top_k; "
+                                                      "0: all, as vLLM reads it)"),
     Field("return_documents", BOOLEAN, "put each document's text in its result"),
 )
 
@@ -183,7 +185,7 @@ def parse_rerank_body(fields: FieldTable, path: str, body: Any, limits: ParseLim
     b = fields.read(body, path)
     documents = texts_of(b.get("documents"))
     count_items(len(documents), limits, "documents")
-    top_n = b.get("top_n", b.get("top_k"))
+    top_n = b.get("top_n", b.get("top_k")) or None  # vLLM's 0: every result
     cut = b.get("truncation")
     request = RerankRequest(model=b.get("model"), query=b.get("query"), documents=documents, top_n=top_n,
                             return_documents=b.get("return_documents"),  # None: the route's default
