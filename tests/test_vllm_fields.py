@@ -6,6 +6,7 @@ token-id vocabulary, share the model's batches and cache entries."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import httpx
 import numpy as np
@@ -302,3 +303,24 @@ def test_openapi_lists_the_score_paths(url):
     assert {"/score", "/v1/score"} <= set(paths)
     schema = paths["/v1/embeddings"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"truncate_prompt_tokens", "normalize", "modality", "token_ids_vocabulary"} <= set(schema["properties"])
+
+
+def test_cache_keys_tell_variants_apart_and_not_vocabularies():
+    from core.config.routing import ModelRoute, UpstreamConfig
+    from core.kinds import EMBEDDINGS
+    from core.options import OptionSchema
+    from plugins.cache.keys import item_keys, route_digest, variant_digest
+
+    route = ModelRoute(alias="a", kind=EMBEDDINGS, served_name=MINILM, enabled=True,
+                       upstream=UpstreamConfig(type="local"))
+    other = dataclasses.replace(route, alias="b", token_ids=ROUTING["embeddings"][1]["token_ids"])
+    schema = OptionSchema()
+    digest = route_digest(route, schema, schema)
+    assert route_digest(other, schema, schema) == digest  # one model, two vocabularies: one set of entries
+    assert variant_digest(digest, Variant()) == digest  # entries made before variants existed stay valid
+    variants = [Variant(), Variant(normalize=False), Variant(add_special_tokens=False),
+                Variant(normalize=False, add_special_tokens=False)]
+    keys = {item_keys(variant_digest(digest, v), ["same text"], False)[0] for v in variants}
+    assert len(keys) == len(variants)
+    # text and token ids never share a key, whatever they spell
+    assert item_keys(digest, ["1"], False) != item_keys(digest, [[1]], True)
