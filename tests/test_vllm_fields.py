@@ -89,6 +89,9 @@ def test_truncate_prompt_tokens_keeps_the_last_tokens_and_says_so(url):
     np.testing.assert_allclose(got[1], text_vector(url, "one"), atol=1e-6)
     right = vectors(url, {"model": "minilm", "input": text, "truncate_prompt_tokens": 5, "truncation_side": "right"})
     np.testing.assert_allclose(right[0], text_vector(url, "one two three"), atol=1e-6)
+    plain = vectors(url, {"model": "minilm", "input": text, "truncate_prompt_tokens": 3, "add_special_tokens": False})
+    np.testing.assert_allclose(plain[0], vectors(url, {"model": "minilm", "input": "four five six",
+                                                       "add_special_tokens": False})[0], atol=1e-6)
     zero = post(url, "/v1/embeddings", {"model": "minilm", "input": "x", "truncate_prompt_tokens": 0})
     assert zero.status_code == 400
 
@@ -133,6 +136,8 @@ def test_add_special_tokens_false_is_the_model_reading_the_text_alone(url):
     want = hidden.mean(dim=0).numpy()  # MiniLM pools by the mean, then normalises
     np.testing.assert_allclose(got, want / np.linalg.norm(want), atol=1e-5)
     assert np.abs(got - text_vector(url, text)).max() > 1e-3
+    usage = post(url, "/v1/embeddings", {"model": "minilm", "input": text, "add_special_tokens": False}).json()
+    assert usage["usage"]["prompt_tokens"] == enc["input_ids"].shape[1]  # [CLS] and [SEP] not read, not counted
 
 
 def test_a_variant_an_upstream_cannot_give_is_refused_before_it_is_called(url):

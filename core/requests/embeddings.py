@@ -67,8 +67,10 @@ class EmbeddingsRequest(TextInputs):
             return []
         over = [i for i, n in enumerate(self.count(counter)) if n > cap]
         cut = self.truncate_start if self.keep_end is CUT_START else self.truncate
+        # the cut counts special tokens; an input read without them has room for that many more
+        room = cap if self.is_tokens or self.variant.add_special_tokens else cap + counter.specials
         for i in over:
-            cut(i, counter, cap)
+            cut(i, counter, room)
         return over
 
     async def run(self, model: ServedModel, call: ModelCall, tokens: int | None) -> EmbeddingsOutcome:

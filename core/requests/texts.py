@@ -53,8 +53,11 @@ class TextInputs:
         return sum(len(item) for item in self.inputs)
 
     def count(self, counter: TokenCounter) -> list[int]:
-        """Tokens per input, as the model sees them."""
-        return [len(ids) for ids in self.inputs] if self.is_tokens else counter.count(self.texts)
+        """Tokens per input, as the model sees them (without its special tokens when asked so)."""
+        if self.is_tokens:
+            return [len(ids) for ids in self.inputs]
+        counts = counter.count(self.texts)
+        return counts if self.variant.add_special_tokens else [max(0, n - counter.specials) for n in counts]
 
     def apply_caps(self, counter: TokenCounter) -> list[int]:
         """Per-input token caps the caller asked for: none for texts."""
