@@ -262,3 +262,16 @@ def test_a_hot_reload_that_changes_the_space_gives_the_pinned_client_a_409(tmp_p
     finally:
         for server, _ in replicas:
             server.stop()
+
+
+def test_a_pin_may_be_one_value_or_a_whole_header_copied_back():
+    from core.errors import SpaceMismatch
+    from core.space import check_expected
+
+    spaces = ("es1-aaaaaaaaaaaaaaaa", "es1-bbbbbbbbbbbbbbbb")
+    for pin in (None, "es1-bbbbbbbbbbbbbbbb", " es1-aaaaaaaaaaaaaaaa ", "es1-aaaaaaaaaaaaaaaa, es1-bbbbbbbbbbbbbbbb"):
+        check_expected(pin, spaces, "m")
+    for pin in ("es1-cccccccccccccccc", "es1-aaaaaaaaaaaaaaaa, es1-cccccccccccccccc", ""):
+        with pytest.raises(SpaceMismatch) as caught:
+            check_expected(pin, spaces, "m")
+        assert caught.value.status == 409 and caught.value.headers["x-should-retry"] == "false"
