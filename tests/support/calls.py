@@ -70,6 +70,8 @@ class CallCounter:
         if code.co_name in _INLINED:
             return _SKIP, False
         path = code.co_filename
+        if path == __file__:  # the counter's own helpers (the steady clock)
+            return _SKIP, False
         if path.startswith(self.prefixes):
             module = path[len(self.root):].removesuffix(".py").replace("/", ".").removesuffix(".__init__")
             return f"{module}:{code.co_qualname}", True
@@ -120,6 +122,26 @@ def per_module(counts: Counter[str]) -> dict[str, int]:
     return dict(sorted(modules.items()))
 
 
+class _SteadyClock:
+    """Every call a model makes takes one millisecond: what the scheduler's capacity model fits
+    (and whether it leaves a batch out as an outlier, a branch of its own) never depends on
+    how busy the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.001  # each reading 1 ms after the last: every call takes 1 ms
+        return self.now
+
+
+def _steady_schedulers(gateway: Any) -> None:
+    """Pin the clock of every model's scheduler (a tree without schedulers has none to pin)."""
+    services = getattr(gateway, "services", None)
+    for scheduler in getattr(getattr(services, "schedulers", None), "schedulers", ()):
+        scheduler._clock = _SteadyClock()
+
+
 @contextmanager
 def _access_log_as_served() -> Iterator[None]:
     """The access log as a served router has it (``setup_logging``: lines built and written straight
@@ -138,10 +160,11 @@ def _access_log_as_served() -> Iterator[None]:
         logger.setLevel(level)
 
 
-async def count_requests(work: Path, *, warmups: int = 2, repeats: int = 2) -> dict[str, list[Counter[str]]]:
+async def count_requests(work: Path, *, warmups: int = 20, repeats: int = 2) -> dict[str, list[Counter[str]]]:
     """Per request kind, the counts of ``repeats`` calls made after ``warmups`` of the same call
-    (first-call caches, lazy imports, the scheduler made on first use), on an app built fresh
-    here from the checkout on ``sys.path``."""
+    (first-call caches, lazy imports, the scheduler made on first use, its capacity model past its
+    warm-up: the steady state of a serving router), on an app built fresh here from the checkout
+    on ``sys.path``."""
     from aiohttp.test_utils import TestClient, TestServer
 
     import core
@@ -165,6 +188,8 @@ async def count_requests(work: Path, *, warmups: int = 2, repeats: int = 2) -> d
             for kind, (path, body) in REQUESTS.items():
                 out[kind] = []
                 for i in range(warmups + repeats):
+                    if i == 1:  # the first call made the model's scheduler
+                        _steady_schedulers(app[GATEWAY])
                     counter = CallCounter(root)
                     with counter if i >= warmups else _nothing():
                         async with client.post(path, json=body, headers=headers) as resp:
