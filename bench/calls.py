@@ -50,6 +50,7 @@ CONCERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("route and token limit", ("plugins.routing", "plugins.token_limit", "core.tokenization", "core.config.caps",
                                "core.requests.truncation")),
     ("cache layer", ("core.served.layers", "plugins.cache")),
+    ("embedding space (X-Embedding-Space)", ("core.space",)),
     ("width check", ("core.served.widths",)),
     ("scheduler and served model", ("core.scheduling", "core.served", "core.batching", "core.coalescing",
                                     "core.metrics:QueueSeries")),
