@@ -11,7 +11,10 @@ Work outside an HTTP request (bulk jobs) charges through the same meter, found o
 
     ticket = await meter.charge(snapshot, key_name, tokens)  # raises QuotaExceeded / ServiceUnavailable
     ...                                                      # the work
-    meter.settle(ticket, tokens_billed)                      # or None when it was not done
+    if ticket is not None:                                   # a key with a quota, checked
+        meter.settle(ticket, tokens_billed)                  # tokens_billed None: not done, given back
+    elif done:                                               # no quota, or its store down and fail_open
+        meter.record(key_name, tokens_billed)
 """
 
 from aiohttp import web

@@ -71,8 +71,8 @@ class QuotaMeter:
         return self._specs.get(name)
 
     async def charge(self, snapshot: Snapshot, name: str, tokens: int, requests: int = 1) -> Ticket | None:
-        """Charge key ``name`` for ``tokens`` and ``requests`` now. None when it has no quota (record
-        its usage afterwards) or when the store is down and the key fails open.
+        """Charge key ``name`` for ``tokens`` and ``requests`` now. None when it has no quota or when
+        the store is down and the key fails open: then ``record`` its usage afterwards.
 
         Raises ``QuotaExceeded`` (429) past a limit, ``ServiceUnavailable`` (503) when the store is
         down and the key fails closed."""
@@ -90,8 +90,7 @@ class QuotaMeter:
                     store=self.store.kind, outcome="admitted" if fail_open else "rejected").inc()
             if not fail_open:
                 raise unavailable() from None
-            self.record(name, tokens, requests)  # written once the store is back
-            return None
+            return None  # unchecked; its usage is recorded after the answer, written once the store is back
         if not charge.allowed:
             if self.metrics is not None:
                 self.metrics.rate_limited.labels(caller=name, reason="quota").inc()
