@@ -248,3 +248,23 @@ async def test_a_request_that_gets_no_answer_is_given_its_charge_back(aiohttp_cl
     assert (await client.post("/v1/embeddings", json=body, headers=_key("team-a"))).status == 200
     day, month = (await _usage(client, "team-a"))["periods"]
     assert day["tokens"]["used"] == 4 and month["requests"]["used"] == 1  # as Prometheus bills: answered only
+
+
+def test_the_documented_quota_example_is_a_valid_config(tmp_path):
+    import re
+
+    import yaml
+
+    from tests.support.processes import ROOT
+
+    section = (ROOT / "OPERATIONS.md").read_text().split("## Quotas", 1)[1]
+    example = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    sample = (ROOT / "configs" / "rate_limits.yaml").read_text()
+    block = sample[sample.index("# per_api_key:"):sample.index("\nper_api_key:")]
+    commented = yaml.safe_load("\n".join(line[2:] for line in block.splitlines()))
+    for limits in (example, commented):
+        auth = {"api_keys": [{"name": "team-search", "key": "k-search"}]}
+        files = Gateway(write_configs(tmp_path, routing=ROUTING, auth=auth, limits=limits),
+                        echo_plugin_manager()).validate()
+        quota = files.rate_limits.resolve("quota", files.auth)[0]["team-search"]
+        assert quota.tokens_per_day == 2000000 and quota.tokens_per_month == 40000000
