@@ -76,6 +76,67 @@ def test_leap_day_and_new_year_are_days_of_their_own():
     assert eve.seconds_left(_at(2026, 12, 31, 12)) == 12 * 3600
 
 
+# --- the meter, on a clock of the test's -----------------------------------------------------------
+
+class _Snapshot:
+    """What the meter reads of a snapshot: the keys' quotas and the flags."""
+
+    def __init__(self, **specs):
+        from types import SimpleNamespace
+
+        self.files = SimpleNamespace(auth=None, rate_limits=SimpleNamespace(resolve=lambda section, auth: (specs, [])))
+
+    def flag(self, name):
+        return False
+
+
+def _meter(at: list[float]):
+    from plugins.rate_limit.quota.meter import QuotaMeter
+    from plugins.rate_limit.quota.store import MemoryQuotaStore
+
+    return QuotaMeter(MemoryQuotaStore(clock=lambda: at[0]), clock=lambda: at[0])
+
+
+async def test_retry_after_is_the_reset_of_the_period_that_is_spent():
+    from core.errors import QuotaExceeded
+    from plugins.rate_limit.quota.limits import QuotaSpec
+
+    at = [_at(2026, 12, 15, 12).timestamp()]
+    meter, snap = _meter(at), _Snapshot(k=QuotaSpec(tokens_per_day=10, tokens_per_month=25))
+    assert await meter.charge(snap, "k", 10) is not None
+    with pytest.raises(QuotaExceeded) as day:
+        await meter.charge(snap, "k", 1)
+    assert day.value.retry_after == 12 * 3600 and day.value.headers["Retry-After"] == str(12 * 3600)
+    assert day.value.code == "quota_exceeded" and day.value.status == 429
+    at[0] = _at(2026, 12, 16, 0).timestamp()  # midnight: a new day, the same month
+    assert await meter.charge(snap, "k", 10) is not None
+    at[0] = _at(2026, 12, 17, 6).timestamp()
+    with pytest.raises(QuotaExceeded) as month:
+        await meter.charge(snap, "k", 6)  # fits the day (0 + 6), not the month (20 + 6 > 25)
+    left = _at(2027, 1, 1).timestamp() - at[0]  # December's reset is the first of January
+    assert month.value.retry_after == left and month.value.headers["retry-after-ms"] == str(int(left * 1000))
+    assert "25 tokens per month" in month.value.message and "2027-01-01T00:00:00Z" in month.value.message
+    assert await meter.charge(snap, "k", 5) is not None  # exactly the rest of the month
+    at[0] = _at(2027, 1, 1).timestamp()
+    assert await meter.charge(snap, "k", 10) is not None  # January: both periods anew
+
+
+async def test_a_settled_ticket_corrects_to_the_billed_tokens_or_gives_all_back():
+    from plugins.rate_limit.quota.limits import QuotaSpec
+
+    at = [_at(2028, 2, 29, 23).timestamp()]
+    meter, snap = _meter(at), _Snapshot(k=QuotaSpec(requests_per_day=5))
+    first = await meter.charge(snap, "k", 7)
+    meter.settle(first, 9)  # the answer billed 9
+    second = await meter.charge(snap, "k", 3)
+    meter.settle(second, None)  # no answer: given back
+    meter.record("other", 4)
+    await meter.flush()
+    day, month = await meter.usage(snap, "k")
+    assert (day.used.tokens, day.used.requests) == (9, 1) and (month.used.tokens, month.used.requests) == (9, 1)
+    assert day.period.id == "d2028-02-29" and [u.used.tokens for u in await meter.usage(snap, "other")] == [4, 4]
+
+
 # --- config --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("quota, complaint", [

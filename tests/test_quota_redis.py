@@ -148,3 +148,57 @@ async def test_three_routers_share_one_quota_exactly_and_it_survives_a_redis_cra
                 break
             await asyncio.sleep(0.2)
         assert lenient["tokens"]["used"] == 3 and lenient["requests"]["used"] == 1
+
+
+async def _commands(raw) -> dict[str, int]:
+    """Commands Redis ran, by name (those a script calls included), less those it refused."""
+    stats = await raw.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) - int(v.get("rejected_calls", 0))
+            - int(v.get("failed_calls", 0)) for name, v in stats.items()}
+
+
+def _less_info(commands: dict[str, int]) -> dict[str, int]:
+    return {name: n for name, n in commands.items() if name != "info"}
+
+
+async def test_a_request_costs_one_redis_call_with_a_quota_and_none_without(binary, tmp_path, aiohttp_client):
+    """The budget, counted by Redis itself: a key with a quota, one script run per request; a key
+    without one, nothing on the request's path and one batch for all its requests afterwards."""
+    import redis.asyncio as aioredis
+
+    from plugins.rate_limit.quota import QUOTA_METER
+    from tests.support.inprocess import serve, write_configs
+
+    server, url = start_redis(tmp_path / "redis", binary)
+    raw = aioredis.from_url(url)
+    try:
+        routing = {"embeddings": [{"model": "echo-emb", "upstream": {"type": "echo"}, "token_ids": "model",
+                                   "max_input_tokens": 64}]}
+        auth = {"api_keys": [{"name": "metered", "key": "k-metered"}, {"name": "free", "key": "k-free"}]}
+        limits = {"per_api_key": {"metered": {"quota": {"tokens_per_day": 10_000}}}}
+        client = await serve(aiohttp_client, write_configs(tmp_path / "cfg", routing=routing, auth=auth,
+                                                           limits=limits, redis_url=url))
+        meter = client.app[QUOTA_METER]
+        meter.flush_s = 3600.0  # written only when this test says so
+        n = 20
+        for key in ("metered", "free"):
+            await raw.config_resetstat()
+            for _ in range(n):
+                resp = await client.post("/v1/embeddings", json=_body(4), headers={"Authorization": f"Bearer k-{key}"})
+                assert resp.status == 200
+            on_path = await _commands(raw)
+            await meter.flush()
+            after = await _commands(raw)
+            if key == "metered":  # one script run each (the script's own HMGET/HINCRBY/EXPIREAT inside it)
+                assert on_path["evalsha"] == n and on_path.get("script|load", 0) <= 1
+                assert set(on_path) - {"info", "config|resetstat", "hello", "client|setinfo", "script|load"} == {
+                    "evalsha", "hmget", "hincrby", "expireat"}
+                assert _less_info(after) == _less_info(on_path)  # nothing left to write afterwards
+            else:
+                assert set(on_path) <= {"info", "config|resetstat"}
+                assert after["hincrby"] == 4 and after["expireat"] == 2  # two periods, two fields, one batch
+        body = await (await client.get("/v1/usage", headers={"Authorization": "Bearer k-free"})).json()
+        assert [p["tokens"]["used"] for p in body["periods"]] == [4 * n, 4 * n]
+    finally:
+        await raw.aclose()
+        server.stop()
