@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from core.errors import QuotaExceeded
 from plugins.rate_limit.buckets import StoreUnavailable, unavailable
 from plugins.rate_limit.quota.limits import SECTION, QuotaSpec
-from plugins.rate_limit.quota.periods import Period, current, iso, utc
+from plugins.rate_limit.quota.periods import Calendar, Period, iso, utc
 from plugins.rate_limit.quota.store import Charge, Counter, QuotaStore, Used
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ class QuotaMeter:
         self._specs: dict[str, QuotaSpec] = {}
         self._pending: dict[Counter, Used] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._calendar = Calendar()
 
     def spec(self, snapshot: Snapshot, name: str) -> QuotaSpec | None:
         """The quota of key ``name`` in ``snapshot`` (resolved once per snapshot)."""
@@ -79,7 +80,7 @@ class QuotaMeter:
         spec = self.spec(snapshot, name)
         if spec is None:
             return None
-        periods = current(self._clock())
+        periods = self._calendar.at(self._clock())
         limits = [(spec.limit("tokens", p.name), spec.limit("requests", p.name)) for p in periods]
         try:
             charge = await self.store.charge(name, periods, limits, tokens, requests)
@@ -119,7 +120,7 @@ class QuotaMeter:
 
     def record(self, name: str, tokens: int, requests: int = 1) -> None:
         """Count usage of a key without a quota (written to the store within ``flush_s``)."""
-        self._add(name, current(self._clock()), tokens, requests)
+        self._add(name, self._calendar.at(self._clock()), tokens, requests)
 
     def _add(self, name: str, periods: tuple[Period, ...], tokens: int, requests: int) -> None:
         for period in periods:
@@ -158,7 +159,7 @@ class QuotaMeter:
         """Key ``name``'s counts for the current day and month, with what is not yet written.
 
         Raises ``ServiceUnavailable`` when the store is down."""
-        periods = current(self._clock())
+        periods = self._calendar.at(self._clock())
         try:
             found = await self.store.read(name, periods)
         except StoreUnavailable:

@@ -5,7 +5,7 @@ be read from the store, then expires."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -19,11 +19,10 @@ class Period:
     name: PeriodName
     start: datetime  # UTC, inclusive
     end: datetime  # UTC, exclusive: the instant the counter resets
+    id: str = field(init=False, compare=False)  # ``d2026-12-04`` or ``m2026-12``: names the counter in the store
 
-    @property
-    def id(self) -> str:
-        """``d2026-12-04`` or ``m2026-12``: part of the counter's name in the store."""
-        return self.start.strftime("d%Y-%m-%d" if self.name == "day" else "m%Y-%m")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", self.start.strftime("d%Y-%m-%d" if self.name == "day" else "m%Y-%m"))
 
     def seconds_left(self, now: datetime) -> float:
         return max(0.0, (self.end - now).total_seconds())
@@ -60,6 +59,20 @@ def current(now: float | datetime | None = None) -> tuple[Period, Period]:
     """The day and the month ``now`` falls in."""
     at = utc(now)
     return day(at), month(at)
+
+
+class Calendar:
+    """``current`` for a clock that only moves forward in small steps: worked out once a day."""
+
+    def __init__(self) -> None:
+        self._day = -1
+        self._periods: tuple[Period, Period] | None = None
+
+    def at(self, now: float) -> tuple[Period, Period]:
+        number = int(now // 86400)  # Unix time has no leap seconds: every UTC day is 86400 s
+        if number != self._day or self._periods is None:
+            self._periods, self._day = current(now), number
+        return self._periods
 
 
 def iso(at: datetime) -> str:

@@ -70,8 +70,10 @@ class MemoryQuotaStore:
         return self._counters.get((name, period.id), Used())
 
     def _put(self, name: str, period: Period, used: Used) -> None:
-        self._counters[(name, period.id)] = used
-        self._ends[(name, period.id)] = period.end.timestamp()
+        counter = (name, period.id)
+        if counter not in self._counters:
+            self._ends[counter] = period.end.timestamp()
+        self._counters[counter] = used
 
     async def charge(self, name: str, periods: Sequence[Period], limits: Sequence[Limits], tokens: int,
                      requests: int) -> Charge:
