@@ -143,7 +143,7 @@ class QuotaMeter:
         try:
             await self.store.add(pending)
             return True
-        except StoreUnavailable:
+        except (StoreUnavailable, asyncio.CancelledError) as exc:
             for counter, delta in pending.items():  # merged back, the newest on top
                 held = self._pending.get(counter, Used())
                 self._pending[counter] = Used(held.tokens + delta.tokens, held.requests + delta.requests)
@@ -153,6 +153,8 @@ class QuotaMeter:
                 log.error("quota store down too long: usage of an old period dropped",
                           extra={"caller": counter[0], "period": counter[1].id})
                 del self._pending[counter]
+            if isinstance(exc, asyncio.CancelledError):  # stopping: close() writes what is pending
+                raise
             return False
 
     async def usage(self, snapshot: Snapshot, name: str) -> list[PeriodUsage]:
@@ -174,5 +176,8 @@ class QuotaMeter:
     async def close(self) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
-        await self.flush()  # best effort: what is still pending is lost if the store is down
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        if not await self.flush():
+            log.error("quota store unreachable at shutdown: usage not yet written is lost",
+                      extra={"counters": len(self._pending)})
         await self.store.close()
