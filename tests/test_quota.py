@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -329,3 +330,18 @@ def test_the_documented_quota_example_is_a_valid_config(tmp_path):
                         echo_plugin_manager()).validate()
         quota = files.rate_limits.resolve("quota", files.auth)[0]["team-search"]
         assert quota.tokens_per_day == 2000000 and quota.tokens_per_month == 40000000
+
+
+async def test_a_reload_changes_the_limits_and_keeps_the_counts(client, tmp_path):
+    from tests.support.configs import write_yaml
+    from tests.support.inprocess import gateway_of
+
+    assert [(await _embed(client, "team-a", 5)).status for _ in range(3)] == [200, 200, 429]
+    gateway = gateway_of(client)
+    raised = {"per_api_key": {**LIMITS["per_api_key"], "team-a": {"quota": {"tokens_per_day": 15}}}}
+    write_yaml(Path(gateway.settings.rate_limits_path), raised)
+    await gateway.load()
+    assert [(await _embed(client, "team-a", 5)).status for _ in range(2)] == [200, 429]  # 10 used, 15 allowed
+    day, month = (await _usage(client, "team-a"))["periods"]
+    assert day["tokens"] == {"used": 15, "limit": 15, "remaining": 0}
+    assert month["tokens"] == {"used": 15, "limit": None, "remaining": None}  # the month's limit was dropped
