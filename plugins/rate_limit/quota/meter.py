@@ -4,8 +4,9 @@ without one, and reads a key's figures for ``GET /v1/usage``.
 A key with a quota is charged before the call (``charge``: one atomic store call, refused with
 ``QuotaExceeded`` when a limit would be passed). What was charged for a request that got no answer
 is given back (``settle``), so the counts equal what usage bills (``maas_usage_*``: answered
-requests only). Keys without a quota are counted after their answer (``record``), buffered and
-written in one round trip for all of them (every ``flush_s``), off the request's path.
+requests only). Keys without a quota are counted after their answer (``record``): in process at
+once; for a shared store buffered and written in one round trip for all of them (every
+``flush_s``), off the request's path.
 
 Outside an HTTP request (a bulk job's lines): ``ticket = await meter.charge(snapshot, name, tokens)``
 before the work, ``meter.settle(ticket, tokens_or_None)`` after it.
@@ -24,7 +25,7 @@ from core.errors import QuotaExceeded
 from plugins.rate_limit.buckets import StoreUnavailable, unavailable
 from plugins.rate_limit.quota.limits import SECTION, QuotaSpec
 from plugins.rate_limit.quota.periods import Calendar, Period, iso, utc
-from plugins.rate_limit.quota.store import Charge, Counter, QuotaStore, Used
+from plugins.rate_limit.quota.store import Charge, Counter, MemoryQuotaStore, QuotaStore, Used
 
 if TYPE_CHECKING:
     from core.metrics import GatewayMetrics
@@ -57,7 +58,7 @@ class QuotaMeter:
         self.store = store
         self.metrics = metrics
         self._clock = clock
-        self.flush_s = (0.5 if store.kind == "redis" else 0.0) if flush_s is None else flush_s
+        self.flush_s = 0.5 if flush_s is None else flush_s  # a shared store's writes, batched
         self._snapshot: Snapshot | None = None
         self._specs: dict[str, QuotaSpec] = {}
         self._pending: dict[Counter, Used] = {}
@@ -123,6 +124,9 @@ class QuotaMeter:
         self._add(name, self._calendar.at(self._clock()), tokens, requests)
 
     def _add(self, name: str, periods: tuple[Period, ...], tokens: int, requests: int) -> None:
+        if isinstance(self.store, MemoryQuotaStore):  # in process: at once, no buffer, no task
+            self.store.add_now({(name, period): Used(tokens, requests) for period in periods})
+            return
         for period in periods:
             held = self._pending.get((name, period), Used())
             self._pending[(name, period)] = Used(held.tokens + tokens, held.requests + requests)

@@ -89,6 +89,10 @@ class MemoryQuotaStore:
         return Charge(True, after)
 
     async def add(self, deltas: Mapping[Counter, Used]) -> None:
+        self.add_now(deltas)
+
+    def add_now(self, deltas: Mapping[Counter, Used]) -> None:
+        """``add`` without a coroutine: nothing here waits, so a meter need not buffer for it."""
         self._prune()
         for (name, period), delta in deltas.items():
             used = self._get(name, period)
