@@ -10,6 +10,7 @@
     ├── AuthError                     401 authentication_error
     ├── PermissionDenied              403 permission_error
     ├── ModelNotFound                 404 invalid_request_error / model_not_found
+    ├── SpaceMismatch                 409 the model serves another embedding space than expected
     ├── RateLimited                   429 rate_limit_error (+ Retry-After)
     │   └── QuotaExceeded             429 quota_exceeded (Retry-After at the reset, x-should-retry: false)
     ├── ServiceUnavailable            503 overloaded / draining (+ Retry-After)
@@ -126,6 +127,22 @@ class ModelNotFound(GatewayError):
     status = 404
     type = "invalid_request_error"
     default_code = "model_not_found"
+
+
+class SpaceMismatch(GatewayError):
+    """The route serves another embedding space than the request's ``X-Expect-Embedding-Space``
+    (``core.space``): the same request gets the same answer until the client re-indexes, so it
+    is told not to retry."""
+
+    status = 409
+    type = "invalid_request_error"
+    default_code = "embedding_space_mismatch"
+
+    def __init__(self, message: str, *, expected: str, serving: str, **kw: Any) -> None:
+        super().__init__(message, param="X-Expect-Embedding-Space", **kw)
+        self.expected, self.serving = expected, serving
+        self.headers.setdefault("x-should-retry", "false")
+        self.headers.setdefault("X-Embedding-Space", serving)
 
 
 class RateLimited(GatewayError):

@@ -35,6 +35,7 @@ from core.scheduling.queues import ROUTE_OPTIONS as QUEUE_OPTIONS
 from core.scheduling.tenants import Tenants
 from core.served import ModelServices, ServedModel
 from core.snapshot import Snapshot
+from core.space import ROUTE_OPTIONS as SPACE_OPTIONS
 from core.tokenization import counter_for
 
 log = logging.getLogger("maas.gateway")
@@ -69,7 +70,7 @@ class Gateway:
         self.hooks.register_codecs(self.codecs.registrar)
         self.known_flags: dict[str, str] = {}
         self.hooks.register_feature_flags(self._register_flag)
-        plugin_options: list[Option] = [*QUEUE_OPTIONS]  # the scheduler's own
+        plugin_options: list[Option] = [*QUEUE_OPTIONS, *SPACE_OPTIONS]  # the scheduler's, the space's
         self.hooks.register_route_options(plugin_options.append)
         self.limits: list[LimitsSection] = [POLICY_SECTION]  # rate_limits.yaml's owners: the scheduler, plugins
         self.hooks.register_limits(self.limits.append)

@@ -61,7 +61,7 @@ class TeiEmbed(Codec[None]):
         b = self.fields.read(body, self.path)
         return Parsed(EmbeddingsRequest(model=b.get("model"), inputs=_inputs(b, limits), is_tokens=False,
                                         dimensions=b.get("dimensions"), input_type=b.get("prompt_name"),
-                                        truncation=_truncation(b)))
+                                        truncation=_truncation(b), fields={"normalized": True}))
 
     def render(self, request: EmbeddingsRequest, state: None, outcome: EmbeddingsOutcome) -> Any:
         return normalise(outcome.vectors).tolist()

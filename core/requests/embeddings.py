@@ -1,10 +1,11 @@
 """Embedding requests: prompted, decoded from OpenAI token ids, limited by their policy, sent to
-the served model, and turned into an outcome shaped as asked (``dimensions``)."""
+the served model, and turned into an outcome shaped as asked (``dimensions``) that names the
+embedding space of its vectors (``core.space``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.config.routing import CL100K
 from core.errors import InvalidRequest
@@ -12,6 +13,7 @@ from core.kinds import EMBEDDINGS, Kind
 from core.requests.common import EmbeddingsOutcome, usage
 from core.requests.texts import TextInputs
 from core.requests.truncation import BY_NAME, CUT_END, REFUSE, OverLimit
+from core.space import cache_fields, fingerprints
 from core.tokenization import decode_cl100k
 from core.vectors import shape_vectors
 
@@ -28,6 +30,11 @@ class EmbeddingsRequest(TextInputs):
     dimensions: int | None = None
     user: str | None = None
     truncation: OverLimit | None = None  # the request's own choice (REFUSE or CUT_END); None: it says nothing
+    #: the output types its answer carries (float, base64, int8, uint8, binary, ubinary), as its codec renders them
+    outputs: tuple[str, ...] = ("float",)
+    #: request-level fields that change what comes back, each declared in ``core.space.REQUEST_FIELDS``
+    #: (its flags say whether it enters the cache key, the space's fingerprint, or both)
+    fields: dict[str, Any] = field(default_factory=dict)
 
     def over_limit_policy(self, route: ModelRoute, flag_end: bool) -> OverLimit:
         """Over the model's limit: the request's choice, else the route's, else the truncate_inputs
@@ -51,8 +58,18 @@ class EmbeddingsRequest(TextInputs):
             self.inputs, self.is_tokens = decode_cl100k(self.inputs), False  # type: ignore[arg-type]
         self.apply_prompt(route)
 
+    def spaces(self, model: ServedModel, width: int | None = None) -> tuple[str, ...] | None:
+        """The embedding spaces of the answer, one per output type (``core.space``), for vectors
+        ``width`` wide before ``dimensions`` (default: the model's); None while no width is known."""
+        dims = self.dimensions or width or model.width
+        if dims is None:
+            return None
+        return fingerprints(model.space, self.input_type, self.fields, dims, self.outputs)
+
     async def run(self, model: ServedModel, call: ModelCall, tokens: int | None) -> EmbeddingsOutcome:
         """Embed on ``model`` and shape the vectors as asked; ``tokens`` as counted before the call."""
+        if self.fields:
+            call = replace(call, shaping=cache_fields(self.fields))
         result = await model.embed(self.inputs, call, is_tokens=self.is_tokens)
         vectors = result.vectors  # checked by the model: one row per input, its width, finite
         if self.dimensions is not None and self.dimensions > vectors.shape[1]:
@@ -60,4 +77,4 @@ class EmbeddingsRequest(TextInputs):
                                  f"{vectors.shape[1]}", param="dimensions")
         return EmbeddingsOutcome(model.alias, shape_vectors(vectors, self.dimensions),
                                  usage(tokens, result.prompt_tokens, lambda: self.count(model.counter)),
-                                 cache_hits=result.cache_hits)
+                                 cache_hits=result.cache_hits, spaces=self.spaces(model, vectors.shape[1]))

@@ -148,6 +148,9 @@ class RerankRequest:
     def check_route(self, route: ModelRoute) -> None:
         return None
 
+    def spaces(self, model: ServedModel, width: int | None = None) -> None:
+        return None  # scores, not vectors
+
     async def run(self, model: ServedModel, call: ModelCall, tokens: int | None) -> RerankOutcome:
         """Score on ``model`` and rank; ``tokens`` as counted before the call."""
         result = await model.rerank(self.query, self.documents, call)

@@ -1,5 +1,9 @@
-"""What an embedding cache entry is keyed on: the model's final input and everything about the
-route that changes a vector, nothing else.
+"""What an embedding cache entry is keyed on: whose it is (its scope), the model's final input,
+everything about the route that changes a vector, and the request-level fields that do.
+
+The scope is the caller's: an API key's name (never the key itself), one for every anonymous
+caller, or one for the whole route when it declares ``cache: shared``. It is mixed into the
+route's digest, so a key's hits come only from its own earlier inputs.
 
 The final input is what the adapter is sent: after the prompt, after OpenAI token ids were
 decoded, after truncation. The route's part is a digest of its served model, its upstream type
@@ -42,6 +46,22 @@ def route_digest(route: ModelRoute, upstream_schema: OptionSchema, route_schema:
         "token_ids": route.token_ids,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).digest()
+
+
+SHARED = "shared"
+
+
+def scope_of(tenant_name: str, shared: bool) -> str:
+    """The scope of a caller's entries: its tenant (an API key's name; ``anonymous`` is a name
+    no key may have), or the route's one shared scope."""
+    return SHARED if shared else f"tenant:{tenant_name}"
+
+
+def scoped_digest(digest: bytes, scope: str, shaping: Mapping[str, Any]) -> bytes:
+    """The route's digest for one scope and the request-level fields that shape the answer
+    (``core.space.cache_fields``)."""
+    extra = json.dumps([scope, dict(sorted(shaping.items()))], sort_keys=True, default=str).encode()
+    return hashlib.sha256(digest + b"\0" + extra).digest()
 
 
 def item_keys(digest: bytes, inputs: Sequence[Any], is_tokens: bool) -> list[bytes]:
