@@ -46,7 +46,7 @@ def settle(meter: QuotaMeter, flow: Flow) -> None:
         return
     answered = flow.status == 200 and flow.outcome is not None
     tokens = flow.outcome.tokens if answered and flow.outcome is not None else None
-    ticket = flow.meta.pop(TICKET, None)
+    ticket = flow.meta.get(TICKET)
     if ticket is not None:
         meter.settle(ticket, tokens)
     elif tokens is not None:
