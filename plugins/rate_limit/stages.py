@@ -127,24 +127,17 @@ class TokenBudgetStage:
         self.meter = meter
 
     async def __call__(self, flow: Flow) -> None:
-        await self._per_minute(flow)
+        bucket, spec = self.limiter.spec_for(flow) or ("", None)
+        tokens = flow.prompt_tokens
+        tpm = spec.tokens_per_minute if spec is not None else None
+        if tpm is not None and tokens is not None:
+            if tokens > tpm:  # could never fit: waiting would not help, so not a 429
+                raise TokenLimitExceeded(f"The request has {tokens} tokens; this caller's budget is {tpm} "
+                                         "tokens per minute", code="token_budget_exceeded")
+            await _charge(self.limiter, flow, "tokens", "tok:" + bucket, tpm, tpm / 60.0, tokens,
+                          f"Token budget reached: {tpm} tokens per minute; this request needs {tokens}")
         if self.meter is not None:
             await quota.charge(self.meter, flow)
-
-    async def _per_minute(self, flow: Flow) -> None:
-        found = self.limiter.spec_for(flow)
-        tokens = flow.prompt_tokens
-        if found is None or tokens is None:
-            return
-        bucket, spec = found
-        tpm = spec.tokens_per_minute
-        if tpm is None:
-            return
-        if tokens > tpm:  # could never fit: waiting would not help, so not a 429
-            raise TokenLimitExceeded(f"The request has {tokens} tokens; this caller's budget is {tpm} "
-                                     "tokens per minute", code="token_budget_exceeded")
-        await _charge(self.limiter, flow, "tokens", "tok:" + bucket, tpm, tpm / 60.0, tokens,
-                      f"Token budget reached: {tpm} tokens per minute; this request needs {tokens}")
 
 
 async def _charge(limiter: RateLimiter, flow: Flow, kind: str, bucket: str, capacity: float, rate: float,

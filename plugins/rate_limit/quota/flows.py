@@ -15,39 +15,35 @@ if TYPE_CHECKING:
     from plugins.rate_limit.quota.meter import QuotaMeter
 
 TICKET = "quota_ticket"  # flow.meta: what the request was charged
-
-
-def _key_name(flow: Flow) -> str | None:
-    caller = flow.caller
-    return None if caller is None or caller.anonymous else caller.name
+SPEC = "quota_spec"  # flow.meta: the caller's quota (None: a key without one), looked up once per request
 
 
 def wants_counts(meter: QuotaMeter, flow: Flow) -> None:
-    name = _key_name(flow)
-    if name is not None:
-        spec = meter.spec(flow.snapshot, name)
-        if spec is not None and spec.counts_tokens:
-            flow.needs_token_counts = True  # charged by token_budget, as counted for usage
+    caller = flow.caller
+    if caller is None or caller.anonymous:
+        return
+    spec = flow.meta[SPEC] = meter.spec(flow.snapshot, caller.name)
+    if spec is not None and spec.counts_tokens:
+        flow.needs_token_counts = True  # charged by token_budget, as counted for usage
 
 
 async def charge(meter: QuotaMeter, flow: Flow) -> None:
-    name = _key_name(flow)
-    if name is None:
+    caller = flow.caller
+    if caller is None or caller.anonymous or (SPEC in flow.meta and flow.meta[SPEC] is None):
         return
-    ticket = await meter.charge(flow.snapshot, name, flow.prompt_tokens or 0)
+    ticket = await meter.charge(flow.snapshot, caller.name, flow.prompt_tokens or 0)
     if ticket is not None:
         flow.meta[TICKET] = ticket
 
 
 def settle(meter: QuotaMeter, flow: Flow) -> None:
     """At the request's end: its usage as billed (the answer's tokens), or nothing without an answer."""
-    name = _key_name(flow)
-    if name is None or flow.model is None:
+    caller, outcome = flow.caller, flow.outcome
+    if caller is None or caller.anonymous or flow.model is None:
         return
-    answered = flow.status == 200 and flow.outcome is not None
-    tokens = flow.outcome.tokens if answered and flow.outcome is not None else None
+    tokens = outcome.tokens if outcome is not None and flow.status == 200 else None
     ticket = flow.meta.get(TICKET)
     if ticket is not None:
         meter.settle(ticket, tokens)
     elif tokens is not None:
-        meter.record(name, tokens)
+        meter.record(caller.name, tokens)

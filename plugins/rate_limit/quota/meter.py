@@ -4,9 +4,9 @@ without one, and reads a key's figures for ``GET /v1/usage``.
 A key with a quota is charged before the call (``charge``: one atomic store call, refused with
 ``QuotaExceeded`` when a limit would be passed). What was charged for a request that got no answer
 is given back (``settle``), so the counts equal what usage bills (``maas_usage_*``: answered
-requests only). Keys without a quota are counted after their answer (``record``): in process at
-once; for a shared store buffered and written in one round trip for all of them (every
-``flush_s``), off the request's path.
+requests only). Keys without a quota are counted after their answer (``record``): a dict entry
+per key and UTC day, folded into the store's counters in one round trip for all of them (every
+``flush_s``, and before anything reads them), off the request's path.
 
 Outside an HTTP request (a bulk job's lines): ``ticket = await meter.charge(snapshot, name, tokens)``
 before the work, ``meter.settle(ticket, tokens_or_None)`` after it.
@@ -62,6 +62,7 @@ class QuotaMeter:
         self._snapshot: Snapshot | None = None
         self._specs: dict[str, QuotaSpec] = {}
         self._pending: dict[Counter, Used] = {}
+        self._recorded: dict[tuple[str, int], tuple[int, int]] = {}  # (key name, UTC day number) → tokens, requests
         self._flusher: asyncio.Task[None] | None = None
         self._calendar = Calendar()
 
@@ -81,6 +82,8 @@ class QuotaMeter:
         spec = self.spec(snapshot, name)
         if spec is None:
             return None
+        if self._recorded:
+            self._fold()  # usage recorded before the key had its quota (a reload) counts too
         periods = self._calendar.at(self._clock())
         limits = [(spec.limit("tokens", p.name), spec.limit("requests", p.name)) for p in periods]
         try:
@@ -120,8 +123,19 @@ class QuotaMeter:
             self._add(ticket.name, ticket.periods, tokens - ticket.tokens, 0)
 
     def record(self, name: str, tokens: int, requests: int = 1) -> None:
-        """Count usage of a key without a quota (written to the store within ``flush_s``)."""
-        self._add(name, self._calendar.at(self._clock()), tokens, requests)
+        """Count usage of a key without a quota (in the store within ``flush_s``). Every answered
+        request of every key comes here: it only adds to a dict entry of the key's UTC day."""
+        day = (name, int(self._clock() // 86400))
+        held = self._recorded.get(day)
+        self._recorded[day] = (tokens, requests) if held is None else (held[0] + tokens, held[1] + requests)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_soon(), name="quota-flush")
+
+    def _fold(self) -> None:
+        """What ``record`` counted, added to the counters of its day and month."""
+        recorded, self._recorded = self._recorded, {}
+        for (name, day), (tokens, requests) in recorded.items():
+            self._add(name, self._calendar.at(day * 86400.0), tokens, requests)
 
     def _add(self, name: str, periods: tuple[Period, ...], tokens: int, requests: int) -> None:
         if isinstance(self.store, MemoryQuotaStore):  # in process: at once, no buffer, no task
@@ -134,13 +148,15 @@ class QuotaMeter:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon(), name="quota-flush")
 
     async def _flush_soon(self) -> None:
-        while self._pending:
+        while self._pending or self._recorded:
             await asyncio.sleep(self.flush_s)
             if not await self.flush():
                 await asyncio.sleep(1.0)  # the store is down: try again later, not in a tight loop
 
     async def flush(self) -> bool:
         """Write what is pending in one store call; False (kept for later) when the store is down."""
+        if self._recorded:
+            self._fold()
         if not self._pending:
             return True
         pending, self._pending = self._pending, {}
@@ -165,6 +181,8 @@ class QuotaMeter:
         """Key ``name``'s counts for the current day and month, with what is not yet written.
 
         Raises ``ServiceUnavailable`` when the store is down."""
+        if self._recorded:
+            self._fold()
         periods = self._calendar.at(self._clock())
         try:
             found = await self.store.read(name, periods)
