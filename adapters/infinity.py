@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class InfinityAdapter(HttpAdapter):
     type_name = "infinity"
     upstream_options = resilience_options("base64") | OptionSchema([
-        Option("url_prefix", str, "/v1", "the server's --url-prefix"),
+        Option("url_prefix", str, "/v1", "the server's --url-prefix", changes_space=False),
     ])
 
     def __init__(self, upstream: UpstreamConfig, context: AdapterContext) -> None:

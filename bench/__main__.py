@@ -18,6 +18,7 @@ from tests.support.processes import ROOT
 # name → module with run(work, quick=..., tool=...) -> Section | list[Section]
 SECTIONS = {
     "overhead": "bench.overhead",
+    "versus": "bench.versus",
     "profile": "bench.profile",
     "embed": "bench.throughput",
     "rerank": "bench.rerank",

@@ -2,10 +2,12 @@
 
 Failure scenario: three routers behind the front, four kept-alive clients posting embeddings while
 one router is SIGKILLed and another restarted with SIGTERM (the tests' scenario); requests sent and
-failed per front. Cost: one front over TLS in front of a fixed upstream that answers at once (so
-the front is what is measured), req/s at concurrency 16 and the front's CPU per request (its
-process and children, from /proc). The fronts run as production configures them (Nginx worker
-processes, Traefik and Envoy threads), on the same machine as the load generator.
+failed per front. Cost: one front, over TLS and over plain HTTP, in front of a fixed upstream that
+answers at once (so the front is what is measured), req/s at concurrency 16 and the front's CPU per
+request (its process and children, from /proc). The shipped files redirect plain HTTP to HTTPS; the
+plain hop runs each front with its HTTP listener serving as the HTTPS one does (``plain=True``). The
+fronts run as production configures them (Nginx worker processes, Traefik and Envoy threads), on the
+same machine as the load generator.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ from tests.support.traffic import echo_routers, kill_one_restart_another, stop_a
 KEY = "sk-bench-fronts-1"  # noqa: S105 - a throwaway key for the bench routers
 BODY = json.dumps({"model": "fixed", "input": "The quick brown fox jumps over the lazy dog"}).encode()
 
-Starter = Callable[[Path, list[str], TestCA], FrontServer]
+Starter = Callable[..., FrontServer]  # (prefix, upstreams, ca, plain=False)
+
+
+def _envoy(prefix: Path, ups: list[str], ca: TestCA, plain: bool = False) -> FrontServer:
+    return start_envoy(prefix, [(u.split(":")[0], int(u.split(":")[1])) for u in ups], ca, plain=plain)
 
 
 def _starters() -> dict[str, Starter]:
@@ -37,8 +43,7 @@ def _starters() -> dict[str, Starter]:
     if traefik_binary():
         out["traefik"] = start_traefik
     if envoy_binary():
-        out["envoy"] = lambda prefix, ups, ca: start_envoy(
-            prefix, [(u.split(":")[0], int(u.split(":")[1])) for u in ups], ca)
+        out["envoy"] = _envoy
     return out
 
 
@@ -74,8 +79,8 @@ def _failure_scenario(work: Path, name: str, start: Starter, ca: TestCA) -> tupl
 
 
 def _cost(work: Path, start: Starter, upstream: servers.Server, ca: TestCA, tool: str, seconds: float,
-          repeats: int) -> tuple[float, float]:
-    front = start(work / "front", [upstream.url.removeprefix("http://")], ca)
+          repeats: int, plain: bool) -> tuple[float, float]:
+    front = start(work / "front", [upstream.url.removeprefix("http://")], ca, plain=plain)
     try:
         rps, cpu_us = [], []
         for _ in range(repeats):
@@ -108,13 +113,18 @@ def run(work: Path, *, quick: bool = False, tool: str = "hey") -> Section:
     upstream = servers.fixed_upstream(work)
     try:
         for name, start in starters.items():
-            rps, cpu_us = _cost(work / f"cost-{name}", start, upstream, ca, tool, seconds, repeats)
-            cost_rows.append([name, rps, cpu_us])
+            row: list[object] = [name]
+            for plain in (True, False):
+                rps, cpu_us = _cost(work / f"cost-{name}-{'plain' if plain else 'tls'}", start, upstream, ca, tool,
+                                    seconds, repeats, plain)
+                row += [rps, cpu_us]
+            cost_rows.append(row)
     finally:
         upstream.stop()
-    sec.table(["front", "req/s (c16, TLS)", "front CPU µs / request"], cost_rows,
-              "One hop over TLS in front of a fixed upstream (Nginx return 200), keep-alive; medians")
+    sec.table(["front", "req/s (c16, plain)", "CPU µs / request (plain)", "req/s (c16, TLS)",
+               "CPU µs / request (TLS)"], cost_rows,
+              "One hop in front of a fixed upstream (Nginx return 200), keep-alive, plain HTTP and TLS; medians")
     sec.notes.append("The load generator, the fronts and the upstream share this machine's cores: compare the "
-                     "fronts with each other, not with another machine. The plain-HTTP hop is not measured: "
-                     "each shipped file redirects HTTP to HTTPS.")
+                     "fronts with each other, not with another machine. The plain hop is each shipped file with "
+                     "its HTTP listener serving instead of redirecting.")
     return sec

@@ -4,6 +4,10 @@ by side in one run (benchmarks.md §1's two figures: req/s at concurrency 16, p5
 Both routers route the same fixed upstream (Nginx answering at once) over the ``infinity`` HTTP
 adapter, auth and rate limiting on; REV runs from a temporary git worktree with this venv. Runs
 alternate between the two, so drifting background load hits both alike; medians are printed.
+
+``python -m bench`` runs it too (section ``versus``), against ``reference()``: the newest release
+tag, or the fixed revision ``REFERENCE`` until the project tags releases. So every report records a
+named revision's figures beside today's, measured in the same run on the same machine.
 """
 
 from __future__ import annotations
@@ -21,7 +25,16 @@ import aiohttp
 from bench import servers
 from bench.loadgen import _pct, auth_headers, median
 from bench.overhead import BODY, PATH, _routing
+from bench.report import Section
 from tests.support.processes import ROOT, ServerProcess, base_env, free_port
+
+REFERENCE = "62d297f"  # the named revision every report measures against until releases are tagged
+
+
+def reference() -> str:
+    """The newest release tag reachable from this checkout, else ``REFERENCE``."""
+    tag = subprocess.run(["git", "-C", str(ROOT), "describe", "--tags", "--abbrev=0"], capture_output=True, text=True)
+    return tag.stdout.strip() if tag.returncode == 0 and tag.stdout.strip() else REFERENCE
 
 
 def _router_at(tree: Path, work: Path, name: str, upstream_url: str) -> servers.Server:
@@ -56,15 +69,11 @@ async def _load(url: str, concurrency: int, seconds: float) -> tuple[float, floa
         return len(latencies) / (time.perf_counter() - began), _pct(latencies, 0.5) * 1000
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.versus", description=__doc__)
-    parser.add_argument("rev", help="the revision to compare with (e.g. HEAD~3, a commit id)")
-    parser.add_argument("--seconds", type=float, default=6.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
+def measure(rev: str, *, seconds: float, repeats: int) -> dict[str, tuple[float, float]]:
+    """``{"base": (req/s at c=16, p50 ms at c=1), "head": (...)}``: ``rev`` and this checkout, medians."""
     work = Path(tempfile.mkdtemp(prefix="maas-versus-"))
     tree = work / "base"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.rev], check=True,
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev], check=True,
                    capture_output=True)
     try:
         with servers.running(servers.fixed_upstream(work)) as up, \
@@ -74,18 +83,50 @@ def main(argv: list[str] | None = None) -> int:
                                                                          "head": {1: [], 16: []}}
             for server in (base, head):
                 asyncio.run(_load(server.url, 16, 1.0))  # warm-up
-            for _ in range(args.repeats):
+            for _ in range(repeats):
                 for concurrency in (16, 1):
                     for label, server in (("base", base), ("head", head)):
-                        results[label][concurrency].append(asyncio.run(_load(server.url, concurrency, args.seconds)))
-        rps = {k: median([r for r, _ in v[16]]) for k, v in results.items()}
-        p50 = {k: median([p for _, p in v[1]]) for k, v in results.items()}
-        print(f"| router | req/s at c=16 | p50 ms at c=1 |\n|---|---|---|\n"
-              f"| {args.rev} | {rps['base']:.0f} | {p50['base']:.3f} |\n| this checkout | {rps['head']:.0f} | "
-              f"{p50['head']:.3f} |\n| this / {args.rev} | {rps['head'] / rps['base']:.3f} | "
-              f"{p50['head'] / p50['base']:.3f} |")
+                        results[label][concurrency].append(asyncio.run(_load(server.url, concurrency, seconds)))
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+    return {k: (median([r for r, _ in v[16]]), median([p for _, p in v[1]])) for k, v in results.items()}
+
+
+def _rows(rev: str, figures: dict[str, tuple[float, float]]) -> list[list]:
+    (b_rps, b_p50), (h_rps, h_p50) = figures["base"], figures["head"]
+    return [[rev, b_rps, b_p50], ["this checkout", h_rps, h_p50], [f"this / {rev}", h_rps / b_rps, h_p50 / b_p50]]
+
+
+def run(work: Path, *, quick: bool, tool: str = "hey") -> Section:
+    """The report's section: the named revision's figures beside today's."""
+    rev = reference()
+    seconds, repeats = (2.0, 1) if quick else (6.0, 3)
+    figures = measure(rev, seconds=seconds, repeats=repeats)
+    sec = Section("versus", f"1b. This checkout against {rev}",
+                  notes=[f"`python -m bench.versus {rev}`: both routers in one run over the `infinity` adapter to "
+                         "the fixed upstream, auth and rate limiting on; aiohttp keep-alive clients, "
+                         f"{seconds:g} s per run, {repeats} run(s) each, interleaved; medians. The reference is the "
+                         f"newest release tag, or {REFERENCE} until releases are tagged. The calls each request "
+                         "makes at both revisions: `python -m bench.calls` (docs/overhead.md)."])
+    sec.table(["router", "req/s c16", "p50 ms c1"], _rows(rev, figures))
+    sec.target(f"req/s ≥ 1.1× {rev} (c16)", figures["head"][0] / figures["base"][0], 1.1)
+    sec.target(f"p50 ≤ {rev}'s (c1)", figures["head"][1] / figures["base"][1], 1.0, lower=True)
+    return sec
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.versus", description=__doc__)
+    parser.add_argument("rev", nargs="?", default=None, help=f"the revision to compare with (default: the newest "
+                        f"release tag, else {REFERENCE})")
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    rev = args.rev or reference()
+    rows = _rows(rev, measure(rev, seconds=args.seconds, repeats=args.repeats))
+    print("| router | req/s at c=16 | p50 ms at c=1 |\n|---|---|---|")
+    for name, rps, p50 in rows:
+        ratio = name.startswith("this /")
+        print(f"| {name} | {rps:.3f} | {p50:.3f} |" if ratio else f"| {name} | {rps:.0f} | {p50:.3f} |")
     return 0
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-ALLOW_HEADERS = "Authorization, Content-Type, X-API-Key, X-Request-ID, X-Priority"
+ALLOW_HEADERS = "Authorization, Content-Type, X-API-Key, X-Request-ID, X-Priority, X-Expect-Embedding-Space"
 EXPOSE_HEADERS = ("X-Request-ID, Retry-After, retry-after-ms, x-ratelimit-limit-requests, "
                   "x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-ratelimit-limit-tokens, "
                   "x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens, X-Truncated-Inputs, X-Chunked-Documents, "
-                  "X-Cache-Hits")
+                  "X-Cache-Hits, X-Embedding-Space")
 
 
 class Cors:

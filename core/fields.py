@@ -28,10 +28,13 @@ def _row(option: Option) -> str:
         bounds.append(f">= {option.minimum:g}")
     if option.maximum is not None:
         bounds.append(f"<= {option.maximum:g}")
-    if option.choices:
-        bounds.append(" \\| ".join(f"`{c}`" for c in option.choices))
+    words = " \\| ".join(f"`{c}`" for c in option.choices)
+    if option.choices and option.type is not bool:
+        bounds.append(words)
     default = "" if option.default in (None, [], {}) else f"`{option.default!r}`"
     kind = option.type.__name__ + (f" ({', '.join(bounds)})" if bounds else "")
+    if option.choices and option.type is bool:
+        kind += f" or {words}"  # the words a bool field takes besides true and false
     return f"| `{option.name}` | {kind} | {default} | {option.help} |"
 
 

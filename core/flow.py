@@ -51,6 +51,7 @@ class Flow:
     token_counts: list[int] | None = None
     needs_token_counts: bool = False  # set by a stage that charges tokens (a tokens-per-minute budget)
     outcome: Outcome | None = None  # what the model gave; the HTTP edge has the codec render it
+    big_answer: bool = False  # the outcome is big enough to render and serialise off the event loop
     response: Any = None  # a body a stage answers with instead (it ends the chain; rendered as it is)
     response_headers: dict[str, str] = field(default_factory=dict)
     error: Exception | None = None

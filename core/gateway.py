@@ -35,6 +35,7 @@ from core.scheduling.queues import ROUTE_OPTIONS as QUEUE_OPTIONS
 from core.scheduling.tenants import Tenants
 from core.served import ModelServices, ServedModel
 from core.snapshot import Snapshot
+from core.space import ROUTE_OPTIONS as SPACE_OPTIONS
 from core.tokenization import counter_for
 
 log = logging.getLogger("maas.gateway")
@@ -69,7 +70,7 @@ class Gateway:
         self.hooks.register_codecs(self.codecs.registrar)
         self.known_flags: dict[str, str] = {}
         self.hooks.register_feature_flags(self._register_flag)
-        plugin_options: list[Option] = [*QUEUE_OPTIONS]  # the scheduler's own
+        plugin_options: list[Option] = [*QUEUE_OPTIONS, *SPACE_OPTIONS]  # the scheduler's, the space's
         self.hooks.register_route_options(plugin_options.append)
         self.limits: list[LimitsSection] = [POLICY_SECTION]  # rate_limits.yaml's owners: the scheduler, plugins
         self.hooks.register_limits(self.limits.append)
@@ -249,7 +250,8 @@ class Gateway:
                 # the chain's typed outcome in the wire format of the body it parsed; a big one
                 # (many vectors as lists or base64, many tokens) off the event loop, in its timeout
                 render = flow.codec.render
-                if answer_size(flow.outcome) < INLINE_VALUES:
+                flow.big_answer = answer_size(flow.outcome) >= INLINE_VALUES
+                if not flow.big_answer:
                     flow.response = render(flow.request, flow.wire, flow.outcome)
                 else:
                     flow.response = await off_loop(render, flow.request, flow.wire, flow.outcome,
@@ -279,12 +281,12 @@ class Gateway:
         model = flow.model.alias if flow.model is not None else "unknown"
         req = flow.request  # None when the body never parsed
         inputs = req.item_count if req is not None else 0
-        self.metrics.request_done(flow.kind, model, flow.status, time.perf_counter() - flow.started,
-                                  flow.prompt_tokens, inputs)
+        tokens = flow.prompt_tokens
+        self.metrics.request_done(flow.kind, model, flow.status, time.perf_counter() - flow.started, tokens, inputs)
         if flow.status == 200 and flow.model is not None:
             caller = flow.caller
             key = caller.name if caller is not None and not caller.anonymous else "anonymous"
-            self.metrics.usage(key, model, inputs, flow.prompt_tokens)
+            self.metrics.usage(key, model, inputs, tokens)
 
     async def close(self) -> None:
         if self._retiring:

@@ -27,7 +27,7 @@ from core.flow import Flow
 from core.gateway import Gateway
 from core.logs import access_log, request_id_var
 from core.models_api import model_body, models_body
-from core.offload import INLINE_VALUES, answer_size, off_loop
+from core.offload import off_loop
 from core.openapi import openapi_document, with_models
 from core.serving import DRAIN
 
@@ -75,28 +75,28 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     request[REQUEST_ID] = rid
     token = request_id_var.set(rid)
     started = time.perf_counter()
-    codecs = request.app.get(CODECS)
+    app = request.app  # found through the match info: once per request, not per lookup
     try:
-        cors = request.app.get(CORS)
+        cors = app.get(CORS)
         try:
             response = (cors.preflight(request) if cors is not None else None) or await handler(request)
         except GatewayError as exc:
-            response = error_response(exc, codecs, request.path)
+            response = error_response(exc, app.get(CODECS), request.path)
         except web.HTTPException as exc:
             message, code = _HTTP_ERRORS.get(exc.status, (exc.reason, "http_error"))
             err = GatewayError(f"{message}: {request.method} {request.path}", code=code)
             err.status, err.type = exc.status, "invalid_request_error"
             if "Allow" in exc.headers:  # a 405 says which methods the path takes
                 err.headers["Allow"] = exc.headers["Allow"]
-            response = error_response(err, codecs, request.path)
+            response = error_response(err, app.get(CODECS), request.path)
         except asyncio.CancelledError:
             _log_access(request, 499, started)  # the client left: nginx's 499, for the log only
             raise
         except Exception:
             log.exception("unhandled error")
-            response = error_response(GatewayError("Internal server error"), codecs, request.path)
+            response = error_response(GatewayError("Internal server error"), app.get(CODECS), request.path)
         response.headers["X-Request-ID"] = rid
-        drain = request.app.get(DRAIN)
+        drain = app.get(DRAIN)
         if drain is not None and drain.active:  # the client's next request goes to another replica
             response.force_close()
         if cors is not None:
@@ -122,6 +122,8 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
     try:
+        if request.content.is_eof():  # the whole body came with the head (a small one): no wait to bound
+            return await request.read()
         async with asyncio.timeout(timeout_s):
             return await request.read()
     except TimeoutError:
@@ -160,7 +162,7 @@ def serve(codec: Codec) -> Handler:
             request[LOG_EXTRA] = {"model": flow.model.alias if flow.model else None,
                                   "caller": flow.caller.name if flow.caller else None,
                                   "tokens": flow.prompt_tokens}
-        if flow.outcome is None or answer_size(flow.outcome) < INLINE_VALUES:
+        if not flow.big_answer:
             return json_response(flow.response, headers=flow.response_headers or None)
         body = await off_loop(_dumps, flow.response, deadline=gw.deadline(flow))  # a big answer's JSON, off the loop
         return web.Response(body=body, content_type=_JSON, headers=flow.response_headers or None)

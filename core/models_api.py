@@ -5,7 +5,9 @@ model is a 404, as if it did not exist. They run the chain's stages that apply t
 (``auth``, whoever fills the slot, and any stage a plugin registered with ``every_request``),
 not those of model calls: no body is read and no rate-limit budget is charged. The detail says
 what a client needs to use a model well: its kind, vector width, input limit, the input types
-its prompts accept and, for embeddings, the vocabulary its token-id inputs are read in.
+its prompts accept and, for an embedding model, the embedding space of each (``core.space``: the
+``X-Embedding-Space`` its answers carry at its width as float vectors), for a client to record
+and pin with ``X-Expect-Embedding-Space``, and the vocabulary its token-id inputs are read in.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import ModelNotFound
 from core.flow import Caller, Flow
 from core.kinds import EMBEDDINGS
+from core.space import fingerprint
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -64,6 +67,19 @@ async def model_body(gw: Gateway, request: web.Request, request_id: str, model_i
                 max_input_tokens=facts.max_input_tokens, input_types=list(facts.input_types),
                 allow_dimensions=facts.allow_dimensions if model.kind == EMBEDDINGS else None,
                 max_top_k=facts.max_top_k)
-    if model.kind == EMBEDDINGS:  # what token-id inputs are read as, unless a request names its own
-        body["token_ids_vocabulary"] = model.route.token_ids
+    if model.kind == EMBEDDINGS:
+        body.update(_spaces(model))
+        body["token_ids_vocabulary"] = model.route.token_ids  # unless a request names its own
     return body
+
+
+def _spaces(model: ServedModel) -> dict[str, Any]:
+    """The space of a request naming no input type, and of each input type (None and {} while
+    the width is unknown: a remote model before its first answer)."""
+    width = model.width
+    if width is None:
+        return {"embedding_space": None, "embedding_spaces": {}}
+    prompts = model.route.prompts
+    default = prompts.get("default") if prompts is not None else None
+    return {"embedding_space": fingerprint(model.space, default, {}, width),
+            "embedding_spaces": {t: fingerprint(model.space, t, {}, width) for t in model.facts.input_types}}

@@ -10,6 +10,7 @@ from typing import Any
 
 from core.dialects import Codec, CodecRegistry
 from core.dialects.base import OPENAI_ERROR_SCHEMA
+from core.kinds import EMBEDDINGS
 from core.version import version
 
 _STATUSES = {"400": "bad input", "401": "no or invalid API key", "403": "the key may not use the model",
@@ -23,16 +24,32 @@ def _errors(schema_name: str) -> dict[str, Any]:
             for code, why in _STATUSES.items()}
 
 
+_SPACE = {"X-Embedding-Space": {"description": "the embedding space of the vectors (es1- and 16 hex digits; one "
+                                                "per output type, comma-separated); see /v1/models/{model_id}",
+                                 "schema": {"type": "string"}},
+          "X-Cache-Hits": {"description": "inputs the embedding cache served from this key's own entries",
+                           "schema": {"type": "integer"}}}
+_EXPECT = {"name": "X-Expect-Embedding-Space", "in": "header", "required": False, "schema": {"type": "string"},
+           "description": "the space the client's index is in: another one is a 409 (x-should-retry: false), "
+                          "before any vector is computed"}
+
+
 def _operation(codec: Codec) -> dict[str, Any]:
     options = codec.alternatives()
     schemas = [c.fields.schema() for c in options]
     request = schemas[0] if len(schemas) == 1 else {"oneOf": schemas}
     answers = [c.response_schema for c in options]
     response = answers[0] if len(answers) == 1 else {"oneOf": answers}
-    return {"operationId": codec.name, "summary": codec.summary, "tags": [codec.kind],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
-            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": response}}},
-                          **_errors(codec.error_schema[0])}}
+    op: dict[str, Any] = {
+        "operationId": codec.name, "summary": codec.summary, "tags": [codec.kind],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": response}}},
+                      **_errors(codec.error_schema[0])}}
+    if codec.kind == EMBEDDINGS:
+        op["parameters"] = [_EXPECT]
+        op["responses"]["200"]["headers"] = _SPACE
+        op["responses"]["409"] = {**op["responses"]["400"], "description": "another embedding space than expected"}
+    return op
 
 
 def _get(operation_id: str, summary: str, schema: dict[str, Any], *, errors: bool = True,
@@ -51,6 +68,16 @@ _MODEL = {"type": "object", "required": ["id", "object", "created", "owned_by"],
           "properties": {"id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
                          "owned_by": {"type": "string"}}}
 _STATUS = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+_FIGURES = {"type": "object", "required": ["used", "limit", "remaining"],
+            "properties": {"used": {"type": "integer"}, "limit": {"type": ["integer", "null"]},
+                           "remaining": {"type": ["integer", "null"]}}}
+_USAGE = {"type": "object", "required": ["object", "key", "periods"], "properties": {
+    "object": {"const": "usage"}, "key": {"type": "string", "description": "the key's name"},
+    "periods": {"type": "array", "items": {
+        "type": "object", "required": ["period", "start", "resets_at", "tokens", "requests"],
+        "properties": {"period": {"enum": ["day", "month"]}, "start": {"type": "string", "format": "date-time"},
+                       "resets_at": {"type": "string", "format": "date-time"}, "tokens": _FIGURES,
+                       "requests": _FIGURES}}}}}
 
 
 def with_models(document: dict[str, Any], codecs: CodecRegistry, aliases: dict[str, list[str]]) -> dict[str, Any]:
@@ -79,6 +106,8 @@ def openapi_document(codecs: tuple[Codec, ...]) -> dict[str, Any]:
     paths["/v1/models/{model_id}"] = {"get": _get("retrieveModel", "One model: kind, dimensions, input limit, "
                                                   "input types", _MODEL, parameters=[
         {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}])}
+    paths["/v1/usage"] = {"get": _get("usage", "This key's own usage and remaining quota for the current UTC day "
+                                      "and month", _USAGE)}
     paths["/health/live"] = {"get": _get("live", "200 while the process serves", _STATUS, errors=False)}
     paths["/health/ready"] = {"get": _get("ready", "200 when serving; 503 while starting or draining", _STATUS,
                                           errors=False)}

@@ -20,10 +20,17 @@ from core.errors import shown
 @dataclass(frozen=True, slots=True)
 class Option:
     """One field: ``type`` is ``int``, ``float`` (ints accepted), ``str``, ``bool`` or ``list``.
+    ``choices`` bounds a ``str``; on a ``bool`` it names the words accepted besides true and
+    false (the cache's ``shared``).
 
-    ``shapes_output``: a different value may change what the model returns for the same input
-    (a prompt, a model path, a revision), so the embedding cache keys on it; False for options
-    that only change how a call is made (retries, timeouts, queue bounds).
+    Two flags say what a value does to vectors, and they differ:
+
+    * ``shapes_output``: a different value may change what the model returns for the same input
+      (a prompt, a model path, a revision, truncation), so the embedding cache keys on it; False
+      for options that only change how a call is made (retries, timeouts, queue bounds).
+    * ``changes_space``: vectors made with a different value live in another embedding space
+      (``core.space``: the ``X-Embedding-Space`` fingerprint); unset, it is ``shapes_output``.
+      A transport choice (an upstream's wire encoding, a device) shapes the key, not the space.
     """
 
     name: str
@@ -34,6 +41,11 @@ class Option:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     shapes_output: bool = True
+    changes_space: bool | None = None  # None: as shapes_output
+
+    def __post_init__(self) -> None:
+        if self.changes_space is None:
+            object.__setattr__(self, "changes_space", self.shapes_output)
 
     def check(self, value: Any) -> Any:
         """The value, converted where lossless (an int for a float field); ValueError otherwise."""
@@ -41,8 +53,9 @@ class Option:
             return self.default
         kind = self.type
         if kind is bool:
-            if not isinstance(value, bool):
-                raise ValueError(f"'{self.name}' must be true or false, got {shown(value)}")
+            if not isinstance(value, bool) and value not in self.choices:
+                words = " or ".join(", ".join(("true", "false", *self.choices)).rsplit(", ", 1))
+                raise ValueError(f"'{self.name}' must be {words}, got {shown(value)}")
             return value
         if kind in (int, float):
             if (isinstance(value, bool) or not isinstance(value, (int, float))

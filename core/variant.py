@@ -5,15 +5,16 @@ vLLM's ``normalize`` (or ``use_activation``) and ``add_special_tokens`` on embed
 codecs into one ``Variant`` on the internal request (``EmbeddingsRequest.variant``,
 ``RerankRequest.variant``). Everything that must tell one answer from another reads it here and
 nowhere else: the served model passes it to the scheduler (a batch holds one variant) and to the
-adapter (``CallContext.variant``), the embedding cache folds ``Variant.key`` into every item's
-key, and an adapter declares which fields it can honour (``Adapter.variants``); a request asking
-for one it cannot is a 400 before anything is counted. The default variant is what the gateway
-always answered, and keys nothing extra: entries made before this existed stay valid.
+adapter (``CallContext.variant``) and adds ``Variant.changed`` to the call's cache-shaping fields
+(``ModelCall.shaping``); the embedding space's fingerprint reads the same fields
+(``EmbeddingsRequest.output_fields``, declared in ``core.space.REQUEST_FIELDS``); an adapter
+declares which it can honour (``Adapter.variants``), and a request asking for one it cannot is a
+400 before anything is counted. The default variant is what the gateway always answered and adds
+nothing to keys or fingerprints: entries and spaces made before it existed stay valid.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 
 
@@ -33,11 +34,6 @@ class Variant:
     @property
     def is_default(self) -> bool:
         return self == DEFAULT_VARIANT
-
-    def key(self) -> bytes:
-        """Bytes that tell this variant from every other; empty for the default."""
-        changed = self.changed()
-        return json.dumps(changed, sort_keys=True).encode() if changed else b""
 
 
 DEFAULT_VARIANT = Variant()

@@ -12,7 +12,7 @@ from core.options import Option
 ROUTE_OPTIONS = (
     Option("return_documents", bool, False, "rerank: put each document's text in the answer when the request "
            "does not say (for vLLM and Jina clients, whose servers always do); a request's return_documents wins",
-           shapes_output=False),
+           shapes_output=False, changes_space=False),
 )
 
 

@@ -268,11 +268,12 @@ def test_a_bad_redis_url_is_a_config_error_that_never_echoes_it(name, url):
 async def test_a_stored_vector_of_another_width_is_never_served(aiohttp_client, tmp_path):
     """A shared store may hold entries another replica or an older model wrote: what the cache
     answers is checked against the route's width like what the model answers."""
+    from core.served import ModelCall
     from plugins.cache.keys import item_keys
 
     client = await _client(aiohttp_client, tmp_path, routing=_routing(dimensions=8))
     layer = client.app[GATEWAY].snapshot.models["m"].layer
-    [key] = item_keys(layer.digest, ["stale"], False)
+    [key] = item_keys(layer.digest_for(ModelCall()), ["stale"], False)  # an anonymous caller's entry
     await layer.cache.store.put_many([(key, np.ones(4, dtype=np.float32).tobytes())])
     resp = await client.post("/v1/embeddings", json={"model": "m", "input": ["stale"]})
     assert resp.status == 502 and (await resp.json())["error"]["code"] == "upstream_wrong_width"

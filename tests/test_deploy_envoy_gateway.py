@@ -89,6 +89,10 @@ def test_the_gateway_resources_agree_with_envoy_yaml_and_the_router():
              for o in policy["responseOverride"]}
     assert codes == {413: "request_too_large", 503: "upstream_unavailable", 504: "upstream_timeout"}
     assert all(o["source"] == "Local" for o in policy["responseOverride"])  # the routers' answers untouched
+    own_answers = [o["response"] for o in policy["responseOverride"]]
+    own_answers.append(_kind("HTTPRouteFilter")["spec"]["directResponse"])
+    for answer in own_answers:  # Envoy's own answers carry the request id, as the router's do
+        assert {"name": "X-Request-ID", "value": "%REQ(X-REQUEST-ID)%"} in answer["header"]["set"]
     router = _kind("HTTPRoute", "maas-router")["spec"]["rules"][-1]
     assert router["backendRefs"] == [{"name": "router", "port": 8000}]  # the router chart's Service
     assert router["timeouts"]["request"] == route["timeout"]

@@ -209,10 +209,12 @@ async def test_cors_for_configured_origins(aiohttp_client, tmp_path):
     resp = await client.options("/v1/embeddings", headers=pre)
     assert resp.status == 204 and resp.headers["Access-Control-Allow-Origin"] == "https://app.example"
     assert "Authorization" in resp.headers["Access-Control-Allow-Headers"]
+    assert "X-Expect-Embedding-Space" in resp.headers["Access-Control-Allow-Headers"]
     resp = await client.post("/v1/embeddings", json={"model": "echo-emb", "input": "x"},
                              headers={**ALL, "Origin": "https://app.example"})
     assert resp.status == 200 and resp.headers["Access-Control-Allow-Origin"] == "https://app.example"
     assert "X-Request-ID" in resp.headers["Access-Control-Expose-Headers"]
+    assert "X-Embedding-Space" in resp.headers["Access-Control-Expose-Headers"] and "X-Embedding-Space" in resp.headers
     resp = await client.post("/v1/embeddings", json={"model": "echo-emb", "input": "x"},
                              headers={"Origin": "https://app.example"})  # errors carry CORS headers too
     assert resp.status == 401 and resp.headers["Access-Control-Allow-Origin"] == "https://app.example"

@@ -94,7 +94,7 @@ class _KnownAnswers:
     def counts_usage(self, flags):
         return True
 
-    async def embed(self, inputs, is_tokens, compute, token_counts):
+    async def embed(self, inputs, is_tokens, compute, call):
         misses = [x for x in inputs if not str(x).startswith("known:")]
         fresh = iter((await compute(misses)).vectors if misses else [])
         width = 4

@@ -314,7 +314,7 @@ def test_cache_keys_tell_variants_apart_and_not_vocabularies():
     from core.config.routing import ModelRoute, UpstreamConfig
     from core.kinds import EMBEDDINGS
     from core.options import OptionSchema
-    from plugins.cache.keys import item_keys, route_digest, variant_digest
+    from plugins.cache.keys import item_keys, route_digest, scoped_digest
 
     route = ModelRoute(alias="a", kind=EMBEDDINGS, served_name=MINILM, enabled=True,
                        upstream=UpstreamConfig(type="local"))
@@ -322,10 +322,11 @@ def test_cache_keys_tell_variants_apart_and_not_vocabularies():
     schema = OptionSchema()
     digest = route_digest(route, schema, schema)
     assert route_digest(other, schema, schema) == digest  # one model, two vocabularies: one set of entries
-    assert variant_digest(digest, Variant()) == digest  # entries made before variants existed stay valid
+    # the default variant adds nothing: entries made before variants existed stay valid
+    assert scoped_digest(digest, "s", Variant().changed()) == scoped_digest(digest, "s", {})
     variants = [Variant(), Variant(normalize=False), Variant(add_special_tokens=False),
                 Variant(normalize=False, add_special_tokens=False)]
-    keys = {item_keys(variant_digest(digest, v), ["same text"], False)[0] for v in variants}
+    keys = {item_keys(scoped_digest(digest, "s", v.changed()), ["same text"], False)[0] for v in variants}
     assert len(keys) == len(variants)
     # text and token ids never share a key, whatever they spell
     assert item_keys(digest, ["1"], False) != item_keys(digest, [[1]], True)

@@ -41,7 +41,7 @@ def resilience_options(default_encoding: str) -> OptionSchema:
         Option("max_response_mb", float, 64, "a larger answer is a 502", minimum=0.001,
                shapes_output=False),
         Option("encoding_format", str, default_encoding, "how embeddings are asked for",
-               choices=("base64", "float")),
+               choices=("base64", "float"), changes_space=False),  # one float32 vector either way
     ])
 
 

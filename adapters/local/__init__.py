@@ -79,7 +79,7 @@ class LocalAdapter(Adapter):
         Option("max_batch_size", int, 32, "most inputs (or pairs) per model call", minimum=1,
                shapes_output=False),
         Option("max_wait_ms", float, 2, "how long a batch waits to fill", minimum=0, shapes_output=False),
-        Option("device", str, "auto", "where the model runs", choices=DEVICES),
+        Option("device", str, "auto", "where the model runs", choices=DEVICES, changes_space=False),
     ])
     route_options = OptionSchema([
         Option("model_path", str, None, "the model's folder or cached id, when it differs from served_name"),

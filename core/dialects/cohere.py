@@ -79,10 +79,11 @@ class CohereEmbedV1(CohereErrors, Codec[CohereOutput]):
         truncation = TRUNCATE[b.get("truncate", "END")]
         types = b.get("embedding_types")
         by_type = types is not None or self.version == 2
+        outputs = tuple(dict.fromkeys(types or ["float"]))
         request = EmbeddingsRequest(model=b.get("model"), inputs=list(texts), is_tokens=False,
                                     dimensions=b.get("output_dimension"), input_type=input_type,
-                                    truncation=truncation)
-        return Parsed(request, CohereOutput(tuple(dict.fromkeys(types or ["float"])), by_type, tuple(texts)))
+                                    truncation=truncation, outputs=outputs if by_type else ("float",))
+        return Parsed(request, CohereOutput(outputs, by_type, tuple(texts)))
 
     def render(self, request: EmbeddingsRequest, state: CohereOutput | None, outcome: EmbeddingsOutcome) -> Any:
         out = state or CohereOutput(("float",), self.version == 2, ())

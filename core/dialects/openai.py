@@ -60,6 +60,11 @@ class VectorOutput:
     normalize: bool = False
 
 
+def _normalized(on: bool) -> dict[str, Any]:
+    """The request-level field (``core.space.REQUEST_FIELDS``) of vectors the gateway renormalises."""
+    return {"normalized": True} if on else {}
+
+
 class OpenAIEmbeddings(Codec[VectorOutput]):
     name = "createEmbeddings"
     path = "/v1/embeddings"
@@ -112,7 +117,8 @@ class OpenAIEmbeddings(Codec[VectorOutput]):
         truncation = extras.pop("truncation", None if cut is None else (CUT_END if cut else REFUSE))
         request = EmbeddingsRequest(model=b.get("model"), inputs=inputs, is_tokens=is_tokens,
                                     dimensions=b.get("dimensions", b.get("output_dimension")) or None,
-                                    user=b.get("user"), input_type=input_type, truncation=truncation, **extras)
+                                    user=b.get("user"), input_type=input_type, truncation=truncation,
+                                    outputs=(dtype,), fields=_normalized(b.get("normalized") is True), **extras)
         return Parsed(request, VectorOutput(encoding, dtype, b.get("normalized") is True))
 
     def render(self, request: EmbeddingsRequest, state: VectorOutput | None, outcome: EmbeddingsOutcome) -> Any:

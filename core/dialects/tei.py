@@ -43,6 +43,14 @@ def _inputs(b: Any, limits: ParseLimits) -> list[str]:
     return inputs
 
 
+def _normalisation(b: Any) -> dict[str, Any]:
+    """TEI's ``normalize``: true (its default) has the gateway make unit vectors after the cache
+    (a field of the space); false asks the model for its vectors before its own normalisation."""
+    if b.get("normalize", True) is False:
+        return {"variant": Variant(normalize=False)}
+    return {"fields": {"normalized": True}}
+
+
 def _truncation(b: Any) -> OverLimit:
     return CUT_END if b.get("truncate", False) else REFUSE
 
@@ -65,8 +73,7 @@ class TeiEmbed(Codec[None]):
         b = self.fields.read(body, self.path)
         return Parsed(EmbeddingsRequest(model=b.get("model"), inputs=_inputs(b, limits), is_tokens=False,
                                         dimensions=b.get("dimensions"), input_type=b.get("prompt_name"),
-                                        truncation=_truncation(b),
-                                        variant=Variant(normalize=b.get("normalize", True) is not False)))
+                                        truncation=_truncation(b), **_normalisation(b)))
 
     def render(self, request: EmbeddingsRequest, state: None, outcome: EmbeddingsOutcome) -> Any:
         return (normalise(outcome.vectors) if request.variant.normalize else outcome.vectors).tolist()

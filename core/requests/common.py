@@ -38,6 +38,7 @@ class EmbeddingsOutcome:
     vectors: np.ndarray  # (n, d) float32
     tokens: int
     cache_hits: int | None = None  # inputs the embedding cache served (None: no cache on the model)
+    spaces: tuple[str, ...] | None = None  # the embedding space of each output type (core.space)
 
 
 @dataclass(slots=True)
@@ -47,3 +48,4 @@ class RerankOutcome:
     documents: list[str]
     tokens: int
     cache_hits: None = None  # rerank is not cached
+    spaces: None = None  # scores live in no embedding space

@@ -1,15 +1,18 @@
 """Embedding requests: prompted, decoded from OpenAI token ids, limited by their policy, sent to
-the served model, and turned into an outcome shaped as asked (``dimensions``).
+the served model, and turned into an outcome shaped as asked (``dimensions``) that names the
+embedding space of its vectors (``core.space``).
 
 Token ids are read in one vocabulary: the request's own (``vocabulary``, vLLM-style clients that
 can say it), else the route's ``token_ids`` (cl100k_base, OpenAI's, by default; or the model's
 own). Ids outside it are a 400 naming it, never other words. ``keep_tokens`` (vLLM's
-``truncate_prompt_tokens``) reads each input to that many tokens, announced like every cut."""
+``truncate_prompt_tokens``) reads each input to that many tokens, announced like every cut. What
+the request asks of the model beyond its inputs (``variant``: ``normalize``, ``add_special_tokens``)
+joins its ``fields`` in the cache key and the space's fingerprint (``output_fields``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.config.routing import CL100K
 from core.errors import InvalidRequest
@@ -17,6 +20,7 @@ from core.kinds import EMBEDDINGS, Kind
 from core.requests.common import EmbeddingsOutcome, usage
 from core.requests.texts import TextInputs
 from core.requests.truncation import BY_NAME, CUT_END, CUT_START, REFUSE, OverLimit
+from core.space import cache_fields, fingerprints
 from core.tokenization import decode_cl100k
 from core.vectors import shape_vectors
 
@@ -34,6 +38,11 @@ class EmbeddingsRequest(TextInputs):
     dimensions: int | None = None
     user: str | None = None
     truncation: OverLimit | None = None  # the request's own choice (REFUSE or CUT_END); None: it says nothing
+    #: the output types its answer carries (float, base64, int8, uint8, binary, ubinary), as its codec renders them
+    outputs: tuple[str, ...] = ("float",)
+    #: request-level fields that change what comes back, each declared in ``core.space.REQUEST_FIELDS``
+    #: (its flags say whether it enters the cache key, the space's fingerprint, or both)
+    fields: dict[str, Any] = field(default_factory=dict)
     vocabulary: str | None = None  # what its token ids are (cl100k_base or model); None: the route's token_ids
     keep_tokens: int | None = None  # each input read to this many tokens (special tokens included)
     keep_end: OverLimit = CUT_START  # which part keep_tokens keeps: CUT_START the last tokens, CUT_END the first
@@ -73,10 +82,25 @@ class EmbeddingsRequest(TextInputs):
             cut(i, counter, room)
         return over
 
+    @property
+    def output_fields(self) -> dict[str, Any]:
+        """Every request-level field that changes what comes back: ``fields`` and the variant's."""
+        return {**self.fields, **self.variant.changed()} if not self.variant.is_default else self.fields
+
+    def spaces(self, model: ServedModel, width: int | None = None) -> tuple[str, ...] | None:
+        """The embedding spaces of the answer, one per output type (``core.space``), for vectors
+        ``width`` wide before ``dimensions`` (default: the model's); None while no width is known."""
+        dims = self.dimensions or width or model.width
+        if dims is None:
+            return None
+        return fingerprints(model.space, self.input_type, self.output_fields, dims, self.outputs)
+
     async def run(self, model: ServedModel, call: ModelCall, tokens: int | None) -> EmbeddingsOutcome:
         """Embed on ``model`` and shape the vectors as asked; ``tokens`` as counted before the call."""
         if self.is_tokens:  # the model's own ids: outside its vocabulary is a 400, before any cache or queue
             model.counter.check_ids(self.inputs, f"the model '{model.alias}'")  # type: ignore[arg-type]
+        if self.fields:  # the variant's fields the served model adds itself
+            call = replace(call, shaping=cache_fields(self.fields))
         result = await model.embed(self.inputs, call, is_tokens=self.is_tokens, variant=self.variant)
         vectors = result.vectors  # checked by the model: one row per input, its width, finite
         if self.dimensions is not None and self.dimensions > vectors.shape[1]:
@@ -84,4 +108,4 @@ class EmbeddingsRequest(TextInputs):
                                  f"{vectors.shape[1]}", param="dimensions")
         return EmbeddingsOutcome(model.alias, shape_vectors(vectors, self.dimensions, self.variant.normalize),
                                  usage(tokens, result.prompt_tokens, lambda: self.count(model.counter)),
-                                 cache_hits=result.cache_hits)
+                                 cache_hits=result.cache_hits, spaces=self.spaces(model, vectors.shape[1]))

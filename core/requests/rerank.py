@@ -168,6 +168,9 @@ class RerankRequest:
             raise InvalidRequest(f"The model '{route.alias}' scores at most {route.max_top_k} texts a request "
                                  f"(its max_top_k); this one has {len(self.documents)}", param=self.param)
 
+    def spaces(self, model: ServedModel, width: int | None = None) -> None:
+        return None  # scores, not vectors
+
     async def run(self, model: ServedModel, call: ModelCall, tokens: int | None) -> RerankOutcome:
         """Score on ``model`` and rank; ``tokens`` as counted before the call."""
         result = await model.rerank(self.query, self.documents, call, variant=self.variant)

@@ -28,6 +28,7 @@ class TokenizeOutcome:
     tokens_by_input: list[list[dict[str, Any]]]
     tokens: int
     cache_hits: None = None
+    spaces: None = None
 
 
 @dataclass(slots=True)
@@ -52,6 +53,9 @@ class TokenizeRequest(TextInputs):
 
     def check_route(self, route: ModelRoute) -> None:
         self.apply_prompt(route)
+
+    def spaces(self, model: ServedModel, width: int | None = None) -> None:
+        return None  # tokens, not vectors
 
     async def run(self, model: ServedModel, call: ModelCall, tokens: int | None) -> TokenizeOutcome:
         caps = self.caps

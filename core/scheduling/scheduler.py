@@ -139,6 +139,7 @@ class Scheduler(BatchWorker):
                        deadline: float | None = None) -> T:
         """Run one whole call in the caller's task, holding a slot; only when ``can_call_now()``.
         A call the model could not finish before ``deadline`` is refused (413) instead."""
+        alone: float | None = None  # the estimate of this call, once the model is measured
         if deadline is not None and self.capacity.measured:
             alone, left = self.capacity.batch_seconds(cost), deadline - asyncio.get_running_loop().time()
             if 0 < left < alone:
@@ -152,7 +153,7 @@ class Scheduler(BatchWorker):
         finally:
             self._active -= 1
             self._slots.release()
-        self._measured(cost, self._clock() - started)
+        self._measured(cost, self._clock() - started, alone)
         return result
 
     def _admit(self, work: Work, flow: TenantFlow | None, n: int, load: Load, now: float) -> None:

@@ -56,10 +56,12 @@ class BatchWorker:
     capacity: Capacity
     _clock: Callable[[], float]
 
-    def _measured(self, padded: float, seconds: float) -> None:
-        """A call of ``padded`` tokens took ``seconds``: the capacity is refitted (and reported)."""
+    def _measured(self, padded: float, seconds: float, estimated: float | None = None) -> None:
+        """A call of ``padded`` tokens took ``seconds``: the capacity is refitted (and reported).
+        ``estimated``: the estimate admission made of it before it ran (else made here)."""
         capacity, observer = self.capacity, self.observer
-        estimated = capacity.batch_seconds(padded) if observer is not None and capacity.measured else None
+        if estimated is None and observer is not None and capacity.measured:
+            estimated = capacity.batch_seconds(padded)
         capacity.observe(padded, seconds)
         if observer is not None:
             observer.capacity(capacity.fixed, capacity.per_token, seconds, estimated)

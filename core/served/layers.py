@@ -4,6 +4,8 @@ An ``EmbedLayer`` is registered once (``register_embed_layers``) and bound per s
 ``bind`` returns the route's ``BoundLayer``, or None when it does not apply to that route under
 the snapshot's flags. A bound layer answers what it can itself and asks ``compute`` (the
 scheduler, the width guard, the adapter) for the rest, returning how many inputs it answered.
+It is told the whole call (``ModelCall``): whose it is (a cache keeps each tenant's entries
+apart), its token counts and the request-level fields that shape the answer.
 """
 
 from __future__ import annotations
@@ -11,22 +13,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from core.variant import DEFAULT_VARIANT, Variant
-
 if TYPE_CHECKING:
     from core.adapters import EmbedResult
     from core.config import ModelRoute
     from core.options import OptionSchema
+    from core.served.call import ModelCall
 
 Compute = Callable[[list[Any]], Awaitable["EmbedResult"]]
 
 
 class BoundLayer(Protocol):
     async def embed(self, inputs: Sequence[Any], is_tokens: bool, compute: Compute,
-                    token_counts: Sequence[int] | None, *, variant: Variant = DEFAULT_VARIANT
-                    ) -> tuple[EmbedResult, int]:
-        """The vectors of ``inputs`` for ``variant`` and how many the layer answered itself;
-        ``compute`` embeds (checked) whatever it did not. Answers of two variants never mix."""
+                    call: ModelCall) -> tuple[EmbedResult, int]:
+        """The vectors of ``inputs`` for ``call`` and how many the layer answered itself;
+        ``compute`` embeds (checked) whatever it did not."""
         ...
 
 

@@ -19,13 +19,15 @@ import numpy as np
 
 from core.adapters import CallContext, EmbedResult, RerankResult
 from core.errors import InvalidRequest, UpstreamTimeout
-from core.scheduling.work import ANONYMOUS, Tenant
+from core.served.call import ModelCall
+from core.space import RouteSpace
 from core.variant import DEFAULT_VARIANT, Variant
 
 if TYPE_CHECKING:
     from core.adapters import Adapter
     from core.config import ModelRoute
     from core.scheduling.queues import ModelFeed
+    from core.scheduling.work import Tenant
     from core.served.layers import BoundLayer
     from core.served.widths import WidthGuard
     from core.tokenization import TokenCounter
@@ -54,26 +56,6 @@ class ModelFacts:
                    timeout_s=route.upstream.timeout_s or default_timeout_s)
 
 
-@dataclass(frozen=True, slots=True)
-class ModelCall:
-    """What a caller says about one call: whose it is (the tenant, with its weight and bounds),
-    at which priority (None: the tenant's own; ``core.scheduling.BULK`` for a bulk job), until
-    when it is wanted (event-loop clock; None: the model's timeout from now), its request id for
-    the upstream's logs, and the inputs' token counts when already counted (else estimated)."""
-
-    tenant: Tenant = ANONYMOUS
-    deadline: float | None = None
-    request_id: str | None = None
-    token_counts: Sequence[int] | None = None
-    priority: int | None = None
-
-    @property
-    def queued_as(self) -> Tenant:
-        """The tenant the scheduler queues this call under (its flow is per tenant and priority)."""
-        tenant, priority = self.tenant, self.priority
-        return tenant if priority is None or priority == tenant.priority else replace(tenant, priority=priority)
-
-
 @dataclass(slots=True)
 class Embedded:
     """Vectors in input order, checked; the tokens the upstream reported; how many inputs the cache served."""
@@ -86,7 +68,7 @@ class Embedded:
 class ServedModel:
     def __init__(self, route: ModelRoute, adapter: Adapter, counter: TokenCounter, facts: ModelFacts,
                  feed: ModelFeed, guard: WidthGuard, layer: BoundLayer | None = None,
-                 reports_usage: bool | None = None) -> None:
+                 reports_usage: bool | None = None, space: RouteSpace | None = None) -> None:
         self.route = route
         self.alias = route.alias
         self.kind = route.kind
@@ -98,6 +80,13 @@ class ServedModel:
         self.layer = layer  # a plugin's layer in front of the scheduler (the embedding cache), if on
         #: its answers carry the upstream's own token counts (else the router counts them)
         self.reports_usage = adapter.reports_usage if reports_usage is None else reports_usage
+        #: what of the route decides its embedding space (``core.space``)
+        self.space = space if space is not None else RouteSpace.of(route)
+
+    @property
+    def width(self) -> int | None:
+        """The width of its vectors: declared, known from the loaded model, or pinned from an answer."""
+        return self.guard.expected
 
     def __repr__(self) -> str:
         return f"ServedModel({self.alias!r}, {self.route.upstream.type}, {self.route.served_name!r})"
@@ -123,6 +112,8 @@ class ServedModel:
         deadline = self._deadline(call)
         context = CallContext(request_id=call.request_id, deadline=deadline, is_tokens=is_tokens,
                               tokenizer=self.counter, variant=variant)
+        if not variant.is_default:  # another variant's answers are other entries of the cache
+            call = replace(call, shaping={**call.shaping, **variant.changed()})
         try:
             async with asyncio.timeout_at(deadline):
                 tenant = call.queued_as
@@ -133,8 +124,7 @@ class ServedModel:
                 result, hits = await self.layer.embed(
                     inputs, is_tokens,
                     lambda misses: self._fresh(misses, context, tenant,
-                                               counts if len(misses) == len(inputs) else None), counts,
-                    variant=variant)
+                                               counts if len(misses) == len(inputs) else None), call)
                 # What the layer answered itself is checked too: a stored vector of another width
                 # (a shared store, a route whose model changed) must never reach a client.
                 vectors = self.guard.check(np.asarray(result.vectors, dtype=np.float32), len(inputs))

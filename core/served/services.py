@@ -12,6 +12,7 @@ from core.precedence import Claims
 from core.scheduling.queues import COALESCE, Schedulers
 from core.served.model import ModelFacts, ServedModel
 from core.served.widths import Pins, WidthGuard
+from core.space import RouteSpace
 
 if TYPE_CHECKING:
     from core.adapters import Adapter
@@ -53,7 +54,8 @@ class ModelServices:
         # reports one total for several requests, and a layer's answers reach no upstream.
         counts_here = COALESCE in flags or (layer is not None and layer.counts_usage(flags))
         return ServedModel(route, adapter, counter, facts, feed, guard, layer=bound,
-                           reports_usage=adapter.reports_usage and not counts_here)
+                           reports_usage=adapter.reports_usage and not counts_here,
+                           space=RouteSpace.of(route, upstream_schema, route_schema))
 
     def keep_only(self, models: Iterable[ServedModel]) -> None:
         """Drop the idle schedulers of models that ``models`` (the serving snapshot's) do not name."""

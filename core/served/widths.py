@@ -36,7 +36,7 @@ class WidthGuard:
         if vectors.shape[0] != n:
             raise UpstreamError(f"The upstream for '{alias}' returned {vectors.shape[0]} vectors for {n} inputs")
         width = vectors.shape[1]
-        want = self.expected
+        want = self.declared if self.declared is not None else self._pins.get(self._pin_key)  # ``expected``, inline
         if want is None:
             self._pins[self._pin_key] = width
         elif width != want:

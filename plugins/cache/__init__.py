@@ -4,7 +4,9 @@ scheduler, its route options, its settings and its store, owned here.
 Each input is looked up on its own (``keys``); hits never reach the model, the misses go to it
 in one call. The store (``stores``) is this process's LRU (``ROUTER_CACHE_MAX_MB``) or, with
 ``ROUTER_CACHE_REDIS_URL``, a Redis every replica shares (``ROUTER_CACHE_TTL_SECONDS``): a
-different instance from core's ``ROUTER_REDIS_URL``. A route opts out with ``options: {cache: false}``.
+different instance from core's ``ROUTER_REDIS_URL``. Entries are each API key's own
+(``options: {cache: true}``, the default); ``cache: shared`` gives a public corpus one scope for
+every caller; ``cache: false`` opts a route out.
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ class CachePlugin:
     @hookimpl
     def register_feature_flags(self, register) -> None:
         register(FLAG, "Serve repeated embedding inputs from a per-item cache (in process, or Redis with "
-                       "ROUTER_CACHE_REDIS_URL); only the misses go to the model. Routes opt out with "
-                       "options: {cache: false}; see plugins.cache.")
+                       "ROUTER_CACHE_REDIS_URL); only the misses go to the model. Entries are each API key's "
+                       "own; a route may share them across keys (options: {cache: shared}) or opt out "
+                       "(options: {cache: false}); see plugins.cache.")
 
     @hookimpl
     def register_route_options(self, register) -> None:

