@@ -31,8 +31,10 @@ from core.dialects.quantize import as_base64, as_lists, quantize
 from core.dialects.vllm import (
     EMBED_EXCLUSIVE,
     EMBED_EXTRAS,
+    EMBED_NAMES,
     RERANK_EXCLUSIVE,
     RERANK_EXTRAS,
+    RERANK_NAMES,
     embed_extras,
     rerank_extras,
 )
@@ -113,7 +115,8 @@ class OpenAIEmbeddings(Codec[VectorOutput]):
         encoding = b.get("encoding_format") or "float"
         if dtype == "base64":  # Jina's name for base64 floats
             dtype, encoding = "float", "base64"
-        extras = embed_extras(b)  # vLLM's truncate_prompt_tokens -1 is a truncation choice too (exclusive with cut)
+        # vLLM's and Infinity's fields (truncate_prompt_tokens -1 is a truncation choice too, exclusive with cut)
+        extras = embed_extras(b) if EMBED_NAMES & b.values.keys() else {}
         truncation = extras.pop("truncation", None if cut is None else (CUT_END if cut else REFUSE))
         request = EmbeddingsRequest(model=b.get("model"), inputs=inputs, is_tokens=is_tokens,
                                     dimensions=b.get("dimensions", b.get("output_dimension")) or None,
@@ -196,4 +199,5 @@ def parse_rerank_body(fields: FieldTable, path: str, body: Any, limits: ParseLim
     request = RerankRequest(model=b.get("model"), query=b.get("query"), documents=documents, top_n=top_n,
                             return_documents=b.get("return_documents"),  # None: the route's default
                             truncation=None if cut is None else (CUT_END if cut else REFUSE))
-    return rerank_extras(request, b)  # vLLM's and Infinity's fields, where the table has them
+    # vLLM's and Infinity's fields, where the table has them and the body sends one
+    return rerank_extras(request, b) if RERANK_NAMES & b.values.keys() else request

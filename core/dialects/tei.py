@@ -14,6 +14,7 @@ from typing import Any
 from core.dialects.base import Codec, Parsed, ParseLimits, count_items
 from core.dialects.fields import BOOLEAN, NONEMPTY_STRING, POSITIVE_INT, STRINGS, Field, FieldTable, enum, one_of
 from core.dialects.openai import GuideRerank
+from core.dialects.vllm import RAW_LOGITS
 from core.kinds import EMBEDDINGS, RERANK
 from core.requests import (
     CUT_END,
@@ -25,7 +26,7 @@ from core.requests import (
     RerankRequest,
     TokenizeRequest,
 )
-from core.variant import Variant
+from core.variant import DEFAULT_VARIANT, Variant
 from core.vectors import normalise
 
 INPUTS = one_of(NONEMPTY_STRING, STRINGS)
@@ -100,7 +101,8 @@ class TeiRerank(Codec[None]):
         count_items(len(texts), limits, "texts")
         return Parsed(RerankRequest(model=b.get("model"), query=b.get("query"), documents=list(texts),
                                     top_n=b.get("top_n"), return_documents=bool(b.get("return_text", False)),
-                                    truncation=_truncation(b), variant=Variant(activation=not b.get("raw_scores"))))
+                                    truncation=_truncation(b),
+                                    variant=RAW_LOGITS if b.get("raw_scores") else DEFAULT_VARIANT))
 
     def render(self, request: RerankRequest, state: None, outcome: RerankOutcome) -> Any:
         out = []

@@ -21,7 +21,9 @@ from core.dialects.fields import BOOLEAN, NONEMPTY_STRING, STRING, STRINGS, Fiel
 from core.errors import InvalidRequest
 from core.kinds import RERANK
 from core.requests import CUT_END, CUT_START, RerankOutcome, RerankRequest
-from core.variant import Variant
+from core.variant import DEFAULT_VARIANT, Variant
+
+RAW_LOGITS = Variant(activation=False)
 
 KEEP_TOKENS: dict[str, Any] = {"type": "integer", "minimum": -1}
 PRIORITY = Field("priority", {"const": 0}, "vLLM: only 0 (the gateway's priority is the API key's, or its "
@@ -47,6 +49,7 @@ EMBED_EXTRAS = (
           "what token-id inputs are: OpenAI's cl100k_base or the model's own vocabulary (default: the route's "
           "token_ids, in /v1/models/{id})"),
 )
+EMBED_NAMES = frozenset(f.name for f in EMBED_EXTRAS)
 EMBED_EXCLUSIVE = (("normalize", "use_activation"), ("normalize", "normalized"), ("use_activation", "normalized"),
                    ("truncate_prompt_tokens", "truncation"), ("truncate_prompt_tokens", "truncate"))
 
@@ -63,6 +66,7 @@ RERANK_EXTRAS = (
     RERANK_TRUNCATE, *ACTIVATION, PRIORITY, REQUEST_ID,
     Field("raw_scores", BOOLEAN, "Infinity: true gives the raw logit (activation false)"),
 )
+RERANK_NAMES = frozenset(f.name for f in RERANK_EXTRAS)
 RERANK_EXCLUSIVE = (("activation", "use_activation"), ("activation", "softmax"), ("use_activation", "softmax"),
                     ("activation", "raw_scores"), ("use_activation", "raw_scores"), ("softmax", "raw_scores"))
 
@@ -97,7 +101,7 @@ def rerank_variant(b: StrictBody) -> Variant:
     activation = b.get("activation", b.get("use_activation", b.get("softmax")))
     if b.get("raw_scores") is True:
         activation = False
-    return Variant(activation=activation is not False)
+    return RAW_LOGITS if activation is False else DEFAULT_VARIANT
 
 
 def rerank_extras(request: RerankRequest, b: StrictBody) -> RerankRequest:

@@ -22,6 +22,7 @@ from core.requests.texts import TextInputs
 from core.requests.truncation import BY_NAME, CUT_END, CUT_START, REFUSE, OverLimit
 from core.space import cache_fields, fingerprints
 from core.tokenization import decode_cl100k
+from core.variant import DEFAULT_VARIANT
 from core.vectors import shape_vectors
 
 if TYPE_CHECKING:
@@ -85,7 +86,8 @@ class EmbeddingsRequest(TextInputs):
     @property
     def output_fields(self) -> dict[str, Any]:
         """Every request-level field that changes what comes back: ``fields`` and the variant's."""
-        return {**self.fields, **self.variant.changed()} if not self.variant.is_default else self.fields
+        variant = self.variant
+        return self.fields if variant is DEFAULT_VARIANT else {**self.fields, **variant.changed()}
 
     def spaces(self, model: ServedModel, width: int | None = None) -> tuple[str, ...] | None:
         """The embedding spaces of the answer, one per output type (``core.space``), for vectors
@@ -93,7 +95,8 @@ class EmbeddingsRequest(TextInputs):
         dims = self.dimensions or width or model.width
         if dims is None:
             return None
-        return fingerprints(model.space, self.input_type, self.output_fields, dims, self.outputs)
+        fields = self.fields if self.variant is DEFAULT_VARIANT else self.output_fields
+        return fingerprints(model.space, self.input_type, fields, dims, self.outputs)
 
     async def run(self, model: ServedModel, call: ModelCall, tokens: int | None) -> EmbeddingsOutcome:
         """Embed on ``model`` and shape the vectors as asked; ``tokens`` as counted before the call."""

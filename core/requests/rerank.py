@@ -115,7 +115,8 @@ class RerankRequest:
     def apply_caps(self, counter: TokenCounter) -> list[int]:
         """Cut each document to ``max_tokens_per_doc`` tokens, and so that its pair with the query
         has at most ``pair_tokens`` (before counting); the ones cut."""
-        caps = [c for c in (self.max_tokens_per_doc, self._room(counter)) if c is not None]
+        room = self._room(counter) if self.pair_tokens is not None else None
+        caps = [c for c in (self.max_tokens_per_doc, room) if c is not None]
         if not caps:
             return []
         cap = min(caps)

@@ -112,7 +112,7 @@ class ServedModel:
         deadline = self._deadline(call)
         context = CallContext(request_id=call.request_id, deadline=deadline, is_tokens=is_tokens,
                               tokenizer=self.counter, variant=variant)
-        if not variant.is_default:  # another variant's answers are other entries of the cache
+        if variant is not DEFAULT_VARIANT:  # another variant's answers are other entries of the cache
             call = replace(call, shaping={**call.shaping, **variant.changed()})
         try:
             async with asyncio.timeout_at(deadline):
