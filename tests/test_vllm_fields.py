@@ -330,3 +330,18 @@ def test_cache_keys_tell_variants_apart_and_not_vocabularies():
     assert len(keys) == len(variants)
     # text and token ids never share a key, whatever they spell
     assert item_keys(digest, ["1"], False) != item_keys(digest, [[1]], True)
+
+
+def test_a_variant_is_its_own_embedding_space(url):
+    def space(**extra) -> str:
+        resp = post(url, "/v1/embeddings", {"model": "minilm", "input": "space probe", **extra})
+        assert resp.status_code == 200, resp.text
+        return resp.headers["X-Embedding-Space"]
+
+    default = space()
+    assert space(normalize=True, add_special_tokens=True, truncate_prompt_tokens=64) == default
+    others = {space(normalize=False), space(use_activation=False), space(add_special_tokens=False)}
+    assert default not in others and len(others) == 2  # use_activation is normalize's other name
+    resp = httpx.post(url + "/v1/embeddings", json={"model": "minilm", "input": "x", "normalize": False},
+                      headers={"X-Expect-Embedding-Space": default}, timeout=60)
+    assert resp.status_code == 409  # a client pinned to the normalised space is never given raw vectors
