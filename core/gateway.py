@@ -254,6 +254,7 @@ class Gateway:
                 else:
                     flow.response = await off_loop(render, flow.request, flow.wire, flow.outcome,
                                                    deadline=self.deadline(flow))
+                flow.response_headers.update(flow.codec.headers(flow.outcome))
         except GatewayError as exc:
             flow.error = exc
             flow.status = exc.status
@@ -279,12 +280,12 @@ class Gateway:
         model = flow.model.alias if flow.model is not None else "unknown"
         req = flow.request  # None when the body never parsed
         inputs = req.item_count if req is not None else 0
-        self.metrics.request_done(flow.kind, model, flow.status, time.perf_counter() - flow.started,
-                                  flow.prompt_tokens, inputs)
+        tokens = flow.usage_tokens
+        self.metrics.request_done(flow.kind, model, flow.status, time.perf_counter() - flow.started, tokens, inputs)
         if flow.status == 200 and flow.model is not None:
             caller = flow.caller
             key = caller.name if caller is not None and not caller.anonymous else "anonymous"
-            self.metrics.usage(key, model, inputs, flow.prompt_tokens)
+            self.metrics.usage(key, model, inputs, tokens)
 
     async def close(self) -> None:
         if self._retiring:

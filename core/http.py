@@ -159,7 +159,7 @@ def serve(codec: Codec) -> Handler:
         finally:
             request[LOG_EXTRA] = {"model": flow.model.alias if flow.model else None,
                                   "caller": flow.caller.name if flow.caller else None,
-                                  "tokens": flow.prompt_tokens}
+                                  "tokens": flow.usage_tokens}
         if flow.outcome is None or answer_size(flow.outcome) < INLINE_VALUES:
             return json_response(flow.response, headers=flow.response_headers or None)
         body = await off_loop(_dumps, flow.response, deadline=gw.deadline(flow))  # a big answer's JSON, off the loop
