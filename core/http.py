@@ -207,7 +207,15 @@ async def openapi_json(request: web.Request) -> web.Response:
     return json_response(with_models(document, gw.codecs, aliases))
 
 
-def add_routes(app: web.Application, codecs: CodecRegistry) -> None:
+def metrics_app(gateway: Gateway) -> web.Application:
+    """``/metrics`` alone, for ``ROUTER_METRICS_PORT``: key names and usage never on the API's port."""
+    app = web.Application(middlewares=[edge_middleware])
+    app[GATEWAY] = gateway
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def add_routes(app: web.Application, codecs: CodecRegistry, *, with_metrics: bool = True) -> None:
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/v1/models", list_models)
@@ -216,4 +224,5 @@ def add_routes(app: web.Application, codecs: CodecRegistry) -> None:
     add_docs_routes(app)
     for codec in codecs.codecs:
         app.router.add_post(codec.path, serve(codec))
-    app.router.add_get("/metrics", metrics)
+    if with_metrics:  # else served on a port of its own (metrics_app)
+        app.router.add_get("/metrics", metrics)
