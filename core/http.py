@@ -26,7 +26,7 @@ from core.errors import ClientClosedRequest, GatewayError, PayloadTooLarge, Requ
 from core.flow import Flow
 from core.gateway import Gateway
 from core.logs import access_log, request_id_var
-from core.models_api import model_body, models_body
+from core.models_api import callable_models, model_body, models_body
 from core.offload import INLINE_VALUES, answer_size, off_loop
 from core.openapi import openapi_document, with_models
 from core.serving import DRAIN
@@ -194,17 +194,26 @@ async def retrieve_model(request: web.Request) -> web.Response:
     return json_response(await model_body(gw, request, request[REQUEST_ID], request.match_info["model_id"]))
 
 
+#: the document names the caller's own models: never one key's answer for another
+_PER_KEY = {"Cache-Control": "private, no-store", "Vary": "Authorization, X-API-Key"}
+
+
 async def openapi_json(request: web.Request) -> web.Response:
+    """The API's description, its model examples scoped as ``/v1/models`` is: a key's own models;
+    none without a key while keys exist (the paths and schemas are the same for everyone)."""
     gw = request.app[GATEWAY]
     document = openapi_document(gw.codecs.codecs)
     snapshot = gw.snapshot
     if snapshot is None:
-        return json_response(document)
+        return json_response(document, headers=_PER_KEY)
+    try:
+        models = await callable_models(gw, snapshot, request, request[REQUEST_ID])
+    except GatewayError:  # no key, or a refused one: the document, naming no model
+        models = []
     aliases: dict[str, list[str]] = {}
-    for model in snapshot.models.values():
-        if model.route.enabled:
-            aliases.setdefault(model.kind, []).append(model.alias)
-    return json_response(with_models(document, gw.codecs, aliases))
+    for model in models:
+        aliases.setdefault(model.kind, []).append(model.alias)
+    return json_response(with_models(document, gw.codecs, aliases), headers=_PER_KEY)
 
 
 def metrics_app(gateway: Gateway) -> web.Application:
