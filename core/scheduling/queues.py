@@ -215,7 +215,8 @@ class Schedulers:
             name = route.served_name
             batching = adapter.batching(route)
             observer = self._observer(name) if self._observer is not None else None
-            scheduler = Scheduler(name, max_in_flight=batching.max_in_flight, observer=observer)
+            scheduler = Scheduler(name, max_in_flight=batching.max_in_flight, observer=observer,
+                                  speed=batching.speed)
             entry = self._entries[key] = _Entry(adapter, scheduler, batching)
         return entry
 

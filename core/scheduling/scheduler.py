@@ -46,7 +46,7 @@ T = TypeVar("T")
 class Scheduler(BatchWorker):
     def __init__(self, name: str, *, max_in_flight: int = 1, queue_timeout_s: float | None = None,
                  observer: QueueObserver | None = None, quantum: float = QUANTUM,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, speed: tuple[float, float] | None = None) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         if quantum <= 0:
@@ -69,7 +69,7 @@ class Scheduler(BatchWorker):
         self._worker: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
         self._active = 0
-        self.capacity = Capacity(max_in_flight)  # what admission and Retry-After estimate with
+        self.capacity = Capacity(max_in_flight, speed=speed)  # what admission and Retry-After estimate with
         self._clock = clock  # times batches (a test's fake model may keep its own)
 
     # -- the caller's side ---------------------------------------------------------------------
