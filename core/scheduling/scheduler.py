@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from core.errors import ServiceUnavailable
-from core.scheduling.admission import Arrival, admit, too_large
+from core.scheduling.admission import Arrival, admit, alone_seconds, too_large
 from core.scheduling.capacity import Capacity, Load
 from core.scheduling.flows import Job, Shape, TenantFlow
 from core.scheduling.work import Work
@@ -154,6 +154,19 @@ class Scheduler(BatchWorker):
             self._slots.release()
         self._measured(cost, self._clock() - started)
         return result
+
+    def refuse_unfit(self, work: Work) -> None:
+        """Refuse (413) ``work`` now if the idle model could not finish it before its deadline,
+        its ``costs`` being a lower bound of its items' tokens (found without tokenizing them):
+        what ``submit`` would refuse once they are counted, refused before paying for the count."""
+        if work.deadline is None or not work.items or not self.capacity.measured:
+            return
+        costs = [max(1.0, float(c)) for c in work.costs] if work.costs is not None else [1.0] * len(work.items)
+        alone = alone_seconds(work, Shape(work, costs).load, self.capacity)
+        left = work.deadline - asyncio.get_running_loop().time()
+        if 0 < left < alone:
+            self._refuse("too_large")
+            raise too_large(self.name, len(work.items), alone, left, 0.0)
 
     def _admit(self, work: Work, flow: TenantFlow | None, n: int, load: Load, now: float) -> None:
         mine, mine_load = (flow.items, flow.load) if flow is not None else (0, Load())
