@@ -136,6 +136,10 @@ class RerankRequest:
     def chars(self) -> int:
         return len(self.query) + sum(len(d) for d in self.documents)
 
+    def at_least(self, counter: TokenCounter) -> list[int] | None:
+        """At least how many tokens per pair ``count`` finds, found without tokenizing."""
+        return counter.at_least_query_documents(self.query, self.documents)
+
     def count(self, counter: TokenCounter) -> list[int]:
         """Tokens per (query, document) pair, as the cross-encoder sees them."""
         return counter.count_query_documents(self.query, self.documents)

@@ -54,6 +54,11 @@ class TextInputs:
         """Tokens per input, as the model sees them."""
         return [len(ids) for ids in self.inputs] if self.is_tokens else counter.count(self.texts)
 
+    def at_least(self, counter: TokenCounter) -> list[int] | None:
+        """At least how many tokens the model runs per input, found without tokenizing (None:
+        the request runs no model)."""
+        return [len(ids) for ids in self.inputs] if self.is_tokens else counter.at_least(self.texts)
+
     def apply_caps(self, counter: TokenCounter) -> list[int]:
         """Per-input token caps the caller asked for: none for texts."""
         return []
