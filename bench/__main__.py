@@ -26,6 +26,7 @@ SECTIONS = {
     "growth": "bench.growth",
     "memory": "bench.memory",
     "tenants": "bench.tenants",
+    "admission": "bench.admission",
     "cache": "bench.cache",
     "fronts": "bench.fronts",
 }

@@ -82,12 +82,15 @@ class Batching:
     and batched with other requests' (up to ``max_batch_size``, waiting up to ``max_wait_s``
     for a batch to fill); otherwise each request is one call. At most ``max_in_flight`` calls
     run at once: a model on every core runs one batch at a time, an HTTP upstream several.
+    ``speed``: the model's batch time measured as it loaded (seconds per call, per padded
+    token), so admission knows it before the first request ran (None: learned from traffic).
     """
 
     max_in_flight: int = DEFAULT_IN_FLIGHT
     split: bool = False
     max_batch_size: int = 32
     max_wait_s: float = 0.0
+    speed: tuple[float, float] | None = None
 
 
 @dataclass(slots=True)

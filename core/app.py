@@ -16,6 +16,7 @@ from core.cors import Cors
 from core.gateway import Gateway
 from core.http import CODECS, CORS, GATEWAY, add_routes, edge_middleware
 from core.logs import access_log
+from core.memory import MemoryReturn
 from core.reload import ConfigWatcher
 from core.serving import DRAIN, Drain
 from core.watchdog import LoopLagWatchdog
@@ -32,7 +33,7 @@ def create_app(settings: Settings | None = None, pm: pluggy.PluginManager | None
     if settings.cors_origins:
         app[CORS] = Cors(settings.cors_origins)
     app[CODECS] = gateway.codecs
-    add_routes(app, gateway.codecs)
+    add_routes(app, gateway.codecs, with_metrics=settings.metrics_port is None)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_drain)
     log.info("request chain: %s", gateway.chain.describe(),
@@ -57,7 +58,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     watcher.start(after=loader, handle_sighup=True)
     watchdog = LoopLagWatchdog(gateway.metrics)
     watchdog.start()
+    memory = MemoryReturn()  # freed memory back to the system once quiet after large requests
+    memory.start()
     yield
+    await memory.stop()
     await watchdog.stop()
     await watcher.stop()
     loader.cancel()

@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ from core.errors import ConfigError, InvalidRequest
 from core.packaged import DEFAULT_EMBEDDER, packaged_dir
 
 log = logging.getLogger("maas.tokens")
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # what normalizers drop and str.split() splits at
+_WORD = re.compile(r"[^ \t\n\r]+")
+_SPACED_WORD = re.compile(r"[^ ]+")
 
 
 class TokenCounter:
@@ -35,9 +40,42 @@ class TokenCounter:
         self.specials = post.num_special_tokens_to_add(False) if post is not None else 0
         self.pair_specials = self._pair_specials
         self.max_token_chars = _max_token_chars(tokenizer)
+        self._normalizer = tokenizer.normalizer
+        self._words = _word_pattern(tokenizer)
+        self._keeps_ascii = self._words is not None and _keeps_ascii_words(tokenizer)
+        # Characters one token stands for at most, when that bounds anything: a WordPiece word
+        # longer than max_input_chars_per_word is one [UNK], however long.
+        self._chars_per_token = None if _model_type(tokenizer) == _WORDPIECE else self.max_token_chars
 
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self._tok.encode_batch(list(texts))]
+
+    def at_least(self, texts: Sequence[str], specials: int | None = None) -> list[int]:
+        """A lower bound of ``count(texts)`` found without tokenizing (what admission may refuse
+        on before paying for the count), plus ``specials`` (the model's own by default).
+
+        A word (a run between spaces, tabs and newlines, or spaces only) is a token at least when
+        the model's pre-tokenizer cuts text there. Printable ASCII, which the model's normalizer was seen
+        to keep, is split as it is (a few ms for a large request); other text is normalized
+        first (control characters, accents may vanish). Except for WordPiece (whose word of any
+        length may be one [UNK]), a token also stands for ``max_token_chars`` characters at most.
+        """
+        extra = self.specials if specials is None else specials
+        normalize, longest, words, ascii_kept = self._normalizer, self._chars_per_token, self._words, self._keeps_ascii
+        bounds = []
+        for text in texts:
+            if ascii_kept and text.isascii() and _CONTROL.search(text) is None:
+                bounds.append((len(text.split()) if words is _WORD else len(_SPACED_WORD.findall(text))) + extra)
+                continue
+            plain = normalize.normalize_str(text) if normalize is not None else text
+            n = len(words.findall(plain)) if words is not None else 0
+            bounds.append(max(n, -(-len(plain) // longest) if longest else 0) + extra)
+        return bounds
+
+    def at_least_query_documents(self, query: str, documents: Sequence[str]) -> list[int]:
+        """A lower bound of ``count_query_documents`` found without tokenizing (``at_least``)."""
+        head = self.at_least([query], self._pair_specials)[0]
+        return [head + n for n in self.at_least(documents, 0)]
 
     def count_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
         """Tokens a cross-encoder sees per (query, document) pair, special tokens included."""
@@ -132,11 +170,45 @@ class TokenCounter:
                                      param="input", code="invalid_token_id")
 
 
+_WORDPIECE = "WordPiece"
+
+
+def _model_type(tokenizer: Tokenizer) -> str:
+    return type(tokenizer.model).__name__
+
+
+def _word_pattern(tokenizer: Tokenizer) -> re.Pattern[str] | None:
+    """Where the pre-tokenizer cuts normalized text: at spaces, tabs and newlines (BERT's and
+    byte-level BPE's do), at spaces only (SentencePiece's Metaspace), or nowhere we can tell.
+    Every word then costs a token at least."""
+    pre = tokenizer.pre_tokenizer
+    if pre is None:
+        return None
+    try:
+        if len(pre.pre_tokenize_str(_normalized(tokenizer, "one two\tthree\nfour\rfive"))) >= 5:
+            return _WORD
+        if len(pre.pre_tokenize_str(_normalized(tokenizer, "one two three"))) >= 3:
+            return _SPACED_WORD
+    except Exception:  # a custom pre-tokenizer: assume nothing
+        return None
+    return None
+
+
+def _keeps_ascii_words(tokenizer: Tokenizer) -> bool:
+    """Whether the normalizer keeps every printable ASCII character as a word of its own."""
+    probe = " ".join(chr(c) for c in range(33, 127))
+    return len(_normalized(tokenizer, probe).split()) == 94
+
+
+def _normalized(tokenizer: Tokenizer, text: str) -> str:
+    return tokenizer.normalizer.normalize_str(text) if tokenizer.normalizer is not None else text
+
+
 def _max_token_chars(tokenizer: Tokenizer) -> int:
     """The most characters one token stands for: WordPiece reads a word of up to
     ``max_input_chars_per_word`` (100) as one [UNK]; other models, their longest vocabulary entry."""
     model = json.loads(tokenizer.to_str()).get("model", {})
-    if model.get("type") == "WordPiece":
+    if model.get("type") == _WORDPIECE:
         return int(model.get("max_input_chars_per_word") or 100)
     return max((len(t) for t in tokenizer.get_vocab()), default=1) or 1
 

@@ -1,7 +1,10 @@
 """Stage ``token_limit``: decide what happens to inputs over the model's limit, then count once,
 with the chosen model's tokenizer, and apply the limits.
 
-It runs after ``route``: a request refused there (404, 403) is never tokenized.
+It runs after ``route``: a request refused there (404, 403) is never tokenized. Nor is a large
+request that the model surely could not finish before its deadline: its tokens are bounded from
+below without tokenizing (``TokenCounter.at_least``) and, if even that many are too many for the
+idle model, it gets its 413 ``request_too_large_for_deadline`` at once.
 
 **The model's limit.** Each route's ``max_input_tokens`` (or what the loaded model says). Over it,
 the request's own choice wins (Cohere ``truncate``, Voyage ``truncation``, TEI ``truncate``), else
@@ -61,9 +64,13 @@ class TokenLimitStage:
                                  "operator", param="truncate", code="unknown_input_limit")
         if req.is_tokens or req.chars() < _INLINE_CHARS:
             self._apply(flow, req, counter, policy, limit)
-        else:  # a big request: tokenized, cut and windowed off the event loop, within its timeout
-            await off_loop(self._apply, flow, req, counter, policy, limit,
-                           deadline=flow.deadline(model.facts.timeout_s))
+            return
+        deadline = flow.deadline(model.facts.timeout_s)
+        at_least = req.at_least(counter) if model.layer is None else None  # (a cache may answer much of it)
+        if at_least is not None:  # surely too large for its deadline: 413 before paying for the count
+            model.feed.refuse_unfit([min(n, limit) for n in at_least] if limit else at_least, deadline)
+        # a big request: tokenized, cut and windowed off the event loop, within its timeout
+        await off_loop(self._apply, flow, req, counter, policy, limit, deadline=deadline)
 
     def _apply(self, flow: Flow, req: ModelRequest, counter: TokenCounter, policy: OverLimit,
                limit: int | None) -> None:

@@ -43,7 +43,7 @@ GUIDE = ROOT.parent / "shared" / "seed" / "deployment-guide.ru.md"
 # Read by libraries the images use, not by our code; OPERATIONS.md documents them too.
 LIBRARY_VARS = {"HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
                 "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PIP_NO_CACHE_DIR",
-                "PIP_DISABLE_PIP_VERSION_CHECK"}
+                "PIP_DISABLE_PIP_VERSION_CHECK", "MALLOC_ARENA_MAX"}
 OUR_SERVICES = ("router", "rerank")
 
 

@@ -2,7 +2,9 @@
 
 The scheduler (``core.scheduling``) forms the batches, from every request for the model:
 upstream options (routing.yaml, under ``upstream``) ``max_batch_size`` (32) and
-``max_wait_ms`` (2) say how, ``device`` (``auto``) where the model runs. The model is the
+``max_wait_ms`` (2) say how, ``device`` (``auto``) where the model runs. As it loads, the model
+runs a few timed batches (``calibrate``, on by default; ``adapters.local.calibration``) so that
+admission knows its speed before the first request. The model is the
 route's ``served_name`` (a packaged name, a local folder or a cached Hugging Face id), or
 ``options: {model_path: ...}``.
 """
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from adapters.local.calibration import calibrate
 from adapters.local.models import SentenceEmbedder, load_reranker
 from core import hookimpl
 from core.adapters import Adapter, AdapterContext, Batching, CallContext, EmbedResult, RerankResult
@@ -42,6 +45,16 @@ class LocalModel:
         self.fn = fn
         self.tokenizer_path = tokenizer_path
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self.speed: tuple[float, float] | None = None  # (seconds per call, per padded token) measured at load
+
+    async def calibrate(self, kind: str, batch_size: int) -> None:
+        """Time a few batches in the model's thread (``adapters.local.calibration``)."""
+        counter = load_counter(self.tokenizer_path)
+        pairs = kind != EMBEDDINGS
+        count = counter.count_pairs if pairs else counter.count
+        limit = getattr(self.model, "max_input_tokens", None)
+        self.speed = await asyncio.get_running_loop().run_in_executor(
+            self.executor, calibrate, self.fn, count, batch_size, limit, pairs)
 
     async def run(self, batch: list[Any], variant: Variant) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, self.fn, batch, variant)
@@ -80,6 +93,8 @@ class LocalAdapter(Adapter):
                shapes_output=False),
         Option("max_wait_ms", float, 2, "how long a batch waits to fill", minimum=0, shapes_output=False),
         Option("device", str, "auto", "where the model runs", choices=DEVICES, changes_space=False),
+        Option("calibrate", bool, True, "time a few batches as the model loads, so that admission knows its "
+               "speed before the first request", shapes_output=False),
     ])
     route_options = OptionSchema([
         Option("model_path", str, None, "the model's folder or cached id, when it differs from served_name"),
@@ -103,6 +118,7 @@ class LocalAdapter(Adapter):
         self.max_batch_size = int(self.config["max_batch_size"])
         self.max_wait_s = float(self.config["max_wait_ms"]) / 1000.0
         self.device = str(self.config["device"])
+        self.calibrated = bool(self.config["calibrate"])
         self._models: dict[tuple[str, str], LocalModel] = {}
         self._loading: dict[tuple[str, str], asyncio.Task[LocalModel]] = {}
     async def prepare(self, route: ModelRoute) -> None:
@@ -127,10 +143,20 @@ class LocalAdapter(Adapter):
         else:
             model = await asyncio.to_thread(load_reranker, name, device=self.device)
             fn = model.score
-        return LocalModel(model, fn, model.tokenizer_path)
+        loaded = LocalModel(model, fn, model.tokenizer_path)
+        if self.calibrated:
+            try:
+                await loaded.calibrate(route.kind, self.max_batch_size)
+            except Exception:  # its speed is then learned from traffic
+                log.warning("timing %s model %s failed", route.kind, name, exc_info=True)
+            if loaded.speed is not None:
+                log.info("%s model %s takes %.4f s a call and %.2e s a padded token", route.kind, name, *loaded.speed)
+        return loaded
 
     def batching(self, route: ModelRoute) -> Batching:
-        return Batching(max_in_flight=1, split=True, max_batch_size=self.max_batch_size, max_wait_s=self.max_wait_s)
+        loaded = self._models.get((route.kind, _model_name(route)))
+        return Batching(max_in_flight=1, split=True, max_batch_size=self.max_batch_size, max_wait_s=self.max_wait_s,
+                        speed=loaded.speed if loaded is not None else None)
 
     def describe(self, route: ModelRoute) -> dict[str, Any]:
         loaded = self._models.get((route.kind, _model_name(route)))

@@ -59,6 +59,11 @@ class TextInputs:
         counts = counter.count(self.texts)
         return counts if self.variant.add_special_tokens else [max(0, n - counter.specials) for n in counts]
 
+    def at_least(self, counter: TokenCounter) -> list[int] | None:
+        """At least how many tokens the model runs per input, found without tokenizing (None:
+        the request runs no model)."""
+        return [len(ids) for ids in self.inputs] if self.is_tokens else counter.at_least(self.texts)
+
     def apply_caps(self, counter: TokenCounter) -> list[int]:
         """Per-input token caps the caller asked for: none for texts."""
         return []

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from core.config import ModelRoute
     from core.config.caps import InputCaps
     from core.served import ModelCall, ServedModel
+    from core.tokenization import TokenCounter
 
 
 INLINE_CHARS = 16384  # below this, tokenizing inline is cheaper than a thread hop
@@ -50,6 +51,9 @@ class TokenizeRequest(TextInputs):
     @property
     def needs_counts(self) -> bool:
         return False
+
+    def at_least(self, counter: TokenCounter) -> list[int] | None:
+        return None  # no model runs: nothing to refuse for time
 
     def check_route(self, route: ModelRoute) -> None:
         self.apply_prompt(route)

@@ -17,8 +17,9 @@ Work is refused at once, never queued to time out. In order:
    request's own size); otherwise a tenant with work queued gets 429 ``queue_share_exceeded``, a
    newcomer 503 ``model_saturated``, with a Retry-After of when there is room.
 
-Before the model ran a batch its speed is unknown: nothing is refused for time (2, 4, seconds
-bounds), only for items.
+Before the model ran a batch its speed is unknown, unless it was timed as it loaded (an
+in-process model is: ``Capacity(speed=...)``): until then nothing is refused for time (2, 4,
+seconds bounds), only for items.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def admit(model: str, a: Arrival, capacity: Capacity, refused: Callable[[str], N
                           code="queue_full_for_key")
     timed = capacity.measured
     left = work.deadline - a.now if work.deadline is not None else None
-    alone = (capacity.seconds(a.load) if work.split else capacity.batch_seconds(a.load.padded)) if timed else 0.0
+    alone = alone_seconds(work, a.load, capacity) if timed else 0.0
     if timed and left is not None and 0 < left < alone:  # (a deadline already past is its timeout's)
         refused("too_large")
         raise too_large(model, a.items, alone, left, _finish(a, capacity, alone) - alone if a.queued_items else 0.0)
@@ -95,6 +96,11 @@ def admit(model: str, a: Arrival, capacity: Capacity, refused: Callable[[str], N
     wait = capacity.seconds(a.queued) * min(1.0, (ahead - 1.0) / ahead + 0.01) if ahead else 0.0
     raise ServiceUnavailable(f"{model} is saturated: its queue is full", retry_after=_retry(wait),
                              code="model_saturated")
+
+
+def alone_seconds(work: Work, load: Load, capacity: Capacity) -> float:
+    """How long ``work`` of ``load`` takes on the idle model: its batches, or its one call."""
+    return capacity.seconds(load) if work.split else capacity.batch_seconds(load.padded)
 
 
 def _finish(a: Arrival, capacity: Capacity, alone: float) -> float:

@@ -12,6 +12,12 @@ of the others (a pause, a noisy neighbour) is left out, unless several in a row 
 model's speed changed); so is a model's first call (loading, allocating, compiling), and nothing
 is refused for time until a few batches were fitted. Each batch costs a constant amount of work
 (running sums over the window), whatever its length: it is paid on every call.
+
+A model timed when it loaded (``speed``, seconds per call and per padded token: an in-process
+model runs a few batches of two sizes before it takes traffic, ``adapters.local.calibration``)
+starts from what was measured instead of the prior, and counts as measured at once: a cold model
+refuses a request it could not finish before its deadline rather than admitting it on a guess
+and answering 504 at the deadline.
 """
 
 from __future__ import annotations
@@ -58,14 +64,20 @@ NOTHING = Load()
 
 class Capacity:
     """One model's fitted batch time; ``measured`` once ``MEASURED_AFTER`` batches ran after its
-    first ``WARM_UP`` calls."""
+    first ``WARM_UP`` calls, or at once when its ``speed`` was measured as it loaded."""
 
-    def __init__(self, max_in_flight: int = 1, fixed: float = PRIOR_FIXED, per_token: float = PRIOR_PER_TOKEN) -> None:
+    def __init__(self, max_in_flight: int = 1, fixed: float = PRIOR_FIXED, per_token: float = PRIOR_PER_TOKEN,
+                 speed: tuple[float, float] | None = None) -> None:
         self.max_in_flight = max_in_flight
+        if speed is not None:
+            fixed, per_token = max(0.0, speed[0]), max(0.0, speed[1])
         self.prior = (fixed, per_token)
         self.fixed, self.per_token = fixed, per_token
+        self.calibrated = speed is not None
+        # The prior's spread on the cost per token: a measured one is that model's own scale.
+        self._spread_per_token = max(PRIOR_SPREAD_PER_TOKEN, per_token) if speed is not None else PRIOR_SPREAD_PER_TOKEN
         self.batches = 0  # fitted in all
-        self._warming = WARM_UP
+        self._warming = 0 if speed is not None else WARM_UP  # a calibrated model has warmed up
         self._recent: deque[tuple[float, float]] = deque(maxlen=WINDOW)
         self._sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # n, Σx, Σx², Σt, Σxt, Σt² over _recent
         self._offs: deque[float] = deque(maxlen=WINDOW)  # how far off the fit each kept batch was
@@ -74,7 +86,7 @@ class Capacity:
 
     @property
     def measured(self) -> bool:
-        return self.batches >= MEASURED_AFTER
+        return self.calibrated or self.batches >= MEASURED_AFTER
 
     def batch_seconds(self, padded: float) -> float:
         """The estimated time of one call of ``padded`` tokens."""
@@ -139,7 +151,7 @@ class Capacity:
         both kept ≥ 0."""
         a0, b0 = self.prior
         la = max(PRIOR_WEIGHT, noise / PRIOR_SPREAD_FIXED ** 2)
-        lb = max(SLOPE_WEIGHT * REFERENCE_PADDED ** 2, noise / PRIOR_SPREAD_PER_TOKEN ** 2)
+        lb = max(SLOPE_WEIGHT * REFERENCE_PADDED ** 2, noise / self._spread_per_token ** 2)
         n, sx, sxx, st, sxt, _ = self._sums
         # Normal equations [[n + la, sx], [sx, sxx + lb]] · (a, b) = (st + la·a0, sxt + lb·b0)
         m11, m12, m22 = n + la, sx, sxx + lb

@@ -24,7 +24,7 @@ from core.adapters import Batching, CallContext, EmbedResult, RerankResult
 from core.errors import InvalidRequest, UpstreamRejected
 from core.options import Option
 from core.scheduling.scheduler import Scheduler
-from core.scheduling.work import Bounds, Tenant, Work, estimate_tokens
+from core.scheduling.work import ANONYMOUS, Bounds, Tenant, Work, estimate_tokens
 from core.scheduling.worker import QueueObserver
 
 if TYPE_CHECKING:
@@ -112,6 +112,15 @@ class ModelFeed:
                     max_batch_size=batch_size, max_batch_tokens=self.options.max_batch_tokens,
                     max_wait_s=wait_s, bounds=self.options.bounds, deadline=deadline)
 
+    def refuse_unfit(self, at_least: Sequence[float], deadline: float) -> None:
+        """Refuse (413) at once a request of inputs of ``at_least`` tokens each (a lower bound,
+        found without tokenizing) that the idle model could not finish before ``deadline``."""
+        entry = self._entry or self._resolve()
+        batching = entry.batching
+        work = self._work([None] * len(at_least), at_least, _never_run, ANONYMOUS, deadline, group=None,
+                          split=batching.split, batch_size=batching.max_batch_size, wait_s=0.0)
+        entry.scheduler.refuse_unfit(work)
+
     async def embed(self, inputs: Sequence[Any], context: CallContext, tenant: Tenant,
                     counts: Sequence[int] | None) -> EmbedResult:
         entry = self._entry or self._resolve()
@@ -191,6 +200,10 @@ class ModelFeed:
                                  len(docs), context, tenant)
 
 
+async def _never_run(batch: list[Any], own: bool) -> list[Any]:
+    raise RuntimeError("work only weighed, never run")
+
+
 @dataclass(slots=True)
 class _Entry:
     adapter: Adapter  # kept alive so its id stays unique while the entry exists
@@ -228,7 +241,8 @@ class Schedulers:
             name = route.served_name
             batching = adapter.batching(route)
             observer = self._observer(name) if self._observer is not None else None
-            scheduler = Scheduler(name, max_in_flight=batching.max_in_flight, observer=observer)
+            scheduler = Scheduler(name, max_in_flight=batching.max_in_flight, observer=observer,
+                                  speed=batching.speed)
             entry = self._entries[key] = _Entry(adapter, scheduler, batching)
         return entry
 

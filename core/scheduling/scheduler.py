@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from core.errors import ServiceUnavailable
-from core.scheduling.admission import Arrival, admit, too_large
+from core.scheduling.admission import Arrival, admit, alone_seconds, too_large
 from core.scheduling.capacity import Capacity, Load
 from core.scheduling.flows import Job, Shape, TenantFlow
 from core.scheduling.work import Work
@@ -46,7 +46,7 @@ T = TypeVar("T")
 class Scheduler(BatchWorker):
     def __init__(self, name: str, *, max_in_flight: int = 1, queue_timeout_s: float | None = None,
                  observer: QueueObserver | None = None, quantum: float = QUANTUM,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, speed: tuple[float, float] | None = None) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         if quantum <= 0:
@@ -69,7 +69,7 @@ class Scheduler(BatchWorker):
         self._worker: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
         self._active = 0
-        self.capacity = Capacity(max_in_flight)  # what admission and Retry-After estimate with
+        self.capacity = Capacity(max_in_flight, speed=speed)  # what admission and Retry-After estimate with
         self._clock = clock  # times batches (a test's fake model may keep its own)
 
     # -- the caller's side ---------------------------------------------------------------------
@@ -155,6 +155,19 @@ class Scheduler(BatchWorker):
             self._slots.release()
         self._measured(cost, self._clock() - started, alone)
         return result
+
+    def refuse_unfit(self, work: Work) -> None:
+        """Refuse (413) ``work`` now if the idle model could not finish it before its deadline,
+        its ``costs`` being a lower bound of its items' tokens (found without tokenizing them):
+        what ``submit`` would refuse once they are counted, refused before paying for the count."""
+        if work.deadline is None or not work.items or not self.capacity.measured:
+            return
+        costs = [max(1.0, float(c)) for c in work.costs] if work.costs is not None else [1.0] * len(work.items)
+        alone = alone_seconds(work, Shape(work, costs).load, self.capacity)
+        left = work.deadline - asyncio.get_running_loop().time()
+        if 0 < left < alone:
+            self._refuse("too_large")
+            raise too_large(self.name, len(work.items), alone, left, 0.0)
 
     def _admit(self, work: Work, flow: TenantFlow | None, n: int, load: Load, now: float) -> None:
         mine, mine_load = (flow.items, flow.load) if flow is not None else (0, Load())
