@@ -26,6 +26,7 @@ from core.errors import ConfigError, InvalidRequest
 from core.kinds import KINDS
 from core.options import OptionSchema
 from core.precedence import Claims
+from core.variant import DEFAULT_VARIANT, Variant
 
 if TYPE_CHECKING:
     from core.config import ModelRoute, Settings, UpstreamConfig
@@ -54,13 +55,16 @@ class CallContext:
 
     ``request_id`` is None for a call that serves several requests at once (coalescing);
     ``deadline`` is on the event loop's clock; ``is_tokens`` says the inputs are token-id
-    lists; ``tokenizer`` is the route's token counter (it decodes token ids to text).
+    lists; ``tokenizer`` is the route's token counter (it decodes token ids to text);
+    ``variant`` is what the request asks beyond its inputs (``core.variant``: the default, or
+    fields the adapter declared in ``variants``).
     """
 
     request_id: str | None = None
     deadline: float | None = None
     is_tokens: bool = False
     tokenizer: TokenCounter | None = None
+    variant: Variant = DEFAULT_VARIANT
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (None: no deadline)."""
@@ -111,6 +115,8 @@ class Adapter:
     upstream_options: ClassVar[OptionSchema] = OptionSchema()
     route_options: ClassVar[OptionSchema] = OptionSchema()
     reports_usage: ClassVar[bool] = False
+    #: the ``core.variant.Variant`` fields it honours away from their default (the rest are refused)
+    variants: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, upstream: UpstreamConfig, context: AdapterContext) -> None:
         self.upstream = upstream

@@ -7,7 +7,7 @@ not those of model calls: no body is read and no rate-limit budget is charged. T
 what a client needs to use a model well: its kind, vector width, input limit, the input types
 its prompts accept and, for an embedding model, the embedding space of each (``core.space``: the
 ``X-Embedding-Space`` its answers carry at its width as float vectors), for a client to record
-and pin with ``X-Expect-Embedding-Space``.
+and pin with ``X-Expect-Embedding-Space``, and the vocabulary its token-id inputs are read in.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ async def model_body(gw: Gateway, request: web.Request, request_id: str, model_i
                 max_top_k=facts.max_top_k)
     if model.kind == EMBEDDINGS:
         body.update(_spaces(model))
+        body["token_ids_vocabulary"] = model.route.token_ids  # unless a request names its own
     return body
 
 

@@ -52,6 +52,9 @@ ROUTE_OPTIONS = (REVISION,)
 REQUEST_FIELDS = OptionSchema([
     Option("normalized", bool, False, "unit-length vectors made in the gateway (TEI /embed always, Jina's "
                                       "normalized: true), after the cache", shapes_output=False, changes_space=True),
+    # a request's core.variant.Variant, away from its default: the model answers otherwise
+    Option("normalize", bool, True, "false: the model's vectors before its own normalisation (vLLM, TEI)"),
+    Option("add_special_tokens", bool, True, "false: the model reads each input without its special tokens (vLLM)"),
 ])
 
 

@@ -155,12 +155,19 @@ class TokenCounter:
 
     def decode_inputs(self, inputs: Sequence[Sequence[int]]) -> list[str]:
         """Token-id inputs back to text, for models that take text; every id is checked first."""
+        self.check_ids(inputs, "the model")
+        return self.decode(inputs)
+
+    def check_ids(self, inputs: Sequence[Sequence[int]], model: str) -> None:
+        """Refuse (400) token ids outside this vocabulary (``model``'s own), naming it: never read as other words."""
         vocab = self.vocab_size
         for i, ids in enumerate(inputs):
-            if any(t >= vocab for t in ids):
-                raise InvalidRequest(f"'input[{i}]' has a token id outside the model's vocabulary "
-                                     f"(size {vocab})", param="input")
-        return self.decode(inputs)
+            bad = next((t for t in ids if t >= vocab), None)
+            if bad is not None:
+                raise InvalidRequest(f"'input[{i}]' has token id {bad}, outside the vocabulary assumed: "
+                                     f"the own vocabulary of {model} ({vocab} ids); OpenAI's cl100k_base ids need "
+                                     "token_ids_vocabulary: cl100k_base or a route with token_ids: cl100k_base",
+                                     param="input", code="invalid_token_id")
 
 
 _WORDPIECE = "WordPiece"
@@ -221,8 +228,10 @@ def decode_cl100k(inputs: Sequence[Sequence[int]]) -> list[str]:
         try:
             texts.append(encoding.decode(list(ids)))
         except (KeyError, ValueError):
-            raise InvalidRequest(f"'input[{i}]' has a token id outside cl100k_base (the route reads token ids "
-                                 "as OpenAI's encoding)", param="input", code="invalid_token_id") from None
+            raise InvalidRequest(f"'input[{i}]' has a token id outside the vocabulary assumed: cl100k_base "
+                                 "(OpenAI's encoding, the route's token_ids); the model's own ids need "
+                                 "token_ids_vocabulary: model or a route with token_ids: model", param="input",
+                                 code="invalid_token_id") from None
     return texts
 
 

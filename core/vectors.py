@@ -13,9 +13,10 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return (vectors / norms).astype(np.float32)
 
 
-def shape_vectors(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
-    """Truncate to ``dimensions`` and renormalise to unit length; untouched without fewer dimensions."""
+def shape_vectors(vectors: np.ndarray, dimensions: int | None, renormalise: bool = True) -> np.ndarray:
+    """Truncate to ``dimensions`` and renormalise to unit length (unless asked for vectors as the
+    model pooled them); untouched without fewer dimensions."""
     vectors = np.asarray(vectors, dtype=np.float32)
     if dimensions is None or dimensions >= vectors.shape[1]:
         return vectors
-    return normalise(vectors[:, :dimensions])
+    return normalise(vectors[:, :dimensions]) if renormalise else vectors[:, :dimensions]

@@ -10,6 +10,7 @@ from core import hookimpl
 from core.errors import InvalidRequest, ModelNotFound, PermissionDenied
 from core.flow import Flow
 from core.kinds import EMBEDDINGS, RERANK
+from core.variant import DEFAULT_VARIANT
 
 _OTHER = {EMBEDDINGS: "/v1/rerank", RERANK: "/v1/embeddings"}
 
@@ -36,6 +37,8 @@ class RouteStage:
         if caller is not None and caller.allowed_models is not None and alias not in caller.allowed_models:
             raise PermissionDenied(f"This API key may not use the model '{alias}'", param="model")
         req.check_route(model.route)
+        if req.variant is not DEFAULT_VARIANT:  # what the model must answer besides its default
+            model.check_variant(req.variant)
         flow.model = model
 
 

@@ -52,13 +52,14 @@ case "$mode" in test|bench)
     touch "$inf_want"
   fi
   # The client SDKs of the conformance suite and schemathesis: their pins clash with ours.
-  sdk_want=".venv-sdk/.stamp-$(stamp_of tests/conformance/requirements.txt)"
+  sdk_want=".venv-sdk/.stamp-$(stamp_of tests/conformance/requirements.txt tests/conformance/requirements-nodeps.txt)"
   if [ ! -f "$sdk_want" ]; then
     step "installing the client SDKs of the conformance tests (.venv-sdk)"
     [ -x .venv-sdk/bin/python ] || "$PY" -m venv .venv-sdk
     pipq .venv-sdk/bin/pip install --upgrade pip
     pipq .venv-sdk/bin/pip install -r tests/conformance/requirements.txt
-    LITELLM_LOCAL_MODEL_COST_MAP=True .venv-sdk/bin/python -c "import openai, cohere, voyageai, litellm, haystack, langchain_openai, schemathesis"
+    pipq .venv-sdk/bin/pip install --no-deps -r tests/conformance/requirements-nodeps.txt
+    LITELLM_LOCAL_MODEL_COST_MAP=True .venv-sdk/bin/python -c "import openai, cohere, voyageai, litellm, haystack, langchain_openai, schemathesis, infinity_client"
     rm -f .venv-sdk/.stamp-*; touch "$sdk_want"
   fi
   co7_want=".venv-sdk-cohere7/.stamp-$(stamp_of tests/conformance/requirements-cohere7.txt)"

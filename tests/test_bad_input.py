@@ -29,7 +29,7 @@ CASES = [
     ("input object", EMB, {"model": "minilm", "input": {"text": "a"}}, 400, "input"),
     ("too many inputs", EMB, {"model": "minilm", "input": ["a"] * 2049}, 400, "input"),
     ("bad encoding", EMB, {"model": "minilm", "input": "a", "encoding_format": "int8"}, 400, "encoding_format"),
-    ("bad dimensions", EMB, {"model": "minilm", "input": "a", "dimensions": 0}, 400, "dimensions"),
+    ("bad dimensions", EMB, {"model": "minilm", "input": "a", "dimensions": -1}, 400, "dimensions"),
     ("dimensions too big", EMB, {"model": "minilm", "input": "a", "dimensions": 4096}, 400, "dimensions"),
     ("token id out of vocab", EMB, {"model": "minilm", "input": [[10 ** 9]]}, 400, "input"),
     ("negative token id", EMB, {"model": "minilm", "input": [[-1]]}, 400, "input"),

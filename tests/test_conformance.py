@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support import echo
 from tests.support.configs import copy_default_configs, write_yaml
@@ -25,6 +26,7 @@ from tests.support.processes import ROOT, base_env, start_router
 SDK_VENV = Path(os.environ.get("MAAS_SDK_VENV") or ROOT / ".venv-sdk")
 COMPATIBILITY = ROOT / "docs" / "compatibility.md"
 KEY, LIMITED = "sdk-conformance-key", "sdk-limited-key"
+KEPT = "\n<!-- written by hand from here on: the generator keeps it -->"
 
 
 def _sdk(name: str) -> Path:
@@ -34,8 +36,18 @@ def _sdk(name: str) -> Path:
     return path
 
 
+def _vllm_routes(configs: Path) -> None:
+    """Aliases an operator sets up for vLLM users: the model's own token ids, documents by default."""
+    routing = yaml.safe_load((configs / "routing.yaml").read_text())
+    minilm, reranker = dict(routing["embeddings"][0]), dict(routing["rerank"][0])
+    routing["embeddings"].append({**minilm, "model": "minilm-vllm", "token_ids": "model"})
+    routing["rerank"].append({**reranker, "model": "rerank-vllm", "options": {"return_documents": True}})
+    write_yaml(configs / "routing.yaml", routing)
+
+
 def _keyed_configs(dest: Path) -> Path:
     configs = copy_default_configs(dest)
+    _vllm_routes(configs)
     write_yaml(configs / "auth.yaml", {"api_keys": [{"key": KEY, "name": "sdk"}, {"key": LIMITED, "name": "limited"}]})
     # one request in the bucket, four a second after it: the SDK's 429 retries must get through
     write_yaml(configs / "rate_limits.yaml", {"default": {"capacity": 10000, "refill_rate": 10000},
@@ -93,10 +105,16 @@ def _table(rows: list[dict]) -> str:
               "| `api_base=\"https://gateway\"` |",
               "| litellm `huggingface/` embeddings (TEI) | `api_base=\"https://gateway/embed\"`, "
               "`input_type=\"feature-extraction\"` (else LiteLLM asks the Hugging Face Hub for the task) |",
+              "| vLLM-style requests | OpenAI SDK at `https://gateway/v1` with `extra_body`; score and rerank "
+              "at `https://gateway/score`, `/v1/score`, `/v1/rerank`, on aliases with `token_ids: model` and "
+              "`options: {return_documents: true}` |",
+              "| infinity_client | `AuthenticatedClient(base_url=\"https://gateway\", token=KEY)` |",
               "", *USAGE.splitlines(), "## Known limits", "",
               "- LiteLLM's `infinity/` rerank reads `document` as a bare string, while Cohere, Jina, vLLM and the",
               "  guide send `{\"text\": ...}`; with `return_documents=True` that client fails to parse the answer.",
               "  Ranks and scores work; the texts are the caller's own documents, in the order of the indices.",
+              "- infinity_client's rerank with `return_documents=True` gets each `document` as `{\"text\": ...}`",
+              "  (typed as a string, the value is that object): read `document[\"text\"]`.",
               "- langchain-openai's default mode sends cl100k_base token ids; the gateway decodes them to the",
               "  text (route `token_ids: cl100k_base`, the default) and embeds that. A text longer than",
               "  `embedding_ctx_length` is split by the client and its chunks averaged, as against OpenAI.",
@@ -136,6 +154,8 @@ def test_every_client_call_works(keyed_router):
     assert len(rows) >= 25
     rows += _run_clients(cohere7, keyed_router, MAAS_CONFORMANCE_ONLY="cohere")
     table = _table(rows)
+    text = COMPATIBILITY.read_text()
+    table += text[text.index(KEPT):] if KEPT in text else ""  # the field table below it is written by hand
     if os.environ.get("MAAS_WRITE_COMPATIBILITY") == "1":
         COMPATIBILITY.write_text(table)
     failed = [f"{r['client']} {r['call']}: {r['detail']}\n{r.get('trace', '')}" for r in rows if not r["ok"]]

@@ -71,6 +71,9 @@ def test_top_n_top_k_and_documents(service):
     ({"query": QUERY, "documents": ["x" * 201]}, 400, "documents"),        # RERANK_MAX_DOCUMENT_LENGTH=200
     ({"model": "bge-reranker", "query": QUERY, "documents": DOCS}, 404, "model"),
     ({"query": "", "documents": DOCS}, 400, "query"),
+    # the service scores with its sigmoid, whole pairs: what it cannot honour it refuses, never ignores
+    ({"query": QUERY, "documents": DOCS, "activation": False}, 400, "activation"),
+    ({"query": QUERY, "documents": DOCS, "truncate_prompt_tokens": 8}, 400, "truncate_prompt_tokens"),
 ])
 def test_bad_requests_get_openai_errors(service, body, status, param):
     answer = _rerank(service, **body)

@@ -28,6 +28,7 @@ from core.kinds import EMBEDDINGS
 from core.options import Option, OptionSchema
 from core.packaged import DEVICES, packaged_dir
 from core.tokenization import load_counter
+from core.variant import Variant
 
 if TYPE_CHECKING:
     from core.config import ModelRoute, UpstreamConfig
@@ -55,8 +56,8 @@ class LocalModel:
         self.speed = await asyncio.get_running_loop().run_in_executor(
             self.executor, calibrate, self.fn, count, batch_size, limit, pairs)
 
-    async def run(self, batch: list[Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.fn, batch)
+    async def run(self, batch: list[Any], variant: Variant) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.fn, batch, variant)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -83,6 +84,9 @@ def on_disk(name: str) -> bool:
 
 class LocalAdapter(Adapter):
     """One instance per (upstream, kind, model): a model leaves memory with the last route naming it."""
+
+    #: vectors before the model's normalisation, inputs without special tokens, raw cross-encoder logits
+    variants = frozenset({"normalize", "add_special_tokens", "activation"})
 
     upstream_options = OptionSchema([
         Option("max_batch_size", int, 32, "most inputs (or pairs) per model call", minimum=1,
@@ -179,13 +183,13 @@ class LocalAdapter(Adapter):
         texts = list(inputs)
         if call.is_tokens:
             texts = load_counter(loaded.tokenizer_path).decode_inputs(texts)
-        vectors = await loaded.run(texts)
+        vectors = await loaded.run(texts, call.variant)
         return EmbedResult(vectors=np.asarray(vectors, dtype=np.float32))
 
     async def rerank(self, route: ModelRoute, query: str, documents: Sequence[str],
                      call: CallContext) -> RerankResult:
         loaded = await self._model(route)
-        scores = await loaded.run([(query, d) for d in documents])
+        scores = await loaded.run([(query, d) for d in documents], call.variant)
         return RerankResult(scores=[float(s) for s in scores])
 
     async def close(self) -> None:

@@ -23,6 +23,7 @@ from core.packaged import (
     packaged_minilm_dir,
     packaged_reranker_dir,
 )
+from core.variant import DEFAULT_VARIANT, Variant
 
 __all__ = ["DEFAULT_RERANKER", "OnnxCrossEncoder", "SentenceEmbedder", "TorchCrossEncoder", "load_reranker",
            "resolve_device"]
@@ -62,9 +63,28 @@ class SentenceEmbedder:
     def close(self) -> None:
         """Nothing beyond the model's memory, which goes with the object."""
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], variant: Variant = DEFAULT_VARIANT) -> np.ndarray:
+        if not variant.is_default:
+            return self._encode_variant(texts, variant)
         return self.model.encode(texts, batch_size=max(1, len(texts)), convert_to_numpy=True,
                                  show_progress_bar=False).astype(np.float32, copy=False)
+
+    def _encode_variant(self, texts: list[str], variant: Variant) -> np.ndarray:
+        """The model's modules run by hand: tokenized with or without the special tokens, and
+        without its ``Normalize`` step when ``variant.normalize`` is false (a model without one
+        gives its pooled vector either way). With the default variant this equals ``encode``."""
+        import torch
+        from sentence_transformers.models import Normalize
+
+        tokenizer: Any = self.model[0].tokenizer
+        features: Any = tokenizer(texts, padding=True, truncation=True, max_length=self.model.max_seq_length,
+                                  return_tensors="pt", add_special_tokens=variant.add_special_tokens)
+        features = {k: v.to(self.model.device) for k, v in features.items()}
+        with torch.inference_mode():
+            for module in list(self.model):
+                if variant.normalize or not isinstance(module, Normalize):
+                    features = module(features)
+        return features["sentence_embedding"].float().cpu().numpy().astype(np.float32, copy=False)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -113,10 +133,13 @@ class OnnxCrossEncoder:
         beside = self._run([probe, ("q", "a much longer document " * 20)])[0]
         return abs(alone - beside) <= 1e-6 * max(1.0, abs(alone))
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    def score(self, pairs: Sequence[tuple[str, str]], variant: Variant = DEFAULT_VARIANT) -> np.ndarray:
+        """The sigmoid of each pair's logit, or the logit itself without ``variant.activation``."""
         if self._pool is None:
-            return self._run(pairs)
-        return np.concatenate(list(self._pool.map(lambda pair: self._run([pair]), pairs)))
+            logits = self._run(pairs)
+        else:
+            logits = np.concatenate(list(self._pool.map(lambda pair: self._run([pair]), pairs)))
+        return _sigmoid(logits) if variant.activation else logits
 
     def close(self) -> None:
         if self._pool is not None:
@@ -129,7 +152,7 @@ class OnnxCrossEncoder:
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.array([e.type_ids for e in enc], dtype=np.int64)
         logits = self.session.run(None, feed)[0]
-        return _sigmoid(logits.reshape(len(pairs), -1)[:, 0].astype(np.float32))
+        return logits.reshape(len(pairs), -1)[:, 0].astype(np.float32)
 
 
 def _onnx_providers(device: str, available: Sequence[str]) -> list[str]:
@@ -174,11 +197,14 @@ class TorchCrossEncoder:
     def close(self) -> None:
         """Nothing beyond the model's memory, which goes with the object."""
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    def score(self, pairs: Sequence[tuple[str, str]], variant: Variant = DEFAULT_VARIANT) -> np.ndarray:
         # torch's dynamic int8 quantisation scales over the batch: one pair a forward keeps scores
         # batch-invariant there; fp32 and fp16 batch as they are.
+        import torch
+
         batch = 1 if self.backend == "torch-int8" else max(1, len(pairs))
-        scores = self.model.predict(list(pairs), batch_size=batch, activation_fn=self._sigmoid,
+        activation = self._sigmoid if variant.activation else torch.nn.Identity()
+        scores = self.model.predict(list(pairs), batch_size=batch, activation_fn=activation,
                                     convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(scores, dtype=np.float32).reshape(len(pairs))
 

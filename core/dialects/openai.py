@@ -29,6 +29,16 @@ from core.dialects.fields import (
 )
 from core.dialects.quantize import as_base64, as_lists, quantize
 from core.dialects.units import rerank_meta
+from core.dialects.vllm import (
+    EMBED_EXCLUSIVE,
+    EMBED_EXTRAS,
+    EMBED_NAMES,
+    RERANK_EXCLUSIVE,
+    RERANK_EXTRAS,
+    RERANK_NAMES,
+    embed_extras,
+    rerank_extras,
+)
 from core.kinds import EMBEDDINGS, RERANK
 from core.requests import CUT_END, REFUSE, EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
 from core.vectors import normalise
@@ -37,6 +47,7 @@ TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximu
 EMBED_INPUT = one_of(NONEMPTY_STRING, STRINGS, TOKEN_IDS,
                      {"type": "array", "items": TOKEN_IDS, "minItems": 1},
                      {"type": "array", "items": TEXT_OBJECT, "minItems": 1})
+WIDTH = {"type": "integer", "minimum": 0}
 VOYAGE_INPUT_TYPES = {"query": "query", "document": "document"}
 JINA_TASKS = {"retrieval.query": "query", "retrieval.passage": "document", "classification": "classification",
               "separation": "clustering"}
@@ -67,7 +78,8 @@ class OpenAIEmbeddings(Codec[VectorOutput]):
         Field("input", EMBED_INPUT, "a string, strings, token ids, lists of token ids (or Jina's {text} objects)",
               required=True),
         Field("encoding_format", enum("float", "base64"), "base64: little-endian bytes of each vector"),
-        Field("dimensions", POSITIVE_INT, "truncate to this many dimensions and renormalise"),
+        Field("dimensions", WIDTH, "truncate to this many dimensions and renormalise (0: the model's own, "
+                                   "as Infinity's client sends by default)"),
         Field("user", STRING, "the end user, for the caller's own records"),
         Field("input_type", enum(*VOYAGE_INPUT_TYPES), "Voyage: selects the route's prompt"),
         Field("truncation", BOOLEAN, "Voyage: true lets an over-long input be cut at the end; false refuses it"),
@@ -78,8 +90,9 @@ class OpenAIEmbeddings(Codec[VectorOutput]):
         Field("normalized", {"const": True}, "Jina: unit-length vectors (only true is served)"),
         Field("late_chunking", {"const": False}, "Jina: late chunking is not served (only false)"),
         Field("truncate", BOOLEAN, "Jina: true lets an over-long input be cut at the end; false refuses it"),
+        *EMBED_EXTRAS,
     ), exclusive=(("dimensions", "output_dimension"), ("input_type", "task"), ("output_dtype", "embedding_type"),
-                  ("truncation", "truncate")))
+                  ("truncation", "truncate"), *EMBED_EXCLUSIVE))
     response_schema = {"type": "object", "required": ["object", "data", "model", "usage"],
                        "properties": {"object": {"const": "list"}, "data": {"type": "array"},
                                       "model": STRING, "usage": {"type": "object"}}}
@@ -103,11 +116,13 @@ class OpenAIEmbeddings(Codec[VectorOutput]):
         encoding = b.get("encoding_format") or "float"
         if dtype == "base64":  # Jina's name for base64 floats
             dtype, encoding = "float", "base64"
+        # vLLM's and Infinity's fields (truncate_prompt_tokens -1 is a truncation choice too, exclusive with cut)
+        extras = embed_extras(b) if EMBED_NAMES & b.values.keys() else {}
+        truncation = extras.pop("truncation", None if cut is None else (CUT_END if cut else REFUSE))
         request = EmbeddingsRequest(model=b.get("model"), inputs=inputs, is_tokens=is_tokens,
-                                    dimensions=b.get("dimensions", b.get("output_dimension")), user=b.get("user"),
-                                    input_type=input_type,
-                                    truncation=None if cut is None else (CUT_END if cut else REFUSE),
-                                    outputs=(dtype,), fields=_normalized(b.get("normalized") is True))
+                                    dimensions=b.get("dimensions", b.get("output_dimension")) or None,
+                                    user=b.get("user"), input_type=input_type, truncation=truncation,
+                                    outputs=(dtype,), fields=_normalized(b.get("normalized") is True), **extras)
         return Parsed(request, VectorOutput(encoding, dtype, b.get("normalized") is True))
 
     def render(self, request: EmbeddingsRequest, state: VectorOutput | None, outcome: EmbeddingsOutcome) -> Any:
@@ -134,7 +149,8 @@ RERANK_FIELDS = (
     Field("model", NONEMPTY_STRING, "the model alias", required=True),
     Field("query", NONEMPTY_STRING, "the query", required=True),
     Field("documents", RERANK_DOCUMENTS, "strings or {text} objects", required=True),
-    Field("top_n", POSITIVE_INT, "how many results, best first (capped by the model's max_top_k)"),
+    Field("top_n", {"type": "integer", "minimum": 0}, "how many results, best first (capped by the model's max_top_k; "
+                                                      "0: all, as vLLM reads it)"),
     Field("return_documents", BOOLEAN, "put each document's text in its result"),
 )
 
@@ -150,7 +166,8 @@ class GuideRerank(Codec[None]):
         *RERANK_FIELDS,
         Field("top_k", POSITIVE_INT, "the guide's (and Voyage's) name for top_n"),
         Field("truncation", BOOLEAN, "Voyage: true lets an over-long document be cut; false refuses it"),
-    ))
+        *RERANK_EXTRAS,
+    ), exclusive=RERANK_EXCLUSIVE)
     response_schema = {"type": "object", "required": ["model", "results", "usage"],
                        "properties": {"id": STRING, "model": STRING, "results": {"type": "array"},
                                       "data": {"type": "array"}, "meta": {"type": "object"},
@@ -178,9 +195,11 @@ def parse_rerank_body(fields: FieldTable, path: str, body: Any, limits: ParseLim
     b = fields.read(body, path)
     documents = texts_of(b.get("documents"))
     count_items(len(documents), limits, "documents")
-    top_n = b.get("top_n", b.get("top_k"))
+    top_n = b.get("top_n", b.get("top_k")) or None  # vLLM's 0: every result
     cut = b.get("truncation")
-    return RerankRequest(model=b.get("model"), query=b.get("query"), documents=documents, top_n=top_n,
-                         return_documents=bool(b.get("return_documents", False)),
-                         truncation=None if cut is None else (CUT_END if cut else REFUSE),
-                         per_document_usage=True)  # the answer's search units count each document
+    request = RerankRequest(model=b.get("model"), query=b.get("query"), documents=documents, top_n=top_n,
+                            return_documents=b.get("return_documents"),  # None: the route's default
+                            truncation=None if cut is None else (CUT_END if cut else REFUSE),
+                            per_document_usage=True)  # the answer's search units count each document
+    # vLLM's and Infinity's fields, where the table has them and the body sends one
+    return rerank_extras(request, b) if RERANK_NAMES & b.values.keys() else request

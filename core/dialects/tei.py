@@ -3,7 +3,8 @@
 TEI names no model; the request goes to routing.yaml's ``defaults`` for its kind (a ``model``
 field, our addition, picks another). ``truncate`` false (TEI's default) refuses an input over
 the model's limit, true cuts it at the end (``truncation_direction`` Right; Left is not
-served). Scores are the model's probabilities; ``raw_scores`` (logits) is not served.
+served). Scores are the model's probabilities; ``raw_scores`` gives the logits and ``normalize``
+false the vectors as pooled, where the model's adapter can (``core.variant``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from core.dialects.base import Codec, Parsed, ParseLimits, count_items
 from core.dialects.fields import BOOLEAN, NONEMPTY_STRING, POSITIVE_INT, STRINGS, Field, FieldTable, enum, one_of
 from core.dialects.openai import GuideRerank
+from core.dialects.vllm import RAW_LOGITS
 from core.kinds import EMBEDDINGS, RERANK
 from core.requests import (
     CUT_END,
@@ -24,6 +26,7 @@ from core.requests import (
     RerankRequest,
     TokenizeRequest,
 )
+from core.variant import DEFAULT_VARIANT, Variant
 from core.vectors import normalise
 
 INPUTS = one_of(NONEMPTY_STRING, STRINGS)
@@ -39,6 +42,14 @@ def _inputs(b: Any, limits: ParseLimits) -> list[str]:
     inputs = [raw] if isinstance(raw, str) else list(raw)
     count_items(len(inputs), limits, "inputs")
     return inputs
+
+
+def _normalisation(b: Any) -> dict[str, Any]:
+    """TEI's ``normalize``: true (its default) has the gateway make unit vectors after the cache
+    (a field of the space); false asks the model for its vectors before its own normalisation."""
+    if b.get("normalize", True) is False:
+        return {"variant": Variant(normalize=False)}
+    return {"fields": {"normalized": True}}
 
 
 def _truncation(b: Any) -> OverLimit:
@@ -60,7 +71,9 @@ class TeiEmbed(TeiUsage, Codec[None]):
     summary = "Embeddings: TEI's body; the answer is a list of vectors"
     fields = FieldTable((
         Field("inputs", INPUTS, "a string or strings", required=True), MODEL,
-        Field("normalize", {"const": True}, "unit-length vectors (only true is served)"), TRUNCATE, DIRECTION, PROMPT,
+        Field("normalize", BOOLEAN, "true (default): unit-length vectors; false: as the model pooled them (where "
+                                    "the model's adapter can give them; refused elsewhere)"),
+        TRUNCATE, DIRECTION, PROMPT,
         Field("dimensions", POSITIVE_INT, "truncate to this many dimensions and renormalise"),
     ))
     response_schema = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
@@ -69,10 +82,10 @@ class TeiEmbed(TeiUsage, Codec[None]):
         b = self.fields.read(body, self.path)
         return Parsed(EmbeddingsRequest(model=b.get("model"), inputs=_inputs(b, limits), is_tokens=False,
                                         dimensions=b.get("dimensions"), input_type=b.get("prompt_name"),
-                                        truncation=_truncation(b), fields={"normalized": True}))
+                                        truncation=_truncation(b), **_normalisation(b)))
 
     def render(self, request: EmbeddingsRequest, state: None, outcome: EmbeddingsOutcome) -> Any:
-        return normalise(outcome.vectors).tolist()
+        return (normalise(outcome.vectors) if request.variant.normalize else outcome.vectors).tolist()
 
 
 class TeiRerank(TeiUsage, Codec[None]):
@@ -83,7 +96,8 @@ class TeiRerank(TeiUsage, Codec[None]):
     fields = FieldTable((
         Field("query", NONEMPTY_STRING, "the query", required=True),
         Field("texts", STRINGS, "the documents", required=True), MODEL,
-        Field("raw_scores", {"const": False}, "scores are the model's probabilities; raw logits are not served"),
+        Field("raw_scores", BOOLEAN, "true: the raw logits (where the model's adapter can give them; refused "
+                                     "elsewhere); false (default): the model's probabilities"),
         Field("return_text", BOOLEAN, "put each text in its result"), TRUNCATE, DIRECTION,
         Field("top_n", POSITIVE_INT, "how many results, best first (LiteLLM's huggingface/ provider sends it)"),
     ))
@@ -95,7 +109,8 @@ class TeiRerank(TeiUsage, Codec[None]):
         count_items(len(texts), limits, "texts")
         return Parsed(RerankRequest(model=b.get("model"), query=b.get("query"), documents=list(texts),
                                     top_n=b.get("top_n"), return_documents=bool(b.get("return_text", False)),
-                                    truncation=_truncation(b)))
+                                    truncation=_truncation(b),
+                                    variant=RAW_LOGITS if b.get("raw_scores") else DEFAULT_VARIANT))
 
     def render(self, request: RerankRequest, state: None, outcome: RerankOutcome) -> Any:
         out = []

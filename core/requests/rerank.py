@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from core.config.caps import DEFAULT_CAPS, InputCaps
-from core.errors import TokenLimitExceeded, UpstreamError
+from core.errors import InvalidRequest, TokenLimitExceeded, UpstreamError
 from core.kinds import RERANK, Kind
 from core.requests.common import RerankOutcome, over_limit, rank, usage
 from core.requests.truncation import BY_NAME, CUT_END, REFUSE, WINDOWS, OverLimit
+from core.variant import DEFAULT_VARIANT, Variant
 
 if TYPE_CHECKING:
     from core.config import ModelRoute
@@ -30,9 +31,10 @@ class RerankRequest:
     query: str
     documents: list[str]
     top_n: int | None = None
-    return_documents: bool = False
+    return_documents: bool | None = False  # None: the route's default (its return_documents option)
     truncation: OverLimit | None = None  # REFUSE: the request forbids reading less than everything
     max_tokens_per_doc: int | None = None  # each document is cut to this many tokens (Cohere v2)
+    pair_tokens: int | None = None  # each (query, document) pair is read to this many tokens (vLLM)
     # Set when long documents were split: the document each scored piece belongs to, and the
     # documents as sent (for return_documents); the document takes its best piece's score.
     piece_of: list[int] | None = None
@@ -42,6 +44,8 @@ class RerankRequest:
     per_document_usage: bool = False
     document_tokens: list[int] | None = None  # each document's pair tokens before it was split
     caps: InputCaps = field(default=DEFAULT_CAPS, kw_only=True, repr=False)  # set by check_caps
+    variant: Variant = field(default=DEFAULT_VARIANT, kw_only=True)  # activation (core.variant)
+    every_score: bool = field(default=False, kw_only=True)  # one score per document (vLLM's score): never cut
 
     READ_AT_MOST: ClassVar[int] = 4096  # tokens read per document unless max_tokens_per_doc says (Cohere's default)
 
@@ -94,7 +98,8 @@ class RerankRequest:
 
     @property
     def needs_counts(self) -> bool:
-        return self.truncation is REFUSE or self.max_tokens_per_doc is not None or self.per_document_usage
+        return (self.truncation is REFUSE or self.max_tokens_per_doc is not None or self.per_document_usage
+                or self.pair_tokens is not None)
 
     def cap_chars(self, limit: int, counter: TokenCounter, policy: OverLimit) -> list[int]:
         # read in windows, a document may be as long as read_tokens, not just one window
@@ -115,14 +120,27 @@ class RerankRequest:
         return len(self.documents)
 
     def apply_caps(self, counter: TokenCounter) -> list[int]:
-        """Cut each document to ``max_tokens_per_doc`` tokens (before counting); the ones cut."""
-        cap = self.max_tokens_per_doc
-        if cap is None:
+        """Cut each document to ``max_tokens_per_doc`` tokens, and so that its pair with the query
+        has at most ``pair_tokens`` (before counting); the ones cut."""
+        room = self._room(counter) if self.pair_tokens is not None else None
+        caps = [c for c in (self.max_tokens_per_doc, room) if c is not None]
+        if not caps:
             return []
+        cap = min(caps)
         capped = [counter.truncate_plain(doc, cap) for doc in self.documents]
         cut = [i for i, (a, b) in enumerate(zip(self.documents, capped, strict=True)) if a != b]
         self.documents = capped
         return cut
+
+    def _room(self, counter: TokenCounter) -> int | None:
+        """The tokens left to a document in a pair of ``pair_tokens`` (None: no such cap)."""
+        if self.pair_tokens is None:
+            return None
+        query = len(counter.encode([self.query])[0]) + counter.pair_specials
+        if query >= self.pair_tokens:
+            raise InvalidRequest(f"'truncate_prompt_tokens' is {self.pair_tokens}, but the query takes {query} tokens "
+                                 "with the pair's special tokens", param="truncate_prompt_tokens")
+        return self.pair_tokens - query
 
     @property
     def texts(self) -> list[str]:
@@ -157,14 +175,18 @@ class RerankRequest:
         return counter.count_pairs([(self.query, self.documents[i])])[0]
 
     def check_route(self, route: ModelRoute) -> None:
-        return None
+        if self.return_documents is None:
+            self.return_documents = route.options.get("return_documents") is True
+        if self.every_score and route.max_top_k is not None and len(self.documents) > route.max_top_k:
+            raise InvalidRequest(f"The model '{route.alias}' scores at most {route.max_top_k} texts a request "
+                                 f"(its max_top_k); this one has {len(self.documents)}", param=self.param)
 
     def spaces(self, model: ServedModel, width: int | None = None) -> None:
         return None  # scores, not vectors
 
     async def run(self, model: ServedModel, call: ModelCall, tokens: int | None) -> RerankOutcome:
         """Score on ``model`` and rank; ``tokens`` as counted before the call."""
-        result = await model.rerank(self.query, self.documents, call)
+        result = await model.rerank(self.query, self.documents, call, variant=self.variant)
         scores = result.scores
         alias = model.alias
         if len(scores) != len(self.documents):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.config.caps import DEFAULT_CAPS, InputCaps
 from core.errors import InvalidRequest
+from core.variant import DEFAULT_VARIANT, Variant
 
 if TYPE_CHECKING:
     from core.config import ModelRoute
@@ -27,6 +28,7 @@ class TextInputs:
     is_tokens: bool
     input_type: str | None = None  # query, document, classification, clustering: selects the route's prompt
     caps: InputCaps = field(default=DEFAULT_CAPS, kw_only=True, repr=False)  # set by check_caps
+    variant: Variant = field(default=DEFAULT_VARIANT, kw_only=True)  # what it asks beyond its inputs (core.variant)
 
     def check_caps(self, caps: InputCaps) -> None:
         """Refuse (413) token-id inputs over the caps, before anything reads them; keep ``caps``."""
@@ -51,8 +53,11 @@ class TextInputs:
         return sum(len(item) for item in self.inputs)
 
     def count(self, counter: TokenCounter) -> list[int]:
-        """Tokens per input, as the model sees them."""
-        return [len(ids) for ids in self.inputs] if self.is_tokens else counter.count(self.texts)
+        """Tokens per input, as the model sees them (without its special tokens when asked so)."""
+        if self.is_tokens:
+            return [len(ids) for ids in self.inputs]
+        counts = counter.count(self.texts)
+        return counts if self.variant.add_special_tokens else [max(0, n - counter.specials) for n in counts]
 
     def at_least(self, counter: TokenCounter) -> list[int] | None:
         """At least how many tokens the model runs per input, found without tokenizing (None:

@@ -13,6 +13,7 @@ each request whole (its concurrency bounded by ``max_in_flight``), unless the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -91,6 +92,7 @@ class ModelFeed:
         self.route = route
         self.merge = merge
         self.options = QueueOptions.of(route.options)
+        self.model_key = model_key(route)
 
     def _resolve(self) -> _Entry:
         entry = self._entry = self._schedulers.entry(self.route, self.adapter)
@@ -132,7 +134,8 @@ class ModelFeed:
             costs = [estimate_tokens(t) for t in items] if texts else [float(len(ids)) for ids in items]
         merged = not batching.split and self.merge and texts and len(items) <= opts.coalesce_max_request
         if batching.split or merged:
-            shared = CallContext(is_tokens=context.is_tokens, tokenizer=context.tokenizer)  # serves many requests
+            shared = CallContext(is_tokens=context.is_tokens, tokenizer=context.tokenizer,  # serves many requests
+                                 variant=context.variant)
 
             async def run(batch: list[Any], own: bool) -> np.ndarray:
                 try:
@@ -144,7 +147,9 @@ class ModelFeed:
 
             size = batching.max_batch_size if batching.split else opts.coalesce_max_batch
             wait = batching.max_wait_s if batching.split else opts.coalesce_wait_s
-            work = self._work(items, costs, run, tenant, context.deadline, group=(id(route), context.is_tokens),
+            # one batch: one model (aliases of it share batches), one kind of input, one variant
+            work = self._work(items, costs, run, tenant, context.deadline,
+                              group=(self.model_key, context.is_tokens, context.variant),
                               split=True, batch_size=size, wait_s=wait)
             try:
                 rows = await scheduler.submit(work)
@@ -204,6 +209,14 @@ class _Entry:
     adapter: Adapter  # kept alive so its id stays unique while the entry exists
     scheduler: Scheduler
     batching: Batching
+
+
+def model_key(route: ModelRoute) -> str:
+    """The model behind a route as its adapter sees it: routes equal in it answer equal final inputs
+    alike, whatever their alias, prompts, token-id mode or truncation (all applied before the model
+    is called), so their inputs share batches."""
+    return json.dumps([route.kind, route.served_name, route.upstream.key, dict(route.options)], sort_keys=True,
+                      default=str)
 
 
 def _key(route: ModelRoute, adapter: Adapter) -> tuple[int, Hashable]:

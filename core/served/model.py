@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.adapters import CallContext, EmbedResult, RerankResult
-from core.errors import UpstreamTimeout
+from core.errors import InvalidRequest, UpstreamTimeout
 from core.served.call import ModelCall
 from core.space import RouteSpace
+from core.variant import DEFAULT_VARIANT, Variant
 
 if TYPE_CHECKING:
     from core.adapters import Adapter
@@ -96,13 +97,23 @@ class ServedModel:
     def _timed_out(self) -> UpstreamTimeout:
         return UpstreamTimeout(f"The upstream for '{self.alias}' did not answer within {self.facts.timeout_s:g} s")
 
+    def check_variant(self, variant: Variant) -> None:
+        """Refuse (400) a variant its adapter cannot answer (``Adapter.variants``)."""
+        for name, value in variant.changed().items():
+            if name not in self.adapter.variants:
+                raise InvalidRequest(f"The model '{self.alias}' cannot answer with {name}={str(value).lower()}: "
+                                     f"its upstream type {self.route.upstream.type!r} does not offer it",
+                                     param=name, code="unsupported_parameter")
+
     async def embed(self, inputs: Sequence[Any], call: ModelCall = ModelCall(), *,  # noqa: B008 - immutable
-                    is_tokens: bool = False) -> Embedded:
+                    is_tokens: bool = False, variant: Variant = DEFAULT_VARIANT) -> Embedded:
         """The vectors of ``inputs`` (strings, or token-id lists with ``is_tokens``), exactly as
-        the model gives them (the caller applies ``dimensions`` and encodings)."""
+        the model gives them for ``variant`` (the caller applies ``dimensions`` and encodings)."""
         deadline = self._deadline(call)
         context = CallContext(request_id=call.request_id, deadline=deadline, is_tokens=is_tokens,
-                              tokenizer=self.counter)
+                              tokenizer=self.counter, variant=variant)
+        if variant is not DEFAULT_VARIANT:  # another variant's answers are other entries of the cache
+            call = replace(call, shaping={**call.shaping, **variant.changed()})
         try:
             async with asyncio.timeout_at(deadline):
                 tenant = call.queued_as
@@ -127,11 +138,12 @@ class ServedModel:
         result.vectors = self.guard.check(np.asarray(result.vectors, dtype=np.float32), len(inputs))
         return result
 
-    async def rerank(self, query: str, documents: Sequence[str], call: ModelCall = ModelCall()  # noqa: B008
-                     ) -> RerankResult:
-        """One score per document, in document order."""
+    async def rerank(self, query: str, documents: Sequence[str], call: ModelCall = ModelCall(),  # noqa: B008
+                     *, variant: Variant = DEFAULT_VARIANT) -> RerankResult:
+        """One score per document, in document order (``variant.activation``: sigmoid or raw logit)."""
         deadline = self._deadline(call)
-        context = CallContext(request_id=call.request_id, deadline=deadline, tokenizer=self.counter)
+        context = CallContext(request_id=call.request_id, deadline=deadline, tokenizer=self.counter,
+                              variant=variant)
         try:
             async with asyncio.timeout_at(deadline):
                 return await self.feed.rerank(query, documents, context, call.queued_as, call.token_counts)

@@ -7,12 +7,16 @@ route's digest, so a key's hits come only from its own earlier inputs.
 
 The final input is what the adapter is sent: after the prompt, after OpenAI token ids were
 decoded, after truncation. The route's part is a digest of its served model, its upstream type
-and URLs, its prompts, truncation, token-id mode, and every upstream and route option declared
+and URLs, its prompts, truncation, and every upstream and route option declared
 as shaping the output (``Option.shapes_output``): an adapter's own (qwen3's query_instruction,
 a local model's path) and the operator's ``revision`` are in it; retries, timeouts, pool sizes
 and queue bounds are not. It is not the whole config digest, so an auth.yaml edit keeps the
 cache. ``dimensions`` and output encodings are applied after the cache, from the full float
-vector, so they share entries.
+vector, so they share entries. The token-id mode is not in it: cl100k_base ids are decoded to
+text before the cache and the model's own ids are keyed as ids, so two aliases of one model, one
+per vocabulary, share their entries. The request-level fields (``ModelCall.shaping``: the
+request's ``core.variant.Variant`` among them, ``normalize: false``…) enter ``scoped_digest``: a
+vector without the model's normalisation is never served for one with it, nor the other way round.
 """
 
 from __future__ import annotations
@@ -43,7 +47,6 @@ def route_digest(route: ModelRoute, upstream_schema: OptionSchema, route_schema:
         "options": _shaping(route.options, route_schema),
         "prompts": dict(route.prompts) if route.prompts is not None else None,
         "truncation": route.truncation,
-        "token_ids": route.token_ids,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).digest()
 

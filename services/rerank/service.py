@@ -27,6 +27,7 @@ from core.config.settings import bool_env, number
 from core.dialects import ParseLimits
 from core.dialects.fields import FieldTable
 from core.dialects.openai import GuideRerank
+from core.dialects.vllm import RERANK_EXTRAS
 from core.errors import ConfigError, InvalidRequest, ModelNotFound, ServiceUnavailable
 from core.http import edge_middleware, json_response
 from core.packaged import DEFAULT_RERANKER, check_device
@@ -39,10 +40,12 @@ log = logging.getLogger("maas.rerank")
 
 
 class ServiceRerank(GuideRerank):
-    """The guide's rerank body and answer, without Voyage's ``truncation``: the service reads what
-    its model reads, so it could not honour that field (the router decides it before calling)."""
+    """The guide's rerank body and answer, without Voyage's ``truncation`` and vLLM's and Infinity's
+    fields: the service reads what its model reads and scores with its sigmoid, so it could not
+    honour them (the router decides truncation before calling, and refuses raw logits for it)."""
 
-    fields = FieldTable(tuple(f for f in GuideRerank.fields.fields if f.name != "truncation"))
+    fields = FieldTable(tuple(f for f in GuideRerank.fields.fields
+                              if f.name not in {"truncation", *(e.name for e in RERANK_EXTRAS)}))
 
 
 SERVICE_RERANK = ServiceRerank()

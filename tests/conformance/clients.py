@@ -53,8 +53,10 @@ def _reference() -> np.ndarray:
 
 
 REF = _reference()
-REF_ORDER = [r["index"] for r in httpx.post(V1 + "/rerank", json={"model": RR, "query": QUERY, "documents": DOCS},
-                                            headers={"Authorization": f"Bearer {KEY}"}, timeout=60).json()["results"]]
+_RANKED = httpx.post(V1 + "/rerank", json={"model": RR, "query": QUERY, "documents": DOCS},
+                     headers={"Authorization": f"Bearer {KEY}"}, timeout=60).json()["results"]
+REF_ORDER = [r["index"] for r in _RANKED]
+REF_SCORES = [next(r["relevance_score"] for r in _RANKED if r["index"] == i) for i in range(len(DOCS))]
 
 
 def same_vectors(got, want: np.ndarray = REF, atol: float = 1e-5) -> str:
@@ -283,12 +285,99 @@ for _name, _base in (("cohere", URL), ("jina_ai", V1), ("hosted_vllm", URL), ("h
     check("litellm", f"rerank {_name}/")(lambda n=_name, b=_base: _litellm_rerank(f"{n}/{RR}", b))
 
 
+# --- vLLM's clients: its OpenAI-compatible embeddings (the openai SDK with extra_body, as vLLM's
+# examples), and raw requests shaped as its score and rerank examples send them, on aliases set up
+# for vLLM users: token ids in the model's vocabulary, documents returned by default ------------------
+VLLM = "vLLM-style requests"
+EMB_VLLM, RR_VLLM = "minilm-vllm", "rerank-vllm"
+
+
+def _post(path: str, body: dict) -> dict:
+    resp = httpx.post(URL + path, json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+@check(VLLM, "embeddings.create + extra_body (truncate_prompt_tokens, normalize, add_special_tokens)")
+def _():
+    out = _openai().embeddings.create(model=EMB_VLLM, input=TEXTS, encoding_format="float", extra_body={
+        "truncate_prompt_tokens": 128, "normalize": True, "add_special_tokens": True, "priority": 0})
+    raw = _openai().embeddings.create(model=EMB_VLLM, input=TEXTS[:1], encoding_format="float",
+                                      extra_body={"normalize": False})
+    vector = np.asarray(raw.data[0].embedding, dtype=np.float32)
+    np.testing.assert_allclose(vector / np.linalg.norm(vector), REF[0], atol=1e-5)
+    assert abs(np.linalg.norm(vector) - 1) > 0.1, "normalize=false gave a unit vector"
+    return same_vectors([d.embedding for d in out.data]) + "; normalize=false the pooled vector"
+
+
+@check(VLLM, "embeddings of the model's own token ids (no marker)")
+def _():
+    ids = [[t["id"] for t in row] for row in _post("/tokenize", {"model": EMB, "inputs": TEXTS})]
+    out = _openai().embeddings.create(model=EMB_VLLM, input=ids, encoding_format="float")
+    return same_vectors([d.embedding for d in out.data]) + " (the texts' vectors)"
+
+
+@check(VLLM, "POST /score, /v1/score (text_1 against text_2)")
+def _():
+    for path in ("/score", "/v1/score"):
+        body = _post(path, {"model": RR_VLLM, "text_1": QUERY, "text_2": DOCS})
+        got = [d["score"] for d in sorted(body["data"], key=lambda d: d["index"])]
+        assert got == REF_SCORES, (got, REF_SCORES)
+        assert body["object"] == "list" and body["usage"]["total_tokens"] > 0
+    one = _post("/v1/score", {"model": RR_VLLM, "text_1": QUERY, "text_2": DOCS[1]})
+    assert [d["score"] for d in one["data"]] == [REF_SCORES[1]]
+    return f"{len(DOCS)} scores equal to the rerank relevance scores; one to one too"
+
+
+@check(VLLM, "POST /v1/rerank (documents by default, activation)")
+def _():
+    body = _post("/v1/rerank", {"model": RR_VLLM, "query": QUERY, "documents": DOCS, "top_n": 3})
+    results = body["results"]
+    assert [r["document"]["text"] for r in results] == [DOCS[r["index"]] for r in results]
+    assert [r["relevance_score"] for r in results] == [REF_SCORES[r["index"]] for r in results]
+    logits = _post("/v1/rerank", {"model": RR_VLLM, "query": QUERY, "documents": DOCS, "activation": False})
+    for r in logits["results"]:
+        assert abs(1 / (1 + np.exp(-r["relevance_score"])) - REF_SCORES[r["index"]]) < 1e-6
+    return same_order([r["index"] for r in results]) + "; documents returned; logits with activation=false"
+
+
+# --- infinity_client: Infinity's generated SDK (it sends modality, dimensions 0, encoding_format) -----
+def _infinity():
+    from infinity_client import AuthenticatedClient
+    return AuthenticatedClient(base_url=URL, token=KEY, raise_on_unexpected_status=True)
+
+
+@check("infinity_client", "embeddings (OpenAIEmbeddingInputText)")
+def _():
+    from infinity_client.api.default import embeddings
+    from infinity_client.models import OpenAIEmbeddingInputText
+    out = embeddings.sync(client=_infinity(), body=OpenAIEmbeddingInputText(input_=TEXTS, model=EMB))
+    return same_vectors([d.embedding for d in out.data])
+
+
+@check("infinity_client", "rerank (RerankInput, return_documents, raw_scores)")
+def _():
+    from infinity_client.api.default import rerank
+    from infinity_client.models import RerankInput
+    body = RerankInput(query=QUERY, documents=DOCS, model=RR, return_documents=True)
+    out = rerank.sync(client=_infinity(), body=body)
+    assert [r.relevance_score for r in out.results] == [REF_SCORES[r.index] for r in out.results]
+    # the document comes as {"text": ...} (Cohere's, Jina's and vLLM's shape), not Infinity's bare string
+    assert [r.document["text"] for r in out.results] == [DOCS[r.index] for r in out.results]
+    raw = rerank.sync(client=_infinity(), body=RerankInput(query=QUERY, documents=DOCS, model=RR, raw_scores=True))
+    assert all(abs(1 / (1 + np.exp(-r.relevance_score)) - REF_SCORES[r.index]) < 1e-6 for r in raw.results)
+    return same_order([r.index for r in out.results]) + "; documents as {text}; raw_scores the logits"
+
+
 DISTRIBUTIONS = {"llama-index": "llama-index-embeddings-openai", "haystack": "haystack-ai"}
+RAW = {VLLM}  # no SDK of their own: requests shaped as their clients send them, with httpx and openai
 
 
 def _named(client: str) -> str:
     """The client with the version this venv has: the table says which release was checked."""
     from importlib.metadata import version
+    if client in RAW:
+        return f"{client} (httpx {version('httpx')}, openai {version('openai')})"
     return f"{client} {version(DISTRIBUTIONS.get(client, client))}"
 
 
