@@ -98,8 +98,8 @@ class RerankRequest:
 
     @property
     def needs_counts(self) -> bool:
-        return (self.truncation is REFUSE or self.max_tokens_per_doc is not None or self.pair_tokens is not None
-                or self.per_document_usage)
+        return (self.truncation is REFUSE or self.max_tokens_per_doc is not None or self.per_document_usage
+                or self.pair_tokens is not None)
 
     def cap_chars(self, limit: int, counter: TokenCounter, policy: OverLimit) -> list[int]:
         # read in windows, a document may be as long as read_tokens, not just one window
