@@ -43,7 +43,8 @@ class InvokeStage:
                          request_id=flow.request_id, token_counts=flow.token_counts)
         outcome = await req.run(model, call, flow.prompt_tokens)
         if outcome.spaces is not None:
-            check_expected(expected, outcome.spaces, model.alias)
+            if expected is not None:
+                check_expected(expected, outcome.spaces, model.alias)
             flow.response_headers[HEADER] = header_value(outcome.spaces)
         if outcome.cache_hits is not None:
             flow.response_headers["X-Cache-Hits"] = str(outcome.cache_hits)
