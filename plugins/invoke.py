@@ -34,8 +34,9 @@ class InvokeStage:
     name = "adapter"
 
     async def __call__(self, flow: Flow) -> None:
-        model = flow.served()
-        req = flow.parsed()
+        # ``route`` and ``parse`` ran before: read directly (the accessors only for their error)
+        model = flow.model if flow.model is not None else flow.served()
+        req = flow.request if flow.request is not None else flow.parsed()
         expected = flow.headers.get(EXPECT_HEADER)
         if expected is not None:
             check_expected(expected, req.spaces(model) or (expected,), model.alias)
