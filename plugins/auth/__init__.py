@@ -75,7 +75,8 @@ class AuthStage:
             raise
 
     def identify(self, flow: Flow) -> Caller:
-        ip = client_address(flow.client_ip, flow.headers, self.trusted)
+        # without trusted proxies the peer is the client (``client_address`` says the same)
+        ip = client_address(flow.client_ip, flow.headers, self.trusted) if self.trusted else flow.client_ip
         auth = flow.snapshot.files.auth
         if auth.anonymous_allowed:
             return Caller(name="anonymous", anonymous=True, client_ip=ip)
