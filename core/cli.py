@@ -26,15 +26,16 @@ def _serve(args: argparse.Namespace) -> int:
     return serve_router(args.host, args.port, shutdown_timeout=args.shutdown_timeout)
 
 
-def port_taken(host: str, port: int) -> str | None:
+def port_taken(host: str, port: int, setting: str = "--port (PORT for scripts/run.sh)") -> str | None:
     """A one-line reason when ``host:port`` cannot be listened on, before anything loads."""
+    if not 0 < port < 65536:
+        return f"port {port} is not a TCP port (1-65535); pick another with {setting}"
     try:
         with socket.create_server((host, port), reuse_port=False):
             return None
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            return (f"port {port} on {host} is in use (another process listens there); pick another with "
-                    "--port (PORT for scripts/run.sh)")
+            return f"port {port} on {host} is in use (another process listens there); pick another with {setting}"
         return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
@@ -60,15 +61,24 @@ def serve_router(host: str, port: int, *, shutdown_timeout: float = 30.0,
     except ConfigError as exc:
         print(f"maas: {exc}", file=sys.stderr)
         return 1
-    from core.http import GATEWAY
+    from core.http import GATEWAY, metrics_app
     from core.serving import serve_until_stopped
+
+    beside = []
+    if settings.metrics_port is not None:  # /metrics there only: the API port shows no key names
+        taken = (f"ROUTER_METRICS_PORT is the API's port {port}; pick another" if settings.metrics_port == port
+                 else port_taken(host, settings.metrics_port, "ROUTER_METRICS_PORT"))
+        if taken is not None:
+            print(f"maas: {taken}", file=sys.stderr)
+            return 1
+        beside.append((metrics_app(app[GATEWAY]), settings.metrics_port))
 
     def drain() -> bool:
         app[GATEWAY].draining = True  # /health/ready answers 503
         return app[GATEWAY].snapshot is not None  # it served: balancers need the drain to notice
 
     asyncio.run(serve_until_stopped(app, host, port, drain_s=settings.drain_s, shutdown_timeout=shutdown_timeout,
-                                    on_drain=drain, header_timeout_s=settings.header_timeout_s))
+                                    on_drain=drain, header_timeout_s=settings.header_timeout_s, beside=beside))
     if app[GATEWAY].snapshot is None:  # stopped because the first config never loaded
         print("maas: the configuration failed to load (see the log)", file=sys.stderr)
         return 1

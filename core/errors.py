@@ -12,6 +12,7 @@
     ├── ModelNotFound                 404 invalid_request_error / model_not_found
     ├── SpaceMismatch                 409 the model serves another embedding space than expected
     ├── RateLimited                   429 rate_limit_error (+ Retry-After)
+    │   └── QuotaExceeded             429 quota_exceeded (Retry-After at the reset, x-should-retry: false)
     ├── ServiceUnavailable            503 overloaded / draining (+ Retry-After)
     ├── DeadlineExceeded              504 (the gateway's own work on the request outlived its timeout)
     └── UpstreamError                 502 upstream_error
@@ -154,6 +155,22 @@ class RateLimited(GatewayError):
         self.retry_after = retry_after
         for name, value in retry_headers(retry_after).items():
             self.headers.setdefault(name, value)
+
+
+class QuotaExceeded(RateLimited):
+    """A key's quota for the day or the month is spent. Retrying soon cannot help: clients are
+    told not to (``x-should-retry``, read by OpenAI's SDKs), and ``Retry-After`` is the reset,
+    exact (no jitter: a spread of hours would be arbitrary)."""
+
+    default_code = "quota_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, **kw: Any) -> None:
+        headers = dict(kw.pop("headers", None) or {})
+        wait = max(0.0, retry_after)
+        headers.setdefault("Retry-After", str(max(1, math.ceil(wait))))
+        headers.setdefault("retry-after-ms", str(max(1, math.ceil(wait * 1000))))
+        headers.setdefault("x-should-retry", "false")
+        super().__init__(message, retry_after=retry_after, headers=headers, **kw)
 
 
 class ServiceUnavailable(GatewayError):

@@ -85,3 +85,9 @@ class Flow:
     @property
     def prompt_tokens(self) -> int | None:
         return sum(self.token_counts) if self.token_counts is not None else None
+
+    @property
+    def usage_tokens(self) -> int | None:
+        """The tokens the answer reports (its outcome's: counted here, else as the upstream said),
+        so that metered usage is what the caller was told; before an outcome, as counted."""
+        return self.outcome.tokens if self.outcome is not None else self.prompt_tokens

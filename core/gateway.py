@@ -256,6 +256,7 @@ class Gateway:
                 else:
                     flow.response = await off_loop(render, flow.request, flow.wire, flow.outcome,
                                                    deadline=self.deadline(flow))
+                flow.response_headers.update(flow.codec.headers(flow.outcome))
         except GatewayError as exc:
             flow.error = exc
             flow.status = exc.status
@@ -281,7 +282,7 @@ class Gateway:
         model = flow.model.alias if flow.model is not None else "unknown"
         req = flow.request  # None when the body never parsed
         inputs = req.item_count if req is not None else 0
-        tokens = flow.prompt_tokens
+        tokens = flow.usage_tokens
         self.metrics.request_done(flow.kind, model, flow.status, time.perf_counter() - flow.started, tokens, inputs)
         if flow.status == 200 and flow.model is not None:
             caller = flow.caller

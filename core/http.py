@@ -26,7 +26,7 @@ from core.errors import ClientClosedRequest, GatewayError, PayloadTooLarge, Requ
 from core.flow import Flow
 from core.gateway import Gateway
 from core.logs import access_log, request_id_var
-from core.models_api import model_body, models_body
+from core.models_api import callable_models, model_body, models_body
 from core.offload import off_loop
 from core.openapi import openapi_document, with_models
 from core.serving import DRAIN
@@ -161,7 +161,7 @@ def serve(codec: Codec) -> Handler:
         finally:
             request[LOG_EXTRA] = {"model": flow.model.alias if flow.model else None,
                                   "caller": flow.caller.name if flow.caller else None,
-                                  "tokens": flow.prompt_tokens}
+                                  "tokens": flow.usage_tokens}
         if not flow.big_answer:
             return json_response(flow.response, headers=flow.response_headers or None)
         body = await off_loop(_dumps, flow.response, deadline=gw.deadline(flow))  # a big answer's JSON, off the loop
@@ -196,20 +196,37 @@ async def retrieve_model(request: web.Request) -> web.Response:
     return json_response(await model_body(gw, request, request[REQUEST_ID], request.match_info["model_id"]))
 
 
+#: the document names the caller's own models: never one key's answer for another
+_PER_KEY = {"Cache-Control": "private, no-store", "Vary": "Authorization, X-API-Key"}
+
+
 async def openapi_json(request: web.Request) -> web.Response:
+    """The API's description, its model examples scoped as ``/v1/models`` is: a key's own models;
+    none without a key while keys exist (the paths and schemas are the same for everyone)."""
     gw = request.app[GATEWAY]
     document = openapi_document(gw.codecs.codecs)
     snapshot = gw.snapshot
     if snapshot is None:
-        return json_response(document)
+        return json_response(document, headers=_PER_KEY)
+    try:
+        models = await callable_models(gw, snapshot, request, request[REQUEST_ID])
+    except GatewayError:  # no key, or a refused one: the document, naming no model
+        models = []
     aliases: dict[str, list[str]] = {}
-    for model in snapshot.models.values():
-        if model.route.enabled:
-            aliases.setdefault(model.kind, []).append(model.alias)
-    return json_response(with_models(document, gw.codecs, aliases))
+    for model in models:
+        aliases.setdefault(model.kind, []).append(model.alias)
+    return json_response(with_models(document, gw.codecs, aliases), headers=_PER_KEY)
 
 
-def add_routes(app: web.Application, codecs: CodecRegistry) -> None:
+def metrics_app(gateway: Gateway) -> web.Application:
+    """``/metrics`` alone, for ``ROUTER_METRICS_PORT``: key names and usage never on the API's port."""
+    app = web.Application(middlewares=[edge_middleware])
+    app[GATEWAY] = gateway
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def add_routes(app: web.Application, codecs: CodecRegistry, *, with_metrics: bool = True) -> None:
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/v1/models", list_models)
@@ -218,4 +235,5 @@ def add_routes(app: web.Application, codecs: CodecRegistry) -> None:
     add_docs_routes(app)
     for codec in codecs.codecs:
         app.router.add_post(codec.path, serve(codec))
-    app.router.add_get("/metrics", metrics)
+    if with_metrics:  # else served on a port of its own (metrics_app)
+        app.router.add_get("/metrics", metrics)

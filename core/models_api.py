@@ -46,13 +46,20 @@ def _entry(snapshot: Snapshot, model: ServedModel) -> dict[str, Any]:
             "type": route.kind, "enabled": route.enabled}
 
 
+async def callable_models(gw: Gateway, snapshot: Snapshot, request: web.Request,
+                          request_id: str) -> list[ServedModel]:
+    """The models this request's key may call, as ``/v1/models`` lists them (what the auth stage
+    refuses is raised: no key while keys exist, a wrong one)."""
+    caller = await _caller(gw, snapshot, request, request_id)
+    return [m for m in snapshot.models.values() if _visible(gw, m, caller)]
+
+
 async def models_body(gw: Gateway, request: web.Request, request_id: str) -> dict[str, Any]:
     snapshot = gw.snapshot
     if snapshot is None:
         return {"object": "list", "data": []}
-    caller = await _caller(gw, snapshot, request, request_id)
-    data = [_entry(snapshot, m) for m in snapshot.models.values() if _visible(gw, m, caller)]
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": [_entry(snapshot, m) for m in await callable_models(gw, snapshot, request,
+                                                                                          request_id)]}
 
 
 async def model_body(gw: Gateway, request: web.Request, request_id: str, model_id: str) -> dict[str, Any]:

@@ -68,6 +68,16 @@ _MODEL = {"type": "object", "required": ["id", "object", "created", "owned_by"],
           "properties": {"id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
                          "owned_by": {"type": "string"}}}
 _STATUS = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+_FIGURES = {"type": "object", "required": ["used", "limit", "remaining"],
+            "properties": {"used": {"type": "integer"}, "limit": {"type": ["integer", "null"]},
+                           "remaining": {"type": ["integer", "null"]}}}
+_USAGE = {"type": "object", "required": ["object", "key", "periods"], "properties": {
+    "object": {"const": "usage"}, "key": {"type": "string", "description": "the key's name"},
+    "periods": {"type": "array", "items": {
+        "type": "object", "required": ["period", "start", "resets_at", "tokens", "requests"],
+        "properties": {"period": {"enum": ["day", "month"]}, "start": {"type": "string", "format": "date-time"},
+                       "resets_at": {"type": "string", "format": "date-time"}, "tokens": _FIGURES,
+                       "requests": _FIGURES}}}}}
 
 
 def with_models(document: dict[str, Any], codecs: CodecRegistry, aliases: dict[str, list[str]]) -> dict[str, Any]:
@@ -96,6 +106,8 @@ def openapi_document(codecs: tuple[Codec, ...]) -> dict[str, Any]:
     paths["/v1/models/{model_id}"] = {"get": _get("retrieveModel", "One model: kind, dimensions, input limit, "
                                                   "input types", _MODEL, parameters=[
         {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}])}
+    paths["/v1/usage"] = {"get": _get("usage", "This key's own usage and remaining quota for the current UTC day "
+                                      "and month", _USAGE)}
     paths["/health/live"] = {"get": _get("live", "200 while the process serves", _STATUS, errors=False)}
     paths["/health/ready"] = {"get": _get("ready", "200 when serving; 503 while starting or draining", _STATUS,
                                           errors=False)}

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -79,14 +79,18 @@ def _exit_now() -> None:
 
 async def serve_until_stopped(app: web.Application, host: str, port: int, *, drain_s: float,
                               shutdown_timeout: float, on_drain: Callable[[], bool] = lambda: True,
-                              header_timeout_s: float = 30.0) -> None:
+                              header_timeout_s: float = 30.0,
+                              beside: Sequence[tuple[web.Application, int]] = ()) -> None:
     """``on_drain`` marks the app not ready and says whether there is anything to drain (a
     process stopping because it never became ready has no traffic to wait for).
 
     ``header_timeout_s`` bounds how long a connection may sit without a whole request head: from
     its opening, or from its last answer. aiohttp's keep-alive timer does exactly that (it closes
     a connection still waiting for a request when it fires, never one whose request runs), so a
-    client trickling header bytes is cut off then, like an idle one; the body has its own timeout."""
+    client trickling header bytes is cut off then, like an idle one; the body has its own timeout.
+
+    ``beside``: small apps served on ports of their own on the same host (``/metrics`` under
+    ``ROUTER_METRICS_PORT``), up through the drain and closed after the API's."""
     drain = app.setdefault(DRAIN, Drain())
     harden_parser_errors()
     # handler_cancellation: a client that hangs up (or half-closes, as Nginx reads a FIN) cancels its
@@ -94,8 +98,13 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, *, dra
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, handle_signals=False,
                            handler_cancellation=True, keepalive_timeout=header_timeout_s)
     await runner.setup()
+    others = [web.AppRunner(other, access_log=None, handle_signals=False, keepalive_timeout=header_timeout_s)
+              for other, _ in beside]
+    for other, (_, other_port) in zip(others, beside, strict=True):
+        await other.setup()
+        await web.TCPSite(other, host, other_port).start()
     await web.TCPSite(runner, host, port).start()
-    log.info("serving", extra={"host": host, "port": port})
+    log.info("serving", extra={"host": host, "port": port, "also": [p for _, p in beside]})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -112,4 +121,6 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, *, dra
             await asyncio.sleep(drain_s)
     finally:
         await runner.cleanup()
+        for other in others:
+            await other.cleanup()
         log.info("stopped")

@@ -101,6 +101,12 @@ def test_cpu_override_drops_the_gpu_reservation():
     assert "!reset" in (COMPOSE / "docker-compose.cpu.yml").read_text()
 
 
+def _flag(service: dict, name: str) -> str:
+    """The value after ``name`` in a service's command."""
+    command = service["command"]
+    return command[command.index(name) + 1]
+
+
 def test_production_stack():
     services = load_compose(PRODUCTION)["services"]
     routers = {n: s for n, s in services.items() if "maas-router" in s.get("image", "")}
@@ -119,11 +125,17 @@ def test_production_stack():
     assert all(r["depends_on"]["redis"]["condition"] == "service_healthy" for r in routers.values())
     assert "redis-cli" in redis["healthcheck"]["test"] and "--appendonly" in redis["command"]
     assert "--maxmemory-policy" not in redis["command"]  # eviction must never touch rate-limit buckets
+    # quota counts outlive a restart: an append-only file fsynced every second, on a named volume
+    assert _flag(redis, "--appendonly") == "yes" and _flag(redis, "--appendfsync") == "everysec"
+    volume, _, target = next(v for v in redis["volumes"] if v.endswith(":/data")).partition(":")
+    assert target == "/data" and volume in load_compose(PRODUCTION)["volumes"]  # named, not the container's
     # the embedding cache: a Redis of its own, shared by every router, evicting least recently used
     cache = services["redis-cache"]
     assert {compose_env(r)["ROUTER_CACHE_REDIS_URL"] for r in routers.values()} == {"redis://redis-cache:6379/0"}
     policy = cache["command"][cache["command"].index("--maxmemory-policy") + 1]
     assert policy == "allkeys-lru" and "--maxmemory" in cache["command"]
+    # ...and volatile: nothing saved, no volume
+    assert _flag(cache, "--appendonly") == "no" and _flag(cache, "--save") == "" and not cache.get("volumes")
     # nginx.conf lists its upstreams by name: those names must be the router services.
     nginx_conf = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
     assert set(re.findall(r"server (\w+):8000 [^;]*resolve;", nginx_conf)) == set(routers)

@@ -212,7 +212,7 @@ def test_every_rendered_pod_is_hardened(case):
                          ids=lambda v: getattr(v, "name", None) or v["metadata"]["name"])
 def test_every_manifest_pod_is_hardened(path, doc):
     for where, spec in pod_specs([doc]):
-        # Redis saves nothing and writes only to /data.
+        # Redis writes only to /data (its append-only file, on a claimed volume).
         check_pod_hardened(f"{path.name}:{where}", spec, scratch=doc["metadata"]["name"] != "redis")
 
 

@@ -200,6 +200,15 @@ def test_every_router_replica_shares_one_redis():
     env = {e["name"]: e.get("value") for c in containers(router) for e in c["env"]}
     port = by_kind[("Service", "redis")]["spec"]["ports"][0]["port"]
     assert env["ROUTER_REDIS_URL"] == f"redis://redis:{port}/0"
+    # it holds the quota counts: an append-only file fsynced every second, on a claimed volume
+    redis = by_kind[("Deployment", "redis")]
+    args = containers(redis)[0]["args"]
+    assert args[args.index("--appendonly") + 1] == "yes" and args[args.index("--appendfsync") + 1] == "everysec"
+    pod = redis["spec"]["template"]["spec"]
+    data = next(m["name"] for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == "/data")
+    claim = next(v for v in pod["volumes"] if v["name"] == data)["persistentVolumeClaim"]["claimName"]
+    assert ("PersistentVolumeClaim", claim) in by_kind
+    assert redis["spec"]["strategy"]["type"] == "Recreate"  # a ReadWriteOnce volume: never two pods on it
     # the chart: a URL, or a Secret holding one (a password in it), becomes ROUTER_REDIS_URL
     template = _templates(HELM / "router")["deployment.yaml"]
     assert "ROUTER_REDIS_URL" in template and ".Values.redis.existingSecret" in template

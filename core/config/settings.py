@@ -90,6 +90,7 @@ class Settings:
     header_timeout_s: float = 30.0  # a request head must arrive within this of connecting or of the last answer
     drain_s: float = 5.0  # after SIGTERM: keep serving, readiness 503, before the listener closes
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*" for any); none: CORS off
+    metrics_port: int | None = None  # /metrics on this port only (same host), not the API's; none: on the API's
     disabled_plugins: tuple[str, ...] = ()
     log_level: str = "INFO"
     max_config_bytes: int = 4 * 1024 * 1024  # a config file over this is refused before it is parsed
@@ -125,6 +126,7 @@ class Settings:
             max_inputs=number(e, "ROUTER_MAX_INPUTS", int, cls.max_inputs, minimum=1),
             redis_url=redis_url_env(e, "ROUTER_REDIS_URL"),
             cors_origins=list_env(e.get("ROUTER_CORS_ORIGINS")),
+            metrics_port=number(e, "ROUTER_METRICS_PORT", int, None, minimum=1),
             drain_s=number(e, "ROUTER_DRAIN_SECONDS", float, cls.drain_s, minimum=0),
             body_timeout_s=number(e, "ROUTER_BODY_TIMEOUT_SECONDS", float, cls.body_timeout_s, minimum=0.001),
             header_timeout_s=number(e, "ROUTER_HEADER_TIMEOUT_SECONDS", float, cls.header_timeout_s, minimum=0.001),

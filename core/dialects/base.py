@@ -61,6 +61,10 @@ class Codec(Generic[S]):
     def render(self, request: Any, state: S | None, outcome: Any) -> Any:
         raise NotImplementedError
 
+    def headers(self, outcome: Any) -> dict[str, str]:
+        """Headers this format puts on an answer beside its body (TEI's usage); none by default."""
+        return {}
+
     def render_error(self, error: GatewayError) -> Any:
         """The error's body in this format's shape (OpenAI's unless the format has its own)."""
         return error.to_body()

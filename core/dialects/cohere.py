@@ -15,6 +15,7 @@ from core.dialects.base import Codec, Parsed, ParseLimits, count_items, response
 from core.dialects.fields import NONEMPTY_STRING, POSITIVE_INT, STRING, STRINGS, Field, FieldTable, enum
 from core.dialects.openai import RERANK_FIELDS, parse_rerank_body
 from core.dialects.quantize import as_base64, as_lists, quantize
+from core.dialects.units import rerank_meta
 from core.errors import GatewayError
 from core.kinds import EMBEDDINGS, RERANK
 from core.requests import CUT_END, REFUSE, EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
@@ -132,6 +133,5 @@ class CohereRerankV2(CohereErrors, Codec[None]):
             if request.return_documents:
                 item["document"] = {"text": outcome.documents[index]}
             results.append(item)
-        return {"id": response_id(), "results": results,
-                "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}}
+        return {"id": response_id(), "results": results, "meta": rerank_meta("2", outcome)}
 

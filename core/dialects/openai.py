@@ -28,6 +28,7 @@ from core.dialects.fields import (
     texts_of,
 )
 from core.dialects.quantize import as_base64, as_lists, quantize
+from core.dialects.units import rerank_meta
 from core.kinds import EMBEDDINGS, RERANK
 from core.requests import CUT_END, REFUSE, EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
 from core.vectors import normalise
@@ -170,7 +171,7 @@ class GuideRerank(Codec[None]):
             data.append(voyage)
         usage = {"prompt_tokens": outcome.tokens, "total_tokens": outcome.tokens}
         return {"id": response_id(), "object": "rerank", "model": outcome.model, "results": results, "data": data,
-                "meta": {"api_version": {"version": "1"}, "billed_units": {"search_units": 1}}, "usage": usage}
+                "meta": rerank_meta("1", outcome), "usage": usage}
 
 
 def parse_rerank_body(fields: FieldTable, path: str, body: Any, limits: ParseLimits) -> RerankRequest:
@@ -181,4 +182,5 @@ def parse_rerank_body(fields: FieldTable, path: str, body: Any, limits: ParseLim
     cut = b.get("truncation")
     return RerankRequest(model=b.get("model"), query=b.get("query"), documents=documents, top_n=top_n,
                          return_documents=bool(b.get("return_documents", False)),
-                         truncation=None if cut is None else (CUT_END if cut else REFUSE))
+                         truncation=None if cut is None else (CUT_END if cut else REFUSE),
+                         per_document_usage=True)  # the answer's search units count each document

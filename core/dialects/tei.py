@@ -45,7 +45,15 @@ def _truncation(b: Any) -> OverLimit:
     return CUT_END if b.get("truncate", False) else REFUSE
 
 
-class TeiEmbed(Codec[None]):
+class TeiUsage:
+    """TEI answers with a bare list; its usage is the ``x-compute-tokens`` header (the tokens
+    computed: every rerank pair, a long document's windows each)."""
+
+    def headers(self, outcome: Any) -> dict[str, str]:
+        return {"x-compute-tokens": str(outcome.tokens)}
+
+
+class TeiEmbed(TeiUsage, Codec[None]):
     name = "teiEmbed"
     path = "/embed"
     kind = EMBEDDINGS
@@ -67,7 +75,7 @@ class TeiEmbed(Codec[None]):
         return normalise(outcome.vectors).tolist()
 
 
-class TeiRerank(Codec[None]):
+class TeiRerank(TeiUsage, Codec[None]):
     name = "teiRerank"
     path = "/rerank"
     kind = RERANK

@@ -46,6 +46,9 @@ class RerankOutcome:
     model: str
     ranked: list[tuple[int, float]]  # (document index, score), best first, cut to top_n
     documents: list[str]
-    tokens: int
+    tokens: int  # every (query, document) pair scored, windows of a long document each counted
     cache_hits: None = None  # rerank is not cached
     spaces: None = None  # scores live in no embedding space
+    # Each document's tokens with the query, as sent (not as windowed): what a per-document
+    # billing rule reads (Cohere's search units). None when nothing counted them.
+    document_tokens: list[int] | None = None

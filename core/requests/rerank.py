@@ -37,6 +37,10 @@ class RerankRequest:
     # documents as sent (for return_documents); the document takes its best piece's score.
     piece_of: list[int] | None = None
     originals: list[str] | None = None
+    # Set by a dialect whose answer reports something counted per document (Cohere's search
+    # units): the router then counts each pair itself, whatever the upstream reports.
+    per_document_usage: bool = False
+    document_tokens: list[int] | None = None  # each document's pair tokens before it was split
     caps: InputCaps = field(default=DEFAULT_CAPS, kw_only=True, repr=False)  # set by check_caps
 
     READ_AT_MOST: ClassVar[int] = 4096  # tokens read per document unless max_tokens_per_doc says (Cohere's default)
@@ -64,6 +68,8 @@ class RerankRequest:
         documents read only in part (past ``read_tokens``)."""
         query = len(counter.encode([self.query])[0])
         size = limit - query - counter.pair_specials
+        if self.per_document_usage:
+            self.document_tokens = self.count(counter)
         if size < 16:
             raise over_limit("query", 0, f"{query} tokens", f"{limit} tokens with a document")
         stride = max(1, size - size // 4)
@@ -88,7 +94,7 @@ class RerankRequest:
 
     @property
     def needs_counts(self) -> bool:
-        return self.truncation is REFUSE or self.max_tokens_per_doc is not None
+        return self.truncation is REFUSE or self.max_tokens_per_doc is not None or self.per_document_usage
 
     def cap_chars(self, limit: int, counter: TokenCounter, policy: OverLimit) -> list[int]:
         # read in windows, a document may be as long as read_tokens, not just one window
@@ -124,7 +130,8 @@ class RerankRequest:
 
     @property
     def item_count(self) -> int:
-        return len(self.documents)
+        """The documents the caller sent (a long one read in windows is still one)."""
+        return len(self.originals if self.originals is not None else self.documents)
 
     def chars(self) -> int:
         return len(self.query) + sum(len(d) for d in self.documents)
@@ -167,10 +174,14 @@ class RerankRequest:
         if max_top_k is not None:
             top_n = min(top_n or max_top_k, max_top_k)
         documents = self.documents
+        per_document = self.document_tokens
+        if per_document is None and self.piece_of is None and call.token_counts is not None:
+            per_document = list(call.token_counts)  # counted before the call: one pair per document
         if self.piece_of is not None and self.originals is not None:  # a document scores as its best piece
             best = [-math.inf] * len(self.originals)
             for owner, score in zip(self.piece_of, scores, strict=True):
                 best[owner] = max(best[owner], score)
             scores, documents = best, self.originals
         return RerankOutcome(alias, rank(scores, top_n), documents,
-                             usage(tokens, result.prompt_tokens, lambda: self.count(model.counter)))
+                             usage(tokens, result.prompt_tokens, lambda: self.count(model.counter)),
+                             document_tokens=per_document)

@@ -1,10 +1,12 @@
-"""Rate limiting: token buckets per caller, its part of rate_limits.yaml, and its store.
+"""Rate limiting: token buckets per caller, quotas per key, their parts of rate_limits.yaml, and
+their stores.
 
 rate_limits.yaml gives each caller a bucket: its ``per_api_key`` entry, else ``default``;
 anonymous callers ``anonymous`` (else ``default``), one bucket per client address (``limits``).
 A request costs 1; ``tokens_per_minute`` adds a bucket charged with its tokens (``stages``). The
 store (``store``, ``buckets``) is core's shared-state Redis when ``ROUTER_REDIS_URL`` is set
-(replicas share budgets), else in-process.
+(replicas share budgets), else in-process. A key's ``quota`` (tokens and requests per UTC day
+and month) is charged by ``token_budget`` and answered on ``GET /v1/usage`` (``quota``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,18 @@ from typing import TYPE_CHECKING
 
 from core import hookimpl
 from plugins.rate_limit.limits import SECTION, BucketSpec
+from plugins.rate_limit.quota import QUOTA_METER, QuotaMeter
+from plugins.rate_limit.quota import SECTION as QUOTA_SECTION
+from plugins.rate_limit.quota import open_store as open_quota_store
+from plugins.rate_limit.quota.flows import settle
 from plugins.rate_limit.stages import RateLimiter, RateLimitStage, TokenBudgetStage
 from plugins.rate_limit.store import open_store
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from core.config import Settings
+    from core.flow import Flow
     from core.metrics import GatewayMetrics
     from core.snapshot import Snapshot
 
@@ -26,20 +35,37 @@ log = logging.getLogger("maas.ratelimit")
 
 
 class RateLimitPlugin:
-    """Owns the bucket store (in-process or Redis) that both stages share, and closes it."""
+    """Owns the bucket store and the quota meter (in-process or Redis) that both stages share,
+    the ``GET /v1/usage`` route, and closes them."""
 
     def __init__(self) -> None:
         self.limiter: RateLimiter | None = None
+        self.meter: QuotaMeter | None = None
 
     @hookimpl
     def register_limits(self, register) -> None:
         register(SECTION)
+        register(QUOTA_SECTION)
 
     @hookimpl
     def register_stages(self, register, settings: Settings, metrics: GatewayMetrics) -> None:
         self.limiter = RateLimiter(open_store(settings.redis_url), metrics)
-        register(RateLimitStage(self.limiter))
-        register(TokenBudgetStage(self.limiter))
+        self.meter = QuotaMeter(open_quota_store(settings.redis_url), metrics)
+        register(RateLimitStage(self.limiter, self.meter))
+        register(TokenBudgetStage(self.limiter, self.meter))
+
+    @hookimpl
+    def startup(self, app: web.Application) -> None:
+        if self.meter is not None:
+            from plugins.rate_limit.quota.usage_api import PATH, usage_handler
+
+            app[QUOTA_METER] = self.meter
+            app.router.add_get(PATH, usage_handler(self.meter))
+
+    @hookimpl
+    def request_finished(self, flow: Flow) -> None:
+        if self.meter is not None:
+            settle(self.meter, flow)
 
     @hookimpl
     def config_changed(self, snapshot: Snapshot) -> None:
@@ -54,6 +80,8 @@ class RateLimitPlugin:
     async def shutdown(self) -> None:
         if self.limiter is not None:
             await self.limiter.store.close()
+        if self.meter is not None:
+            await self.meter.close()
 
 
 __all__ = ["BucketSpec", "RateLimitPlugin"]

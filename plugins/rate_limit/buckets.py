@@ -17,11 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from core.errors import ServiceUnavailable
+
 NEVER = 86400.0  # what "retry after" says for a bucket that does not refill
 
 
 class StoreUnavailable(Exception):
     """The bucket store cannot decide (Redis unreachable); the stage fails open or closed."""
+
+
+def unavailable() -> ServiceUnavailable:
+    """What a caller gets when limits cannot be checked and the request fails closed."""
+    return ServiceUnavailable("Rate limiting is unavailable; retry shortly", retry_after=1.0,
+                              code="rate_limit_unavailable")
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,39 +58,61 @@ return {allowed, string.format('%.17g', tokens)}
 """
 
 
+def connect(url: str, timeout_s: float) -> aioredis.Redis:
+    """A client that gives up fast: one immediate retry covers a pooled connection that Redis
+    closed; more retries with backoff (the client's default) would hold every request while Redis
+    is down."""
+    return aioredis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                             retry=Retry(NoBackoff(), 1))
+
+
+class Outage:
+    """Whether a store's Redis is down: after a failure requests skip it for ``cooldown_s``
+    rather than each waiting on it; the failure and the recovery are logged once each."""
+
+    def __init__(self, what: str, cooldown_s: float = 1.0) -> None:
+        self.what = what
+        self._cooldown_s = cooldown_s
+        self._skip_until = 0.0
+        self._down = False
+
+    def check(self) -> None:
+        if time.monotonic() < self._skip_until:
+            raise StoreUnavailable(f"{self.what} unreachable")
+
+    def failed(self, exc: BaseException) -> StoreUnavailable:
+        self._skip_until = time.monotonic() + self._cooldown_s
+        if not self._down:
+            self._down = True
+            # The URL may hold a password: name only the error.
+            log.error("%s failed: %s: %s", self.what, type(exc).__name__, exc)
+        return StoreUnavailable(f"{self.what} unreachable")
+
+    def ok(self) -> None:
+        if self._down:
+            self._down = False
+            log.warning("%s reachable again", self.what)
+
+
 class RedisBucketStore:
     kind = "redis"
 
     def __init__(self, url: str, *, prefix: str = "maas:rl:", timeout_s: float = 0.5,
                  cooldown_s: float = 1.0) -> None:
-        # One immediate retry covers a pooled connection that Redis closed; more retries with
-        # backoff (the client's default) would hold every request while Redis is down.
-        self._client = aioredis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                         retry=Retry(NoBackoff(), 1))
+        self._client = connect(url, timeout_s)
         self._script = self._client.register_script(_TAKE)
         self.prefix = prefix
-        self._cooldown_s = cooldown_s
-        self._skip_until = 0.0
-        self._down = False
+        self._outage = Outage("rate-limit store", cooldown_s)
 
     async def take(self, key: str, capacity: float, rate: float, cost: float,
                    now: float | None = None) -> Decision:
-        if time.monotonic() < self._skip_until:
-            # Right after a failure do not wait on Redis again for every request.
-            raise StoreUnavailable("rate-limit store unreachable")
+        self._outage.check()  # right after a failure do not wait on Redis again for every request
         args = [repr(float(capacity)), repr(float(rate)), repr(float(cost)), "" if now is None else repr(float(now))]
         try:
             allowed, tokens = await self._script(keys=[self.prefix + key], args=args)
         except (RedisError, OSError) as exc:
-            self._skip_until = time.monotonic() + self._cooldown_s
-            if not self._down:
-                self._down = True
-                # The URL may hold a password: name only the error.
-                log.error("rate-limit store failed: %s: %s", type(exc).__name__, exc)
-            raise StoreUnavailable("rate-limit store unreachable") from None
-        if self._down:
-            self._down = False
-            log.warning("rate-limit store reachable again")
+            raise self._outage.failed(exc) from None
+        self._outage.ok()
         return Decision.of(bool(allowed), float(tokens), capacity, rate, cost)
 
     async def close(self) -> None:

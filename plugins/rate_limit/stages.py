@@ -4,7 +4,8 @@ rate_limits.yaml gives each caller a bucket: its ``per_api_key`` entry, else ``d
 anonymous callers ``anonymous`` (else ``default``), one bucket per client address. A request
 costs 1. A bucket may also set ``tokens_per_minute``: a second bucket charged with the
 request's token count, checked by ``token_budget`` right after ``token_limit`` has counted (both after ``route``, so a
-request refused there is charged no tokens).
+request refused there is charged no tokens). ``token_budget`` then charges the key's quota for the day and the
+month (``plugins.rate_limit.quota``).
 
 The store is Redis when ``ROUTER_REDIS_URL`` is set (replicas share budgets), else in-process.
 If Redis cannot be reached the request gets 503 (fail closed), or passes unchecked with the
@@ -17,15 +18,17 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from core.errors import RateLimited, ServiceUnavailable, TokenLimitExceeded
+from core.errors import RateLimited, TokenLimitExceeded
 from core.flow import Flow
-from plugins.rate_limit.buckets import Decision, StoreUnavailable
+from plugins.rate_limit.buckets import Decision, StoreUnavailable, unavailable
 from plugins.rate_limit.limits import SECTION, BucketSpec
+from plugins.rate_limit.quota import flows as quota
 
 if TYPE_CHECKING:
     from core.metrics import GatewayMetrics
     from core.snapshot import Snapshot
     from plugins.rate_limit.buckets import BucketStore
+    from plugins.rate_limit.quota.meter import QuotaMeter
 
 log = logging.getLogger("maas.ratelimit")
 
@@ -85,8 +88,7 @@ class RateLimiter:
                     store=self.store.kind, outcome="admitted" if fail_open else "rejected").inc()
             if fail_open:
                 return None
-            raise ServiceUnavailable("Rate limiting is unavailable; retry shortly", retry_after=1.0,
-                                     code="rate_limit_unavailable") from None
+            raise unavailable() from None
 
     def limited(self, flow: Flow, reason: str) -> None:
         if self.metrics is not None:
@@ -97,10 +99,13 @@ class RateLimiter:
 class RateLimitStage:
     name = "rate_limit"
 
-    def __init__(self, limiter: RateLimiter) -> None:
+    def __init__(self, limiter: RateLimiter, meter: QuotaMeter | None = None) -> None:
         self.limiter = limiter
+        self.meter = meter
 
     async def __call__(self, flow: Flow) -> None:
+        if self.meter is not None:
+            quota.wants_counts(self.meter, flow)
         found = self.limiter.spec_for(flow)
         if found is None:
             return
@@ -113,25 +118,26 @@ class RateLimitStage:
 
 
 class TokenBudgetStage:
+    """The tokens-per-minute bucket, then the key's quota (``plugins.rate_limit.quota``)."""
+
     name = "token_budget"
 
-    def __init__(self, limiter: RateLimiter) -> None:
+    def __init__(self, limiter: RateLimiter, meter: QuotaMeter | None = None) -> None:
         self.limiter = limiter
+        self.meter = meter
 
     async def __call__(self, flow: Flow) -> None:
-        found = self.limiter.spec_for(flow)
+        bucket, spec = self.limiter.spec_for(flow) or ("", None)
         tokens = flow.prompt_tokens
-        if found is None or tokens is None:
-            return
-        bucket, spec = found
-        tpm = spec.tokens_per_minute
-        if tpm is None:
-            return
-        if tokens > tpm:  # could never fit: waiting would not help, so not a 429
-            raise TokenLimitExceeded(f"The request has {tokens} tokens; this caller's budget is {tpm} "
-                                     "tokens per minute", code="token_budget_exceeded")
-        await _charge(self.limiter, flow, "tokens", "tok:" + bucket, tpm, tpm / 60.0, tokens,
-                      f"Token budget reached: {tpm} tokens per minute; this request needs {tokens}")
+        tpm = spec.tokens_per_minute if spec is not None else None
+        if tpm is not None and tokens is not None:
+            if tokens > tpm:  # could never fit: waiting would not help, so not a 429
+                raise TokenLimitExceeded(f"The request has {tokens} tokens; this caller's budget is {tpm} "
+                                         "tokens per minute", code="token_budget_exceeded")
+            await _charge(self.limiter, flow, "tokens", "tok:" + bucket, tpm, tpm / 60.0, tokens,
+                          f"Token budget reached: {tpm} tokens per minute; this request needs {tokens}")
+        if self.meter is not None:
+            await quota.charge(self.meter, flow)
 
 
 async def _charge(limiter: RateLimiter, flow: Flow, kind: str, bucket: str, capacity: float, rate: float,

@@ -1,4 +1,5 @@
-"""A real redis-server on a free loopback port, without persistence, for one test module."""
+"""A real redis-server on a loopback port for one test module: without persistence, or with an
+append-only file (as production keeps quota counts) in its work folder, to be restarted on it."""
 
 from __future__ import annotations
 
@@ -15,14 +16,18 @@ def redis_binary() -> str | None:
         "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
 
 
-def start_redis(workdir: Path, binary: str) -> tuple[ServerProcess, str]:
-    """Start redis-server; return it and its URL once it answers PING."""
+def start_redis(workdir: Path, binary: str, *, port: int | None = None,
+                aof: bool = False) -> tuple[ServerProcess, str]:
+    """Start redis-server; return it and its URL once it answers PING. ``aof``: persist as the
+    production limits Redis does (appendonly, fsync every second) in ``workdir``, where a restart
+    on the same ``port`` and folder finds it."""
     import redis
 
-    port = free_port()
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    server = ServerProcess([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                            "--appendonly", "no", "--dir", str(workdir)],
+    persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if aof else ["--appendonly", "no"]
+    server = ServerProcess([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence,
+                            "--dir", str(workdir)],
                            env=dict(os.environ), log_path=workdir / "redis.log")
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url, socket_connect_timeout=0.5)

@@ -35,7 +35,10 @@ def render(prefix: Path, upstreams: list[str], ca: TestCA, ports: dict[str, int]
     static: dict[str, Any] = yaml.safe_load((TRAEFIK_DIR / "traefik.yml").read_text())
     dynamic: dict[str, Any] = yaml.safe_load((TRAEFIK_DIR / "dynamic.yml").read_text())
     if plain:
-        del static["entryPoints"]["web"]["http"]["redirections"]
+        web = static["entryPoints"]["web"]
+        del web["http"]["redirections"]
+        if not web["http"]:
+            del web["http"]  # Traefik refuses an empty http section
         routers = dynamic["http"]["routers"]
         for name, router in list(routers.items()):
             routers[f"{name}-plain"] = {**{k: v for k, v in router.items() if k != "tls"}, "entryPoints": ["web"]}
