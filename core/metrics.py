@@ -152,8 +152,10 @@ class QueueSeries:
         self._cancelled = metrics.queue_cancelled.labels(queue=queue)
         self._refused = metrics.queue_refused
         self._queue = queue
-        self._fixed = metrics.batch_fixed.labels(queue=queue)
-        self._per_token = metrics.batch_per_token.labels(queue=queue)
+        # The fitted costs change after every call and are read at scrape time, not set per call.
+        self._fit = (0.0, 0.0)
+        metrics.batch_fixed.labels(queue=queue).set_function(lambda: self._fit[0])
+        metrics.batch_per_token.labels(queue=queue).set_function(lambda: self._fit[1])
         self._seconds = metrics.batch_seconds.labels(queue=queue)
         self._estimate = metrics.batch_estimate.labels(queue=queue)
 
@@ -173,8 +175,7 @@ class QueueSeries:
         self._cancelled.inc(items)
 
     def capacity(self, fixed: float, per_token: float, seconds: float, estimated: float | None) -> None:
-        self._fixed.set(fixed)
-        self._per_token.set(per_token)
+        self._fit = (fixed, per_token)
         self._seconds.observe(seconds)
         if estimated:
             self._estimate.observe(seconds / estimated)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.errors import SpaceMismatch
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 HEADER = "X-Embedding-Space"
 EXPECT_HEADER = "X-Expect-Embedding-Space"
 PREFIX = "es1-"  # the fingerprint's version: a change to what it covers is a new prefix
+#: How many fingerprint sets one served model remembers (input types × widths × output types × fields a
+#: client may ask for); past it the oldest is forgotten and worked out again when asked for.
+MEMO_SIZE = 64
 #: Output types as the space sees them: base64 is float32 bytes, the same vectors as float.
 SAME_SPACE = {"base64": "float"}
 
@@ -77,10 +80,14 @@ def space_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class RouteSpace:
     """What of a route decides its space, resolved once per served model: its model's identity
-    (served name, upstream type, the options declared ``changes_space``) and its prompts."""
+    (served name, upstream type, the options declared ``changes_space``) and its prompts.
+
+    ``memo`` holds the fingerprints already worked out for this served model (it lives as long as
+    the snapshot that made it), so an answer names its space without a JSON dump and a digest."""
 
     identity: str
     prompts: Mapping[str, str] | None = None
+    memo: dict[Any, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, route: ModelRoute, upstream_schema: OptionSchema | None = None,
@@ -112,8 +119,25 @@ def fingerprint(route: RouteSpace, input_type: str | None, fields: Mapping[str, 
 
 def fingerprints(route: RouteSpace, input_type: str | None, fields: Mapping[str, Any], dimensions: int | None,
                  outputs: Sequence[str]) -> tuple[str, ...]:
-    """One fingerprint per output type an answer carries (Cohere may ask for several), in order, each once."""
-    return tuple(dict.fromkeys(fingerprint(route, input_type, fields, dimensions, o) for o in outputs))
+    """One fingerprint per output type an answer carries (Cohere may ask for several), in order, each once.
+
+    Remembered on ``route`` (``RouteSpace.memo``, at most ``MEMO_SIZE``): a fingerprint depends only on
+    these arguments, so the common answer reads it from a dict. Fields that cannot key a dict (a list
+    value) are worked out each time."""
+    memo = route.memo
+    try:
+        key = (input_type, dimensions, tuple(outputs),  # each field with its type: True and 1 are one dict key
+               tuple([(k, v.__class__, v) for k, v in fields.items()]) if fields else ())
+        spaces = memo.get(key)
+    except TypeError:  # an unhashable field value
+        key, spaces = None, None
+    if spaces is None:
+        spaces = tuple(dict.fromkeys([fingerprint(route, input_type, fields, dimensions, o) for o in outputs]))
+        if key is not None:
+            if len(memo) >= MEMO_SIZE:
+                del memo[next(iter(memo))]
+            memo[key] = spaces
+    return spaces
 
 
 def header_value(spaces: Sequence[str]) -> str:

@@ -19,7 +19,7 @@ class RouteStage:
     name = "route"
 
     async def __call__(self, flow: Flow) -> None:
-        req = flow.parsed()
+        req = flow.request if flow.request is not None else flow.parsed()  # ``parse`` ran before
         alias = req.model
         if alias is None:  # a dialect without a model field (TEI): the routing's default for the kind
             alias = flow.snapshot.files.routing.defaults.get(req.kind)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from core import hookimpl
@@ -53,10 +54,12 @@ class TokenLimitStage:
         self.document_limit = document_limit
 
     async def __call__(self, flow: Flow) -> None:
-        req = flow.parsed()
-        model = flow.served()
+        # ``parse`` and ``route`` ran before: their results are read directly (the accessors only
+        # when one is missing, for their error)
+        req = flow.request if flow.request is not None else flow.parsed()
+        model = flow.model if flow.model is not None else flow.served()
         counter = model.counter
-        policy = req.over_limit_policy(model.route, flow.snapshot.flag("truncate_inputs"))
+        policy = req.over_limit_policy(model.route, "truncate_inputs" in flow.snapshot.flags)
         limit = model.facts.max_input_tokens if policy.applies else None
         if limit is None and req.truncation is REFUSE:
             raise InvalidRequest(f"The request forbids truncation, but the input limit of '{model.alias}' is not "
@@ -77,13 +80,16 @@ class TokenLimitStage:
         cut: set[int] = set(req.cap_chars(limit, counter, policy)) if limit else set()
         cut |= set(req.apply_caps(counter))
         model_check = limit is not None and not req.surely_within(limit, counter)
-        if not model_check and not cut and not self._needs_counts(flow):
-            return  # nothing can be over a limit, nothing is charged, and the upstream reports usage
+        if not (model_check or cut or self.document_limit is not None or self.request_limit is not None
+                or flow.needs_token_counts or req.needs_counts or flow.model is None or not flow.model.reports_usage):
+            # nothing can be over a limit, nothing is charged (no ROUTER_* limit, no token budget, the
+            # request set no limit of its own), and the upstream reports usage: nothing to count
+            return
         counts = req.count(counter)
         flow.token_counts = counts
         over = [i for i, count in enumerate(counts) if limit is not None and count > limit]
         handled = policy.handle(req, counter, counts, over, limit or 0,
-                                lambda c: self._router_limits(flow, req, c, counter, req.param))
+                                partial(self._router_limits, flow, req, counter=counter, param=req.param))
         flow.token_counts = handled.counts  # usage: what the model reads (every window scored)
         headers: dict[str, str] = {}
         if handled.windowed:
@@ -110,13 +116,6 @@ class TokenLimitStage:
                 f"The request has {sum(counts)} tokens; the limit per request is {self.request_limit} "
                 f"(ROUTER_SAFE_REQUEST_TOKEN_LIMIT), passed at '{param}[{passed}]'", param=param,
                 code="request_token_limit_exceeded")
-
-    def _needs_counts(self, flow: Flow) -> bool:
-        if self.document_limit is not None or self.request_limit is not None or flow.needs_token_counts:
-            return True
-        if flow.parsed().needs_counts:
-            return True
-        return flow.model is None or not flow.model.reports_usage
 
 
 @dataclass(frozen=True, slots=True)

@@ -276,3 +276,24 @@ def test_a_pin_may_be_one_value_or_a_whole_header_copied_back():
         with pytest.raises(SpaceMismatch) as caught:
             check_expected(pin, spaces, "m")
         assert caught.value.status == 409 and caught.value.headers["x-should-retry"] == "false"
+
+
+def test_a_remembered_space_is_the_one_worked_out_anew_and_the_memo_stays_small(gateway):
+    from core.space import MEMO_SIZE, fingerprints
+
+    space = RouteSpace.of(BASE)
+    asks = [("query", {}, 8, ("float",)), ("document", {}, 8, ("int8", "float", "base64")),
+            ("query", {"normalized": True}, 8, ("float",)), ("query", {"normalized": 1}, 8, ("float",)),
+            ("query", {"extra": [1, 2]}, 8, ("float",)), (None, {}, 4, ("binary",))]
+    for _ in range(2):  # the second round reads the memo
+        for input_type, fields, dims, outputs in asks:
+            fresh = tuple(dict.fromkeys(fingerprint(space, input_type, fields, dims, o) for o in outputs))
+            assert fingerprints(space, input_type, fields, dims, outputs) == fresh
+    # True and 1 are one dict key but two spaces; a list value cannot key the memo and is never kept
+    assert fingerprints(space, "query", {"normalized": True}, 8, ("float",)) != \
+        fingerprints(space, "query", {"normalized": 1}, 8, ("float",))
+    assert len(space.memo) == 5
+    for width in range(1, 3 * MEMO_SIZE):
+        assert fingerprints(space, "query", {}, width, ("float",)) == (fingerprint(space, "query", {}, width),)
+    assert len(space.memo) == MEMO_SIZE
+    assert space == RouteSpace.of(BASE)  # the memo is no part of what the space is

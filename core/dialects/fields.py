@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import InvalidRequest
 
@@ -55,33 +55,56 @@ class FieldTable:
     fields: tuple[Field, ...]
     exclusive: tuple[tuple[str, str], ...] = ()
     by_name: Mapping[str, Field] = field(init=False)
+    #: each field with the values it takes without a call to ``check`` (``_quick``)
+    plan: tuple[tuple[Field, Mapping[type, Any]], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
+        object.__setattr__(self, "plan", tuple((f, _quick(f.schema)) for f in self.fields))
 
     def read(self, body: Any, where: str) -> StrictBody:
         if not isinstance(body, dict):
             raise InvalidRequest("request body must be a JSON object")
-        unknown = [k for k in body if k not in self.by_name]
-        if unknown:
-            raise InvalidRequest(f"Unrecognized request argument supplied: {unknown[0]!r} ({where} takes "
-                                 f"{', '.join(self.by_name)})", param=str(unknown[0]), code="unknown_parameter")
+        by_name = self.by_name
+        values = StrictBody(body)
+        for k, v in body.items():  # unknown keys first, then nulls read as absent
+            f = by_name.get(k)
+            if f is None:
+                raise InvalidRequest(f"Unrecognized request argument supplied: {k!r} ({where} takes "
+                                     f"{', '.join(by_name)})", param=str(k), code="unknown_parameter")
+            if v is None and f.nullable:
+                del values[k]
         for a, b in self.exclusive:
             if a in body and b in body:
                 raise InvalidRequest(f"Give '{a}' or '{b}', not both", param=b)
-        values = {k: v for k, v in body.items() if v is not None or not self.by_name[k].nullable}
-        for f in self.fields:
-            if f.name in values:
-                try:
-                    check(values[f.name], f.schema, f.name)
-                    if f.schema.get("type") == "integer":  # JSON Schema counts 2.0 as an integer
-                        values[f.name] = int(values[f.name])
-                except InvalidRequest as exc:  # the param is the field; the message says where in it
-                    hint = f" ({f.name}: {f.help})" if f.help else ""
-                    raise InvalidRequest(exc.message + hint, param=f.name, code=exc.code) from None
-            elif f.required:
-                raise InvalidRequest(f"'{f.name}' is required", param=f.name)
-        return StrictBody(values)
+        for f, quick in self.plan:  # in the table's order: the first field amiss is the one named
+            name = f.name
+            if name not in values:
+                if f.required:
+                    raise InvalidRequest(f"'{name}' is required", param=name)
+                continue
+            # The common values pass inline (``_quick``); anything else, right or wrong, goes through ``check``.
+            v = values[name]
+            cls = v.__class__
+            spec = quick.get(cls)
+            if spec is None:
+                ok = False
+            elif cls is str:
+                ok = len(v) >= spec[0] and (spec[1] is None or v in spec[1])
+            elif cls is bool:
+                ok = v in spec
+            elif cls is int:
+                ok = spec[0] <= v <= spec[1]
+            else:  # a list of strings
+                ok = spec[0] <= len(v) <= spec[1]
+                if ok:
+                    for item in v:
+                        if item.__class__ is not str or len(item) < spec[2]:
+                            ok = False
+                            break
+            if not ok:
+                values[name] = _checked(f, v)
+        return values
 
     def schema(self) -> JSON:
         """The body's JSON Schema (OpenAPI 3.1)."""
@@ -100,21 +123,61 @@ class FieldTable:
         return out
 
 
-class StrictBody:
-    """The checked values of one body (absent and null keys are missing)."""
+class StrictBody(dict[str, Any]):
+    """The checked values of one body (absent and null keys are missing): a dict, so the codec's
+    reads (``get``, ``[]``, ``in``) are the dict's own."""
 
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.values = values
+    if TYPE_CHECKING:  # a checked value is whatever its schema allows, as before
+        def get(self, name: str, default: Any = None, /) -> Any: ...
 
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.values.get(name, default)
 
-    def __getitem__(self, name: str) -> Any:
-        """A required field's value (the table refused a body without it)."""
-        return self.values[name]
+def _checked(f: Field, value: Any) -> Any:
+    """``value`` of ``f`` checked against its schema (an integer given as 2.0 read as 2); the error names ``f``."""
+    try:
+        check(value, f.schema, f.name)
+    except InvalidRequest as exc:  # the param is the field; the message says where in it
+        hint = f" ({f.name}: {f.help})" if f.help else ""
+        raise InvalidRequest(exc.message + hint, param=f.name, code=exc.code) from None
+    if f.schema.get("type") == "integer":  # JSON Schema counts 2.0 as an integer
+        return int(value)
+    return value
 
-    def __contains__(self, name: str) -> bool:
-        return name in self.values
+
+def _quick(schema: JSON) -> dict[type, Any]:
+    """What ``FieldTable.read`` may accept inline for ``schema``, by the value's exact type: a
+    string's (minimum length, enum or None), the booleans allowed, an integer's (minimum, maximum),
+    a list of strings' (minimum items, maximum items, each string's minimum length). Each entry
+    accepts only what ``check`` accepts; a value it does not cover goes to ``check``."""
+    out: dict[type, Any] = {}
+    for option in schema.get("oneOf", (schema,)):  # ``check`` takes a value any option takes
+        kind = option.get("type")
+        if "oneOf" in option:
+            continue
+        if "const" in option:
+            if option["const"].__class__ is bool:
+                out.setdefault(bool, frozenset((option["const"],)))
+        elif kind == "string":
+            out.setdefault(str, (option.get("minLength", 0),
+                                 frozenset(option["enum"]) if "enum" in option else None))
+        elif kind == "boolean":
+            out.setdefault(bool, frozenset((True, False)))
+        elif kind == "integer":
+            out.setdefault(int, (option.get("minimum", -math.inf), option.get("maximum", math.inf)))
+        elif kind == "array":
+            item = _string_item(option.get("items"))
+            if item is not None:
+                out.setdefault(list, (option.get("minItems", 0), option.get("maxItems", math.inf), item))
+    return out
+
+
+def _string_item(schema: JSON | None) -> int | None:
+    """The minimum length of a string ``schema`` (or one of its ``oneOf`` options) takes as it is; None if none."""
+    if schema is None:
+        return None
+    for option in schema.get("oneOf", (schema,)):
+        if option.get("type") == "string" and "enum" not in option and "oneOf" not in option and "const" not in option:
+            return int(option.get("minLength", 0))
+    return None
 
 
 def check(value: Any, schema: JSON, param: str) -> None:

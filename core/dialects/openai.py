@@ -117,7 +117,7 @@ class OpenAIEmbeddings(Codec[VectorOutput]):
         if dtype == "base64":  # Jina's name for base64 floats
             dtype, encoding = "float", "base64"
         # vLLM's and Infinity's fields (truncate_prompt_tokens -1 is a truncation choice too, exclusive with cut)
-        extras = embed_extras(b) if EMBED_NAMES & b.values.keys() else {}
+        extras = embed_extras(b) if EMBED_NAMES & b.keys() else {}
         truncation = extras.pop("truncation", None if cut is None else (CUT_END if cut else REFUSE))
         request = EmbeddingsRequest(model=b.get("model"), inputs=inputs, is_tokens=is_tokens,
                                     dimensions=b.get("dimensions", b.get("output_dimension")) or None,
@@ -202,4 +202,4 @@ def parse_rerank_body(fields: FieldTable, path: str, body: Any, limits: ParseLim
                             truncation=None if cut is None else (CUT_END if cut else REFUSE),
                             per_document_usage=True)  # the answer's search units count each document
     # vLLM's and Infinity's fields, where the table has them and the body sends one
-    return rerank_extras(request, b) if RERANK_NAMES & b.values.keys() else request
+    return rerank_extras(request, b) if RERANK_NAMES & b.keys() else request

@@ -91,8 +91,9 @@ class ServedModel:
     def __repr__(self) -> str:
         return f"ServedModel({self.alias!r}, {self.route.upstream.type}, {self.route.served_name!r})"
 
-    def _deadline(self, call: ModelCall) -> float:
-        return call.deadline if call.deadline is not None else asyncio.get_running_loop().time() + self.facts.timeout_s
+    def _from_now(self) -> float:
+        """The deadline of a call that names none: the model's timeout from now."""
+        return asyncio.get_running_loop().time() + self.facts.timeout_s
 
     def _timed_out(self) -> UpstreamTimeout:
         return UpstreamTimeout(f"The upstream for '{self.alias}' did not answer within {self.facts.timeout_s:g} s")
@@ -109,17 +110,18 @@ class ServedModel:
                     is_tokens: bool = False, variant: Variant = DEFAULT_VARIANT) -> Embedded:
         """The vectors of ``inputs`` (strings, or token-id lists with ``is_tokens``), exactly as
         the model gives them for ``variant`` (the caller applies ``dimensions`` and encodings)."""
-        deadline = self._deadline(call)
+        deadline = call.deadline if call.deadline is not None else self._from_now()
         context = CallContext(request_id=call.request_id, deadline=deadline, is_tokens=is_tokens,
                               tokenizer=self.counter, variant=variant)
         if variant is not DEFAULT_VARIANT:  # another variant's answers are other entries of the cache
             call = replace(call, shaping={**call.shaping, **variant.changed()})
         try:
             async with asyncio.timeout_at(deadline):
-                tenant = call.queued_as
-                if self.layer is None:
-                    result = await self._fresh(inputs, context, tenant, call.token_counts)
-                    return Embedded(result.vectors, result.prompt_tokens)
+                tenant = call.tenant if call.priority is None else call.queued_as
+                if self.layer is None:  # ``_fresh``, inline: the common call
+                    result = await self.feed.embed(inputs, context, tenant, call.token_counts)
+                    vectors = self.guard.check(np.asarray(result.vectors, dtype=np.float32), len(inputs))
+                    return Embedded(vectors, result.prompt_tokens)
                 counts = call.token_counts
                 result, hits = await self.layer.embed(
                     inputs, is_tokens,
@@ -141,12 +143,13 @@ class ServedModel:
     async def rerank(self, query: str, documents: Sequence[str], call: ModelCall = ModelCall(),  # noqa: B008
                      *, variant: Variant = DEFAULT_VARIANT) -> RerankResult:
         """One score per document, in document order (``variant.activation``: sigmoid or raw logit)."""
-        deadline = self._deadline(call)
+        deadline = call.deadline if call.deadline is not None else self._from_now()
         context = CallContext(request_id=call.request_id, deadline=deadline, tokenizer=self.counter,
                               variant=variant)
+        tenant = call.tenant if call.priority is None else call.queued_as
         try:
             async with asyncio.timeout_at(deadline):
-                return await self.feed.rerank(query, documents, context, call.queued_as, call.token_counts)
+                return await self.feed.rerank(query, documents, context, tenant, call.token_counts)
         except TimeoutError:
             raise self._timed_out() from None
 

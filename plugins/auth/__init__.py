@@ -67,29 +67,29 @@ class AuthStage:
         self.metrics = metrics
 
     async def __call__(self, flow: Flow) -> None:
+        """Set ``flow.caller``: who is calling (AuthError, counted by reason, when nobody may)."""
         try:
-            flow.caller = self.identify(flow)
+            # without trusted proxies the peer is the client (``client_address`` says the same)
+            ip = client_address(flow.client_ip, flow.headers, self.trusted) if self.trusted else flow.client_ip
+            auth = flow.snapshot.files.auth
+            if auth.anonymous_allowed:
+                flow.caller = Caller(name="anonymous", anonymous=True, client_ip=ip)
+                return
+            key = presented_key(flow.headers)
+            if key is None:
+                if not auth.keys:
+                    raise AuthError("No API keys are configured and anonymous access is disabled",
+                                    code="anonymous_access_disabled", headers=_CHALLENGE)
+                raise AuthError("Missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                                code="missing_api_key", headers=_CHALLENGE)
+            found = auth.find(key)
+            if found is None:
+                raise AuthError("Invalid API key", code="invalid_api_key", headers=_CHALLENGE)
+            flow.caller = Caller(name=found.name, anonymous=False, client_ip=ip, allowed_models=found.models)
         except AuthError as exc:
             if self.metrics is not None:
                 self.metrics.auth_failures.labels(reason=exc.code).inc()
             raise
-
-    def identify(self, flow: Flow) -> Caller:
-        ip = client_address(flow.client_ip, flow.headers, self.trusted)
-        auth = flow.snapshot.files.auth
-        if auth.anonymous_allowed:
-            return Caller(name="anonymous", anonymous=True, client_ip=ip)
-        key = presented_key(flow.headers)
-        if key is None:
-            if not auth.keys:
-                raise AuthError("No API keys are configured and anonymous access is disabled",
-                                code="anonymous_access_disabled", headers=_CHALLENGE)
-            raise AuthError("Missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                            code="missing_api_key", headers=_CHALLENGE)
-        found = auth.find(key)
-        if found is None:
-            raise AuthError("Invalid API key", code="invalid_api_key", headers=_CHALLENGE)
-        return Caller(name=found.name, anonymous=False, client_ip=ip, allowed_models=found.models)
 
 
 @hookimpl
