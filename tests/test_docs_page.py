@@ -4,13 +4,7 @@ the page ("Try it out", then "Execute") is answered by the gateway."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
-
-import aiohttp
-import pytest
-
+from tests.support.browser import evaluate_on_page
 from tests.support.inprocess import serve, write_configs
 
 # Runs in the page: open the embeddings operation, put a body in, execute, read the status shown.
@@ -39,48 +33,10 @@ TRY_IT = """
 """
 
 
-async def _devtools(tmp_path) -> tuple[asyncio.subprocess.Process, int]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (scripts/bootstrap.sh test installs it)")
-    proc = await asyncio.create_subprocess_exec(
-        chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0",
-        f"--user-data-dir={tmp_path / 'chromium'}", "about:blank",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    active = tmp_path / "chromium" / "DevToolsActivePort"
-    for _ in range(300):
-        if active.exists() and active.read_text().strip():
-            return proc, int(active.read_text().splitlines()[0])
-        await asyncio.sleep(0.1)
-    proc.kill()
-    raise AssertionError("chromium did not open its DevTools port")
-
-
 async def test_the_docs_page_renders_and_sends_a_request_from_the_browser(aiohttp_client, tmp_path):
     client = await serve(aiohttp_client, write_configs(tmp_path / "cfg"))
     page_url = str(client.make_url("/docs"))
-    proc, port = await _devtools(tmp_path)
-    try:
-        async with aiohttp.ClientSession() as session:
-            async with session.put(f"http://127.0.0.1:{port}/json/new?{page_url}") as resp:
-                target = await resp.json()
-            async with session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                for attempt in range(1, 51):  # the page may still be loading: its context comes with it
-                    await ws.send_json({"id": attempt, "method": "Runtime.evaluate", "params": {
-                        "expression": TRY_IT, "awaitPromise": True, "returnByValue": True}})
-                    while True:
-                        message = json.loads((await asyncio.wait_for(ws.receive(), 60)).data)
-                        if message.get("id") == attempt:
-                            break
-                    if "result" in message:
-                        break
-                    await asyncio.sleep(0.2)
-        result = message["result"]
-        assert "exceptionDetails" not in result, result
-        shown = result["result"]["value"]
-    finally:
-        proc.kill()
-        await proc.wait()
+    shown = await evaluate_on_page(tmp_path, page_url, TRY_IT)
     assert shown["status"] == "200", shown
     assert "Quadrate MAAS Embeddings" in shown["title"]
     assert '"object": "list"' in shown["body"] and '"model": "echo-emb"' in shown["body"]

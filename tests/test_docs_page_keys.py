@@ -4,13 +4,8 @@ key's models; Logout takes them away again."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-
-import aiohttp
-
+from tests.support.browser import evaluate_on_page
 from tests.support.inprocess import serve, write_configs
-from tests.test_docs_page import _devtools
 
 KEY = "docs-page-key-0123456789abcdef"
 ROUTING = {"embeddings": [{"model": "mine-embed", "upstream": {"type": "echo", "dim": 4}},
@@ -47,27 +42,6 @@ SCOPED = """
 async def test_the_page_shows_the_keys_models_once_authorized(aiohttp_client, tmp_path):
     client = await serve(aiohttp_client, write_configs(tmp_path / "cfg", routing=ROUTING, auth=AUTH))
     page_url = str(client.make_url("/docs"))
-    proc, port = await _devtools(tmp_path)
-    try:
-        async with aiohttp.ClientSession() as session:
-            async with session.put(f"http://127.0.0.1:{port}/json/new?{page_url}") as resp:
-                target = await resp.json()
-            async with session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                for attempt in range(1, 51):  # the page may still be loading: its context comes with it
-                    await ws.send_json({"id": attempt, "method": "Runtime.evaluate", "params": {
-                        "expression": SCOPED, "awaitPromise": True, "returnByValue": True}})
-                    while True:
-                        message = json.loads((await asyncio.wait_for(ws.receive(), 90)).data)
-                        if message.get("id") == attempt:
-                            break
-                    if "result" in message:
-                        break
-                    await asyncio.sleep(0.2)
-        result = message["result"]
-        assert "exceptionDetails" not in result, result
-        shown = result["result"]["value"]
-    finally:
-        proc.kill()
-        await proc.wait()
+    shown = await evaluate_on_page(tmp_path, page_url, SCOPED, timeout_s=90)
     assert "Quadrate MAAS Embeddings" in shown["title"]  # the unscoped document renders
     assert shown["before"] == [] and shown["after"] == ["mine-embed"] and shown["after_logout"] == []
