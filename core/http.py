@@ -29,6 +29,7 @@ from core.logs import access_log, request_id_var
 from core.models_api import model_body, models_body
 from core.offload import INLINE_VALUES, answer_size, off_loop
 from core.openapi import openapi_document, with_models
+from core.routes import RouteTable
 from core.serving import DRAIN
 
 log = logging.getLogger("maas.http")
@@ -197,6 +198,9 @@ async def retrieve_model(request: web.Request) -> web.Response:
 async def openapi_json(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     document = openapi_document(gw.codecs.codecs)
+    extra = gw.routes.openapi_paths()
+    if extra:
+        document = {**document, "paths": {**document["paths"], **extra}}
     snapshot = gw.snapshot
     if snapshot is None:
         return json_response(document)
@@ -207,7 +211,7 @@ async def openapi_json(request: web.Request) -> web.Response:
     return json_response(with_models(document, gw.codecs, aliases))
 
 
-def add_routes(app: web.Application, codecs: CodecRegistry) -> None:
+def add_routes(app: web.Application, codecs: CodecRegistry, plugin_routes: RouteTable | None = None) -> None:
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/v1/models", list_models)
@@ -216,4 +220,6 @@ def add_routes(app: web.Application, codecs: CodecRegistry) -> None:
     add_docs_routes(app)
     for codec in codecs.codecs:
         app.router.add_post(codec.path, serve(codec))
+    for route in plugin_routes.routes if plugin_routes is not None else ():
+        app.router.add_route(route.method, route.path, route.handler)
     app.router.add_get("/metrics", metrics)
