@@ -27,6 +27,7 @@ SECTIONS = {
     "tenants": "bench.tenants",
     "cache": "bench.cache",
     "fronts": "bench.fronts",
+    "batches": "bench.batches",
 }
 
 

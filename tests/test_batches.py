@@ -152,3 +152,75 @@ def test_two_plugins_serving_one_route_is_a_startup_error():
     table.registrar("one", False)("GET", "/x", lambda r: None)
     with pytest.raises(ConfigError, match="registered by both one and two"):
         table.registrar("two", False)("GET", "/x", lambda r: None)
+
+
+class SlowAdapter:
+    """A split-batched model that takes ``delay`` per batch and records each batch's size."""
+
+    batches: list[int] = []
+    delay = 0.2
+
+
+def _slow_plugin():
+    import numpy as np
+
+    from core.adapters import Adapter, Batching, EmbedResult
+
+    class Slow(Adapter):
+        def batching(self, route):
+            return Batching(max_in_flight=1, split=True, max_batch_size=16)
+
+        async def embed(self, route, inputs, call):
+            SlowAdapter.batches.append(len(inputs))
+            await asyncio.sleep(SlowAdapter.delay)
+            return EmbedResult(np.array([[len(t), 1.0, 0.0, 0.0] for t in inputs], dtype=np.float32))
+
+    class Plugin:
+        @hookimpl
+        def register_adapters(self, register):
+            register("slow", Slow)
+
+    return Plugin()
+
+
+@pytest.fixture
+async def slow_client(aiohttp_client, tmp_path):
+    from core.app import create_app
+    from core.http import GATEWAY
+    from tests.support.inprocess import echo_plugin_manager
+
+    SlowAdapter.batches = []
+    settings = write_configs(tmp_path / "configs", auth=KEYS,
+                             routing={"embeddings": [{"model": "slow", "upstream": {"type": "slow"}}]},
+                             environ={"ROUTER_BATCH_DIR": str(tmp_path / "batches"), "ROUTER_BATCH_CHUNK_LINES": "40"})
+    pm = echo_plugin_manager()
+    pm.register(_slow_plugin(), name="slow")
+    app = create_app(settings, pm)
+    client = await aiohttp_client(app)
+    while not app[GATEWAY].ready:
+        await asyncio.sleep(0.01)
+    return client
+
+
+async def test_lines_share_full_batches_and_a_cancel_stops_within_a_second_keeping_what_is_done(slow_client):
+    client = slow_client
+    rows = [{**line(i, model="slow"), "body": {"model": "slow", "input": f"text {i}"}} for i in range(200)]
+    file = await (await upload(client, jsonl(rows))).json()
+    batch = await (await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                          "completion_window": "24h"}, headers=A)).json()
+    progress = f"/v1/batches/{batch['id']}"
+    while (await (await client.get(progress, headers=A)).json())["request_counts"]["completed"] < 40:
+        await asyncio.sleep(0.02)
+    assert max(SlowAdapter.batches) == 16  # one-input lines fill whole batches together
+    asked = asyncio.get_running_loop().time()
+    cancelling = await (await client.post(f"/v1/batches/{batch['id']}/cancel", headers=A)).json()
+    assert cancelling["status"] == "cancelling"
+    final = await wait_final(client, batch["id"])
+    assert final["status"] == "cancelled" and asyncio.get_running_loop().time() - asked < 1.0
+    ran = sum(SlowAdapter.batches)
+    await asyncio.sleep(0.5)
+    assert sum(SlowAdapter.batches) == ran  # nothing more runs
+    done = final["request_counts"]["completed"]
+    assert 40 <= done < 200 and done % 40 == 0
+    out = (await (await client.get(f"/v1/files/{final['output_file_id']}/content", headers=A)).read()).splitlines()
+    assert [json.loads(x)["custom_id"] for x in out] == [f"req-{i}" for i in range(done)]

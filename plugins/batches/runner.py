@@ -28,6 +28,7 @@ from plugins.batches.execute import LineResult, charge_chunk, run_line
 from plugins.batches.retention import SWEEP_S, sweep
 from plugins.batches.settings import NotFound
 from plugins.batches.store import FINAL, TERMINAL, Job
+from plugins.batches.window import AdmissionWindow
 
 if TYPE_CHECKING:
     from core.running import RunningGateway
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("maas.batches")
 POLL_S = 0.5  # how often an idle worker looks for work
 WATCH_S = 0.25  # how often a running chunk checks for a cancel and renews its claim
-IN_FLIGHT = 128  # lines of one chunk queued for the model at once
 WORKERS = 2  # chunks one replica runs at once: the next is queued while one is written
 
 
@@ -53,6 +53,7 @@ class JobRunner:
         self.gw, self.files, self.store, self.settings, self.metrics = gw, files, store, settings, metrics
         self.base = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
+        self.window = AdmissionWindow()  # lines this replica keeps queued for the models
         self._tasks: list[asyncio.Task] = []
         self.stopping = False
 
@@ -172,6 +173,7 @@ class JobRunner:
         self.metrics.lines.labels(result="completed").inc(len(output))
         self.metrics.lines.labels(result="failed").inc(failed)
         self.metrics.chunk_seconds.observe(time.perf_counter() - began)
+        log.debug("bulk chunk done", extra={"batch": job["id"], "chunk": k, "failed": failed})
 
     async def _watch(self, batch_id: str, k: int, holder: str, work: asyncio.Task) -> None:
         while not work.done():
@@ -184,12 +186,10 @@ class JobRunner:
 
     async def _embed(self, job: Job, lines: list[tuple[int, bytes]]) -> tuple[list[bytes], list[bytes], int]:
         parsed = [orjson.loads(raw) for _, raw in lines]
-        gate = asyncio.Semaphore(IN_FLIGHT)
         order = sorted(range(len(parsed)), key=lambda i: len(lines[i][1]))  # similar lengths queue together
 
         async def one(i: int) -> LineResult:
-            async with gate:
-                return await self._line(job, parsed[i])
+            return await self._line(job, parsed[i])
 
         tasks = {i: asyncio.create_task(one(i)) for i in order}
         try:
@@ -219,12 +219,17 @@ class JobRunner:
     async def _line(self, job: Job, line: dict[str, Any]) -> LineResult:
         """One line; refusals that say "later" (admission's 429 and 503) are waited out."""
         while True:
-            result = await run_line(self.gw, job["owner"], line["url"], line["body"])
+            async with self.window:
+                result = await run_line(self.gw, job["owner"], line["url"], line["body"])
             error = result.error
             if not isinstance(error, (RateLimited, ServiceUnavailable)):
+                self.window.admitted()
                 return result
+            self.window.refused()
             if self.stopping:
                 raise Abandoned
+            log.debug("bulk line refused for now; retrying", extra={"batch": job["id"], "code": error.code,
+                                                                     "window": self.window.size})
             await asyncio.sleep(min(5.0, max(0.05, getattr(error, "retry_after", 1.0))))
 
     # -- the end of a job ----------------------------------------------------------------------
