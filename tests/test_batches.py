@@ -224,3 +224,53 @@ async def test_lines_share_full_batches_and_a_cancel_stops_within_a_second_keepi
     assert 40 <= done < 200 and done % 40 == 0
     out = (await (await client.get(f"/v1/files/{final['output_file_id']}/content", headers=A)).read()).splitlines()
     assert [json.loads(x)["custom_id"] for x in out] == [f"req-{i}" for i in range(done)]
+
+
+def _plugin(client):
+    from core.http import GATEWAY
+
+    return client.app[GATEWAY].pm.get_plugin("plugins.batches")
+
+
+async def test_a_job_past_its_window_ends_expired_with_its_unfinished_lines_in_the_error_file(slow_client):
+    client = slow_client
+    rows = [{**line(i, model="slow"), "body": {"model": "slow", "input": f"text {i}"}} for i in range(120)]
+    file = await (await upload(client, jsonl(rows))).json()
+    batch = await (await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                          "completion_window": "24h"}, headers=A)).json()
+    await _plugin(client).store.update(batch["id"], lambda job: {**job, "expires_at": job["created_at"] - 1})
+    final = await wait_final(client, batch["id"])
+    assert final["status"] == "expired" and final["expired_at"]
+    done = final["request_counts"]["completed"]
+    errors = (await (await client.get(f"/v1/files/{final['error_file_id']}/content", headers=A)).read()).splitlines()
+    expired = [json.loads(x) for x in errors]
+    assert len(expired) == 120 - done and all(e["error"]["code"] == "batch_expired" for e in expired)
+
+
+async def test_the_disk_budget_refuses_an_upload_clearly(aiohttp_client, tmp_path):
+    settings = write_configs(tmp_path / "configs", auth=KEYS,
+                             environ={"ROUTER_BATCH_DIR": str(tmp_path / "batches"), "ROUTER_BATCH_MAX_GB": "0.001"})
+    client = await serve(aiohttp_client, settings)
+    data = jsonl([{**line(i % 9), "custom_id": f"req-{i}"} for i in range(3000)])  # about 0.4 MB
+    assert 300_000 < len(data) < 500_000
+    first = await upload(client, data)
+    assert first.status == 200, await first.text()
+    assert (await upload(client, data)).status == 200
+    refused = await upload(client, data)
+    assert refused.status == 413
+    body = (await refused.json())["error"]
+    assert body["code"] == "batch_storage_full" and "ROUTER_BATCH_MAX_GB" in body["message"]
+    assert [p.name for p in (tmp_path / "batches" / "files").iterdir() if p.name.startswith(".")] == []
+
+
+async def test_files_past_retention_are_deleted(client):
+    from plugins.batches.retention import sweep
+
+    file = await (await upload(client, jsonl([line(0)]))).json()
+    plugin = _plugin(client)
+    files = plugin.runner.files
+    assert await sweep(files, plugin.store, 3600, ["team-a"]) == 0
+    meta = files.read_meta(file["id"])
+    (files.files / f"{file['id']}.json").write_text(json.dumps({**meta, "expires_at": meta["created_at"] - 1}))
+    assert await sweep(files, plugin.store, 3600, ["team-a"]) == 1
+    assert (await client.get(f"/v1/files/{file['id']}", headers=A)).status == 404
