@@ -274,3 +274,17 @@ async def test_files_past_retention_are_deleted(client):
     (files.files / f"{file['id']}.json").write_text(json.dumps({**meta, "expires_at": meta["created_at"] - 1}))
     assert await sweep(files, plugin.store, 3600, ["team-a"]) == 1
     assert (await client.get(f"/v1/files/{file['id']}", headers=A)).status == 404
+
+
+async def test_the_state_file_is_read_once_before_anything_is_written(tmp_path):
+    from plugins.batches.store import LocalJobStore
+
+    first = LocalJobStore(tmp_path)
+    await first.create({"id": "batch_a", "owner": "o", "status": "in_progress", "created_at": 1})
+    again = LocalJobStore(tmp_path)  # a restart: reads and a new job arrive together
+    found, _ = await asyncio.gather(again.active(),
+                                    again.create({"id": "batch_b", "owner": "o", "status": "validating",
+                                                  "created_at": 2}))
+    assert sorted(await again.active()) == ["batch_a", "batch_b"]
+    assert sorted(await LocalJobStore(tmp_path).active()) == ["batch_a", "batch_b"]
+    assert found in (["batch_a"], ["batch_a", "batch_b"])

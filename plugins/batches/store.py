@@ -61,12 +61,16 @@ class LocalJobStore:
         self._results: dict[str, dict[int, tuple[int, int]]] = {}
         self._claims: dict[tuple[str, int], tuple[str, float]] = {}
         self._lock = asyncio.Lock()
-        self._loaded = False
+        self._loading: asyncio.Future[None] | None = None
 
     async def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
+        """Read the state file once; every caller waits for that one read (a write before it ends
+        would replace the file with an empty state)."""
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._read())
+        await asyncio.shield(self._loading)
+
+    async def _read(self) -> None:
         raw = await off_loop(_read, self.path)
         if raw is not None:
             state = orjson.loads(raw)
@@ -124,6 +128,7 @@ class LocalJobStore:
 
     async def chunk_done(self, batch_id: str, chunk: int, completed: int, failed: int) -> None:
         async with self._lock:
+            await self._load()
             self._results.setdefault(batch_id, {})[chunk] = (completed, failed)
             await self._save()
 
