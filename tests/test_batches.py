@@ -288,3 +288,24 @@ async def test_the_state_file_is_read_once_before_anything_is_written(tmp_path):
     assert sorted(await again.active()) == ["batch_a", "batch_b"]
     assert sorted(await LocalJobStore(tmp_path).active()) == ["batch_a", "batch_b"]
     assert found in (["batch_a"], ["batch_a", "batch_b"])
+
+
+async def test_cohere_v2_embed_lines_run_as_a_job_of_their_own_endpoint(client):
+    rows = [{"custom_id": f"c{i}", "method": "POST", "url": "/v2/embed",
+             "body": {"model": "echo-emb", "texts": [f"text {i}"],
+                      "embedding_types": ["float"]}} for i in range(5)]
+    file = await (await upload(client, jsonl(rows))).json()
+    wrong = await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                   "completion_window": "24h"}, headers=A)
+    assert wrong.status == 400 and "/v2/embed" in (await wrong.json())["error"]["message"]
+    made = await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v2/embed",
+                                                  "completion_window": "24h"}, headers=A)
+    batch = await wait_final(client, (await made.json())["id"])
+    errors = await client.get(f"/v1/files/{batch['error_file_id']}/content", headers=A) \
+        if batch["error_file_id"] else None
+    assert batch["request_counts"] == {"total": 5, "completed": 5, "failed": 0}, await errors.text()
+    out = [json.loads(x) for x in (await (await client.get(
+        f"/v1/files/{batch['output_file_id']}/content", headers=A)).read()).splitlines()]
+    for row, answer in zip(rows, out, strict=True):
+        sync = await (await client.post("/v2/embed", json=row["body"], headers=A)).json()
+        assert answer["response"]["body"]["embeddings"] == sync["embeddings"]
