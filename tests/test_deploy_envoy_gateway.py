@@ -61,7 +61,7 @@ def test_every_resource_validates_against_its_crd_schema(doc):
 
 
 def test_the_strict_check_catches_a_misspelt_field_and_a_bad_value():
-    policy = copy.deepcopy(_kind("BackendTrafficPolicy"))
+    policy = copy.deepcopy(_kind("BackendTrafficPolicy", "maas-router"))
     policy["spec"]["retry"]["retryOnn"] = policy["spec"]["retry"].pop("retryOn")
     assert any("retryOnn" in e for e in _errors(policy))
     policy = copy.deepcopy(_kind("ClientTrafficPolicy"))
@@ -72,7 +72,7 @@ def test_the_strict_check_catches_a_misspelt_field_and_a_bad_value():
 def test_the_gateway_resources_agree_with_envoy_yaml_and_the_router():
     boot = load_bootstrap()
     cluster = clusters(boot)["maas_router"]
-    policy = _kind("BackendTrafficPolicy")["spec"]
+    policy = _kind("BackendTrafficPolicy", "maas-router")["spec"]
     assert policy["loadBalancer"]["type"] == "LeastRequest" and cluster["lb_policy"] == "LEAST_REQUEST"
     assert policy["healthCheck"]["panicThreshold"] == cluster["common_lb_config"]["healthy_panic_threshold"]["value"]
     (check,) = cluster["health_checks"]
