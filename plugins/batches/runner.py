@@ -230,7 +230,7 @@ class JobRunner:
                 raise Abandoned
             log.debug("bulk line refused for now; retrying", extra={"batch": job["id"], "code": error.code,
                                                                      "window": self.window.size})
-            await asyncio.sleep(min(5.0, max(0.05, getattr(error, "retry_after", 1.0))))
+            await asyncio.sleep(min(1.0, max(0.05, getattr(error, "retry_after", 1.0))))
 
     # -- the end of a job ----------------------------------------------------------------------
     async def _finish(self, job: Job, holder: str, status: str, code: str | None = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-START, LOWEST, HIGHEST = 32.0, 2.0, 512.0
+START, LOWEST, HIGHEST = 96.0, 32.0, 512.0  # LOWEST: a full batch of the in-process model waits
 
 
 class AdmissionWindow:
@@ -29,7 +29,7 @@ class AdmissionWindow:
             self._room.notify_all()
 
     def admitted(self) -> None:
-        self.size = min(HIGHEST, self.size + 1.0 / max(1.0, self.size) * 4)
+        self.size = min(HIGHEST, self.size + 8.0 / max(1.0, self.size))
 
     def refused(self) -> None:
         self.size = max(LOWEST, self.size / 2)
