@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, pm: pluggy.PluginManager | None
     if settings.cors_origins:
         app[CORS] = Cors(settings.cors_origins)
     app[CODECS] = gateway.codecs
-    add_routes(app, gateway.codecs, with_metrics=settings.metrics_port is None)
+    add_routes(app, gateway.codecs, gateway.routes, with_metrics=settings.metrics_port is None)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_drain)
     log.info("request chain: %s", gateway.chain.describe(),

@@ -30,6 +30,7 @@ from core.metrics import GatewayMetrics
 from core.offload import INLINE_VALUES, answer_size, off_loop
 from core.options import Option, OptionError, OptionSchema
 from core.plugins import Hooks, build_plugin_manager
+from core.routes import RouteTable
 from core.scheduling.policy import SECTION as POLICY_SECTION
 from core.scheduling.queues import ROUTE_OPTIONS as QUEUE_OPTIONS
 from core.scheduling.tenants import Tenants
@@ -68,6 +69,8 @@ class Gateway:
         self.hooks.register_adapters(self.registry.registrar)
         self.codecs = CodecRegistry()
         self.hooks.register_codecs(self.codecs.registrar)
+        self.routes = RouteTable()  # plugins' own HTTP routes (the bulk-job API)
+        self.hooks.register_routes(self.routes.registrar)
         self.known_flags: dict[str, str] = {}
         self.hooks.register_feature_flags(self._register_flag)
         plugin_options: list[Option] = [*QUEUE_OPTIONS, *SPACE_OPTIONS]  # the scheduler's, the space's

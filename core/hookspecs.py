@@ -140,6 +140,22 @@ def register_route_options(register: Callable[[Option], None]) -> None:
 
 
 @hookspec
+def register_routes(register: Callable[..., None]) -> None:
+    """Contribute HTTP routes besides the codecs' paths: ``register(method, path, handler,
+    operation=None)``, ``handler`` an aiohttp handler (``async def handler(request)``),
+    ``operation`` its OpenAPI operation object for ``/openapi.json``.
+
+    Called once when the app is built. The handler runs behind the HTTP edge (request ids, errors
+    in OpenAI's shape); it authenticates itself (``gateway.chain.run(flow, common_only=True)``)
+    and reads the body itself: the router's body limit (``ROUTER_MAX_BODY_BYTES``) applies to
+    ``request.read()`` only, so a route that streams its body (``request.multipart()``) sets its
+    own. Two plugins registering one method and path is a startup error naming both.
+
+    .. versionadded:: 0.4
+    """
+
+
+@hookspec
 def startup(app: web.Application, gateway: RunningGateway) -> Any:
     """The HTTP app is starting (may be a coroutine). Open long-lived resources here.
 

@@ -29,6 +29,7 @@ from core.logs import access_log, request_id_var
 from core.models_api import callable_models, model_body, models_body
 from core.offload import off_loop
 from core.openapi import openapi_document, with_models
+from core.routes import RouteTable
 from core.serving import DRAIN
 
 log = logging.getLogger("maas.http")
@@ -205,6 +206,9 @@ async def openapi_json(request: web.Request) -> web.Response:
     none without a key while keys exist (the paths and schemas are the same for everyone)."""
     gw = request.app[GATEWAY]
     document = openapi_document(gw.codecs.codecs)
+    extra = gw.routes.openapi_paths()
+    if extra:
+        document = {**document, "paths": {**document["paths"], **extra}}
     snapshot = gw.snapshot
     if snapshot is None:
         return json_response(document, headers=_PER_KEY)
@@ -226,7 +230,8 @@ def metrics_app(gateway: Gateway) -> web.Application:
     return app
 
 
-def add_routes(app: web.Application, codecs: CodecRegistry, *, with_metrics: bool = True) -> None:
+def add_routes(app: web.Application, codecs: CodecRegistry, plugin_routes: RouteTable | None = None, *,
+               with_metrics: bool = True) -> None:
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/v1/models", list_models)
@@ -235,5 +240,7 @@ def add_routes(app: web.Application, codecs: CodecRegistry, *, with_metrics: boo
     add_docs_routes(app)
     for codec in codecs.codecs:
         app.router.add_post(codec.path, serve(codec))
+    for route in plugin_routes.routes if plugin_routes is not None else ():
+        app.router.add_route(route.method, route.path, route.handler)
     if with_metrics:  # else served on a port of its own (metrics_app)
         app.router.add_get("/metrics", metrics)

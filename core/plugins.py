@@ -44,6 +44,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.token_limit",
     "plugins.invoke",
     "plugins.flags",
+    "plugins.batches:BatchesPlugin",
     "adapters.local",
     "adapters.infinity",
     "adapters.rerank",
@@ -106,6 +107,9 @@ class Hooks:
 
     def register_codecs(self, registrar: Callable[[str, bool], Any]) -> None:
         self._each(self.pm.hook.register_codecs, registrar)
+
+    def register_routes(self, registrar: Callable[[str, bool], Any]) -> None:
+        self._each(self.pm.hook.register_routes, registrar)
 
     def register_limits(self, register: Any) -> None:
         self.pm.hook.register_limits(register=register)

@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from core.adapters import AdapterRegistry
+    from core.chain import Chain
     from core.config import Settings
+    from core.dialects import CodecRegistry
     from core.metrics import GatewayMetrics
     from core.served import ModelServices
     from core.snapshot import Snapshot
@@ -21,6 +24,9 @@ class RunningGateway(Protocol):
     snapshot: Snapshot | None  # the serving snapshot (None until the first load)
     services: ModelServices  # what outlives snapshots behind the served models (schedulers, the layer)
     draining: bool
+    chain: Chain  # the request chain (a bulk job runs its parse, route and token_limit stages)
+    codecs: CodecRegistry  # the wire formats by path
+    registry: AdapterRegistry  # pin a snapshot's adapters while work outside a request uses them
 
     @property
     def ready(self) -> bool: ...

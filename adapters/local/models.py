@@ -44,6 +44,9 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
+PAD_TO = 8  # tokens: a text is padded to its length rounded up to this (see SentenceEmbedder.encode)
+
+
 class SentenceEmbedder:
     def __init__(self, name: str, device: str = "cpu") -> None:
         from sentence_transformers import SentenceTransformer
@@ -64,10 +67,27 @@ class SentenceEmbedder:
         """Nothing beyond the model's memory, which goes with the object."""
 
     def encode(self, texts: list[str], variant: Variant = DEFAULT_VARIANT) -> np.ndarray:
+        """Each text padded to its own length rounded up to ``PAD_TO`` tokens, whatever its batch-mates:
+        padded to the longest in the batch instead, a text's vector moves in its last bits with the
+        company it keeps. So a text's vector is the same bit for bit alone, in a synchronous request or
+        in a bulk job's batch; texts of one padded length run together (a batch of similar lengths is
+        one forward pass, as before, with less padding)."""
         if not variant.is_default:
             return self._encode_variant(texts, variant)
-        return self.model.encode(texts, batch_size=max(1, len(texts)), convert_to_numpy=True,
-                                 show_progress_bar=False).astype(np.float32, copy=False)
+        if not self.dimensions:  # a model that does not say its width: padded as its batch is
+            return self.model.encode(texts, batch_size=max(1, len(texts)), convert_to_numpy=True,
+                                     show_progress_bar=False).astype(np.float32, copy=False)
+        out = np.empty((len(texts), int(self.dimensions)), dtype=np.float32)
+        cap = self.max_input_tokens or 512
+        ids = self.model.tokenizer(texts, truncation=True, max_length=cap)["input_ids"] if texts else []
+        groups: dict[int, list[int]] = {}
+        for i, tokens in enumerate(ids):
+            groups.setdefault(min(cap, -(-len(tokens) // PAD_TO) * PAD_TO), []).append(i)
+        for length, members in groups.items():
+            out[members] = self.model.encode(
+                [texts[i] for i in members], batch_size=len(members), convert_to_numpy=True, show_progress_bar=False,
+                processing_kwargs={"text": {"padding": "max_length", "max_length": length, "truncation": True}})
+        return out
 
     def _encode_variant(self, texts: list[str], variant: Variant) -> np.ndarray:
         """The model's modules run by hand: tokenized with or without the special tokens, and

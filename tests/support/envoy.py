@@ -107,7 +107,9 @@ def render(prefix: Path, upstreams: list[tuple[str, int]], ca: TestCA, admin_por
     if route_timeout is not None:
         for route in connection_manager(listeners(boot)["https"])["route_config"]["virtual_hosts"][0]["routes"]:
             if "route" in route:
-                route["route"]["timeout"] = route["route"]["retry_policy"]["per_try_timeout"] = route_timeout
+                route["route"]["timeout"] = route_timeout
+                if "retry_policy" in route["route"]:  # the uploads' route is never retried
+                    route["route"]["retry_policy"]["per_try_timeout"] = route_timeout
     path = prefix / "envoy.yaml"
     path.write_text(yaml.safe_dump(boot, sort_keys=False))
     return path

@@ -1,0 +1,311 @@
+"""Bulk jobs in process, on the echo adapter: files checked line by line, jobs run to the end,
+their answers equal the synchronous ones, each key sees only its own files and jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+
+from core import hookimpl
+from core.errors import ConfigError
+from core.routes import RouteTable
+from tests.support.inprocess import serve, write_configs
+
+KEYS = {"api_keys": [{"key": "key-a", "name": "team-a"}, {"key": "key-b", "name": "team-b"},
+                     {"key": "key-c", "name": "team-c", "models": ["echo-other"]}]}
+A, B, C = ({"Authorization": f"Bearer {k}"} for k in ("key-a", "key-b", "key-c"))
+
+
+def jsonl(rows) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+
+def line(i: int, model: str = "echo-emb", **body) -> dict:
+    return {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/embeddings",
+            "body": {"model": model, "input": [f"text {i}", "x" * (i + 1)], **body}}
+
+
+async def upload(client, data: bytes, headers=A, purpose: str = "batch"):
+    form = aiohttp.FormData()
+    form.add_field("purpose", purpose)
+    form.add_field("file", data, filename="in.jsonl", content_type="application/jsonl")
+    return await client.post("/v1/files", data=form, headers=headers)
+
+
+@pytest.fixture
+async def client(aiohttp_client, tmp_path):
+    settings = write_configs(tmp_path / "configs", auth=KEYS,
+                             environ={"ROUTER_BATCH_DIR": str(tmp_path / "batches"), "ROUTER_BATCH_CHUNK_LINES": "7",
+                                      "ROUTER_BATCH_MAX_FILE_MB": "0.05"})
+    return await serve(aiohttp_client, settings)
+
+
+async def wait_final(client, batch_id: str, headers=A) -> dict:
+    for _ in range(500):
+        batch = await (await client.get(f"/v1/batches/{batch_id}", headers=headers)).json()
+        if batch["status"] in ("completed", "failed", "expired", "cancelled"):
+            return batch
+        await asyncio.sleep(0.02)
+    raise TimeoutError(batch)
+
+
+async def test_a_job_runs_to_the_end_and_equals_the_synchronous_answers(client):
+    rows = [line(i) for i in range(30)] + [line(30, model="no-such-model")]
+    made = await upload(client, jsonl(rows))
+    assert made.status == 200, await made.text()
+    file = await made.json()
+    assert file["object"] == "file" and file["purpose"] == "batch" and file["bytes"] == len(jsonl(rows))
+    created = await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                     "completion_window": "24h", "metadata": {"run": "1"}}, headers=A)
+    assert created.status == 200, await created.text()
+    batch = await wait_final(client, (await created.json())["id"])
+    assert batch["status"] == "completed", batch
+    assert batch["request_counts"] == {"total": 31, "completed": 30, "failed": 1}
+    assert batch["metadata"] == {"run": "1"}
+    out = await client.get(f"/v1/files/{batch['output_file_id']}/content", headers=A)
+    answers = [json.loads(x) for x in (await out.read()).splitlines()]
+    assert [a["custom_id"] for a in answers] == [f"req-{i}" for i in range(30)]
+    for row, answer in zip(rows, answers, strict=False):
+        sync = await (await client.post("/v1/embeddings", json=row["body"], headers=A)).json()
+        assert answer["response"]["status_code"] == 200
+        assert answer["response"]["body"]["data"] == sync["data"]
+    errors = [json.loads(x) for x in (await (await client.get(
+        f"/v1/files/{batch['error_file_id']}/content", headers=A)).read()).splitlines()]
+    assert [(e["custom_id"], e["response"]["status_code"]) for e in errors] == [("req-30", 404)]
+    assert errors[0]["response"]["body"]["error"]["code"] == "model_not_found"
+
+
+async def test_a_model_the_key_may_not_call_fails_its_lines_as_synchronously(client):
+    file = await (await upload(client, jsonl([line(0), line(1, model="echo-other")]), headers=C)).json()
+    created = await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                     "completion_window": "24h"}, headers=C)
+    batch = await wait_final(client, (await created.json())["id"], headers=C)
+    assert batch["request_counts"] == {"total": 2, "completed": 1, "failed": 1}
+    errors = (await (await client.get(f"/v1/files/{batch['error_file_id']}/content", headers=C)).read()).splitlines()
+    assert json.loads(errors[0])["response"]["status_code"] == 403
+
+
+@pytest.mark.parametrize(("rows", "said"), [
+    ([line(0), {"custom_id": "req-0", "method": "POST", "url": "/v1/embeddings", "body": {}}], "Line 2"),
+    ([line(0), line(1), {**line(2), "custom_id": "req-0"}], "Line 3 of the file: 'custom_id'"),
+    ([line(0), {**line(1), "method": "GET"}], "Line 2 of the file: 'method'"),
+    ([line(0), {**line(1), "url": "/v1/chat/completions"}], "Line 2 of the file: 'url'"),
+    ([line(0), line(1, dimensions=0)], "Line 2 of the file: 'body' is not a valid /v1/embeddings request"),
+])
+async def test_a_bad_line_is_a_400_naming_it(client, rows, said):
+    answer = await upload(client, jsonl(rows))
+    assert answer.status == 400
+    assert said in (await answer.json())["error"]["message"]
+
+
+async def test_bad_json_size_and_purpose_are_refused(client):
+    answer = await upload(client, b'{"custom_id": "a"\n')
+    assert answer.status == 400 and "Line 1 of the file: not valid JSON" in (await answer.json())["error"]["message"]
+    answer = await upload(client, jsonl([line(i) for i in range(1000)]))
+    assert answer.status == 413 and (await answer.json())["error"]["code"] == "file_too_large"
+    answer = await upload(client, jsonl([line(0)]), purpose="fine-tune")
+    assert answer.status == 400
+
+
+async def test_another_keys_file_and_job_are_404(client):
+    file = await (await upload(client, jsonl([line(0)]))).json()
+    created = await (await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                            "completion_window": "24h"}, headers=A)).json()
+    for path in (f"/v1/files/{file['id']}", f"/v1/files/{file['id']}/content", f"/v1/batches/{created['id']}"):
+        assert (await client.get(path, headers=B)).status == 404
+    assert (await client.delete(f"/v1/files/{file['id']}", headers=B)).status == 404
+    assert (await client.post(f"/v1/batches/{created['id']}/cancel", headers=B)).status == 404
+    refused = await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                     "completion_window": "24h"}, headers=B)
+    assert refused.status == 404
+    assert (await (await client.get("/v1/batches", headers=B)).json())["data"] == []
+    assert (await client.get("/v1/files", headers={})).status == 401
+
+
+async def test_batches_are_listed_newest_first_in_pages(client):
+    file = await (await upload(client, jsonl([line(0)]))).json()
+    ids = []
+    for _ in range(3):
+        made = await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                      "completion_window": "24h"}, headers=A)
+        ids.append((await made.json())["id"])
+        await asyncio.sleep(1.01)  # created_at has whole seconds
+    page = await (await client.get("/v1/batches?limit=2", headers=A)).json()
+    assert [b["id"] for b in page["data"]] == ids[::-1][:2] and page["has_more"] is True
+    assert page["first_id"] == ids[2] and page["last_id"] == ids[1]
+    rest = await (await client.get(f"/v1/batches?limit=2&after={page['last_id']}", headers=A)).json()
+    assert [b["id"] for b in rest["data"]] == [ids[0]] and rest["has_more"] is False
+
+
+class TwoRoutes:
+    @hookimpl
+    def register_routes(self, register):
+        register("GET", "/x", lambda request: None)
+        register("GET", "/x", lambda request: None)
+
+
+def test_two_plugins_serving_one_route_is_a_startup_error():
+    table = RouteTable()
+    table.registrar("one", False)("GET", "/x", lambda r: None)
+    with pytest.raises(ConfigError, match="registered by both one and two"):
+        table.registrar("two", False)("GET", "/x", lambda r: None)
+
+
+class SlowAdapter:
+    """A split-batched model that takes ``delay`` per batch and records each batch's size."""
+
+    batches: list[int] = []
+    delay = 0.2
+
+
+def _slow_plugin():
+    import numpy as np
+
+    from core.adapters import Adapter, Batching, EmbedResult
+
+    class Slow(Adapter):
+        def batching(self, route):
+            return Batching(max_in_flight=1, split=True, max_batch_size=16)
+
+        async def embed(self, route, inputs, call):
+            SlowAdapter.batches.append(len(inputs))
+            await asyncio.sleep(SlowAdapter.delay)
+            return EmbedResult(np.array([[len(t), 1.0, 0.0, 0.0] for t in inputs], dtype=np.float32))
+
+    class Plugin:
+        @hookimpl
+        def register_adapters(self, register):
+            register("slow", Slow)
+
+    return Plugin()
+
+
+@pytest.fixture
+async def slow_client(aiohttp_client, tmp_path):
+    from core.app import create_app
+    from core.http import GATEWAY
+    from tests.support.inprocess import echo_plugin_manager
+
+    SlowAdapter.batches = []
+    settings = write_configs(tmp_path / "configs", auth=KEYS,
+                             routing={"embeddings": [{"model": "slow", "upstream": {"type": "slow"}}]},
+                             environ={"ROUTER_BATCH_DIR": str(tmp_path / "batches"), "ROUTER_BATCH_CHUNK_LINES": "40"})
+    pm = echo_plugin_manager()
+    pm.register(_slow_plugin(), name="slow")
+    app = create_app(settings, pm)
+    client = await aiohttp_client(app)
+    while not app[GATEWAY].ready:
+        await asyncio.sleep(0.01)
+    return client
+
+
+async def test_lines_share_full_batches_and_a_cancel_stops_within_a_second_keeping_what_is_done(slow_client):
+    client = slow_client
+    rows = [{**line(i, model="slow"), "body": {"model": "slow", "input": f"text {i}"}} for i in range(200)]
+    file = await (await upload(client, jsonl(rows))).json()
+    batch = await (await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                          "completion_window": "24h"}, headers=A)).json()
+    progress = f"/v1/batches/{batch['id']}"
+    while (await (await client.get(progress, headers=A)).json())["request_counts"]["completed"] < 40:
+        await asyncio.sleep(0.02)
+    assert max(SlowAdapter.batches) == 16  # one-input lines fill whole batches together
+    asked = asyncio.get_running_loop().time()
+    cancelling = await (await client.post(f"/v1/batches/{batch['id']}/cancel", headers=A)).json()
+    assert cancelling["status"] == "cancelling"
+    final = await wait_final(client, batch["id"])
+    assert final["status"] == "cancelled" and asyncio.get_running_loop().time() - asked < 1.0
+    ran = sum(SlowAdapter.batches)
+    await asyncio.sleep(0.5)
+    assert sum(SlowAdapter.batches) == ran  # nothing more runs
+    done = final["request_counts"]["completed"]
+    assert 40 <= done < 200 and done % 40 == 0
+    out = (await (await client.get(f"/v1/files/{final['output_file_id']}/content", headers=A)).read()).splitlines()
+    assert [json.loads(x)["custom_id"] for x in out] == [f"req-{i}" for i in range(done)]
+
+
+def _plugin(client):
+    from core.http import GATEWAY
+
+    return client.app[GATEWAY].pm.get_plugin("plugins.batches")
+
+
+async def test_a_job_past_its_window_ends_expired_with_its_unfinished_lines_in_the_error_file(slow_client):
+    client = slow_client
+    rows = [{**line(i, model="slow"), "body": {"model": "slow", "input": f"text {i}"}} for i in range(120)]
+    file = await (await upload(client, jsonl(rows))).json()
+    batch = await (await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                          "completion_window": "24h"}, headers=A)).json()
+    await _plugin(client).store.update(batch["id"], lambda job: {**job, "expires_at": job["created_at"] - 1})
+    final = await wait_final(client, batch["id"])
+    assert final["status"] == "expired" and final["expired_at"]
+    done = final["request_counts"]["completed"]
+    errors = (await (await client.get(f"/v1/files/{final['error_file_id']}/content", headers=A)).read()).splitlines()
+    expired = [json.loads(x) for x in errors]
+    assert len(expired) == 120 - done and all(e["error"]["code"] == "batch_expired" for e in expired)
+
+
+async def test_the_disk_budget_refuses_an_upload_clearly(aiohttp_client, tmp_path):
+    settings = write_configs(tmp_path / "configs", auth=KEYS,
+                             environ={"ROUTER_BATCH_DIR": str(tmp_path / "batches"), "ROUTER_BATCH_MAX_GB": "0.001"})
+    client = await serve(aiohttp_client, settings)
+    data = jsonl([{**line(i % 9), "custom_id": f"req-{i}"} for i in range(3000)])  # about 0.4 MB
+    assert 300_000 < len(data) < 500_000
+    first = await upload(client, data)
+    assert first.status == 200, await first.text()
+    assert (await upload(client, data)).status == 200
+    refused = await upload(client, data)
+    assert refused.status == 413
+    body = (await refused.json())["error"]
+    assert body["code"] == "batch_storage_full" and "ROUTER_BATCH_MAX_GB" in body["message"]
+    assert [p.name for p in (tmp_path / "batches" / "files").iterdir() if p.name.startswith(".")] == []
+
+
+async def test_files_past_retention_are_deleted(client):
+    from plugins.batches.retention import sweep
+
+    file = await (await upload(client, jsonl([line(0)]))).json()
+    plugin = _plugin(client)
+    files = plugin.runner.files
+    assert await sweep(files, plugin.store, 3600, ["team-a"]) == 0
+    meta = files.read_meta(file["id"])
+    (files.files / f"{file['id']}.json").write_text(json.dumps({**meta, "expires_at": meta["created_at"] - 1}))
+    assert await sweep(files, plugin.store, 3600, ["team-a"]) == 1
+    assert (await client.get(f"/v1/files/{file['id']}", headers=A)).status == 404
+
+
+async def test_the_state_file_is_read_once_before_anything_is_written(tmp_path):
+    from plugins.batches.store import LocalJobStore
+
+    first = LocalJobStore(tmp_path)
+    await first.create({"id": "batch_a", "owner": "o", "status": "in_progress", "created_at": 1})
+    again = LocalJobStore(tmp_path)  # a restart: reads and a new job arrive together
+    found, _ = await asyncio.gather(again.active(),
+                                    again.create({"id": "batch_b", "owner": "o", "status": "validating",
+                                                  "created_at": 2}))
+    assert sorted(await again.active()) == ["batch_a", "batch_b"]
+    assert sorted(await LocalJobStore(tmp_path).active()) == ["batch_a", "batch_b"]
+    assert found in (["batch_a"], ["batch_a", "batch_b"])
+
+
+async def test_cohere_v2_embed_lines_run_as_a_job_of_their_own_endpoint(client):
+    rows = [{"custom_id": f"c{i}", "method": "POST", "url": "/v2/embed",
+             "body": {"model": "echo-emb", "texts": [f"text {i}"],
+                      "embedding_types": ["float"]}} for i in range(5)]
+    file = await (await upload(client, jsonl(rows))).json()
+    wrong = await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                   "completion_window": "24h"}, headers=A)
+    assert wrong.status == 400 and "/v2/embed" in (await wrong.json())["error"]["message"]
+    made = await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v2/embed",
+                                                  "completion_window": "24h"}, headers=A)
+    batch = await wait_final(client, (await made.json())["id"])
+    errors = await client.get(f"/v1/files/{batch['error_file_id']}/content", headers=A) \
+        if batch["error_file_id"] else None
+    assert batch["request_counts"] == {"total": 5, "completed": 5, "failed": 0}, await errors.text()
+    out = [json.loads(x) for x in (await (await client.get(
+        f"/v1/files/{batch['output_file_id']}/content", headers=A)).read()).splitlines()]
+    for row, answer in zip(rows, out, strict=True):
+        sync = await (await client.post("/v2/embed", json=row["body"], headers=A)).json()
+        assert answer["response"]["body"]["embeddings"] == sync["embeddings"]
