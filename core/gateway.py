@@ -31,6 +31,7 @@ from core.offload import INLINE_VALUES, answer_size, off_loop
 from core.options import Option, OptionError, OptionSchema
 from core.plugins import Hooks, build_plugin_manager
 from core.routes import RouteTable
+from core.running import UsageMeter
 from core.scheduling.policy import SECTION as POLICY_SECTION
 from core.scheduling.queues import ROUTE_OPTIONS as QUEUE_OPTIONS
 from core.scheduling.tenants import Tenants
@@ -70,6 +71,7 @@ class Gateway:
         self.codecs = CodecRegistry()
         self.hooks.register_codecs(self.codecs.registrar)
         self.routes = RouteTable()  # plugins' own HTTP routes (the bulk-job API)
+        self.meter: UsageMeter | None = None  # a quota plugin's, for work outside a request (bulk jobs)
         self.hooks.register_routes(self.routes.registrar)
         self.known_flags: dict[str, str] = {}
         self.hooks.register_feature_flags(self._register_flag)

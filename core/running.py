@@ -6,7 +6,7 @@ name the gateway's public face without importing ``core.gateway``, which imports
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from core.adapters import AdapterRegistry
@@ -18,6 +18,20 @@ if TYPE_CHECKING:
     from core.snapshot import Snapshot
 
 
+class UsageMeter(Protocol):
+    """Charges a key for work done outside an HTTP request (a bulk job's lines), as its requests
+    are charged: a quota plugin sets ``RunningGateway.meter``; None when nothing meters."""
+
+    async def charge(self, snapshot: Snapshot, name: str, tokens: int, requests: int = 1) -> Any:
+        """Charge key ``name`` now: a ticket, or None when it has no quota (then ``record``).
+        Raises a ``GatewayError`` (429 over quota, 503 store down) when it may not have the work."""
+        ...
+
+    def record(self, name: str, tokens: int, requests: int = 1) -> None:
+        """Count usage of a key that has no quota."""
+        ...
+
+
 class RunningGateway(Protocol):
     settings: Settings
     metrics: GatewayMetrics
@@ -27,6 +41,7 @@ class RunningGateway(Protocol):
     chain: Chain  # the request chain (a bulk job runs its parse, route and token_limit stages)
     codecs: CodecRegistry  # the wire formats by path
     registry: AdapterRegistry  # pin a snapshot's adapters while work outside a request uses them
+    meter: UsageMeter | None  # quotas and usage for work outside a request (set by a quota plugin)
 
     @property
     def ready(self) -> bool: ...

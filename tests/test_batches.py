@@ -93,7 +93,7 @@ async def test_a_model_the_key_may_not_call_fails_its_lines_as_synchronously(cli
     ([line(0), line(1), {**line(2), "custom_id": "req-0"}], "Line 3 of the file: 'custom_id'"),
     ([line(0), {**line(1), "method": "GET"}], "Line 2 of the file: 'method'"),
     ([line(0), {**line(1), "url": "/v1/chat/completions"}], "Line 2 of the file: 'url'"),
-    ([line(0), line(1, dimensions=0)], "Line 2 of the file: 'body' is not a valid /v1/embeddings request"),
+    ([line(0), line(1, dimensions=-1)], "Line 2 of the file: 'body' is not a valid /v1/embeddings request"),
 ])
 async def test_a_bad_line_is_a_400_naming_it(client, rows, said):
     answer = await upload(client, jsonl(rows))
@@ -309,3 +309,29 @@ async def test_cohere_v2_embed_lines_run_as_a_job_of_their_own_endpoint(client):
     for row, answer in zip(rows, out, strict=True):
         sync = await (await client.post("/v2/embed", json=row["body"], headers=A)).json()
         assert answer["response"]["body"]["embeddings"] == sync["embeddings"]
+
+
+async def test_a_job_is_charged_to_its_keys_quota_and_usage_and_stops_at_the_quota(aiohttp_client, tmp_path):
+    """Lines count as the key's requests and tokens (GET /v1/usage); once the day's quota is spent
+    the remaining lines go to the error file with the quota's 429, uncharged."""
+    limits = {"per_api_key": {"team-b": {"quota": {"requests_per_day": 10}}}}
+    settings = write_configs(tmp_path / "configs", auth=KEYS, limits=limits,
+                             environ={"ROUTER_BATCH_DIR": str(tmp_path / "batches"), "ROUTER_BATCH_CHUNK_LINES": "7"})
+    client = await serve(aiohttp_client, settings)
+    for headers, lines in ((A, 5), (B, 20)):
+        file = await (await upload(client, jsonl([line(i) for i in range(lines)]), headers=headers)).json()
+        created = await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                         "completion_window": "24h"}, headers=headers)
+        batch = await wait_final(client, (await created.json())["id"], headers=headers)
+        usage = await (await client.get("/v1/usage", headers=headers)).json()
+        day = next(p for p in usage["periods"] if p["period"] == "day")
+        done = batch["request_counts"]["completed"]
+        assert day["requests"]["used"] == done and day["tokens"]["used"] > 0
+        if headers is A:  # no quota: every line done and counted
+            assert batch["request_counts"] == {"total": 5, "completed": 5, "failed": 0}
+            continue
+        assert done in (6, 7) and batch["request_counts"]["failed"] == 20 - done  # one chunk fits in 10
+        errors = [json.loads(x) for x in (await (await client.get(
+            f"/v1/files/{batch['error_file_id']}/content", headers=B)).read()).splitlines()]
+        assert {(e["response"]["status_code"], e["response"]["body"]["error"]["code"]) for e in errors} == {
+            (429, "quota_exceeded")}

@@ -31,11 +31,16 @@ STAGES = ("parse", "route", "token_limit")  # what a line runs of the chain befo
 BULK_DEADLINE_S = 3600.0  # a bulk call waits behind interactive work; it is not abandoned for that
 
 
-async def charge_chunk(owner: str, model: str, tokens: int) -> None:
-    """Charge ``tokens`` (one chunk's prompt tokens on ``model``) to the key named ``owner``: the
-    seam a quota plugin fills. Raising a ``GatewayError`` (429 quota) fails the chunk's lines with it.
-    Nothing to charge today."""
-    return None
+async def charge_chunk(gw: RunningGateway, owner: str, tokens: int, lines: int) -> None:
+    """Charge the key named ``owner`` for one chunk's work on a model (its prompt tokens, its lines
+    as requests) through the gateway's meter (quotas: ``plugins.rate_limit.quota``), after the
+    chunk ran: over quota, the ``QuotaExceeded`` raised here fails the chunk's lines with it (they
+    go to the error file, uncharged) and later chunks likewise until the period resets."""
+    meter, snapshot = gw.meter, gw.snapshot
+    if meter is None or snapshot is None or owner == "anonymous":
+        return
+    if await meter.charge(snapshot, owner, tokens, lines) is None:
+        meter.record(owner, tokens, lines)  # a key without a quota: counted for GET /v1/usage
 
 
 def caller_of(snapshot: Snapshot, owner: str) -> Caller:

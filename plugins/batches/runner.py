@@ -197,13 +197,10 @@ class JobRunner:
         finally:
             for task in tasks.values():
                 task.cancel()
-        spent: dict[str, int] = {}
-        for r in results:
-            if r.model is not None:
-                spent[r.model] = spent.get(r.model, 0) + r.tokens
+        done = [r for r in results if r.error is None]
         try:
-            for model, tokens in spent.items():
-                await charge_chunk(job["owner"], model, tokens)
+            if done:
+                await charge_chunk(self.gw, job["owner"], sum(r.tokens for r in done), len(done))
         except GatewayError as exc:  # over quota: the chunk's lines carry the quota's error
             results = [LineResult(r.request_id, error=exc) for r in results]
         output, errors = [], []

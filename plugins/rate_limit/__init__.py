@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from core.config import Settings
     from core.flow import Flow
     from core.metrics import GatewayMetrics
+    from core.running import RunningGateway
     from core.snapshot import Snapshot
 
 log = logging.getLogger("maas.ratelimit")
@@ -55,11 +56,12 @@ class RateLimitPlugin:
         register(TokenBudgetStage(self.limiter, self.meter))
 
     @hookimpl
-    def startup(self, app: web.Application) -> None:
+    def startup(self, app: web.Application, gateway: RunningGateway) -> None:
         if self.meter is not None:
             from plugins.rate_limit.quota.usage_api import PATH, usage_handler
 
             app[QUOTA_METER] = self.meter
+            gateway.meter = self.meter  # bulk jobs charge their lines through it
             app.router.add_get(PATH, usage_handler(self.meter))
 
     @hookimpl
