@@ -53,7 +53,7 @@ class RerankRequest:
         """Refuse (413) a query, documents or pairs over the caps, before anything reads them."""
         self.caps = caps
         caps.check("query_chars", len(self.query), "'query'", "characters", "query")
-        caps.check("rerank_chars", sum(len(d) for d in self.documents), f"'{self.param}'", "characters", self.param)
+        caps.check("rerank_chars", sum(map(len, self.documents)), f"'{self.param}'", "characters", self.param)
         caps.check("rerank_pairs", len(self.documents), f"'{self.param}'", "documents", self.param)
 
     def over_limit_policy(self, route: ModelRoute, flag_end: bool) -> OverLimit:
@@ -152,7 +152,7 @@ class RerankRequest:
         return len(self.originals if self.originals is not None else self.documents)
 
     def chars(self) -> int:
-        return len(self.query) + sum(len(d) for d in self.documents)
+        return len(self.query) + sum(map(len, self.documents))
 
     def at_least(self, counter: TokenCounter) -> list[int] | None:
         """At least how many tokens per pair ``count`` finds, found without tokenizing."""
