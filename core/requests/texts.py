@@ -29,10 +29,11 @@ class TextInputs:
     input_type: str | None = None  # query, document, classification, clustering: selects the route's prompt
     caps: InputCaps = field(default=DEFAULT_CAPS, kw_only=True, repr=False)  # set by check_caps
     variant: Variant = field(default=DEFAULT_VARIANT, kw_only=True)  # what it asks beyond its inputs (core.variant)
+    item_count: int = field(default=0, init=False, repr=False, compare=False)  # the inputs sent: set by check_caps
 
     def check_caps(self, caps: InputCaps) -> None:
         """Refuse (413) token-id inputs over the caps, before anything reads them; keep ``caps``."""
-        self.caps = caps
+        self.caps, self.item_count = caps, len(self.inputs)
         if not self.is_tokens:
             return  # a text input's size is the model's limit's to bound (cap_chars)
         total = 0
@@ -44,10 +45,6 @@ class TextInputs:
     @property
     def texts(self) -> list[str]:
         return self.inputs if not self.is_tokens else []  # type: ignore[return-value]
-
-    @property
-    def item_count(self) -> int:
-        return len(self.inputs)
 
     def chars(self) -> int:
         return sum(map(len, self.inputs))
