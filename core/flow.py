@@ -49,6 +49,7 @@ class Flow:
     caller: Caller | None = None
     model: ServedModel | None = None  # set by the route stage
     token_counts: list[int] | None = None
+    prompt_tokens: int | None = None  # the sum of token_counts, set with them by the token_limit stage
     needs_token_counts: bool = False  # set by a stage that charges tokens (a tokens-per-minute budget)
     outcome: Outcome | None = None  # what the model gave; the HTTP edge has the codec render it
     big_answer: bool = False  # the outcome is big enough to render and serialise off the event loop
@@ -81,10 +82,6 @@ class Flow:
     def route(self) -> ModelRoute | None:
         """The chosen model's route (None before ``route`` ran or when it refused)."""
         return self.model.route if self.model is not None else None
-
-    @property
-    def prompt_tokens(self) -> int | None:
-        return sum(self.token_counts) if self.token_counts is not None else None
 
     @property
     def usage_tokens(self) -> int | None:

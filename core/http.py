@@ -15,6 +15,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import orjson
 from aiohttp import ClientPayloadError, web
@@ -156,7 +157,7 @@ def serve(codec: Codec) -> Handler:
             raise ServiceUnavailable("The gateway is starting; retry shortly")
         flow = Flow(kind=codec.kind, snapshot=snapshot, request_id=request[REQUEST_ID],
                     client_ip=request.remote or "unknown", headers=request.headers, codec=codec,
-                    read_body=lambda: read_body(request, limit, gw.settings.body_timeout_s))
+                    read_body=partial(read_body, request, limit, gw.settings.body_timeout_s))
         try:
             await gw.handle(flow)
         finally:

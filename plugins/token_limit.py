@@ -20,8 +20,9 @@ a 15 MB word is refused or cut before it is tokenized, never counted as one [UNK
 **The ROUTER_* limits.** ``ROUTER_DOCUMENT_TOKEN_LIMIT`` caps each input (or rerank document) and
 ``ROUTER_SAFE_REQUEST_TOKEN_LIMIT`` the whole request; over either is 413 naming the limit, the
 count and the item. With the ``truncate_inputs`` flag an input over the document limit is cut to
-it instead. The counts land on ``flow.token_counts`` and serve usage and the token budget. When
-nothing needs them and the upstream reports usage itself, nothing is tokenized here at all.
+it instead. The counts land on ``flow.token_counts`` (their sum on ``flow.prompt_tokens``) and
+serve usage and the token budget. When nothing needs them and the upstream reports usage itself,
+nothing is tokenized here at all.
 """
 
 from __future__ import annotations
@@ -88,9 +89,14 @@ class TokenLimitStage:
         counts = req.count(counter)
         flow.token_counts = counts
         over = [i for i, count in enumerate(counts) if limit is not None and count > limit]
-        handled = policy.handle(req, counter, counts, over, limit or 0,
-                                partial(self._router_limits, flow, req, counter=counter, param=req.param))
+        try:
+            handled = policy.handle(req, counter, counts, over, limit or 0,
+                                    partial(self._router_limits, flow, req, counter=counter, param=req.param))
+        except Exception:
+            flow.prompt_tokens = sum(counts)  # a refused request's usage: as counted (with any per-item cut)
+            raise
         flow.token_counts = handled.counts  # usage: what the model reads (every window scored)
+        flow.prompt_tokens = sum(handled.counts)
         headers: dict[str, str] = {}
         if handled.windowed:
             headers["X-Chunked-Documents"] = ",".join(map(str, handled.windowed))

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from core.dialects.base import Codec, Parsed, ParseLimits, count_items, response_id
 from core.dialects.fields import (
     BOOLEAN,
@@ -61,11 +63,6 @@ class VectorOutput:
     encoding: str = "float"  # float or base64
     dtype: str = "float"  # float, int8, uint8, binary, ubinary
     normalize: bool = False
-
-
-def _normalized(on: bool) -> dict[str, Any]:
-    """The request-level field (``core.space.REQUEST_FIELDS``) of vectors the gateway renormalises."""
-    return {"normalized": True} if on else {}
 
 
 class OpenAIEmbeddings(Codec[VectorOutput]):
@@ -119,16 +116,18 @@ class OpenAIEmbeddings(Codec[VectorOutput]):
         # vLLM's and Infinity's fields (truncate_prompt_tokens -1 is a truncation choice too, exclusive with cut)
         extras = embed_extras(b) if EMBED_NAMES & b.keys() else {}
         truncation = extras.pop("truncation", None if cut is None else (CUT_END if cut else REFUSE))
+        normalized = b.get("normalized") is True  # a request-level field (core.space.REQUEST_FIELDS) when set
         request = EmbeddingsRequest(model=b.get("model"), inputs=inputs, is_tokens=is_tokens,
                                     dimensions=b.get("dimensions", b.get("output_dimension")) or None,
                                     user=b.get("user"), input_type=input_type, truncation=truncation,
-                                    outputs=(dtype,), fields=_normalized(b.get("normalized") is True), **extras)
-        return Parsed(request, VectorOutput(encoding, dtype, b.get("normalized") is True))
+                                    outputs=(dtype,), fields={"normalized": True} if normalized else {}, **extras)
+        return Parsed(request, VectorOutput(encoding, dtype, normalized))
 
     def render(self, request: EmbeddingsRequest, state: VectorOutput | None, outcome: EmbeddingsOutcome) -> Any:
         out = state or VectorOutput()
         vectors = normalise(outcome.vectors) if out.normalize else outcome.vectors
-        array = quantize(vectors, out.dtype)
+        # float32 floats, the common answer, are already what quantize would give
+        array = vectors if out.dtype == "float" and vectors.dtype == np.float32 else quantize(vectors, out.dtype)
         rows = as_base64(array) if out.encoding == "base64" else as_lists(array)
         data = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)]
         return {"object": "list", "data": data, "model": outcome.model,

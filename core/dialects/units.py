@@ -21,7 +21,7 @@ DOCUMENTS_PER_UNIT = 100
 
 def search_units_of(pair_tokens: Sequence[int]) -> int:
     """Cohere's search units for documents whose (query, document) pairs have these token counts."""
-    chunks = sum(max(1, math.ceil(t / CHUNK_TOKENS)) for t in pair_tokens)
+    chunks = sum([max(1, math.ceil(t / CHUNK_TOKENS)) for t in pair_tokens])  # a list: no generator to resume
     return max(1, math.ceil(chunks / DOCUMENTS_PER_UNIT))
 
 

@@ -46,14 +46,16 @@ class RerankRequest:
     caps: InputCaps = field(default=DEFAULT_CAPS, kw_only=True, repr=False)  # set by check_caps
     variant: Variant = field(default=DEFAULT_VARIANT, kw_only=True)  # activation (core.variant)
     every_score: bool = field(default=False, kw_only=True)  # one score per document (vLLM's score): never cut
+    # The documents the caller sent (a long one read in windows is still one): set by check_caps.
+    item_count: int = field(default=0, init=False, repr=False, compare=False)
 
     READ_AT_MOST: ClassVar[int] = 4096  # tokens read per document unless max_tokens_per_doc says (Cohere's default)
 
     def check_caps(self, caps: InputCaps) -> None:
         """Refuse (413) a query, documents or pairs over the caps, before anything reads them."""
-        self.caps = caps
+        self.caps, self.item_count = caps, len(self.documents)
         caps.check("query_chars", len(self.query), "'query'", "characters", "query")
-        caps.check("rerank_chars", sum(len(d) for d in self.documents), f"'{self.param}'", "characters", self.param)
+        caps.check("rerank_chars", sum(map(len, self.documents)), f"'{self.param}'", "characters", self.param)
         caps.check("rerank_pairs", len(self.documents), f"'{self.param}'", "documents", self.param)
 
     def over_limit_policy(self, route: ModelRoute, flag_end: bool) -> OverLimit:
@@ -146,13 +148,8 @@ class RerankRequest:
     def texts(self) -> list[str]:
         return self.documents
 
-    @property
-    def item_count(self) -> int:
-        """The documents the caller sent (a long one read in windows is still one)."""
-        return len(self.originals if self.originals is not None else self.documents)
-
     def chars(self) -> int:
-        return len(self.query) + sum(len(d) for d in self.documents)
+        return len(self.query) + sum(map(len, self.documents))
 
     def at_least(self, counter: TokenCounter) -> list[int] | None:
         """At least how many tokens per pair ``count`` finds, found without tokenizing."""

@@ -29,10 +29,11 @@ class TextInputs:
     input_type: str | None = None  # query, document, classification, clustering: selects the route's prompt
     caps: InputCaps = field(default=DEFAULT_CAPS, kw_only=True, repr=False)  # set by check_caps
     variant: Variant = field(default=DEFAULT_VARIANT, kw_only=True)  # what it asks beyond its inputs (core.variant)
+    item_count: int = field(default=0, init=False, repr=False, compare=False)  # the inputs sent: set by check_caps
 
     def check_caps(self, caps: InputCaps) -> None:
         """Refuse (413) token-id inputs over the caps, before anything reads them; keep ``caps``."""
-        self.caps = caps
+        self.caps, self.item_count = caps, len(self.inputs)
         if not self.is_tokens:
             return  # a text input's size is the model's limit's to bound (cap_chars)
         total = 0
@@ -45,18 +46,14 @@ class TextInputs:
     def texts(self) -> list[str]:
         return self.inputs if not self.is_tokens else []  # type: ignore[return-value]
 
-    @property
-    def item_count(self) -> int:
-        return len(self.inputs)
-
     def chars(self) -> int:
-        return sum(len(item) for item in self.inputs)
+        return sum(map(len, self.inputs))
 
     def count(self, counter: TokenCounter) -> list[int]:
         """Tokens per input, as the model sees them (without its special tokens when asked so)."""
         if self.is_tokens:
             return [len(ids) for ids in self.inputs]
-        counts = counter.count(self.texts)
+        counts = counter.count(self.inputs)  # type: ignore[arg-type]  # texts: token ids returned above
         return counts if self.variant.add_special_tokens else [max(0, n - counter.specials) for n in counts]
 
     def at_least(self, counter: TokenCounter) -> list[int] | None:
@@ -126,4 +123,4 @@ class TextInputs:
         if self.is_tokens:
             raise InvalidRequest(f"The model '{route.alias}' puts a prompt before {self.input_type} inputs; "
                                  "send text, not token ids", param="input")
-        self.inputs = [prefix + text for text in self.texts]
+        self.inputs = [prefix + text for text in self.inputs]  # type: ignore[operator]  # texts: ids refused above

@@ -77,16 +77,13 @@ class Capacity:
         # The prior's spread on the cost per token: a measured one is that model's own scale.
         self._spread_per_token = max(PRIOR_SPREAD_PER_TOKEN, per_token) if speed is not None else PRIOR_SPREAD_PER_TOKEN
         self.batches = 0  # fitted in all
+        self.measured = self.calibrated  # then once MEASURED_AFTER batches were fitted
         self._warming = 0 if speed is not None else WARM_UP  # a calibrated model has warmed up
         self._recent: deque[tuple[float, float]] = deque(maxlen=WINDOW)
         self._sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # n, Σx, Σx², Σt, Σxt, Σt² over _recent
         self._offs: deque[float] = deque(maxlen=WINDOW)  # how far off the fit each kept batch was
         self._typical_off = 0.0  # the median of _offs, refreshed now and then
         self._left_out = 0  # batches left out in a row
-
-    @property
-    def measured(self) -> bool:
-        return self.calibrated or self.batches >= MEASURED_AFTER
 
     def batch_seconds(self, padded: float) -> float:
         """The estimated time of one call of ``padded`` tokens."""
@@ -116,53 +113,44 @@ class Capacity:
                 self._left_out += 1
                 return
         self._left_out = 0
-        if len(self._recent) == WINDOW:
-            self._add(*self._recent[0], -1.0)
+        s = self._sums  # n, Σx, Σx², Σt, Σxt, Σt²: the oldest batch leaves them when the window is full
+        gone = [(*self._recent[0], -1.0)] if len(self._recent) == WINDOW else []
         self._recent.append((x, t))
-        self._add(x, t, 1.0)
+        for bx, bt, sign in (*gone, (x, t, 1.0)):
+            s[0] += sign
+            s[1] += sign * bx
+            s[2] += sign * bx * bx
+            s[3] += sign * bt
+            s[4] += sign * bx * bt
+            s[5] += sign * bt * bt
         self.batches += 1
-        self.fixed, self.per_token = self._fit(self._noise(*self._fit(0.0)))
+        self.measured = self.calibrated or self.batches >= MEASURED_AFTER
+        # Ridge least squares of t = fixed + per_token × x towards the prior, as much as the noise
+        # of the times against the prior's spread says (Bayesian linear regression), both kept ≥ 0:
+        # fitted once without noise, then again with the variance of the times about that first
+        # fit (a tenth of their mean, squared, while too few to tell).
+        a0, b0 = self.prior
+        n, sx, sxx, st, sxt, stt = s
+        noise = 0.0
+        for refit in (False, True):
+            la = max(PRIOR_WEIGHT, noise / PRIOR_SPREAD_FIXED ** 2)
+            lb = max(SLOPE_WEIGHT * REFERENCE_PADDED ** 2, noise / self._spread_per_token ** 2)
+            # Normal equations [[n + la, sx], [sx, sxx + lb]] · (a, b) = (st + la·a0, sxt + lb·b0)
+            m11, m12, m22 = n + la, sx, sxx + lb
+            r1, r2 = st + la * a0, sxt + lb * b0
+            det = m11 * m22 - m12 * m12
+            a = (r1 * m22 - m12 * r2) / det
+            b = (m11 * r2 - m12 * r1) / det
+            if b < 0:  # no model gets faster with more tokens: refit the fixed cost alone
+                b = 0.0
+                a = r1 / m11
+            if a < 0:
+                a = 0.0
+                b = max(0.0, r2 / m22)
+            if not refit:
+                residual = stt - 2 * a * st - 2 * b * sxt + a * a * n + 2 * a * b * sx + b * b * sxx
+                noise = (0.1 * st / n) ** 2 if n <= 2 else max(0.0, residual) / (n - 2)
+        self.fixed, self.per_token = a, b
         self._offs.append(off)
         if self.batches % 16 == 1 or len(self._offs) < 16:
             self._typical_off = statistics.median(self._offs)
-
-    def _add(self, x: float, t: float, sign: float) -> None:
-        s = self._sums
-        s[0] += sign
-        s[1] += sign * x
-        s[2] += sign * x * x
-        s[3] += sign * t
-        s[4] += sign * x * t
-        s[5] += sign * t * t
-
-    def _noise(self, fixed: float, per_token: float) -> float:
-        """The variance of the batch times about a fit (a tenth of their mean, squared, while too
-        few to tell)."""
-        n, sx, sxx, st, sxt, stt = self._sums
-        if n <= 2:
-            return (0.1 * st / n) ** 2
-        a, b = fixed, per_token
-        residual = stt - 2 * a * st - 2 * b * sxt + a * a * n + 2 * a * b * sx + b * b * sxx
-        return max(0.0, residual) / (n - 2)
-
-    def _fit(self, noise: float) -> tuple[float, float]:
-        """Ridge least squares of t = fixed + per_token × x towards the prior, as much as the
-        ``noise`` of the times against the prior's spread says (Bayesian linear regression);
-        both kept ≥ 0."""
-        a0, b0 = self.prior
-        la = max(PRIOR_WEIGHT, noise / PRIOR_SPREAD_FIXED ** 2)
-        lb = max(SLOPE_WEIGHT * REFERENCE_PADDED ** 2, noise / self._spread_per_token ** 2)
-        n, sx, sxx, st, sxt, _ = self._sums
-        # Normal equations [[n + la, sx], [sx, sxx + lb]] · (a, b) = (st + la·a0, sxt + lb·b0)
-        m11, m12, m22 = n + la, sx, sxx + lb
-        r1, r2 = st + la * a0, sxt + lb * b0
-        det = m11 * m22 - m12 * m12
-        a = (r1 * m22 - m12 * r2) / det
-        b = (m11 * r2 - m12 * r1) / det
-        if b < 0:  # no model gets faster with more tokens: refit the fixed cost alone
-            b = 0.0
-            a = r1 / m11
-        if a < 0:
-            a = 0.0
-            b = max(0.0, r2 / m22)
-        return a, b

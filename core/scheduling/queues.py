@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -162,7 +163,7 @@ class ModelFeed:
                 return await adapter.embed(route, items, context)
             return EmbedResult(vectors=np.stack(rows))
 
-        return await self._whole(scheduler, lambda: adapter.embed(route, items, context), sum(costs), len(items),
+        return await self._whole(scheduler, partial(adapter.embed, route, items, context), sum(costs), len(items),
                                  context, tenant)
 
     async def _whole(self, scheduler: Scheduler, call: Callable[[], Awaitable[R]], cost: float, items: int,
@@ -196,7 +197,7 @@ class ModelFeed:
                               batch_size=batching.max_batch_size, wait_s=batching.max_wait_s)
             return RerankResult(scores=await scheduler.submit(work))
 
-        return await self._whole(scheduler, lambda: adapter.rerank(route, query, docs, context), sum(costs),
+        return await self._whole(scheduler, partial(adapter.rerank, route, query, docs, context), sum(costs),
                                  len(docs), context, tenant)
 
 

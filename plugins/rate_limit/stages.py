@@ -96,6 +96,9 @@ class RateLimiter:
             self.metrics.rate_limited.labels(caller=caller, reason=reason).inc()
 
 
+BUCKET = "rate_limit.bucket"  # flow.meta: the caller's (bucket id, limits), or None when no bucket applies
+
+
 class RateLimitStage:
     name = "rate_limit"
 
@@ -106,7 +109,7 @@ class RateLimitStage:
     async def __call__(self, flow: Flow) -> None:
         if self.meter is not None:
             quota.wants_counts(self.meter, flow)
-        found = self.limiter.spec_for(flow)
+        found = flow.meta[BUCKET] = self.limiter.spec_for(flow)  # token_budget reuses it
         if found is None:
             return
         bucket, spec = found
@@ -127,7 +130,9 @@ class TokenBudgetStage:
         self.meter = meter
 
     async def __call__(self, flow: Flow) -> None:
-        bucket, spec = self.limiter.spec_for(flow) or ("", None)
+        # as the rate_limit stage found it; asked here only when that stage did not run
+        found = flow.meta[BUCKET] if BUCKET in flow.meta else self.limiter.spec_for(flow)
+        bucket, spec = found or ("", None)
         tokens = flow.prompt_tokens
         tpm = spec.tokens_per_minute if spec is not None else None
         if tpm is not None and tokens is not None:
