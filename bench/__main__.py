@@ -29,6 +29,7 @@ SECTIONS = {
     "admission": "bench.admission",
     "cache": "bench.cache",
     "fronts": "bench.fronts",
+    "soak": "bench.soak",
 }
 
 
