@@ -30,6 +30,7 @@ SECTIONS = {
     "cache": "bench.cache",
     "fronts": "bench.fronts",
     "batches": "bench.batches",
+    "soak": "bench.soak",
 }
 
 
