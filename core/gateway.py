@@ -74,7 +74,7 @@ class Gateway:
         self.meter: UsageMeter | None = None  # a quota plugin's, for work outside a request (bulk jobs)
         self.hooks.register_routes(self.routes.registrar)
         self.known_flags: dict[str, str] = {}
-        self.hooks.register_feature_flags(self._register_flag)
+        self.hooks.register_feature_flags(self.known_flags.__setitem__)  # (name, description)
         plugin_options: list[Option] = [*QUEUE_OPTIONS, *SPACE_OPTIONS]  # the scheduler's, the space's
         self.hooks.register_route_options(plugin_options.append)
         self.limits: list[LimitsSection] = [POLICY_SECTION]  # rate_limits.yaml's owners: the scheduler, plugins
@@ -93,9 +93,6 @@ class Gateway:
         self._rejected = 0  # loads rejected since the last good one
         self._retiring: set[asyncio.Future] = set()
         self._check_flags(settings.feature_flags, "ROUTER_FEATURE_FLAGS")
-
-    def _register_flag(self, name: str, description: str) -> None:
-        self.known_flags[name] = description
 
     def _check_flags(self, flags: tuple[str, ...], source: str, files: ConfigFiles | None = None) -> None:
         unknown = [f for f in flags if f not in self.known_flags]
