@@ -19,7 +19,6 @@ freed memory can sit in per-thread arenas to begin with.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -27,6 +26,7 @@ import os
 import time
 from collections.abc import Callable
 
+from core.looptask import LoopTask
 from core.offload import STATS
 
 log = logging.getLogger("maas.memory")
@@ -55,7 +55,9 @@ def rss_bytes() -> int:
         return 0
 
 
-class MemoryReturn:
+class MemoryReturn(LoopTask):
+    task_name = "memory-return"
+
     def __init__(self, *, interval_s: float = 1.0, quiet_s: float = 2.0, min_interval_s: float = 10.0,
                  trim: Callable[[], int] | None = MALLOC_TRIM, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval_s = interval_s
@@ -66,18 +68,10 @@ class MemoryReturn:
         self._seen_jobs = STATS.jobs  # large jobs already accounted for
         self._last_trim = float("-inf")
         self.trims = 0
-        self._task: asyncio.Task | None = None
 
     def start(self) -> None:
         if self._trim is not None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="memory-return")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            super().start()
 
     def due(self) -> bool:
         """Large work ran since the last trim, none runs now, and the gateway has been quiet."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 
+from core.looptask import LoopTask
 from core.metrics import GatewayMetrics
 
 log = logging.getLogger("maas.watchdog")
@@ -21,23 +21,14 @@ log = logging.getLogger("maas.watchdog")
 WARN_S = 1.0  # a lag this long is logged too
 
 
-class LoopLagWatchdog:
+class LoopLagWatchdog(LoopTask):
+    task_name = "loop-lag-watchdog"
+
     def __init__(self, metrics: GatewayMetrics, *, interval_s: float = 0.25, window_s: float = 30.0) -> None:
         self.metrics = metrics
         self.interval_s = interval_s
         self.window_s = window_s
         self._recent: collections.deque[tuple[float, float]] = collections.deque()  # (when, lag)
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag-watchdog")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ from core.options import Option, OptionSchema
 from plugins.cache import MemoryStore
 from tests.support.configs import write_yaml
 from tests.support.inprocess import echo_plugin_manager, write_configs
+from tests.support.options import each_option_changed
 from tests.support.processes import free_port
 from tests.support.redis_server import redis_binary, start_redis
 
@@ -225,28 +225,16 @@ def test_the_key_changes_exactly_with_the_options_declared_to_shape_answers(tmp_
     """Every option a route or an upstream may hold: a new value gives a new key if and only if
     the option is declared ``shapes_output`` (a prompt or a revision does; retries or a queue bound
     do not), for every built-in adapter type and core's own route options."""
-    from core.config import ModelRoute, UpstreamConfig
     from core.gateway import Gateway
     from plugins.cache.keys import route_digest
 
     gateway = Gateway(write_configs(tmp_path, routing={"embeddings": []}))
-    sample = {int: 7, float: 7.5, str: "other", bool: False, list: ["x"]}
     checked = 0
-    for type_name, cls in gateway.registry.factories.items():
-        upstream_schema, route_schema = cls.upstream_options, cls.route_options | gateway.route_options
-        base = ModelRoute(alias="m", kind="embeddings", served_name="m", enabled=True,
-                          upstream=UpstreamConfig(type=type_name))
-        before = route_digest(base, upstream_schema, route_schema)
-        for where, schema in (("upstream", upstream_schema), ("route", route_schema)):
-            for option in schema:
-                value = option.choices[-1] if option.choices else sample[option.type]
-                if where == "upstream":
-                    changed = replace(base, upstream=replace(base.upstream, options={option.name: value}))
-                else:
-                    changed = replace(base, options={option.name: value})
-                moved = route_digest(changed, upstream_schema, route_schema) != before
-                assert moved is option.shapes_output, (type_name, where, option.name)
-                checked += 1
+    for c in each_option_changed(gateway):
+        moved = route_digest(c.route, c.upstream_schema, c.route_schema) != route_digest(
+            c.base, c.upstream_schema, c.route_schema)
+        assert moved is c.option.shapes_output, (c.type_name, c.where, c.option.name)
+        checked += 1
     assert checked > 20
     names = {o.name for o in gateway.route_options if not o.shapes_output}
     assert {"queue_max_items", "max_batch_tokens", "cache"} <= names

@@ -28,6 +28,7 @@ from plugins.cache.keys import route_digest
 from tests.support import echo
 from tests.support.configs import write_yaml
 from tests.support.inprocess import echo_plugin_manager, write_configs
+from tests.support.options import each_option_changed
 from tests.support.processes import ROOT, base_env, start_router
 from tests.test_cache import SENT, UpstreamPlugin
 
@@ -92,23 +93,12 @@ def test_the_space_moves_with_model_revision_prompt_and_dimensions_and_nothing_e
 def test_the_space_moves_exactly_with_the_options_declared_to_change_it(gateway):
     """Every option a route or an upstream may hold, for every built-in adapter type: a new value
     gives a new space if and only if the option is declared ``changes_space``."""
-    sample = {int: 7, float: 7.5, str: "other", bool: False, list: ["x"]}
     checked = 0
-    for type_name, cls in gateway.registry.factories.items():
-        upstream_schema, route_schema = cls.upstream_options, cls.route_options | gateway.route_options
-        base = ModelRoute(alias="m", kind="embeddings", served_name="m", enabled=True,
-                          upstream=UpstreamConfig(type=type_name))
-        before = fingerprint(RouteSpace.of(base, upstream_schema, route_schema), None, {}, 8)
-        for where, schema in (("upstream", upstream_schema), ("route", route_schema)):
-            for option in schema:
-                value = option.choices[-1] if option.choices else sample[option.type]
-                if where == "upstream":
-                    changed = replace(base, upstream=replace(base.upstream, options={option.name: value}))
-                else:
-                    changed = replace(base, options={option.name: value})
-                space = fingerprint(RouteSpace.of(changed, upstream_schema, route_schema), None, {}, 8)
-                assert (space != before) is option.changes_space, (type_name, where, option.name)
-                checked += 1
+    for c in each_option_changed(gateway):
+        before = fingerprint(RouteSpace.of(c.base, c.upstream_schema, c.route_schema), None, {}, 8)
+        space = fingerprint(RouteSpace.of(c.route, c.upstream_schema, c.route_schema), None, {}, 8)
+        assert (space != before) is c.option.changes_space, (c.type_name, c.where, c.option.name)
+        checked += 1
     assert checked > 20
 
 
