@@ -77,16 +77,24 @@ class SentenceEmbedder:
         if not self.dimensions:  # a model that does not say its width: padded as its batch is
             return self.model.encode(texts, batch_size=max(1, len(texts)), convert_to_numpy=True,
                                      show_progress_bar=False).astype(np.float32, copy=False)
+        import torch
+
         out = np.empty((len(texts), int(self.dimensions)), dtype=np.float32)
         cap = self.max_input_tokens or 512
-        ids = self.model.tokenizer(texts, truncation=True, max_length=cap)["input_ids"] if texts else []
+        tokenizer: Any = self.model.tokenizer
+        encoded = tokenizer(texts, truncation=True, max_length=cap) if texts else {"input_ids": []}
         groups: dict[int, list[int]] = {}
-        for i, tokens in enumerate(ids):
+        for i, tokens in enumerate(encoded["input_ids"]):
             groups.setdefault(min(cap, -(-len(tokens) // PAD_TO) * PAD_TO), []).append(i)
-        for length, members in groups.items():
-            out[members] = self.model.encode(
-                [texts[i] for i in members], batch_size=len(members), convert_to_numpy=True, show_progress_bar=False,
-                processing_kwargs={"text": {"padding": "max_length", "max_length": length, "truncation": True}})
+        # Tokenized once; each group padded to its length and run through the model's modules (what
+        # ``SentenceTransformer.encode`` does per batch, bit for bit, without tokenizing again).
+        with torch.inference_mode():
+            for length, members in groups.items():
+                features: Any = _padded(tokenizer, encoded, members, length)
+                features = {k: v.to(self.model.device) for k, v in features.items()}
+                for module in self.model:
+                    features = module(features)
+                out[members] = features["sentence_embedding"].float().cpu().numpy()
         return out
 
     def _encode_variant(self, texts: list[str], variant: Variant) -> np.ndarray:
@@ -105,6 +113,24 @@ class SentenceEmbedder:
                 if variant.normalize or not isinstance(module, Normalize):
                     features = module(features)
         return features["sentence_embedding"].float().cpu().numpy().astype(np.float32, copy=False)
+
+
+def _padded(tokenizer: Any, encoded: Any, members: list[int], length: int) -> dict[str, Any]:
+    """The ``members`` of a tokenized list padded to ``length`` as the tokenizer pads (its pad id,
+    a zero attention mask and token type), as tensors."""
+    import torch
+
+    if tokenizer.padding_side != "right":
+        return tokenizer.pad({k: [v[i] for i in members] for k, v in encoded.items()},
+                             padding="max_length", max_length=length, return_tensors="pt")
+    fill = {"input_ids": tokenizer.pad_token_id or 0}
+    features = {}
+    for name, rows in encoded.items():
+        array = np.full((len(members), length), fill.get(name, 0), dtype=np.int64)
+        for r, i in enumerate(members):
+            array[r, :len(rows[i])] = rows[i]
+        features[name] = torch.from_numpy(array)
+    return features
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
