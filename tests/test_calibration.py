@@ -55,6 +55,20 @@ def test_the_batches_it_times_are_within_the_models_batch_size_and_input_limit()
     assert max(FakeModel.count(seen[-1])) > 4 * max(FakeModel.count(seen[1]))
 
 
+def test_the_long_batch_is_as_long_as_the_model_reads_by_its_own_count():
+    """A word of three tokens (the model's tokenizer decides, not the word count): the longest input
+    timed is within the model's limit, and near it, so no counted token is one the model cuts
+    (which would make the cost per token look smaller than it is)."""
+    def count(batch: list) -> list[int]:
+        return [3 * len(str(item).split()) + 2 for item in batch]
+
+    for limit, pairs in ((256, False), (512, True), (64, False)):
+        seen: list[list] = []
+        calibrate(seen.append, count, 32, max_tokens=limit, pairs=pairs)
+        longest = max(count(seen[-1]))
+        assert 0.8 * limit <= longest <= limit, (limit, longest)
+
+
 def _work(n: int, tokens: int, model: TimedModel, loop) -> Work:
     return Work(inputs("x", n, tokens), model.run, tenant=Tenant("k"), costs=[float(tokens)] * n, max_batch_size=32,
                 bounds=Bounds(max_items=16384, max_seconds=10.0), deadline=loop.time() + TIMEOUT)
