@@ -139,3 +139,28 @@ async def test_a_key_within_its_share_is_admitted_however_much_another_key_has_q
     assert not ping.done()
     await _drain(model, [ping, hog])
     assert await ping == inputs("a", 1, 12)
+
+
+def test_work_near_its_deadline_is_refused_with_room_to_spare_and_what_the_message_offers_is_admitted():
+    """An estimate is only good to about a fifth: work estimated at 0.9 of its deadline on the idle
+    model is refused at once (413), not admitted to end in a 504; the number of inputs the 413 says
+    fit is admitted, and one more than that is not."""
+    import re
+
+    from core.scheduling.admission import MARGIN, Arrival, admit
+    from core.scheduling.capacity import Capacity, Load
+
+    capacity = Capacity(speed=(0.0, 0.001))  # 1 ms a padded token, no cost per call
+
+    def arrival(n: int, left: float) -> Arrival:
+        work = Work([("x", 100.0)] * n, None, tenant=A, costs=[100.0] * n, split=False, deadline=left)
+        return Arrival(work, n, Load(1.0, 100.0 * n), 0, Load(), 0, Load(), 1.0, now=0.0)
+
+    n = 90  # 9 s alone against a 10 s deadline
+    with pytest.raises(TooLargeForDeadline) as info:
+        admit("m", arrival(n, 10.0), capacity, lambda reason: None)
+    fit = int(re.search(r"about (\d+) inputs fit now", info.value.message).group(1))
+    assert fit == int(10.0 / (0.1 * MARGIN))
+    admit("m", arrival(fit, 10.0), capacity, lambda reason: None)  # admitted: returns
+    with pytest.raises(TooLargeForDeadline):
+        admit("m", arrival(fit + 1, 10.0), capacity, lambda reason: None)

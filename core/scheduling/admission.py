@@ -4,7 +4,7 @@ Work is refused at once, never queued to time out. In order:
 
 1. over the tenant's ``max_queued`` inputs: 429 ``queue_full_for_key``;
 2. a request that could not finish before its deadline even on the idle model (at the model's
-   measured speed): 413 ``request_too_large_for_deadline``, never worth retrying as it is
+   measured speed, with ``MARGIN`` to spare): 413 ``request_too_large_for_deadline``, never worth retrying as it is
    (``x-should-retry: false``); the message says how many inputs fit;
 3. an idle model (nothing queued) admits the rest;
 4. a request that would not finish before its deadline behind the queue, served fairly (under
@@ -32,6 +32,11 @@ from core.scheduling.capacity import Capacity, Load
 from core.scheduling.work import Work
 
 MAX_RETRY_AFTER = 60.0  # an estimate further out than this promises nothing
+# An estimate is good to about a fifth on a shared machine (the calibration, a fit of batches
+# that ran beside other work): work must fit its deadline with that to spare. A request near the
+# line is refused at once with how many inputs fit, not admitted to be cut off by a 504 after it
+# used the model for its whole timeout.
+MARGIN = 1.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +66,7 @@ def admit(model: str, a: Arrival, capacity: Capacity, refused: Callable[[str], N
     timed = capacity.measured
     left = work.deadline - a.now if work.deadline is not None else None
     alone = alone_seconds(work, a.load, capacity) if timed else 0.0
-    if timed and left is not None and 0 < left < alone:  # (a deadline already past is its timeout's)
+    if timed and left is not None and 0 < left < alone * MARGIN:  # (a deadline already past is its timeout's)
         refused("too_large")
         raise too_large(model, a.items, alone, left, _finish(a, capacity, alone) - alone if a.queued_items else 0.0)
     if not a.queued_items:
@@ -76,7 +81,7 @@ def admit(model: str, a: Arrival, capacity: Capacity, refused: Callable[[str], N
         return max(parts)
 
     finish = _finish(a, capacity, alone)
-    if left is not None and 0 < left < finish:
+    if left is not None and 0 < left < finish * MARGIN:
         refused("deadline")
         raise ServiceUnavailable(f"{model} is busy: the request would not finish before its deadline "
                                  f"({finish:.1f} s of work ahead of it and its own, {left:.1f} s to go)",
@@ -120,9 +125,9 @@ def _retry(seconds: float) -> float:
 def too_large(model: str, items: int, alone: float, left: float, wait: float) -> TooLargeForDeadline:
     """The 413 for ``items`` inputs taking ``alone`` seconds on the idle model, ``left`` seconds
     before their deadline, behind ``wait`` seconds of others' work (served fairly)."""
-    per_input = max(alone / items, 1e-9)
+    per_input = max(alone * MARGIN / items, 1e-9)  # what fits with the estimate's margin to spare
     fit_idle = int(max(left, 0.0) / per_input)
-    fit_now = max(0, int((left - max(wait, 0.0)) / per_input))
+    fit_now = max(0, int((left - max(wait, 0.0) * MARGIN) / per_input))
     return TooLargeForDeadline(
         f"{items} inputs would take about {alone:.1f} s on {model} even with nothing else to do, past the "
         f"request's deadline ({left:.1f} s): about {fit_now} inputs fit now ({fit_idle} on the idle model). "
