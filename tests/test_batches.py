@@ -335,3 +335,32 @@ async def test_a_job_is_charged_to_its_keys_quota_and_usage_and_stops_at_the_quo
             f"/v1/files/{batch['error_file_id']}/content", headers=B)).read()).splitlines()]
         assert {(e["response"]["status_code"], e["response"]["body"]["error"]["code"]) for e in errors} == {
             (429, "quota_exceeded")}
+
+
+async def test_the_admission_window_holds_at_most_its_size_in_flight_as_it_grows_and_shrinks():
+    """Hundreds of a chunk's lines wait at the window (a semaphore: a line that leaves wakes one
+    waiter, not all of them): never more are in flight than the window's size at the time, places
+    it gains as it grows are used, and after it halves the places out come back only down to the
+    new size."""
+    from plugins.batches.window import LOWEST, AdmissionWindow
+
+    window = AdmissionWindow(start=8)
+    most = 0
+
+    async def line(grow: bool) -> None:
+        nonlocal most
+        async with window:
+            assert window.in_flight <= int(window.size)
+            most = max(most, window.in_flight)
+            await asyncio.sleep(0)
+            if grow:
+                window.admitted()  # the window grows by 8 / size a line: 8 -> 9 after about 8 lines
+
+    await asyncio.wait_for(asyncio.gather(*(line(True) for _ in range(400))), 10)
+    assert window.in_flight == 0 and most >= 9
+    window.size = 2 * LOWEST
+    await asyncio.wait_for(asyncio.gather(*(line(False) for _ in range(200))), 10)  # places grow to 64
+    window.refused()  # 64 -> 32
+    most = 0
+    await asyncio.wait_for(asyncio.gather(*(line(False) for _ in range(200))), 10)
+    assert window.in_flight == 0 and most == int(LOWEST)
