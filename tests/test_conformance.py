@@ -141,7 +141,8 @@ def _run_clients(python: Path, url: str, **env: str) -> list[dict]:
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
     shutil.rmtree(cache, ignore_errors=True)
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert rows, result.stderr[-3000:]
+    # a script that stopped part way (a client missing from the venv) would leave rows out unseen
+    assert result.returncode == 0 and rows, result.stderr[-3000:]
     return rows
 
 

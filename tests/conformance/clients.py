@@ -390,7 +390,7 @@ def main() -> None:
             row = {"client": _named(client), "call": call, "ok": True, "detail": fn()}
         except Exception as exc:  # a failing client is a row, not the end of the run
             detail = f"{type(exc).__name__}: {exc}"[:400]
-            row = {"client": _named(client), "call": call, "ok": False, "detail": detail,
+            row = {"client": client, "call": call, "ok": False, "detail": detail,
                    "trace": traceback.format_exc()[-1500:]}
         print(json.dumps(row), flush=True)
 
