@@ -202,3 +202,14 @@ async def test_a_caller_without_a_key_is_refused_before_its_body_is_parsed(clien
     resp = await client.post(EMB, data=b"{not json", headers={"Authorization": f"Bearer {PLAIN}",
                                                               "Content-Type": "application/json"})
     assert resp.status == 400
+
+
+def test_a_key_is_found_by_its_name_as_by_its_secret(tmp_path):
+    """A bulk job's owner is looked up by name (one dict lookup per line, however many keys)."""
+    keys = [{"key": f"sk-name-{i:04d}-0123456789abcdef", "name": f"team-{i}"} for i in range(50)]
+    write_yaml(tmp_path / "auth.yaml", {"api_keys": keys})
+    auth = parse_auth(load_yaml(tmp_path / "auth.yaml")[0])
+    for i in (0, 17, 49):
+        assert auth.named(f"team-{i}") is auth.find(f"sk-name-{i:04d}-0123456789abcdef")
+        assert auth.named(f"team-{i}").name == f"team-{i}"
+    assert auth.named("team-50") is None and auth.named("") is None

@@ -50,17 +50,23 @@ class AuthConfig:
     allow_anonymous_without_api_keys: bool = False
     key_files: tuple[str, ...] = ()  # files keys were read from: a change to one is a config change
     _by_digest: dict[bytes, ApiKey] = field(init=False, repr=False, compare=False)
+    _by_name: dict[str, ApiKey] = field(init=False, repr=False, compare=False)
     #: anonymous callers only while no key is configured and the flag says so (settled once per config)
     anonymous_allowed: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_digest", {k.digest: k for k in self.keys})
+        object.__setattr__(self, "_by_name", {k.name: k for k in self.keys})  # names are unique (parse_auth)
         object.__setattr__(self, "anonymous_allowed", not self.keys and self.allow_anonymous_without_api_keys)
 
     def find(self, presented: str) -> ApiKey | None:
         """The key matching ``presented``: one lookup by its SHA-256 digest, however many keys.
         What the lookup's timing could tell is about the digest, which says nothing of a key."""
         return self._by_digest.get(key_digest(presented))
+
+    def named(self, name: str) -> ApiKey | None:
+        """The key called ``name`` (a bulk job's owner), one lookup however many keys."""
+        return self._by_name.get(name)
 
 
 def _secret_from(entry: LineDict, index: int) -> bytes:

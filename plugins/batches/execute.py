@@ -49,7 +49,7 @@ def caller_of(snapshot: Snapshot, owner: str) -> Caller:
     auth = snapshot.files.auth
     if owner == "anonymous" and auth.anonymous_allowed:
         return Caller(name="anonymous", anonymous=True, client_ip="bulk")
-    key = next((k for k in auth.keys if k.name == owner), None)
+    key = auth.named(owner)
     if key is None:
         raise AuthError("The API key that made this job is no longer configured", code="invalid_api_key")
     return Caller(name=key.name, anonymous=False, client_ip="bulk", allowed_models=key.models)
