@@ -364,3 +364,15 @@ async def test_the_admission_window_holds_at_most_its_size_in_flight_as_it_grows
     most = 0
     await asyncio.wait_for(asyncio.gather(*(line(False) for _ in range(200))), 10)
     assert window.in_flight == 0 and most == int(LOWEST)
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("multipart/form-data", b"garbage"),
+    ("multipart/form-data; boundary=xyz", b"no boundary here"),
+    ("multipart/form-data; boundary=xyz", b'--xyz\r\nContent-Disposition: form-data; name="file"\r\n\r\ncut short'),
+])
+async def test_a_malformed_upload_is_a_400_not_a_500(client, content_type, body):
+    answer = await client.post("/v1/files", data=body, headers={**A, "Content-Type": content_type})
+    assert answer.status == 400, await answer.text()
+    assert (await answer.json())["error"]["type"] == "invalid_request_error"
+    assert (await (await client.get("/health/live")).read())  # and the router goes on

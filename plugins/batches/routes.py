@@ -55,6 +55,8 @@ class BatchRoutes:
         owner = await self.owner(request)
         if not request.content_type.startswith("multipart/"):
             raise InvalidRequest("Upload the file as multipart/form-data with fields 'purpose' and 'file'")
+        if "boundary=" not in request.headers.get("Content-Type", ""):
+            raise InvalidRequest("The multipart/form-data body has no boundary in its Content-Type")
         reader = await request.multipart()
         purpose, kept = None, None
         try:
@@ -90,6 +92,8 @@ class BatchRoutes:
                 return await reader.next()
         except TimeoutError:
             raise RequestTimeout("The upload stalled", headers={"Connection": "close"}) from None
+        except ValueError as exc:  # aiohttp's reader: no or a wrong boundary, a part cut short
+            raise InvalidRequest(f"The multipart/form-data body is malformed: {str(exc)[:120]}") from None
 
     async def _chunks(self, part: BodyPartReader) -> AsyncIterator[bytes]:
         """The file part's bytes; each read waits at most ROUTER_BODY_TIMEOUT_SECONDS (a big upload
@@ -102,6 +106,8 @@ class BatchRoutes:
                 raise RequestTimeout("The upload stalled", headers={"Connection": "close"}) from None
             except ConnectionResetError:
                 raise ClientClosedRequest("The client closed the connection mid-upload") from None
+            except ValueError as exc:
+                raise InvalidRequest(f"The multipart/form-data body is malformed: {str(exc)[:120]}") from None
             if not chunk:
                 return
             yield chunk
