@@ -10,6 +10,8 @@ import pytest
 from core.errors import RateLimited, ServiceUnavailable
 from core.scheduling import BULK, BULK_EVERY, Bounds, Scheduler, Tenant, Work
 from tests.support.gated import GatedModel
+from tests.support.timed import TimedModel
+from tests.support.timed import inputs as timed_inputs
 
 A, B, C = Tenant("a"), Tenant("b"), Tenant("c")
 
@@ -76,6 +78,59 @@ async def test_a_small_request_shares_the_next_batch_with_another_tenants_bulk_j
     assert "b0" in model.batches[1]  # not after the 8 batches of the bulk job
     await _drain(model, [blocker, bulk, ping])
     assert await bulk == _items("a", 64) and await ping == ["b0"]
+    await scheduler.close()
+
+
+@pytest.mark.parametrize("speed", [(0.001, 0.0001), (0.5, 0.0001)], ids=["per-token-bound", "call-bound"])
+async def test_another_tenants_long_inputs_are_not_padded_into_a_short_requests_batch(speed):
+    """A one-sentence request waits for one batch of its length, not for another key's long inputs
+    padded into it, and goes first when the key in turn has only long inputs left (never twice in a
+    row: the long ones lead the batch after); where a call's fixed cost dominates (a GPU), padding
+    is cheap and they share batches as before."""
+    model = TimedModel(*speed, gated=True)
+    scheduler = Scheduler("m", quantum=64, speed=speed, clock=model.clock)
+    per_token = speed[0] < 0.01  # 8 tokens alone: 1.8 ms; padded to 100 with 7 more: 81 ms
+
+    async def one(tag: str) -> asyncio.Task:
+        task = asyncio.create_task(scheduler.submit(Work(timed_inputs(tag, 1, 8), model.run, tenant=A,
+                                                         costs=[8.0], max_batch_size=8)))
+        await _settle()
+        return task
+
+    blocker = asyncio.create_task(scheduler.submit(Work(timed_inputs("block", 1, 8), model.run, tenant=C)))
+    await model.started(1)
+    ping = await one("a")
+    bulk = asyncio.create_task(scheduler.submit(Work(timed_inputs("b", 24, 100), model.run, tenant=B,
+                                                     costs=[100.0] * 24, max_batch_size=8)))
+    await _settle()
+    model.release()
+    await model.started(2)
+    names = [[name for name, _ in batch] for batch in model.batches]
+    if per_token:
+        assert names[1] == ["a0"]
+    else:
+        assert names[1][0] == "a0" and len(names[1]) == 8
+    model.release()
+    await model.started(3)  # B alone leads the next batch
+    # A short request arriving meanwhile goes first, alone, once B's batch ends...
+    late = await one("late")
+    model.release()
+    await model.started(4)
+    names = [[name for name, _ in batch] for batch in model.batches]
+    assert len(names[2]) == 8 and all(x.startswith("b") for x in names[2])
+    if per_token:
+        assert names[3] == ["late0"]
+    else:
+        assert "late0" in names[3] and len(names[3]) > 1  # with B's last input
+    # ... but B is never passed over twice in a row: it leads the next batch, and a short input
+    # does join a batch of long ones (no padding added).
+    third = await one("third")
+    model.release()
+    await model.started(5)
+    names = [[name for name, _ in batch] for batch in model.batches]
+    assert "third0" in names[4] and any(x.startswith("b") for x in names[4])
+    await _drain(model, [blocker, ping, bulk, late, third])
+    assert [name for name, _ in await bulk] == [f"b{i}" for i in range(24)]
     await scheduler.close()
 
 

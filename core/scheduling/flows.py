@@ -82,7 +82,7 @@ class Job:
 
 
 class TenantFlow:
-    __slots__ = ("key", "tenant", "jobs", "deficit", "in_turn", "items", "cost", "load")
+    __slots__ = ("key", "tenant", "jobs", "deficit", "in_turn", "items", "cost", "load", "passed")
 
     def __init__(self, key: tuple[str, int], tenant: Tenant) -> None:
         self.key = key
@@ -90,6 +90,7 @@ class TenantFlow:
         self.jobs: list[Job] = []
         self.deficit = 0.0
         self.in_turn = False
+        self.passed = False  # left out of the last batch, its inputs too long for it: it starts the next
         self.items = 0  # queued (not yet taken)
         self.cost = 0.0
         self.load = Load()

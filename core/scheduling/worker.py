@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 QUANTUM = 64.0  # cost units (tokens) a flow earns per turn: a few short inputs, so batches mix flows
 BULK_EVERY = 8  # with interactive work waiting, one batch in BULK_EVERY + 1 still goes to bulk
+# Another flow's item longer than a batch's longest joins it only if a full batch padded to its
+# length takes at most this many times as long: a one-sentence request is not made to wait for
+# another tenant's long inputs padded into its batch; they start the next batch instead.
+PAD_LIMIT = 2.0
 
 
 class QueueObserver(Protocol):
@@ -117,11 +121,15 @@ class BatchWorker:
             return None
         ring = self._rings[priority]
         now, rate = time.monotonic(), self.capacity.tokens_per_second()
+        if len(ring) > 1:
+            self._lead(ring, now, rate)
+        ring[0].passed = False  # it leads this batch
         batch = Batch()
         group: Any = UNSET
         size, longest = 0, 0.0
         limit_items, limit_tokens = 1, None
         full = False
+        members: set[TenantFlow] = set()  # the flows with items in the batch
         while ring and not full:
             wanted = False  # some flow has work for this batch: go round again, deficits grow each turn
             rounds_short = float("inf")  # turns the closest flow still needs before it can afford its item
@@ -137,7 +145,7 @@ class BatchWorker:
                     else:
                         ring.popleft()  # its work is all taken, or abandoned
                     continue
-                wanted = True
+                wanted, before = True, wanted
                 if not flow.in_turn:
                     flow.deficit += self.quantum * flow.tenant.weight
                     flow.in_turn = True
@@ -150,7 +158,7 @@ class BatchWorker:
                         group = job.work.group
                         limit_items, limit_tokens = job.work.max_batch_size, job.work.max_batch_tokens
                         if not job.work.split:  # one batch of its own
-                            self._take_items(batch, job, len(job.order))
+                            self._take_items(batch, job, len(job.order))  # (no other flow joins it)
                             flow.deficit -= cost
                             full = True
                             break
@@ -158,9 +166,14 @@ class BatchWorker:
                             limit_tokens is not None and (size + 1) * max(longest, cost) > limit_tokens):
                         full = True
                         break
+                    elif cost > longest and flow not in members and self._pads(limit_items, longest, cost):
+                        wanted = before  # its turn ends: its longer work starts a batch of its own
+                        flow.passed = True
+                        break
                     self._take_items(batch, job, 1)
                     flow.deficit -= cost
                     size += 1
+                    members.add(flow)
                     longest = max(longest, cost)
                     job = flow.pick(group, False, now, rate)
                 if not any(j.live for j in flow.jobs):
@@ -179,6 +192,30 @@ class BatchWorker:
                 for flow in ring:
                     flow.deficit += skip * self.quantum * flow.tenant.weight
         return batch if batch.parts else None
+
+    def _lead(self, ring: deque[TenantFlow], now: float, rate: float) -> None:
+        """Who starts the batch: a flow left out of the last one (its inputs too long for it), else
+        the flow in turn unless another's next input is so much shorter that the first's would pad
+        it past ``PAD_LIMIT``: then the shorter goes first, in a batch of its length, and the
+        longer inputs start the batch after it (never passed over twice in a row)."""
+        for k, flow in enumerate(ring):
+            if flow.passed:
+                ring.rotate(-k)
+                return
+        heads = [(job.head_cost(), k, job.work.max_batch_size) for k, flow in enumerate(ring)
+                 if (job := flow.pick(UNSET, True, now, rate)) is not None]
+        if not heads or heads[0][1] != 0:
+            return
+        shortest, k, size = min(heads)
+        if k and self._pads(size, shortest, heads[0][0]):
+            ring.rotate(-k)
+
+    def _pads(self, size: int, shorter: float, longer: float) -> bool:
+        """Whether a full batch (``size`` items) padded to ``longer`` tokens takes more than
+        ``PAD_LIMIT`` times as long as one padded to ``shorter`` (by the model's measured or prior
+        speed): once one longer input is in, others as long fill the batch."""
+        seconds = self.capacity.batch_seconds
+        return seconds(size * longer) > PAD_LIMIT * seconds(size * shorter)
 
     def _take_items(self, batch: Batch, job: Job, n: int) -> None:
         if job.next == 0:
