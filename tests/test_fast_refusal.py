@@ -122,6 +122,16 @@ async def test_a_request_surely_too_large_is_refused_without_tokenizing_it(slow_
     assert calls == []
 
 
+async def test_a_request_within_the_deadline_only_without_admissions_margin_is_refused_without_tokenizing(slow_ones):
+    """33 batches of 0.81 s by the lower bound: 27 s, inside the 30 s timeout, but not with the 1.2x
+    margin that admission refuses with once the inputs are counted: refused before the count too."""
+    client, calls = slow_ones
+    inputs = [f"sentence number {i} about a topic" for i in range(33 * 32)]
+    response = await client.post("/v1/embeddings", json={"model": "slow", "input": inputs})
+    assert response.status == 413 and (await response.json())["error"]["code"] == "request_too_large_for_deadline"
+    assert calls == []
+
+
 async def test_a_large_request_that_may_fit_is_tokenized_and_answered(slow_ones):
     client, calls = slow_ones
     inputs = [f"sentence number {i} about a topic that is long enough to be a large request" for i in range(256)]

@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from core.errors import ServiceUnavailable
-from core.scheduling.admission import Arrival, admit, alone_seconds, too_large
+from core.scheduling.admission import MARGIN, Arrival, admit, alone_seconds, too_large
 from core.scheduling.capacity import Capacity, Load
 from core.scheduling.flows import Job, Shape, TenantFlow
 from core.scheduling.work import Work
@@ -165,7 +165,7 @@ class Scheduler(BatchWorker):
         costs = [max(1.0, float(c)) for c in work.costs] if work.costs is not None else [1.0] * len(work.items)
         alone = alone_seconds(work, Shape(work, costs).load, self.capacity)
         left = work.deadline - asyncio.get_running_loop().time()
-        if 0 < left < alone:
+        if 0 < left < alone * MARGIN:  # the margin ``submit`` refuses with, once the inputs are counted
             self._refuse("too_large")
             raise too_large(self.name, len(work.items), alone, left, 0.0)
 
