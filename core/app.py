@@ -14,6 +14,7 @@ from aiohttp import web
 from core.config import Settings
 from core.cors import Cors
 from core.gateway import Gateway
+from core.heap import HeapFreeze
 from core.http import CODECS, CORS, GATEWAY, add_routes, edge_middleware
 from core.logs import access_log
 from core.memory import MemoryReturn
@@ -22,6 +23,7 @@ from core.serving import DRAIN, Drain
 from core.watchdog import LoopLagWatchdog
 
 log = logging.getLogger("maas.app")
+HEAP = web.AppKey("heap", HeapFreeze)  # set by ``maas serve`` only (``core.heap``)
 
 
 def create_app(settings: Settings | None = None, pm: pluggy.PluginManager | None = None) -> web.Application:
@@ -60,7 +62,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     watchdog.start()
     memory = MemoryReturn()  # freed memory back to the system once quiet after large requests
     memory.start()
+    heap = app.get(HEAP)
+    if heap is not None:
+        heap.start()
     yield
+    if heap is not None:
+        await heap.stop()
     await memory.stop()
     await watchdog.stop()
     await watcher.stop()

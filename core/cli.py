@@ -61,8 +61,12 @@ def serve_router(host: str, port: int, *, shutdown_timeout: float = 30.0,
     except ConfigError as exc:
         print(f"maas: {exc}", file=sys.stderr)
         return 1
+    from core.app import HEAP
+    from core.heap import HeapFreeze
     from core.http import GATEWAY, metrics_app
     from core.serving import serve_until_stopped
+
+    app[HEAP] = HeapFreeze(app[GATEWAY])  # the long-lived heap out of the collector's way
 
     beside = []
     if settings.metrics_port is not None:  # /metrics there only: the API port shows no key names

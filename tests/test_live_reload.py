@@ -63,6 +63,13 @@ def _log_lines(server, message: str) -> list[dict]:
     return out
 
 
+async def test_the_served_heap_is_moved_out_of_the_collectors_way_once_loaded(live):
+    """``maas serve`` freezes what the first load left (``core.heap``): full collections then walk
+    only what came after, not the models' half a million objects."""
+    await wait_for(lambda: _true(bool(_log_lines(live, "long-lived objects moved out"))), WAIT_S, "heap frozen")
+    assert _log_lines(live, "long-lived objects moved out")[0]["objects"] > 10_000
+
+
 async def test_route_change_under_load_fails_no_request(live):
     async with httpx.AsyncClient(base_url=live.url, timeout=30) as client:
         await _reset(client, live.config_dir, "minilm")
