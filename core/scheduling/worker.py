@@ -241,6 +241,15 @@ class BatchWorker:
 
     async def _execute(self, batch: Batch) -> None:
         self._active += 1
+        held = True
+
+        def free() -> None:  # the model's slot, once
+            nonlocal held
+            if held:
+                held = False
+                self._active -= 1
+                self._slots.release()
+
         try:
             parts = [(job, idx) for job, idx in batch.parts.items() if not job.future.done()]
             if not parts:
@@ -268,6 +277,9 @@ class BatchWorker:
                 return
             # What the model computed: the batch's size × its longest input (padding).
             self._measured(len(items) * max(job.costs[i] for job, idx in parts for i in idx), self._clock() - started)
+            # The model is free before its callers are answered: the worker, woken first, starts the
+            # next batch while they render their answers (else the model idles through that).
+            free()
             offset = 0
             for job, idx in parts:
                 for k, i in enumerate(idx):
@@ -277,5 +289,4 @@ class BatchWorker:
                 if job.done == len(job.order) and not job.future.done():
                     job.future.set_result(job.results)
         finally:
-            self._active -= 1
-            self._slots.release()
+            free()
