@@ -150,3 +150,38 @@ async def test_work_that_is_not_split_runs_whole_in_a_batch_of_its_own():
 def test_nonsense_in_flight_is_refused(bad):
     with pytest.raises(ValueError):
         Scheduler("x", max_in_flight=bad)
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_a_batchs_ranking_picks_what_a_scan_of_every_job_picks(seed):
+    """``Ranking`` (each flow's jobs ranked once per batch) gives the job ``TenantFlow.pick`` would
+    give at every step of forming a batch: random jobs (split or whole, two groups, ages, costs),
+    items taken one at a time as the worker takes them."""
+    import random
+
+    from core.scheduling.flows import UNSET, Job, Ranking, Shape, TenantFlow
+    from core.scheduling.work import Tenant
+
+    rng = random.Random(seed)
+    loop = asyncio.get_running_loop()
+    flow = TenantFlow(("t", 0), Tenant("t"))
+    for seq in range(rng.randint(1, 40)):
+        costs = [float(rng.randint(1, 300)) for _ in range(rng.randint(1, 6))]
+        work = Work([None] * len(costs), None, costs=costs, group=rng.choice("ab"), split=rng.random() < 0.8)
+        job = Job(work, costs, loop.create_future(), seq, flow, Shape(work, costs))
+        job.enqueued -= rng.random() * 5
+        if rng.random() < 0.1:
+            job.future.cancel()  # abandoned: never picked
+        flow.jobs.append(job)
+    now, rate = loop.time(), rng.choice([0.0, 50.0, 5000.0])
+    ranking, group, whole_ok = Ranking(flow, now, rate), UNSET, True
+    for _ in range(200):
+        expected = flow.pick(group, whole_ok, now, rate)
+        assert ranking.pick(group, whole_ok) is expected
+        if expected is None:
+            break
+        if not expected.work.split:  # a whole job is a batch of its own
+            break
+        group, whole_ok = expected.work.group, False
+        expected.cost_left -= expected.costs[expected.order[expected.next]]
+        expected.next += 1

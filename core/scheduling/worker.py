@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.errors import ServiceUnavailable
-from core.scheduling.flows import UNSET, Batch, Job, TenantFlow
+from core.scheduling.flows import UNSET, Batch, Job, Ranking, TenantFlow
 from core.scheduling.work import BULK, INTERACTIVE
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ class BatchWorker:
         limit_items, limit_tokens = 1, None
         full = False
         members: set[TenantFlow] = set()  # the flows with items in the batch
+        ranks: dict[TenantFlow, Ranking] = {}
         while ring and not full:
             wanted = False  # some flow has work for this batch: go round again, deficits grow each turn
             rounds_short = float("inf")  # turns the closest flow still needs before it can afford its item
@@ -137,7 +138,8 @@ class BatchWorker:
                 if not ring or full:
                     break
                 flow = ring[0]
-                job = flow.pick(group, not batch.parts, now, rate)
+                ranking = ranks.get(flow) or ranks.setdefault(flow, Ranking(flow, now, rate))
+                job = ranking.pick(group, not batch.parts)
                 if job is None:
                     flow.in_turn = False
                     if any(j.live for j in flow.jobs):
@@ -175,7 +177,7 @@ class BatchWorker:
                     size += 1
                     members.add(flow)
                     longest = max(longest, cost)
-                    job = flow.pick(group, False, now, rate)
+                    job = ranking.pick(group, False)
                 if not any(j.live for j in flow.jobs):
                     flow.jobs = [j for j in flow.jobs if not j.future.done()]  # taken, not yet answered
                     ring.remove(flow)
