@@ -12,7 +12,8 @@ from 20 ms to over 300 ms, and the model idled through each pause).
 the permanent generation (``gc.freeze()``, after one full collection so no garbage is kept),
 which collections skip: later full collections walk only what was allocated since. A reload
 unfreezes the heap, so what the old snapshot leaves behind in reference cycles is collected by
-the next full collection the interpreter runs on its own; the heap is frozen again after it.
+the next full collection the interpreter runs on its own; the heap is frozen again after it
+(after a cheap collection of the young generations, so a request's garbage is not frozen too).
 Only ``maas serve`` uses it (``core.cli``): a test process building many apps keeps its collector
 as it is.
 """
@@ -59,6 +60,7 @@ class HeapFreeze(LoopTask):
             self._unfrozen_at = full_collections()
             return "unfrozen"
         if self._unfrozen_at is not None and full_collections() > self._unfrozen_at:
+            gc.collect(1)  # the young garbage since that collection (cheap): not frozen with the rest
             return self._freeze()
         return None
 

@@ -82,10 +82,19 @@ class SlowOnesAdapter(Adapter):
         return EmbedResult(np.ones((len(inputs), 4), dtype=np.float32))
 
 
+class SlowWholeAdapter(SlowOnesAdapter):
+    """The same speed, each request one call (an HTTP upstream's way): an idle model runs it at
+    once (``call_now``), refusing only what could not finish at all."""
+
+    def batching(self, route):
+        return Batching(max_in_flight=1, speed=(0.3, 0.002))
+
+
 class SlowOnesPlugin:
     @hookimpl
     def register_adapters(self, register):
         register("slow-ones", SlowOnesAdapter)
+        register("slow-whole", SlowWholeAdapter)
 
 
 @pytest.fixture
@@ -102,8 +111,9 @@ async def slow_ones(aiohttp_client, tmp_path, monkeypatch):
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(TokenCounter, name, counted)
-    settings = write_configs(tmp_path, routing={"embeddings": [{"model": "slow", "upstream": {"type": "slow-ones"},
-                                                                 "prompts": "none"}]})
+    settings = write_configs(tmp_path, routing={"embeddings": [
+        {"model": "slow", "upstream": {"type": "slow-ones"}, "prompts": "none"},
+        {"model": "slow-whole", "upstream": {"type": "slow-whole"}, "prompts": "none"}]})
     pm = echo_plugin_manager()
     pm.register(SlowOnesPlugin(), name="slow-ones")
     app = create_app(settings, pm)
@@ -130,6 +140,15 @@ async def test_a_request_within_the_deadline_only_without_admissions_margin_is_r
     response = await client.post("/v1/embeddings", json={"model": "slow", "input": inputs})
     assert response.status == 413 and (await response.json())["error"]["code"] == "request_too_large_for_deadline"
     assert calls == []
+
+
+async def test_a_whole_call_that_fits_its_deadline_only_without_the_margin_runs_on_an_idle_model(slow_ones):
+    """One call of 13,352 tokens: 27 s, inside the 30 s timeout. An idle model runs a whole call at
+    once without admission's margin, so the refusal before the count must not apply it either."""
+    client, calls = slow_ones
+    inputs = [f"sentence number {i} about a topic" for i in range(1669)]
+    response = await client.post("/v1/embeddings", json={"model": "slow-whole", "input": inputs})
+    assert response.status == 200, await response.text()
 
 
 async def test_a_large_request_that_may_fit_is_tokenized_and_answered(slow_ones):

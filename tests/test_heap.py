@@ -44,7 +44,9 @@ def test_frozen_after_the_first_load_unfrozen_by_a_reload_and_frozen_after_the_n
     del old
     gc.collect()  # the full collection: the old snapshot's cycle goes
     assert freed and ref() is None
+    young = weakref.ref(Cycle())  # garbage made since (a request's cycle): collected, not frozen
     assert heap.step() == "frozen" and gc.get_freeze_count() > 0
+    assert young() is None
 
 
 def test_an_app_made_in_process_leaves_the_collector_alone(tmp_path):

@@ -355,3 +355,31 @@ async def test_batches_hold_similar_lengths_and_stay_under_the_token_budget():
     by_cost = [[costs[int(x[1:])] for x in batch] for batch in model.batches]
     assert by_cost == [[5, 5, 5, 5], [30, 250], [250, 250]]  # 3 × 250 > 600 padded tokens
     await scheduler.close()
+
+
+@pytest.mark.parametrize("kind", ["whole", "other-group", "same-group"])
+async def test_a_tenant_passed_over_for_shorter_inputs_leads_the_next_batch(kind):
+    """However steadily another key sends short requests, the key whose long inputs were passed
+    over for them leads the batch after: a whole call, or work that cannot share a batch with the
+    short ones, is not put behind them again and again."""
+    speed = (0.001, 0.0001)  # per-token bound: 8 tokens alone cost a tenth of 100
+    model = TimedModel(*speed, gated=True)
+    scheduler = Scheduler("m", quantum=64, speed=speed, clock=model.clock)
+    blocker = asyncio.create_task(scheduler.submit(Work(timed_inputs("block", 1, 8), model.run, tenant=C)))
+    await model.started(1)
+    long = Work(timed_inputs("x", 4, 100), model.run, tenant=A, costs=[100.0] * 4, max_batch_size=8,
+                split=kind != "whole", group="x" if kind == "other-group" else None)
+    x = asyncio.create_task(scheduler.submit(long))
+    shorts = []
+    for n in range(4):  # B keeps a short request waiting before every batch
+        shorts.append(asyncio.create_task(scheduler.submit(Work(timed_inputs(f"y{n}-", 1, 8), model.run, tenant=B,
+                                                                 costs=[8.0], max_batch_size=8))))
+        await _settle()
+        model.release()
+        await model.started(n + 2)
+    names = [[name for name, _ in batch] for batch in model.batches]
+    assert names[1] == ["y0-0"]  # the short request went first, in a batch of its length
+    assert any(name.startswith("x") for name in names[2])  # and the long ones right after it
+    await _drain(model, [blocker, x, *shorts])
+    assert [name for name, _ in await x] == ["x0", "x1", "x2", "x3"]
+    await scheduler.close()

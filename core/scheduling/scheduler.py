@@ -165,7 +165,10 @@ class Scheduler(BatchWorker):
         costs = [max(1.0, float(c)) for c in work.costs] if work.costs is not None else [1.0] * len(work.items)
         alone = alone_seconds(work, Shape(work, costs).load, self.capacity)
         left = work.deadline - asyncio.get_running_loop().time()
-        if 0 < left < alone * MARGIN:  # the margin ``submit`` refuses with, once the inputs are counted
+        # the margin ``submit`` refuses with once the inputs are counted (``call_now``, a whole call
+        # on an idle model, refuses only what could not finish at all)
+        margin = MARGIN if work.split or not self.can_call_now() else 1.0
+        if 0 < left < alone * margin:
             self._refuse("too_large")
             raise too_large(self.name, len(work.items), alone, left, 0.0)
 
@@ -213,7 +216,7 @@ class Scheduler(BatchWorker):
         ring = self._rings[flow.key[1]]
         if flow in ring:
             ring.remove(flow)
-        flow.deficit, flow.in_turn = 0.0, False
+        flow.deficit, flow.in_turn, flow.passed = 0.0, False, False
         self._flows.pop(flow.key, None)
 
     def cancel_worker(self) -> None:

@@ -146,6 +146,7 @@ class BatchWorker:
                         ring.rotate(-1)  # it has work, not of this batch's group
                     else:
                         ring.popleft()  # its work is all taken, or abandoned
+                        flow.passed = False
                     continue
                 wanted, before = True, wanted
                 if not flow.in_turn:
@@ -181,7 +182,7 @@ class BatchWorker:
                 if not any(j.live for j in flow.jobs):
                     flow.jobs = [j for j in flow.jobs if not j.future.done()]  # taken, not yet answered
                     ring.remove(flow)
-                    flow.deficit, flow.in_turn = 0.0, False
+                    flow.deficit, flow.in_turn, flow.passed = 0.0, False, False
                 elif not full:  # its turn is over; a flow cut short by a full batch resumes it next time
                     flow.in_turn = False
                     ring.rotate(-1)
@@ -203,6 +204,9 @@ class BatchWorker:
         for k, flow in enumerate(ring):
             if flow.passed:
                 ring.rotate(-k)
+                job = flow.pick(UNSET, True, now, rate)
+                if job is not None:  # it can afford its next input: it is not passed over again
+                    flow.deficit = max(flow.deficit, job.head_cost())
                 return
         heads = [(job.head_cost(), k, job.work.max_batch_size) for k, flow in enumerate(ring)
                  if (job := flow.pick(UNSET, True, now, rate)) is not None]
@@ -210,6 +214,7 @@ class BatchWorker:
             return
         shortest, k, size = min(heads)
         if k and self._pads(size, shortest, heads[0][0]):
+            ring[0].passed = True  # it leads the batch after this one, whatever this one holds
             ring.rotate(-k)
 
     def _pads(self, size: int, shorter: float, longer: float) -> bool:
