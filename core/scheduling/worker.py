@@ -202,7 +202,8 @@ class BatchWorker:
         it past ``PAD_LIMIT``: then the shorter goes first, in a batch of its length, and the
         longer inputs start the batch after it (never passed over twice in a row)."""
         def head(flow: TenantFlow) -> Job | None:  # its best job, ranked once for the whole batch
-            return (ranks.get(flow) or ranks.setdefault(flow, Ranking(flow, now, rate))).pick(UNSET, True)
+            ranking = ranks.get(flow) or ranks.setdefault(flow, Ranking(flow, now, rate))
+            return ranking.pick(UNSET, True)
 
         for k, flow in enumerate(ring):
             if flow.passed:
@@ -221,9 +222,11 @@ class BatchWorker:
             ring.rotate(-k)
 
     def _pads(self, size: int, shorter: float, longer: float) -> bool:
-        """A full batch (once one longer input is in, others fill it) padded to ``longer`` takes over
-        ``PAD_LIMIT`` × one padded to ``shorter``, by the model's fitted speed."""
-        return self.capacity.batch_seconds(size * longer) > PAD_LIMIT * self.capacity.batch_seconds(size * shorter)
+        """Whether a full batch (``size`` items) padded to ``longer`` tokens takes more than
+        ``PAD_LIMIT`` times as long as one padded to ``shorter`` (by the model's measured or prior
+        speed): once one longer input is in, others as long fill the batch."""
+        seconds = self.capacity.batch_seconds
+        return seconds(size * longer) > PAD_LIMIT * seconds(size * shorter)
 
     def _take_items(self, batch: Batch, job: Job, n: int) -> None:
         if job.next == 0:
