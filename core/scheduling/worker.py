@@ -121,9 +121,8 @@ class BatchWorker:
             return None
         ring = self._rings[priority]
         now, rate = time.monotonic(), self.capacity.tokens_per_second()
-        ranks: dict[TenantFlow, Ranking] = {}  # each flow's jobs ranked once for this batch
         if len(ring) > 1:
-            self._lead(ring, ranks, now, rate)
+            self._lead(ring, now, rate)
         ring[0].passed = False  # it leads this batch
         batch = Batch()
         group: Any = UNSET
@@ -131,6 +130,7 @@ class BatchWorker:
         limit_items, limit_tokens = 1, None
         full = False
         members: set[TenantFlow] = set()  # the flows with items in the batch
+        ranks: dict[TenantFlow, Ranking] = {}
         while ring and not full:
             wanted = False  # some flow has work for this batch: go round again, deficits grow each turn
             rounds_short = float("inf")  # turns the closest flow still needs before it can afford its item
@@ -196,24 +196,20 @@ class BatchWorker:
                     flow.deficit += skip * self.quantum * flow.tenant.weight
         return batch if batch.parts else None
 
-    def _lead(self, ring: deque[TenantFlow], ranks: dict[TenantFlow, Ranking], now: float, rate: float) -> None:
+    def _lead(self, ring: deque[TenantFlow], now: float, rate: float) -> None:
         """Who starts the batch: a flow left out of the last one (its inputs too long for it), else
         the flow in turn unless another's next input is so much shorter that the first's would pad
         it past ``PAD_LIMIT``: then the shorter goes first, in a batch of its length, and the
         longer inputs start the batch after it (never passed over twice in a row)."""
-        def head(flow: TenantFlow) -> Job | None:  # its best job, ranked once for the whole batch
-            ranking = ranks.get(flow) or ranks.setdefault(flow, Ranking(flow, now, rate))
-            return ranking.pick(UNSET, True)
-
         for k, flow in enumerate(ring):
             if flow.passed:
                 ring.rotate(-k)
-                job = head(flow)
+                job = flow.pick(UNSET, True, now, rate)
                 if job is not None:  # it can afford its next input: it is not passed over again
                     flow.deficit = max(flow.deficit, job.head_cost())
                 return
         heads = [(job.head_cost(), k, job.work.max_batch_size) for k, flow in enumerate(ring)
-                 if (job := head(flow)) is not None]
+                 if (job := flow.pick(UNSET, True, now, rate)) is not None]
         if not heads or heads[0][1] != 0:
             return
         shortest, k, size = min(heads)
