@@ -163,7 +163,18 @@ def completion_script(parser: argparse.ArgumentParser) -> str:
         ""])
 
 
+# The event loop and an in-process model's thread share the GIL, and a thread that wants it waits
+# up to the switch interval for the holder to let go (CPython's default: 5 ms). The model's thread
+# wants it back after each of the few dozen operations of a forward pass; with the loop busy
+# (answers, the next requests, a bulk job's lines) it waited up to 5 ms each time, and a bulk job
+# ran at 0.73-0.81x of the bare model. At 0.5 ms: 0.93x (docs/benchmarks.md, bulk jobs). A process
+# with one Python thread at work (an HTTP upstream) never hands the GIL over, whatever the interval.
+GIL_SWITCH_S = 0.0005
+
+
 def _use_uvloop() -> None:
+    """The process's runtime for serving: uvloop, and the GIL handed over within ``GIL_SWITCH_S``."""
+    sys.setswitchinterval(GIL_SWITCH_S)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -104,7 +105,8 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, *, dra
         await other.setup()
         await web.TCPSite(other, host, other_port).start()
     await web.TCPSite(runner, host, port).start()
-    log.info("serving", extra={"host": host, "port": port, "also": [p for _, p in beside]})
+    log.info("serving", extra={"host": host, "port": port, "also": [p for _, p in beside],
+                               "gil_switch_ms": round(sys.getswitchinterval() * 1000, 3)})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -16,6 +16,7 @@ import time
 import httpx
 import pytest
 
+from core.cli import GIL_SWITCH_S
 from tests.support.config_cases import BAD_CASES, configmap_publish, digest_of, good_texts, write_good, write_text
 from tests.support.processes import start_router
 from tests.support.traffic import Traffic, reloads, serving_digest, wait_for
@@ -68,6 +69,14 @@ async def test_the_served_heap_is_moved_out_of_the_collectors_way_once_loaded(li
     only what came after, not the models' half a million objects."""
     await wait_for(lambda: _true(bool(_log_lines(live, "long-lived objects moved out"))), WAIT_S, "heap frozen")
     assert _log_lines(live, "long-lived objects moved out")[0]["objects"] > 10_000
+
+
+def test_the_served_process_hands_the_gil_to_its_model_thread_within_half_a_millisecond(live):
+    """``maas serve`` sets the GIL's switch interval (``core.cli.GIL_SWITCH_S``, not CPython's 5 ms):
+    the in-process model's thread gets the GIL back within it after each operation of a forward pass,
+    however busy the event loop is."""
+    serving = [r for r in _log_lines(live, "serving") if r["msg"] == "serving"]
+    assert serving and serving[0]["gil_switch_ms"] == GIL_SWITCH_S * 1000
 
 
 async def test_route_change_under_load_fails_no_request(live):
