@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from functools import partial
 import orjson
 from aiohttp import ClientPayloadError, web
 
+from core import ids
 from core.cors import Cors
 from core.dialects import Codec, CodecRegistry
 from core.docs_page import add_docs_routes
@@ -73,7 +73,7 @@ _UNLOGGED = ("/health", "/metrics")  # probes and scrapes: no access-log line
 async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id in and out, errors in OpenAI shape, one access-log line per request."""
     incoming = request.headers.get("X-Request-ID", "")
-    rid = incoming if _SAFE_ID.match(incoming) else os.urandom(16).hex()
+    rid = incoming if _SAFE_ID.match(incoming) else ids.token()
     request[REQUEST_ID] = rid
     token = request_id_var.set(rid)
     started = time.perf_counter()

@@ -24,6 +24,8 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from core import ids
+
 log = logging.getLogger("maas.serving")
 
 
@@ -50,7 +52,7 @@ def _parser_error(self: RequestHandler, request: Any, status: int = 500, exc: Ba
     in OpenAI's shape with an X-Request-ID, and one short WARNING line. aiohttp's own logs the
     whole traceback with the raw header (a key in ``Authorization: Bearer <key>\x01``) and echoes
     it in a text/plain body."""
-    rid = os.urandom(16).hex()
+    rid = ids.token()
     kind = type(exc).__name__ if exc is not None else "Error"
     fault = _FAULTS.get(kind, "the request is malformed")
     log.warning("malformed request refused", extra={"status": status, "fault": kind, "request_id": rid})

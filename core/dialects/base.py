@@ -10,10 +10,10 @@ of its body, typed by the codec), to render. Its field table is the one source f
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
+from core import ids
 from core.dialects.fields import JSON, FieldTable
 from core.errors import GatewayError, InvalidRequest
 from core.kinds import Kind
@@ -80,7 +80,7 @@ def count_items(n: int, limits: ParseLimits, param: str) -> None:
 
 
 def response_id() -> str:
-    return os.urandom(16).hex()
+    return ids.token()
 
 
 __all__ = ["Codec", "Outcome", "ParseLimits", "Parsed"]

@@ -12,12 +12,12 @@ quotas are charged per chunk through ``charge_chunk``.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from multidict import CIMultiDict
 
+from core import ids
 from core.errors import AuthError, GatewayError
 from core.flow import Caller, Flow
 from core.scheduling import BULK
@@ -66,7 +66,7 @@ class LineResult:
 
 async def run_line(gw: RunningGateway, owner: str, url: str, body: Any) -> LineResult:
     """The answer to one line's body (or its error), as ``url`` would give it synchronously."""
-    rid = secrets.token_hex(16)
+    rid = ids.token()
     snapshot = gw.snapshot
     if snapshot is None:
         raise RuntimeError("no configuration is loaded")

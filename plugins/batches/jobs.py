@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from core import ids
 from core.errors import InvalidRequest
 from plugins.batches.files import FileStore, new_id, write_atomic
 from plugins.batches.lines import numbered
@@ -97,7 +98,7 @@ def line_record(custom_id: str, request_id: str, status: int | None, body: Any,
                 error: dict[str, str] | None = None) -> bytes:
     """One line of an output or error file, in OpenAI's shape."""
     response = None if status is None else {"status_code": status, "request_id": request_id, "body": body}
-    return orjson.dumps({"id": new_id("batch_req_"), "custom_id": custom_id, "response": response,
+    return orjson.dumps({"id": f"batch_req_{ids.token()}", "custom_id": custom_id, "response": response,
                          "error": error}) + b"\n"
 
 
