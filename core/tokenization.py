@@ -48,6 +48,11 @@ class TokenCounter:
         self._chars_per_token = None if _model_type(tokenizer) == _WORDPIECE else self.max_token_chars
 
     def count(self, texts: Sequence[str]) -> list[int]:
+        if len(texts) == 1:
+            # encode holds the GIL for its few microseconds; encode_batch lets go of it, and the
+            # event loop (where one text is counted) then waits for an in-process model's thread
+            # to hand it back: up to the switch interval, ten times the count itself.
+            return [len(self._tok.encode(texts[0]).ids)]
         return [len(e.ids) for e in self._tok.encode_batch(list(texts))]
 
     def at_least(self, texts: Sequence[str], specials: int | None = None) -> list[int]:

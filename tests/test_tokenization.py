@@ -25,3 +25,14 @@ def test_truncate_keeps_whole_tokens_within_the_limit():
     assert counter.truncate(text, 5) == "one two three"
     assert counter.truncate_plain(text, 2) == "one two"
     assert counter.truncate(text, 100) == text
+
+
+@pytest.mark.parametrize("name", ["sentence-transformers/all-MiniLM-L6-v2", "reranker"])
+def test_one_text_counts_as_it_does_among_others(name):
+    """One text is counted with ``encode`` (the GIL held), several with ``encode_batch``: the same
+    count either way, special tokens included."""
+    counter = load_counter(str(packaged_reranker_dir()) if name == "reranker" else name)
+    texts = [*QUERIES, *DOCS, " leading space", "[CLS] [SEP] [MASK] <s> </s>", "\x00\x07 control"]
+    together = counter.count(texts)
+    assert [counter.count([t])[0] for t in texts] == together
+    assert together[1] == counter.specials  # the empty text: its special tokens only
