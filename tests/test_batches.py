@@ -376,3 +376,69 @@ async def test_a_malformed_upload_is_a_400_not_a_500(client, content_type, body)
     assert answer.status == 400, await answer.text()
     assert (await answer.json())["error"]["type"] == "invalid_request_error"
     assert (await (await client.get("/health/live")).read())  # and the router goes on
+
+
+async def _merged_client(aiohttp_client, tmp_path, limits: dict[str, str]):
+    settings = write_configs(tmp_path / "configs", auth=KEYS,
+                             environ={"ROUTER_BATCH_DIR": str(tmp_path / "batches"), **limits})
+    return await serve(aiohttp_client, settings)
+
+
+def _mixed_rows(n: int) -> list[dict]:
+    """Lines of a few parameter sets, one text or several, of varied lengths."""
+    params = [{}, {"encoding_format": "base64"}, {"user": "u1"}, {"model": "echo-other"}]
+    rows = []
+    for i in range(n):
+        body = {"model": "echo-emb", **params[i % len(params)]}
+        texts = [f"text {i} " + "word " * (i % 7)] + ([f"second {i}"] if i % 3 == 0 else [])
+        body["input"] = texts[0] if len(texts) == 1 and i % 2 else texts
+        rows.append({"custom_id": f"req-{i}", "method": "POST", "url": "/v1/embeddings", "body": body})
+    return rows
+
+
+async def _run_and_compare(client, rows) -> list[dict]:
+    """Run ``rows`` as a job; each line's status and body must be its synchronous answer's."""
+    file = await (await upload(client, jsonl(rows))).json()
+    created = await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                     "completion_window": "24h"}, headers=A)
+    batch = await wait_final(client, (await created.json())["id"])
+    answers = {}
+    for key in ("output_file_id", "error_file_id"):
+        if batch.get(key):
+            content = await (await client.get(f"/v1/files/{batch[key]}/content", headers=A)).read()
+            answers.update({a["custom_id"]: a for a in map(json.loads, content.splitlines())})
+    assert sorted(answers) == sorted(r["custom_id"] for r in rows)
+    for row in rows:
+        sync = await client.post("/v1/embeddings", json=row["body"], headers=A)
+        got = answers[row["custom_id"]]["response"]
+        assert got["status_code"] == sync.status, row
+        assert got["body"] == await sync.json(), row
+    return [answers[r["custom_id"]] for r in rows]
+
+
+async def test_lines_of_one_model_and_parameters_run_as_one_request_each_answered_as_alone(aiohttp_client, tmp_path):
+    """Lines whose bodies differ only in their texts go through the chain and the model together
+    (they share a request id), and each line's answer (vectors, usage) is its synchronous one; a
+    line over a limit fails alone, with the synchronous error, and its neighbours are answered."""
+    client = await _merged_client(aiohttp_client, tmp_path, {"ROUTER_DOCUMENT_TOKEN_LIMIT": "12"})
+    rows = _mixed_rows(40)
+    rows[9]["body"]["input"] = ["too long " * 20]  # over the document limit: a 413 of its own
+    answers = await _run_and_compare(client, rows)
+    assert answers[9]["response"]["status_code"] == 413
+    by_request: dict[str, set[str]] = {}
+    for row, answer in zip(rows, answers, strict=True):
+        params = json.dumps({k: v for k, v in row["body"].items() if k != "input"}, sort_keys=True)
+        by_request.setdefault(answer["response"]["request_id"], set()).add(params)
+    assert len(by_request) < len(rows)  # lines were merged
+    assert all(len(params) == 1 for params in by_request.values())  # never lines of other parameters
+
+
+async def test_merged_lines_over_the_request_limit_together_run_alone(aiohttp_client, tmp_path):
+    """Together over ROUTER_SAFE_REQUEST_TOKEN_LIMIT, each line under it: each runs alone and is
+    answered as synchronously."""
+    client = await _merged_client(aiohttp_client, tmp_path, {"ROUTER_SAFE_REQUEST_TOKEN_LIMIT": "20"})
+    rows = [{"custom_id": f"req-{i}", "method": "POST", "url": "/v1/embeddings",
+             "body": {"model": "echo-emb", "input": f"text number {i}"}} for i in range(12)]
+    answers = await _run_and_compare(client, rows)
+    assert all(a["response"]["status_code"] == 200 for a in answers)
+    assert len({a["response"]["request_id"] for a in answers}) == len(rows)

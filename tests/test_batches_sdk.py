@@ -106,8 +106,10 @@ def test_two_routers_sharing_redis_split_one_job_with_no_line_done_twice(tmp_pat
         pytest.skip("redis-server is not installed (scripts/bootstrap.sh test installs it)")
     redis, redis_url = start_redis(tmp_path / "redis", binary)
     n = 600
+    # Two replicas on one machine: a core each, as two pods would have (two models of two threads
+    # each on two cores spin against each other: minutes for a job of seconds).
     env = {"ROUTER_BATCH_DIR": str(tmp_path / "batches"), "ROUTER_BATCH_CHUNK_LINES": "16",
-           "ROUTER_REDIS_URL": redis_url}
+           "ROUTER_REDIS_URL": redis_url, "OMP_NUM_THREADS": "1"}
     configs = _configs(tmp_path / "configs")
     one, url1 = start_router(configs, tmp_path / "one.log", **env)
     two, url2 = start_router(configs, tmp_path / "two.log", **env)

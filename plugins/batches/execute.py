@@ -12,14 +12,17 @@ quotas are charged per chunk through ``charge_chunk``.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from multidict import CIMultiDict
 
 from core import ids
-from core.errors import AuthError, GatewayError
+from core.dialects.openai import OpenAIEmbeddings
+from core.errors import AuthError, GatewayError, RateLimited, ServiceUnavailable
 from core.flow import Caller, Flow
+from core.requests import EmbeddingsOutcome, EmbeddingsRequest
 from core.scheduling import BULK
 from core.served import ModelCall
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
 STAGES = ("parse", "route", "token_limit")  # what a line runs of the chain before its model
 BULK_DEADLINE_S = 3600.0  # a bulk call waits behind interactive work; it is not abandoned for that
+MERGE_INPUTS = 32  # texts of lines of one model and parameters sent as one request (a batch's worth)
 
 
 async def charge_chunk(gw: RunningGateway, owner: str, tokens: int, lines: int) -> None:
@@ -70,24 +74,11 @@ async def run_line(gw: RunningGateway, owner: str, url: str, body: Any) -> LineR
     snapshot = gw.snapshot
     if snapshot is None:
         raise RuntimeError("no configuration is loaded")
-    codec = gw.codecs.by_path[url]
-    raw = orjson.dumps(body)
-
-    async def read_body() -> bytes:
-        return raw
-
-    flow = Flow(kind=codec.kind, snapshot=snapshot, request_id=rid, client_ip="bulk", headers=CIMultiDict(),
-                codec=codec, read_body=read_body)
     gw.registry.pin(snapshot)  # a reload meanwhile closes this snapshot's adapters only after the line
     try:
-        flow.caller = caller_of(snapshot, owner)
-        for name in STAGES:
-            await gw.chain.find(name)(flow)
+        flow = await _through_stages(gw, snapshot, owner, url, body, rid)
         model, request = flow.served(), flow.parsed()
-        tenant = snapshot.tenants.of(None if flow.caller.anonymous else flow.caller.name)
-        call = ModelCall(tenant=tenant, priority=BULK, request_id=rid, token_counts=flow.token_counts,
-                         deadline=asyncio.get_running_loop().time() + max(BULK_DEADLINE_S, model.facts.timeout_s))
-        outcome = await request.run(model, call, flow.prompt_tokens)
+        outcome = await request.run(model, _bulk_call(flow, rid), flow.prompt_tokens)
         answer = flow.codec.render(request, flow.wire, outcome) if flow.codec is not None else None
         tokens = int(outcome.tokens or 0)
         gw.metrics.usage(owner, model.alias, request.item_count, tokens)
@@ -96,3 +87,122 @@ async def run_line(gw: RunningGateway, owner: str, url: str, body: Any) -> LineR
         return LineResult(rid, error=exc)
     finally:
         gw.registry.unpin(snapshot)
+
+
+def merge_key(gw: RunningGateway, url: str, body: Any) -> bytes | None:
+    """Lines with one key may run as one request (``run_merged``): bodies of an OpenAI-shaped
+    embeddings path whose ``input`` is text (a string, or strings) and whose other fields are the
+    same. None for any other line: it runs alone."""
+    codec = gw.codecs.by_path.get(url)
+    if not isinstance(codec, OpenAIEmbeddings) or not isinstance(body, dict):
+        return None
+    texts = body.get("input")
+    if not (isinstance(texts, str) or (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts))):
+        return None
+    rest = {k: v for k, v in body.items() if k != "input"}
+    return url.encode() + b" " + orjson.dumps(rest, option=orjson.OPT_SORT_KEYS)
+
+
+def merge_groups(gw: RunningGateway, lines: list[dict[str, Any]], order: list[int]) -> list[list[int]]:
+    """The lines (their indices, taken in ``order``) that run as one request: those of one
+    ``merge_key``, up to ``MERGE_INPUTS`` texts together; any other line alone."""
+    groups: list[list[int]] = []
+    open_: dict[bytes, tuple[list[int], int]] = {}
+    for i in order:
+        line = lines[i]
+        key = merge_key(gw, line["url"], line["body"])
+        if key is None:
+            groups.append([i])
+            continue
+        n = len(inputs_of(line["body"]))
+        members, held = open_.get(key, ([], 0))
+        if members and held + n > MERGE_INPUTS:
+            members, held = [], 0
+        if not members:
+            groups.append(members)
+        members.append(i)
+        open_[key] = (members, held + n)
+    return groups
+
+
+def inputs_of(body: dict[str, Any]) -> list[str]:
+    """A mergeable line's texts (``merge_key``)."""
+    texts = body["input"]
+    return [texts] if isinstance(texts, str) else texts
+
+
+async def run_merged(gw: RunningGateway, owner: str, url: str, bodies: list[dict[str, Any]]) -> list[LineResult]:
+    """Lines of one ``merge_key`` as one request: their texts in one body, through the stages and
+    the model once, the answer cut back into each line's (its vectors, its tokens), rendered as its
+    synchronous answer would be. The chain's and the scheduler's work per request is paid once for
+    them all; the model's batches are formed as before, each text padded to its own length.
+
+    Refused for now as a whole (429, 503: admission), every line carries that refusal and the
+    caller tries them again together. Refused otherwise (a line's input over a limit), or with no
+    count of each input's tokens to cut the usage by, each line runs alone for its own answer."""
+    if len(bodies) == 1:
+        return [await run_line(gw, owner, url, bodies[0])]
+    parts = [inputs_of(b) for b in bodies]
+    rid = ids.token()
+    snapshot = gw.snapshot
+    if snapshot is None:
+        raise RuntimeError("no configuration is loaded")
+    gw.registry.pin(snapshot)
+    try:
+        try:
+            flow = await _through_stages(gw, snapshot, owner, url,
+                                         {**bodies[0], "input": [t for part in parts for t in part]}, rid)
+        except (RateLimited, ServiceUnavailable) as exc:
+            return [LineResult(rid, error=exc) for _ in bodies]
+        except GatewayError:
+            flow = None
+        counts = flow.token_counts if flow is not None else None
+        request = flow.request if flow is not None else None
+        if flow is None or not isinstance(request, EmbeddingsRequest) or counts is None \
+                or len(counts) != len(request.inputs) or len(counts) != sum(len(p) for p in parts):
+            return [await run_line(gw, owner, url, b) for b in bodies]
+        model = flow.served()
+        try:
+            outcome = await request.run(model, _bulk_call(flow, rid), flow.prompt_tokens)
+        except (RateLimited, ServiceUnavailable) as exc:
+            return [LineResult(rid, error=exc) for _ in bodies]
+        except GatewayError:
+            return [await run_line(gw, owner, url, b) for b in bodies]
+    finally:
+        gw.registry.unpin(snapshot)
+    results, start = [], 0
+    for part in parts:
+        end = start + len(part)
+        tokens = sum(counts[start:end])
+        mine = EmbeddingsOutcome(outcome.model, outcome.vectors[start:end], tokens, spaces=outcome.spaces)
+        line_request = replace(request, inputs=request.inputs[start:end])
+        answer = flow.codec.render(line_request, flow.wire, mine) if flow.codec is not None else None
+        gw.metrics.usage(owner, model.alias, len(part), tokens)
+        results.append(LineResult(rid, answer, model=model.alias, tokens=tokens, inputs=len(part)))
+        start = end
+    return results
+
+
+async def _through_stages(gw: RunningGateway, snapshot: Snapshot, owner: str, url: str, body: Any,
+                          rid: str) -> Flow:
+    """A flow of ``body`` from its owner's key through ``STAGES``."""
+    codec = gw.codecs.by_path[url]
+    raw = orjson.dumps(body)
+
+    async def read_body() -> bytes:
+        return raw
+
+    flow = Flow(kind=codec.kind, snapshot=snapshot, request_id=rid, client_ip="bulk", headers=CIMultiDict(),
+                codec=codec, read_body=read_body)
+    flow.caller = caller_of(snapshot, owner)
+    for name in STAGES:
+        await gw.chain.find(name)(flow)
+    return flow
+
+
+def _bulk_call(flow: Flow, rid: str) -> ModelCall:
+    """The model call of a flow through the stages: the bulk lane, as its key's tenant."""
+    caller, model = flow.caller, flow.served()
+    tenant = flow.snapshot.tenants.of(None if caller is None or caller.anonymous else caller.name)
+    return ModelCall(tenant=tenant, priority=BULK, request_id=rid, token_counts=flow.token_counts,
+                     deadline=asyncio.get_running_loop().time() + max(BULK_DEADLINE_S, model.facts.timeout_s))

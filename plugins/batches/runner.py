@@ -4,8 +4,11 @@ and finalize jobs whose chunks are all done (or that were cancelled or expired).
 A worker claims one chunk at a time (``JobStore.claim``; a lease in Redis), renews the claim while
 it runs and watches the job meanwhile: a cancel stops the chunk within ``WATCH_S`` and keeps what
 earlier chunks did. A chunk's lines go to the served model together (ordered by length), so the
-scheduler forms full, length-grouped batches across lines in the bulk lane. Refusals that say
-"later" (429, 503) are retried; a stopping replica abandons its chunk for another to redo.
+scheduler forms full, length-grouped batches across lines in the bulk lane. Lines of one model
+and parameters run as one request of a few texts (``execute.merge_groups``, ``run_merged``): the
+chain's and the scheduler's work per request is paid once for them, and each line's answer is
+still its synchronous one. Refusals that say "later" (429, 503) are retried; a stopping replica
+abandons its chunk for another to redo.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import orjson
 import plugins.batches.jobs as job_files
 from core.errors import GatewayError, RateLimited, ServiceUnavailable
 from core.offload import off_loop
-from plugins.batches.execute import LineResult, charge_chunk, run_line
+from plugins.batches.execute import LineResult, charge_chunk, merge_groups, run_merged
 from plugins.batches.retention import SWEEP_S, sweep
 from plugins.batches.settings import NotFound
 from plugins.batches.store import FINAL, TERMINAL, Job
@@ -187,15 +190,19 @@ class JobRunner:
     async def _embed(self, job: Job, lines: list[tuple[int, bytes]]) -> tuple[list[bytes], list[bytes], int]:
         parsed = [orjson.loads(raw) for _, raw in lines]
         order = sorted(range(len(parsed)), key=lambda i: len(lines[i][1]))  # similar lengths queue together
+        groups = merge_groups(self.gw, parsed, order)
 
-        async def one(i: int) -> LineResult:
-            return await self._line(job, parsed[i])
+        async def one(group: list[int]) -> list[LineResult]:
+            return await self._lines(job, [parsed[i] for i in group])
 
-        tasks = {i: asyncio.create_task(one(i)) for i in order}
+        tasks = [asyncio.create_task(one(group)) for group in groups]
+        results: list[LineResult] = [None] * len(parsed)  # type: ignore[list-item] # each set below
         try:
-            results = [await tasks[i] for i in range(len(parsed))]
+            for group, task in zip(groups, tasks, strict=True):
+                for i, result in zip(group, await task, strict=True):
+                    results[i] = result
         finally:
-            for task in tasks.values():
+            for task in tasks:
                 task.cancel()
         done = [r for r in results if r.error is None]
         try:
@@ -213,21 +220,31 @@ class JobRunner:
                 errors.append(job_files.line_record(line["custom_id"], r.request_id, r.error.status, body))
         return output, errors, len(errors)
 
-    async def _line(self, job: Job, line: dict[str, Any]) -> LineResult:
-        """One line; refusals that say "later" (admission's 429 and 503) are waited out."""
+    async def _lines(self, job: Job, group: list[dict[str, Any]]) -> list[LineResult]:
+        """A group of lines (``_groups``); refusals that say "later" (admission's 429 and 503) are
+        waited out, and only the lines refused are sent again."""
+        results: list[LineResult] = [None] * len(group)  # type: ignore[list-item] # each set below
+        pending = list(range(len(group)))
         while True:
             async with self.window:
-                result = await run_line(self.gw, job["owner"], line["url"], line["body"])
-            error = result.error
-            if not isinstance(error, (RateLimited, ServiceUnavailable)):
+                got = await run_merged(self.gw, job["owner"], group[0]["url"], [group[k]["body"] for k in pending])
+            later, retry_after = [], 1.0
+            for k, result in zip(pending, got, strict=True):
+                if isinstance(result.error, (RateLimited, ServiceUnavailable)):
+                    later.append(k)
+                    retry_after = getattr(result.error, "retry_after", 1.0)
+                else:
+                    results[k] = result
+            if not later:
                 self.window.admitted()
-                return result
+                return results
             self.window.refused()
             if self.stopping:
                 raise Abandoned
-            log.debug("bulk line refused for now; retrying", extra={"batch": job["id"], "code": error.code,
-                                                                     "window": self.window.size})
-            await asyncio.sleep(min(1.0, max(0.05, getattr(error, "retry_after", 1.0))))
+            log.debug("bulk lines refused for now; retrying", extra={"batch": job["id"], "lines": len(later),
+                                                                      "window": self.window.size})
+            await asyncio.sleep(min(1.0, max(0.05, retry_after)))
+            pending = later
 
     # -- the end of a job ----------------------------------------------------------------------
     async def _finish(self, job: Job, holder: str, status: str, code: str | None = None,
