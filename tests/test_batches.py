@@ -378,15 +378,58 @@ async def test_a_malformed_upload_is_a_400_not_a_500(client, content_type, body)
     assert (await (await client.get("/health/live")).read())  # and the router goes on
 
 
+def _split_plugin():
+    """``split``: a model the scheduler batches across requests (as the in-process embedder), each
+    text's vector a digest of the text alone (batch-invariant, as the in-process embedder is)."""
+    import hashlib
+
+    import numpy as np
+
+    from core.adapters import Adapter, Batching, EmbedResult
+
+    class Split(Adapter):
+        def batching(self, route):
+            return Batching(max_in_flight=1, split=True, max_batch_size=16)
+
+        async def embed(self, route, inputs, call):
+            return EmbedResult(np.array([np.frombuffer(hashlib.sha256(t.encode()).digest()[:4], np.uint8)
+                                         for t in inputs], dtype=np.float32) / 255)
+
+    class Whole(Split):  # called with each request's texts alone (an HTTP upstream's way)
+        def batching(self, route):
+            return Batching(max_in_flight=4, split=False)
+
+    class Plugin:
+        @hookimpl
+        def register_adapters(self, register):
+            register("split", Split)
+            register("whole", Whole)
+
+    return Plugin()
+
+
 async def _merged_client(aiohttp_client, tmp_path, limits: dict[str, str]):
-    settings = write_configs(tmp_path / "configs", auth=KEYS,
+    from core.app import create_app
+    from core.http import GATEWAY
+    from tests.support.inprocess import echo_plugin_manager
+
+    routing = {"embeddings": [{"model": "echo-emb", "upstream": {"type": "split"}},
+                              {"model": "echo-other", "upstream": {"type": "split"}},
+                              {"model": "echo-whole", "upstream": {"type": "whole"}}]}
+    settings = write_configs(tmp_path / "configs", auth=KEYS, routing=routing,
                              environ={"ROUTER_BATCH_DIR": str(tmp_path / "batches"), **limits})
-    return await serve(aiohttp_client, settings)
+    pm = echo_plugin_manager()
+    pm.register(_split_plugin(), name="split")
+    app = create_app(settings, pm)
+    client = await aiohttp_client(app)
+    while not app[GATEWAY].ready:
+        await asyncio.sleep(0.01)
+    return client
 
 
 def _mixed_rows(n: int) -> list[dict]:
     """Lines of a few parameter sets, one text or several, of varied lengths."""
-    params = [{}, {"encoding_format": "base64"}, {"user": "u1"}, {"model": "echo-other"}]
+    params = [{}, {"encoding_format": "base64"}, {"user": "u1"}, {"model": "echo-other"}, {"model": "echo-whole"}]
     rows = []
     for i in range(n):
         body = {"model": "echo-emb", **params[i % len(params)]}
@@ -422,15 +465,17 @@ async def test_lines_of_one_model_and_parameters_run_as_one_request_each_answere
     line over a limit fails alone, with the synchronous error, and its neighbours are answered."""
     client = await _merged_client(aiohttp_client, tmp_path, {"ROUTER_DOCUMENT_TOKEN_LIMIT": "12"})
     rows = _mixed_rows(40)
-    rows[9]["body"]["input"] = ["too long " * 20]  # over the document limit: a 413 of its own
+    rows[10]["body"]["input"] = ["too long " * 20]  # over the document limit: a 413 of its own
     answers = await _run_and_compare(client, rows)
-    assert answers[9]["response"]["status_code"] == 413
+    assert [k for k, a in enumerate(answers) if a["response"]["status_code"] != 200] == [10]  # 413
     by_request: dict[str, set[str]] = {}
     for row, answer in zip(rows, answers, strict=True):
         params = json.dumps({k: v for k, v in row["body"].items() if k != "input"}, sort_keys=True)
         by_request.setdefault(answer["response"]["request_id"], set()).add(params)
     assert len(by_request) < len(rows)  # lines were merged
     assert all(len(params) == 1 for params in by_request.values())  # never lines of other parameters
+    whole = [a for r, a in zip(rows, answers, strict=True) if r["body"]["model"] == "echo-whole"]
+    assert len({a["response"]["request_id"] for a in whole}) == len(whole)  # a model called whole: alone
 
 
 async def test_merged_lines_over_the_request_limit_together_run_alone(aiohttp_client, tmp_path):

@@ -20,7 +20,7 @@ from multidict import CIMultiDict
 
 from core import ids
 from core.dialects.openai import OpenAIEmbeddings
-from core.errors import AuthError, GatewayError, RateLimited, ServiceUnavailable
+from core.errors import AuthError, GatewayError
 from core.flow import Caller, Flow
 from core.requests import EmbeddingsOutcome, EmbeddingsRequest
 from core.scheduling import BULK
@@ -92,12 +92,19 @@ async def run_line(gw: RunningGateway, owner: str, url: str, body: Any) -> LineR
 def merge_key(gw: RunningGateway, url: str, body: Any) -> bytes | None:
     """Lines with one key may run as one request (``run_merged``): bodies of an OpenAI-shaped
     embeddings path whose ``input`` is text (a string, or strings) and whose other fields are the
-    same. None for any other line: it runs alone."""
+    same, for a model whose texts the scheduler batches with other requests' anyway (so merging
+    changes no batch a vector is computed in) and whose tokens the router counts itself (so each
+    line's usage is what it would be alone, not an upstream's count of the whole). None for any
+    other line: it runs alone."""
     codec = gw.codecs.by_path.get(url)
     if not isinstance(codec, OpenAIEmbeddings) or not isinstance(body, dict):
         return None
     texts = body.get("input")
     if not (isinstance(texts, str) or (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts))):
+        return None
+    snapshot = gw.snapshot
+    model = snapshot.models.get(body.get("model")) if snapshot is not None else None  # type: ignore[arg-type]
+    if model is None or model.reports_usage or not model.feed.batching.split:
         return None
     rest = {k: v for k, v in body.items() if k != "input"}
     return url.encode() + b" " + orjson.dumps(rest, option=orjson.OPT_SORT_KEYS)
@@ -137,9 +144,9 @@ async def run_merged(gw: RunningGateway, owner: str, url: str, bodies: list[dict
     synchronous answer would be. The chain's and the scheduler's work per request is paid once for
     them all; the model's batches are formed as before, each text padded to its own length.
 
-    Refused for now as a whole (429, 503: admission), every line carries that refusal and the
-    caller tries them again together. Refused otherwise (a line's input over a limit), or with no
-    count of each input's tokens to cut the usage by, each line runs alone for its own answer."""
+    Refused, in the stages or by the model (a text over a limit, the whole over the request's
+    limit or over a queue bound), or with no count of each text's tokens to cut the usage by, each
+    line runs alone (``_alone``) for its own answer or refusal."""
     if len(bodies) == 1:
         return [await run_line(gw, owner, url, bodies[0])]
     parts = [inputs_of(b) for b in bodies]
@@ -150,26 +157,25 @@ async def run_merged(gw: RunningGateway, owner: str, url: str, bodies: list[dict
     gw.registry.pin(snapshot)
     try:
         try:
-            flow = await _through_stages(gw, snapshot, owner, url,
-                                         {**bodies[0], "input": [t for part in parts for t in part]}, rid)
-        except (RateLimited, ServiceUnavailable) as exc:
-            return [LineResult(rid, error=exc) for _ in bodies]
+            flow: Flow | None = await _through_stages(
+                gw, snapshot, owner, url, {**bodies[0], "input": [t for part in parts for t in part]}, rid)
         except GatewayError:
             flow = None
         counts = flow.token_counts if flow is not None else None
         request = flow.request if flow is not None else None
-        if flow is None or not isinstance(request, EmbeddingsRequest) or counts is None \
-                or len(counts) != len(request.inputs) or len(counts) != sum(len(p) for p in parts):
-            return [await run_line(gw, owner, url, b) for b in bodies]
-        model = flow.served()
-        try:
-            outcome = await request.run(model, _bulk_call(flow, rid), flow.prompt_tokens)
-        except (RateLimited, ServiceUnavailable) as exc:
-            return [LineResult(rid, error=exc) for _ in bodies]
-        except GatewayError:
-            return [await run_line(gw, owner, url, b) for b in bodies]
+        outcome = None
+        if flow is not None and isinstance(request, EmbeddingsRequest) and counts is not None \
+                and len(counts) == len(request.inputs) == sum(len(p) for p in parts):
+            model = flow.served()
+            try:
+                outcome = await request.run(model, _bulk_call(flow, rid), flow.prompt_tokens)
+            except GatewayError:
+                outcome = None
     finally:
         gw.registry.unpin(snapshot)
+    if flow is None or outcome is None or not isinstance(request, EmbeddingsRequest) or counts is None:
+        return await _alone(gw, owner, url, bodies)
+    model = flow.served()
     results, start = [], 0
     for part in parts:
         end = start + len(part)
@@ -181,6 +187,14 @@ async def run_merged(gw: RunningGateway, owner: str, url: str, bodies: list[dict
         results.append(LineResult(rid, answer, model=model.alias, tokens=tokens, inputs=len(part)))
         start = end
     return results
+
+
+async def _alone(gw: RunningGateway, owner: str, url: str, bodies: list[dict[str, Any]]) -> list[LineResult]:
+    """Each line as its own request, all at once: a refused group's lines (a text over a limit, the
+    whole over the request's limit, a queue bound its size passed) get their own answers."""
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(run_line(gw, owner, url, body)) for body in bodies]
+    return [task.result() for task in tasks]
 
 
 async def _through_stages(gw: RunningGateway, snapshot: Snapshot, owner: str, url: str, body: Any,
