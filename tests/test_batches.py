@@ -185,21 +185,11 @@ def _slow_plugin():
 
 @pytest.fixture
 async def slow_client(aiohttp_client, tmp_path):
-    from core.app import create_app
-    from core.http import GATEWAY
-    from tests.support.inprocess import echo_plugin_manager
-
     SlowAdapter.batches = []
     settings = write_configs(tmp_path / "configs", auth=KEYS,
                              routing={"embeddings": [{"model": "slow", "upstream": {"type": "slow"}}]},
                              environ={"ROUTER_BATCH_DIR": str(tmp_path / "batches"), "ROUTER_BATCH_CHUNK_LINES": "40"})
-    pm = echo_plugin_manager()
-    pm.register(_slow_plugin(), name="slow")
-    app = create_app(settings, pm)
-    client = await aiohttp_client(app)
-    while not app[GATEWAY].ready:
-        await asyncio.sleep(0.01)
-    return client
+    return await serve(aiohttp_client, settings, {"slow": _slow_plugin()})
 
 
 async def test_lines_share_full_batches_and_a_cancel_stops_within_a_second_keeping_what_is_done(slow_client):
@@ -409,22 +399,12 @@ def _split_plugin():
 
 
 async def _merged_client(aiohttp_client, tmp_path, limits: dict[str, str]):
-    from core.app import create_app
-    from core.http import GATEWAY
-    from tests.support.inprocess import echo_plugin_manager
-
     routing = {"embeddings": [{"model": "echo-emb", "upstream": {"type": "split"}},
                               {"model": "echo-other", "upstream": {"type": "split"}},
                               {"model": "echo-whole", "upstream": {"type": "whole"}}]}
     settings = write_configs(tmp_path / "configs", auth=KEYS, routing=routing,
                              environ={"ROUTER_BATCH_DIR": str(tmp_path / "batches"), **limits})
-    pm = echo_plugin_manager()
-    pm.register(_split_plugin(), name="split")
-    app = create_app(settings, pm)
-    client = await aiohttp_client(app)
-    while not app[GATEWAY].ready:
-        await asyncio.sleep(0.01)
-    return client
+    return await serve(aiohttp_client, settings, {"split": _split_plugin()})
 
 
 def _mixed_rows(n: int) -> list[dict]:

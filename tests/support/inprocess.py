@@ -44,9 +44,13 @@ def echo_plugin_manager():
     return pm
 
 
-async def serve(aiohttp_client, settings: Settings):
-    """A test client for the app; returns once the first config snapshot is serving."""
-    app = create_app(settings, echo_plugin_manager())
+async def serve(aiohttp_client, settings: Settings, plugins: dict[str, object] | None = None):
+    """A test client for the app (the echo adapters, and ``plugins`` by name); returns once the
+    first config snapshot is serving."""
+    pm = echo_plugin_manager()
+    for name, plugin in (plugins or {}).items():
+        pm.register(plugin, name=name)
+    app = create_app(settings, pm)
     client = await aiohttp_client(app)
     for _ in range(12000):  # in-process models load in the background: up to 120 s on a slow machine
         if app[GATEWAY].ready:
