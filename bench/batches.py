@@ -14,6 +14,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -24,6 +25,7 @@ from bench.throughput import MODEL, bare_encode
 
 SYNC_BATCH, SYNC_CLIENTS = 2048, 4
 ROUTE_BATCH = 32
+BARE_SIZES = [16, 32, 64]
 HEADERS = {"Authorization": f"Bearer {servers.API_KEY}"}
 
 
@@ -109,35 +111,37 @@ async def _synchronous(session: aiohttp.ClientSession, url: str, texts: list[str
     return len(texts) / (time.perf_counter() - began), refused
 
 
-async def _measure(url: str, texts: list[str], idle_s: float) -> dict[str, float]:
+async def _measure(url: str, texts: list[str], idle_s: float, bare_s: float) -> dict[str, Any]:
+    """The router's figures, and the bare model's (in this process, the router idle) timed right
+    before and right after the job: this machine's speed drifts over minutes (other work on the
+    host), and one timing minutes away from the job was seen 0.75-1.3x of the same model's speed."""
     async with aiohttp.ClientSession() as session:
         await _idle_p99(session, url, 2)  # warm up
         idle = await _idle_p99(session, url, idle_s)
+        before = bare_encode(BARE_SIZES, bare_s)
         job, _ = await _job(session, url, texts, probe=False)
+        after = bare_encode(BARE_SIZES, bare_s)
         _, during = await _job(session, url, texts[: max(200, len(texts) // 4)], probe=True)
         sync, refused = await _synchronous(session, url, texts)
-    return {"idle_p99": idle, "job": job, "during_p99": during, "sync": sync, "sync_refused": refused}
+    return {"idle_p99": idle, "job": job, "during_p99": during, "sync": sync, "sync_refused": refused,
+            "before": before, "after": after}
 
 
 def run(work: Path, *, quick: bool, tool: str = "hey", texts: int | None = None) -> Section:
     n = texts or int(os.environ.get("BENCH_BATCH_TEXTS") or (2000 if quick else 20_000))
     sec = Section("batches", "Bulk jobs: a corpus as one Batch API job (all-MiniLM-L6-v2, CPU)")
-    # The bare model is timed before and after the router's runs and the two averaged: this
-    # machine's speed drifts over minutes (other work on the host), and one timing at the start
-    # was seen 0.75-1.3x of the same model's speed a few minutes later.
-    before = bare_encode([16, 32, 64], 3 if quick else 6)
     local = {"type": "local", "max_batch_size": ROUTE_BATCH, "max_wait_ms": 2, "timeout_seconds": 600}
     routing = {"embeddings": [{"model": "minilm", "served_name": MODEL, "upstream": local}]}
     with servers.running(servers.router(work, "router-batches", routing,
                                         ROUTER_BATCH_DIR=str(work / "batches"))) as r:
-        got = asyncio.run(_measure(r.url, sentences(n), 5 if quick else 15))
-    after = bare_encode([16, 32, 64], 3 if quick else 6)
+        got = asyncio.run(_measure(r.url, sentences(n), 5 if quick else 15, 3 if quick else 5))
+    before, after = got["before"], got["after"]
     bare = {bs: (before[bs] + after[bs]) / 2 for bs in before}
     best_bs = max(bare, key=bare.get)
     batch_ms = ROUTE_BATCH / bare[ROUTE_BATCH] * 1000  # one full batch of the route
     limit = bare[best_bs]
     sec.table(["served as", "texts/s", "× bare best"],
-              [[f"bare model, batch {best_bs} (before the router / after / mean)",
+              [[f"bare model, batch {best_bs} (right before the job / right after / mean)",
                 f"{before[best_bs]:.0f} / {after[best_bs]:.0f} / {limit:.0f}", 1.0],
                [f"one job of {n} texts", got["job"], got["job"] / limit],
                [f"synchronous, {SYNC_CLIENTS} clients × {SYNC_BATCH}", got["sync"], got["sync"] / limit]],
