@@ -56,7 +56,7 @@ def serve_router(host: str, port: int, *, shutdown_timeout: float = 30.0,
     try:
         settings = Settings.from_env()
         setup_logging(settings.log_level)
-        _use_uvloop()
+        _serving_runtime()
         app = create_app(settings, pm)
     except ConfigError as exc:
         print(f"maas: {exc}", file=sys.stderr)
@@ -92,7 +92,7 @@ def serve_router(host: str, port: int, *, shutdown_timeout: float = 30.0,
 def _serve_rerank(args: argparse.Namespace) -> int:
     from services.rerank.service import run
 
-    _use_uvloop()
+    _serving_runtime()
     return run(args.host, args.port)
 
 
@@ -172,7 +172,7 @@ def completion_script(parser: argparse.ArgumentParser) -> str:
 GIL_SWITCH_S = 0.0005
 
 
-def _use_uvloop() -> None:
+def _serving_runtime() -> None:
     """The process's runtime for serving: uvloop, and the GIL handed over within ``GIL_SWITCH_S``."""
     sys.setswitchinterval(GIL_SWITCH_S)
     try:

@@ -156,26 +156,18 @@ async def run_merged(gw: RunningGateway, owner: str, url: str, bodies: list[dict
         raise RuntimeError("no configuration is loaded")
     gw.registry.pin(snapshot)
     try:
-        try:
-            flow: Flow | None = await _through_stages(
-                gw, snapshot, owner, url, {**bodies[0], "input": [t for part in parts for t in part]}, rid)
-        except GatewayError:
-            flow = None
-        counts = flow.token_counts if flow is not None else None
-        request = flow.request if flow is not None else None
-        outcome = None
-        if flow is not None and isinstance(request, EmbeddingsRequest) and counts is not None \
-                and len(counts) == len(request.inputs) == sum(len(p) for p in parts):
-            model = flow.served()
-            try:
-                outcome = await request.run(model, _bulk_call(flow, rid), flow.prompt_tokens)
-            except GatewayError:
-                outcome = None
+        flow = await _through_stages(gw, snapshot, owner, url,
+                                     {**bodies[0], "input": [t for part in parts for t in part]}, rid)
+        request, counts = flow.request, flow.token_counts
+        if not isinstance(request, EmbeddingsRequest) or counts is None \
+                or not len(counts) == len(request.inputs) == sum(len(p) for p in parts):
+            return await _alone(gw, owner, url, bodies)
+        model = flow.served()
+        outcome = await request.run(model, _bulk_call(flow, rid), flow.prompt_tokens)
+    except GatewayError:
+        return await _alone(gw, owner, url, bodies)
     finally:
         gw.registry.unpin(snapshot)
-    if flow is None or outcome is None or not isinstance(request, EmbeddingsRequest) or counts is None:
-        return await _alone(gw, owner, url, bodies)
-    model = flow.served()
     results, start = [], 0
     for part in parts:
         end = start + len(part)
