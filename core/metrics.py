@@ -1,11 +1,14 @@
-"""Prometheus metrics. Labels carry model aliases, key *names* and upstream URLs, never keys."""
+"""Prometheus metrics. Labels carry model aliases, key *names* and upstream URLs, never keys.
+
+The series every request moves are ``core.metric_series``'s (plain counts on the event loop, read
+per scrape); the rest are ``prometheus_client``'s own."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from core.metric_series import CounterCell, HistogramCell, LoopCounter, LoopGauge, LoopHistogram
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -15,14 +18,14 @@ _RATIO_BUCKETS = (0.25, 0.5, 0.67, 0.8, 0.9, 1.1, 1.25, 1.5, 2, 4)
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
-        self.requests = Counter("maas_requests_total", "HTTP API requests by endpoint, model and status",
+        self.requests = LoopCounter("maas_requests_total", "HTTP API requests by endpoint, model and status",
                                 ["endpoint", "model", "status"], registry=r)
-        self.latency = Histogram("maas_request_duration_seconds", "Request latency",
+        self.latency = LoopHistogram("maas_request_duration_seconds", "Request latency",
                                  ["endpoint", "model"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.tokens = Counter("maas_tokens_total", "Prompt tokens processed", ["endpoint", "model"], registry=r)
-        self.inputs = Counter("maas_inputs_total", "Inputs embedded or documents reranked",
+        self.tokens = LoopCounter("maas_tokens_total", "Prompt tokens processed", ["endpoint", "model"], registry=r)
+        self.inputs = LoopCounter("maas_inputs_total", "Inputs embedded or documents reranked",
                               ["endpoint", "model"], registry=r)
-        self.inflight = Gauge("maas_inflight_requests", "Requests being processed", registry=r)
+        self.inflight = LoopGauge("maas_inflight_requests", "Requests being processed", registry=r)
         self.rate_limited = Counter("maas_rate_limited_total", "Requests rejected by rate limiting",
                                     ["caller", "reason"], registry=r)
         self.rate_limit_store_errors = Counter(
@@ -31,16 +34,16 @@ class GatewayMetrics:
             ["store", "outcome"], registry=r)
         self.auth_failures = Counter("maas_auth_failures_total", "Requests rejected by auth",
                                      ["reason"], registry=r)
-        self.upstream_requests = Counter("maas_upstream_requests_total", "Calls to upstreams by outcome",
+        self.upstream_requests = LoopCounter("maas_upstream_requests_total", "Calls to upstreams by outcome",
                                          ["adapter", "upstream", "outcome"], registry=r)
-        self.upstream_latency = Histogram("maas_upstream_duration_seconds", "Upstream call latency",
+        self.upstream_latency = LoopHistogram("maas_upstream_duration_seconds", "Upstream call latency",
                                           ["adapter", "upstream"], buckets=_LATENCY_BUCKETS, registry=r)
         self.upstream_up = Gauge("maas_upstream_healthy", "1 while an upstream URL is in rotation",
                                  ["adapter", "upstream"], registry=r)
-        self.batch_size = Histogram("maas_batch_size", "Items per batch the scheduler sends a model",
+        self.batch_size = LoopHistogram("maas_batch_size", "Items per batch the scheduler sends a model",
                                     ["queue"], buckets=_BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge("maas_queue_depth", "Inputs waiting for a model", ["queue"], registry=r)
-        self.queue_wait = Histogram("maas_queue_wait_seconds", "How long a request waited for its first batch",
+        self.queue_wait = LoopHistogram("maas_queue_wait_seconds", "How long a request waited for its first batch",
                                     ["queue"], buckets=_LATENCY_BUCKETS, registry=r)
         self.queue_refused = Counter("maas_queue_refused_total",
                                      "Requests refused at admission, by reason (key_bound, key_share, saturated, "
@@ -49,9 +52,9 @@ class GatewayMetrics:
                                  "(batch time = fixed + per token × padded tokens)", ["queue"], registry=r)
         self.batch_per_token = Gauge("maas_model_batch_token_seconds", "The model's fitted cost of one padded "
                                      "token in a batch", ["queue"], registry=r)
-        self.batch_seconds = Histogram("maas_batch_duration_seconds", "Measured time of each batch or call",
+        self.batch_seconds = LoopHistogram("maas_batch_duration_seconds", "Measured time of each batch or call",
                                        ["queue"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.batch_estimate = Histogram("maas_batch_estimate_ratio", "Each batch's measured time over the "
+        self.batch_estimate = LoopHistogram("maas_batch_estimate_ratio", "Each batch's measured time over the "
                                         "capacity model's estimate of it just before (1: exact)", ["queue"],
                                         buckets=_RATIO_BUCKETS, registry=r)
         self.queue_cancelled = Counter("maas_queue_cancelled_inputs_total",
@@ -69,11 +72,11 @@ class GatewayMetrics:
         self.cache_store_errors = Counter("maas_cache_store_errors_total",
                                           "Cache store calls that failed (the request was served uncached)",
                                           registry=r)
-        self.usage_requests = Counter("maas_usage_requests_total", "Answered requests by key name and model",
+        self.usage_requests = LoopCounter("maas_usage_requests_total", "Answered requests by key name and model",
                                       ["key", "model"], registry=r)
-        self.usage_inputs = Counter("maas_usage_inputs_total", "Inputs embedded or documents reranked, by key name "
+        self.usage_inputs = LoopCounter("maas_usage_inputs_total", "Inputs embedded or documents reranked, by key name "
                                     "and model", ["key", "model"], registry=r)
-        self.usage_tokens = Counter("maas_usage_tokens_total", "Prompt tokens by key name and model",
+        self.usage_tokens = LoopCounter("maas_usage_tokens_total", "Prompt tokens by key name and model",
                                     ["key", "model"], registry=r)
         self.reloads = Counter("maas_config_reloads_total", "Config reload attempts by result",
                                ["result"], registry=r)
@@ -86,9 +89,9 @@ class GatewayMetrics:
         self.loop_lag = Gauge("maas_event_loop_lag_seconds",
                               "The event loop's worst lag of the last 30 s: how late a timer fired because the "
                               "loop was busy (health checks and every request wait that long)", registry=r)
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._ok_children: dict[tuple[str, str], tuple[Any, Any]] = {}
-        self._usage_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._request_children: dict[tuple[str, str, int], tuple[CounterCell, HistogramCell]] = {}
+        self._ok_children: dict[tuple[str, str], tuple[CounterCell, CounterCell]] = {}
+        self._usage_children: dict[tuple[str, str], tuple[CounterCell, CounterCell, CounterCell]] = {}
 
     def usage(self, key: str, model: str, inputs: int, tokens: int | None) -> None:
         """Count one answered request for charge-back: by key *name* ("anonymous" for callers without one)."""
@@ -97,10 +100,10 @@ class GatewayMetrics:
             series = self._usage_children[(key, model)] = (
                 self.usage_requests.labels(key=key, model=model), self.usage_inputs.labels(key=key, model=model),
                 self.usage_tokens.labels(key=key, model=model))
-        series[0].inc()
-        series[1].inc(inputs)
+        series[0].value += 1  # the cells' ``inc``, inline: this runs on every request
+        series[1].value += inputs
         if tokens:
-            series[2].inc(tokens)
+            series[2].value += tokens
 
     def queue_observer(self, queue: str) -> QueueSeries:
         return QueueSeries(self, queue)
@@ -122,7 +125,7 @@ class GatewayMetrics:
             pair = self._request_children[key] = (
                 self.requests.labels(endpoint=endpoint, model=model, status=str(status)),
                 self.latency.labels(endpoint=endpoint, model=model))
-        pair[0].inc()
+        pair[0].value += 1  # the cell's ``inc``, inline: this runs on every request
         pair[1].observe(seconds)
         if status == 200:
             ok = self._ok_children.get(key[:2])
@@ -130,8 +133,8 @@ class GatewayMetrics:
                 ok = self._ok_children[key[:2]] = (self.tokens.labels(endpoint=endpoint, model=model),
                                                    self.inputs.labels(endpoint=endpoint, model=model))
             if tokens:
-                ok[0].inc(tokens)
-            ok[1].inc(inputs)
+                ok[0].value += tokens
+            ok[1].value += inputs
 
     def config_swapped(self, digest: str, loaded_at: float) -> None:
         self.config_info.clear()

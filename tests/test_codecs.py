@@ -86,3 +86,27 @@ def test_upstream_answers_with_boolean_indexes_or_negative_usage_are_not_trusted
     assert read_embeddings(ok, 1, "m")[1] is None
     with pytest.raises(UpstreamError):
         read_embeddings({"data": [{"index": True, "embedding": [1.0]}, {"index": 0, "embedding": [1.0]}]}, 2, "m")
+
+
+@pytest.mark.parametrize("count", [1, 2, 5])
+def test_upstream_vectors_come_back_in_input_order_whatever_order_they_arrive_in(count):
+    import base64
+
+    import numpy as np
+
+    from adapters.http.wire import read_embeddings
+    from core.errors import UpstreamError
+
+    rows = np.arange(count * 3, dtype=np.float32).reshape(count, 3)
+    order = list(reversed(range(count)))
+    for as_base64 in (False, True):
+        data = [{"index": i, "embedding": base64.b64encode(rows[i].tobytes()).decode() if as_base64
+                 else rows[i].tolist()} for i in order]
+        vectors, _ = read_embeddings({"data": data}, count, "m")
+        assert vectors.shape == (count, 3) and vectors.dtype == np.float32
+        assert np.array_equal(vectors, rows)
+    with pytest.raises(UpstreamError):  # an index past the inputs
+        read_embeddings({"data": [{"index": i + 1, "embedding": [1.0]} for i in range(count)]}, count, "m")
+    if count > 1:
+        with pytest.raises(UpstreamError, match="different lengths"):
+            read_embeddings({"data": [{"index": i, "embedding": [1.0] * (i + 1)} for i in range(count)]}, count, "m")

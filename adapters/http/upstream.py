@@ -40,6 +40,7 @@ from core.errors import ConfigError, GatewayError, UpstreamError, UpstreamTimeou
 if TYPE_CHECKING:
     from core.adapters import AdapterContext
     from core.config import UpstreamConfig
+    from core.metric_series import CounterCell, HistogramCell
 
 log = logging.getLogger("maas.upstream")
 
@@ -88,7 +89,8 @@ class HttpUpstream:
         self.endpoints = [Endpoint(url, public_url(url), self._pool(url, headers)) for url in upstream.urls]
         self.metrics = context.metrics
         self._secrets = tuple(s for s in secrets if s)
-        self._series: dict[tuple[str, str], tuple[Any, Any]] = {}  # (url label, outcome) -> metric children
+        # (url label, outcome) -> metric children
+        self._series: dict[tuple[str, str], tuple[CounterCell, HistogramCell]] = {}
         self._turn = 0
         for e in self.endpoints:
             self._set_up(e, True)
@@ -188,7 +190,7 @@ class HttpUpstream:
                     self.metrics.upstream_requests.labels(adapter=self.adapter, upstream=endpoint.label,
                                                           outcome=outcome),
                     self.metrics.upstream_latency.labels(adapter=self.adapter, upstream=endpoint.label))
-            series[0].inc()
+            series[0].value += 1  # the counter cell's ``inc``, inline: on every call
             series[1].observe(time.perf_counter() - started)
         if not failed:
             if endpoint.failures >= self.failure_threshold:

@@ -29,23 +29,29 @@ def _is_index(index: Any, count: int) -> TypeGuard[int]:
 
 
 def read_embeddings(answer: Any, count: int, alias: str) -> tuple[np.ndarray, int | None]:
-    """Vectors (count, d) float32 in input order, and the upstream's prompt-token count."""
+    """Vectors (count, d) float32 in input order, and the upstream's prompt-token count. Whether
+    each value is finite is the served model's width check's (``core.served.widths``), made on
+    every answer whatever its adapter."""
     data = answer.get("data") if isinstance(answer, dict) else None
     if not isinstance(data, list):
         raise _bad(alias, "no 'data' list")
     if len(data) != count:
         raise _bad(alias, f"{len(data)} vectors for {count} inputs")
+    if count == 1:  # the common answer: one row, no order to restore
+        item = data[0]
+        if not isinstance(item, dict) or not _is_index(item.get("index"), 1):
+            raise _bad(alias, "missing, repeated or out-of-range 'index'")
+        return _vector(item.get("embedding"), alias)[None, :], _usage(answer)
     rows: list[np.ndarray | None] = [None] * count
     for item in data:
         index = item.get("index") if isinstance(item, dict) else None
         if not _is_index(index, count) or rows[index] is not None:
             raise _bad(alias, "missing, repeated or out-of-range 'index'")
         rows[index] = _vector(item.get("embedding"), alias)
-    if len({r.shape[0] for r in rows}) != 1:  # type: ignore[union-attr]
-        raise _bad(alias, "vectors of different lengths")
-    vectors = rows[0][None, :] if count == 1 else np.stack(rows)  # type: ignore[index,arg-type]
-    if not np.isfinite(vectors).all():
-        raise _bad(alias, "non-finite values in a vector")
+    try:
+        vectors = np.stack(rows)  # type: ignore[arg-type]
+    except ValueError:
+        raise _bad(alias, "vectors of different lengths") from None
     return vectors, _usage(answer)
 
 

@@ -11,7 +11,8 @@ a drain rate learned from whatever ran last did: several times too slow). A batc
 of the others (a pause, a noisy neighbour) is left out, unless several in a row are (then the
 model's speed changed); so is a model's first call (loading, allocating, compiling), and nothing
 is refused for time until a few batches were fitted. Each batch costs a constant amount of work
-(running sums over the window), whatever its length: it is paid on every call.
+(running sums over the window), whatever its length, and the fit itself is refitted from the sums
+after every batch at first, then after every ``REFIT_EVERY``-th.
 
 A model timed when it loaded (``speed``, seconds per call and per padded token: an in-process
 model runs a few batches of two sizes before it takes traffic, ``adapters.local.calibration``)
@@ -42,6 +43,10 @@ WINDOW = 128
 WARM_UP = 1  # a model's first calls are left out: they load, allocate and compile as well
 MEASURED_AFTER = 3  # batches fitted before the estimate refuses anything
 LEFT_OUT_IN_A_ROW = 4  # batches far off the fit left out in a row; the next one is taken (the speed changed)
+# The fit is refitted after every batch while the window fills, then after every fourth: one batch of
+# the 128 moves it little, and at thousands of calls a second the refit showed on every request.
+REFIT_ALWAYS = 32
+REFIT_EVERY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,25 +118,37 @@ class Capacity:
                 self._left_out += 1
                 return
         self._left_out = 0
-        s = self._sums  # n, Σx, Σx², Σt, Σxt, Σt²: the oldest batch leaves them when the window is full
-        gone = [(*self._recent[0], -1.0)] if len(self._recent) == WINDOW else []
-        self._recent.append((x, t))
-        for bx, bt, sign in (*gone, (x, t, 1.0)):
-            s[0] += sign
-            s[1] += sign * bx
-            s[2] += sign * bx * bx
-            s[3] += sign * bt
-            s[4] += sign * bx * bt
-            s[5] += sign * bt * bt
+        s, recent = self._sums, self._recent  # n, Σx, Σx², Σt, Σxt, Σt² over the window
+        if len(recent) == WINDOW:  # the oldest batch leaves the sums
+            ox, ot = recent[0]
+            s[0] -= 1.0
+            s[1] -= ox
+            s[2] -= ox * ox
+            s[3] -= ot
+            s[4] -= ox * ot
+            s[5] -= ot * ot
+        recent.append((x, t))
+        s[0] += 1.0
+        s[1] += x
+        s[2] += x * x
+        s[3] += t
+        s[4] += x * t
+        s[5] += t * t
         self.batches += 1
         self.measured = self.calibrated or self.batches >= MEASURED_AFTER
-        # Ridge least squares of t = fixed + per_token × x towards the prior, as much as the noise
-        # of the times against the prior's spread says (Bayesian linear regression), both kept ≥ 0:
-        # fitted once without noise, then again with the variance of the times about that first
-        # fit (a tenth of their mean, squared, while too few to tell).
+        self._offs.append(off)
+        if self.batches <= REFIT_ALWAYS or self.batches % REFIT_EVERY == 0:
+            self._refit()
+
+    def _refit(self) -> None:
+        """Ridge least squares of t = fixed + per_token × x towards the prior, as much as the noise
+        of the times against the prior's spread says (Bayesian linear regression), both kept ≥ 0:
+        fitted once without noise, then again with the variance of the times about that first fit
+        (a tenth of their mean, squared, while too few to tell)."""
         a0, b0 = self.prior
-        n, sx, sxx, st, sxt, stt = s
+        n, sx, sxx, st, sxt, stt = self._sums
         noise = 0.0
+        a = b = 0.0
         for refit in (False, True):
             la = max(PRIOR_WEIGHT, noise / PRIOR_SPREAD_FIXED ** 2)
             lb = max(SLOPE_WEIGHT * REFERENCE_PADDED ** 2, noise / self._spread_per_token ** 2)
@@ -151,6 +168,5 @@ class Capacity:
                 residual = stt - 2 * a * st - 2 * b * sxt + a * a * n + 2 * a * b * sx + b * b * sxx
                 noise = (0.1 * st / n) ** 2 if n <= 2 else max(0.0, residual) / (n - 2)
         self.fixed, self.per_token = a, b
-        self._offs.append(off)
-        if self.batches % 16 == 1 or len(self._offs) < 16:
+        if self.batches % 16 == 0 or len(self._offs) < 16:  # refreshed now and then
             self._typical_off = statistics.median(self._offs)
