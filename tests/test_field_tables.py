@@ -55,3 +55,37 @@ def test_the_checked_body_is_a_dict_without_the_nulls():
     with pytest.raises(InvalidRequest) as caught:
         codec.fields.read({"model": "m", "input": "hi", "nope": 1, "also": 2}, "/v1/embeddings")
     assert caught.value.param == "nope" and caught.value.code == "unknown_parameter"
+
+
+@pytest.mark.parametrize("codec", BUILTIN_CODECS, ids=lambda c: f"{type(c).__name__}{c.path}")
+def test_a_whole_body_is_refused_for_the_first_field_amiss_in_the_table_order(codec):
+    """Whatever the body's key order, the field named is the table's first that is missing (when
+    required) or holds a value its schema refuses; a body with none amiss reads each value as
+    ``check`` does."""
+    import random
+
+    rng = random.Random(7)
+    table = codec.fields
+    for _ in range(400):
+        picked = rng.sample(table.fields, rng.randint(0, min(6, len(table.fields))))
+        body = {f.name: rng.choice(VALUES) for f in picked}
+        keys = list(body)
+        rng.shuffle(keys)
+        body = {k: body[k] for k in keys}
+        amiss = None
+        for f in table.fields:  # the table's order
+            if f.name not in body:
+                if f.required:
+                    amiss = f.name
+                    break
+            elif _reference(body[f.name], f) == "refused":
+                amiss = f.name
+                break
+        exclusive = next((b for a, b in table.exclusive if a in body and b in body), None)
+        try:
+            read = table.read(body, codec.path)
+        except InvalidRequest as exc:
+            assert exc.param == (exclusive or amiss), (body, exc.message)
+            continue
+        assert exclusive is None and amiss is None, body
+        assert read == {k: _reference(v, table.by_name[k]) for k, v in body.items()}

@@ -206,3 +206,49 @@ async def test_lifecycle_hooks_are_awaited_in_order(aiohttp_server, tmp_path):
         await __import__("asyncio").sleep(0.02)
     await server.close()
     assert lifecycle.events == ["startup", ("config_changed", True, ["echo-emb", "echo-rerank"]), "shutdown"]
+
+
+def test_request_finished_observers_are_called_as_pluggy_would_and_follow_registrations():
+    from core.plugins import Hooks
+
+    calls: list[str] = []
+
+    def observer(label: str, *, wrapper: bool = False, takes_flow: bool = True):
+        class Observer:
+            if wrapper:
+                @hookimpl(wrapper=True)
+                def request_finished(self, flow):
+                    calls.append(f"{label}:before")
+                    yield
+                    calls.append(f"{label}:after")
+            elif takes_flow:
+                @hookimpl
+                def request_finished(self, flow):
+                    calls.append(f"{label}:{flow}")
+            else:
+                @hookimpl
+                def request_finished(self):
+                    calls.append(label)
+        return Observer()
+
+    pm = build_plugin_manager(entry_points=False)
+    hooks = Hooks(pm)
+    first, second = observer("first"), observer("second", takes_flow=False)
+    pm.register(first)
+    hooks.request_finished("f1")
+    assert calls == ["first:f1"]
+    calls.clear()
+    pm.register(second)  # a plugin registered later is observed from then on
+    hooks.request_finished("f2")
+    ours = list(calls)
+    calls.clear()
+    pm.hook.request_finished(flow="f2")
+    assert ours == calls == ["second", "first:f2"]  # pluggy's order: the last registered first
+    calls.clear()
+    pm.unregister(second)
+    hooks.request_finished("f3")
+    assert calls == ["first:f3"]
+    calls.clear()
+    pm.register(observer("wrap", wrapper=True))  # a wrapper: pluggy's machinery runs them all
+    hooks.request_finished("f4")
+    assert calls == ["wrap:before", "first:f4", "wrap:after"]

@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from core.errors import InvalidRequest
@@ -24,6 +25,7 @@ BOOLEAN: JSON = {"type": "boolean"}
 POSITIVE_INT: JSON = {"type": "integer", "minimum": 1}
 STRINGS: JSON = {"type": "array", "items": NONEMPTY_STRING, "minItems": 1}
 TEXT_OBJECT: JSON = {"type": "object", "properties": {"text": NONEMPTY_STRING}, "required": ["text"]}
+_PLACE = itemgetter(0)  # an entry's place in its table
 
 
 
@@ -58,15 +60,25 @@ class FieldTable:
     #: each field with the values it takes without a call to ``check`` (``_quick``)
     plan: tuple[tuple[Field, Mapping[type, Any]], ...] = field(init=False, repr=False, compare=False)
 
+    #: by name: (its place in the table, the field, its quick values); the required ones alone
+    entries: Mapping[str, tuple[int, Field, Mapping[type, Any]]] = field(init=False, repr=False, compare=False)
+    required: tuple[tuple[int, Field, Mapping[type, Any]], ...] = field(init=False, repr=False, compare=False)
+    paired: frozenset[str] = field(init=False, repr=False, compare=False)  # the names in ``exclusive``
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
         object.__setattr__(self, "plan", tuple((f, _quick(f.schema)) for f in self.fields))
+        entries = {f.name: (i, f, quick) for i, (f, quick) in enumerate(self.plan)}
+        object.__setattr__(self, "entries", entries)
+        object.__setattr__(self, "required", tuple(e for e in entries.values() if e[1].required))
+        object.__setattr__(self, "paired", frozenset(name for pair in self.exclusive for name in pair))
 
     def read(self, body: Any, where: str) -> StrictBody:
         if not isinstance(body, dict):
             raise InvalidRequest("request body must be a JSON object")
         by_name = self.by_name
         values = StrictBody(body)
+        paired = 0  # keys of the body named in an ``exclusive`` pair
         for k, v in body.items():  # unknown keys first, then nulls read as absent
             f = by_name.get(k)
             if f is None:
@@ -74,15 +86,24 @@ class FieldTable:
                                      f"{', '.join(by_name)})", param=str(k), code="unknown_parameter")
             if v is None and f.nullable:
                 del values[k]
-        for a, b in self.exclusive:
-            if a in body and b in body:
-                raise InvalidRequest(f"Give '{a}' or '{b}', not both", param=b)
-        for f, quick in self.plan:  # in the table's order: the first field amiss is the one named
+            if k in self.paired:
+                paired += 1
+        if paired > 1:
+            for a, b in self.exclusive:
+                if a in body and b in body:
+                    raise InvalidRequest(f"Give '{a}' or '{b}', not both", param=b)
+        # The keys the body has and the required ones it lacks, in the table's order: the first
+        # field amiss is the one named. A body holds a few of a table's fields: only they are read.
+        entries = self.entries
+        todo = [entries[k] for k in values]
+        for entry in self.required:
+            if entry[1].name not in values:
+                todo.append(entry)
+        todo.sort(key=_PLACE)
+        for _, f, quick in todo:
             name = f.name
             if name not in values:
-                if f.required:
-                    raise InvalidRequest(f"'{name}' is required", param=name)
-                continue
+                raise InvalidRequest(f"'{name}' is required", param=name)
             # The common values pass inline (``_quick``); anything else, right or wrong, goes through ``check``.
             v = values[name]
             cls = v.__class__

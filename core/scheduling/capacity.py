@@ -85,7 +85,7 @@ class Capacity:
         self.measured = self.calibrated  # then once MEASURED_AFTER batches were fitted
         self._warming = 0 if speed is not None else WARM_UP  # a calibrated model has warmed up
         self._recent: deque[tuple[float, float]] = deque(maxlen=WINDOW)
-        self._sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # n, Σx, Σx², Σt, Σxt, Σt² over _recent
+        self._sums = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # n, Σx, Σx², Σt, Σxt, Σt² over _recent
         self._offs: deque[float] = deque(maxlen=WINDOW)  # how far off the fit each kept batch was
         self._typical_off = 0.0  # the median of _offs, refreshed now and then
         self._left_out = 0  # batches left out in a row
@@ -107,37 +107,34 @@ class Capacity:
         if self._warming:
             self._warming -= 1
             return
-        x, t = max(0.0, padded), max(0.0, seconds)
-        expected = max(self.fixed + self.per_token * x, 1e-9)
+        x = padded if padded > 0.0 else 0.0
+        t = seconds if seconds > 0.0 else 0.0
+        expected = self.fixed + self.per_token * x
+        if expected < 1e-9:
+            expected = 1e-9
         off = abs(t - expected) / expected
-        if len(self._recent) >= 4:
-            # Off by how much of what it should have taken: a batch twice as slow as the fit (and
-            # far more than the others are off) is an accident, not the model's speed, unless
-            # batches keep coming that far off.
-            if off > max(1.0, 6 * 1.4826 * self._typical_off) and self._left_out < LEFT_OUT_IN_A_ROW:
-                self._left_out += 1
-                return
+        recent = self._recent
+        # Off by how much of what it should have taken: a batch twice as slow as the fit (and far
+        # more than the others are off) is an accident, not the model's speed, unless batches keep
+        # coming that far off.
+        if off > 1.0 and off > 6 * 1.4826 * self._typical_off and len(recent) >= 4 \
+                and self._left_out < LEFT_OUT_IN_A_ROW:
+            self._left_out += 1
+            return
         self._left_out = 0
-        s, recent = self._sums, self._recent  # n, Σx, Σx², Σt, Σxt, Σt² over the window
-        if len(recent) == WINDOW:  # the oldest batch leaves the sums
+        n, sx, sxx, st, sxt, stt = self._sums  # over the window; the oldest batch leaves when it is full
+        if len(recent) == WINDOW:
             ox, ot = recent[0]
-            s[0] -= 1.0
-            s[1] -= ox
-            s[2] -= ox * ox
-            s[3] -= ot
-            s[4] -= ox * ot
-            s[5] -= ot * ot
+            self._sums = (n, sx + x - ox, sxx + x * x - ox * ox, st + t - ot, sxt + x * t - ox * ot,
+                          stt + t * t - ot * ot)
+        else:
+            self._sums = (n + 1.0, sx + x, sxx + x * x, st + t, sxt + x * t, stt + t * t)
         recent.append((x, t))
-        s[0] += 1.0
-        s[1] += x
-        s[2] += x * x
-        s[3] += t
-        s[4] += x * t
-        s[5] += t * t
         self.batches += 1
-        self.measured = self.calibrated or self.batches >= MEASURED_AFTER
+        if not self.measured:
+            self.measured = self.batches >= MEASURED_AFTER
         self._offs.append(off)
-        if self.batches <= REFIT_ALWAYS or self.batches % REFIT_EVERY == 0:
+        if self.batches <= REFIT_ALWAYS or not self.batches % REFIT_EVERY:
             self._refit()
 
     def _refit(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from core.errors import RateLimited, TokenLimitExceeded
@@ -43,10 +44,14 @@ def duration(seconds: float) -> str:
     return f"{minutes}m{rest}s"
 
 
+_HEADER_NAMES = {unit: (f"x-ratelimit-limit-{unit}", f"x-ratelimit-remaining-{unit}", f"x-ratelimit-reset-{unit}")
+                 for unit in ("requests", "tokens")}
+
+
 def rate_headers(decision: Decision, unit: str) -> dict[str, str]:
-    return {f"x-ratelimit-limit-{unit}": str(int(decision.limit)),
-            f"x-ratelimit-remaining-{unit}": str(max(0, math.floor(decision.remaining))),
-            f"x-ratelimit-reset-{unit}": duration(decision.reset_after)}
+    limit, remaining, reset = _HEADER_NAMES[unit]
+    return {limit: str(int(decision.limit)), remaining: str(max(0, math.floor(decision.remaining))),
+            reset: duration(decision.reset_after)}
 
 
 class RateLimiter:
@@ -116,8 +121,8 @@ class RateLimitStage:
         if spec.tokens_per_minute is not None:
             flow.needs_token_counts = True  # the token_budget stage charges them
         await _charge(self.limiter, flow, "requests", "req:" + bucket, spec.capacity, spec.refill_rate, 1,
-                      f"Rate limit reached: {int(spec.capacity)} requests, refilling at "
-                      f"{spec.refill_rate:g} per second")
+                      lambda: f"Rate limit reached: {int(spec.capacity)} requests, refilling at "
+                              f"{spec.refill_rate:g} per second")
 
 
 class TokenBudgetStage:
@@ -140,19 +145,20 @@ class TokenBudgetStage:
                 raise TokenLimitExceeded(f"The request has {tokens} tokens; this caller's budget is {tpm} "
                                          "tokens per minute", code="token_budget_exceeded")
             await _charge(self.limiter, flow, "tokens", "tok:" + bucket, tpm, tpm / 60.0, tokens,
-                          f"Token budget reached: {tpm} tokens per minute; this request needs {tokens}")
+                          lambda: f"Token budget reached: {tpm} tokens per minute; this request needs {tokens}")
         if self.meter is not None:
             await quota.charge(self.meter, flow)
 
 
 async def _charge(limiter: RateLimiter, flow: Flow, kind: str, bucket: str, capacity: float, rate: float,
-                  cost: float, refusal: str) -> None:
-    """Take ``cost`` from a bucket; set the x-ratelimit-*-``kind`` headers; 429 when it is short."""
+                  cost: float, refusal: Callable[[], str]) -> None:
+    """Take ``cost`` from a bucket; set the x-ratelimit-*-``kind`` headers; 429 when it is short
+    (``refusal`` says why: written only then)."""
     decision = await limiter.take(flow, bucket, capacity, rate, cost)
     if decision is None:
         return
     flow.response_headers.update(rate_headers(decision, kind))
     if not decision.allowed:
         limiter.limited(flow, kind)
-        raise RateLimited(f"{refusal}; retry in {decision.retry_after:.2f} s", retry_after=decision.retry_after,
+        raise RateLimited(f"{refusal()}; retry in {decision.retry_after:.2f} s", retry_after=decision.retry_after,
                           headers=dict(flow.response_headers))
