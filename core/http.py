@@ -19,7 +19,7 @@ from functools import partial
 import orjson
 from aiohttp import ClientPayloadError, web
 
-from core import ids
+from core import deadlines, ids
 from core.cors import Cors
 from core.dialects import Codec, CodecRegistry
 from core.docs_page import add_docs_routes
@@ -126,7 +126,7 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     try:
         if request.content.is_eof():  # the whole body came with the head (a small one): no wait to bound
             return await request.read()
-        async with asyncio.timeout(timeout_s):
+        async with deadlines.timeout(timeout_s):
             return await request.read()
     except TimeoutError:
         raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} s "

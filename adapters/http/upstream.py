@@ -35,6 +35,7 @@ import orjson
 from adapters.http.connection import BadResponse, ConnectionFailed, ResponseTooLarge
 from adapters.http.errors import error_from_response
 from adapters.http.transport import ConnectionPool
+from core import deadlines
 from core.errors import ConfigError, GatewayError, UpstreamError, UpstreamTimeout
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ class HttpUpstream:
         started = time.perf_counter()
         endpoint.inflight += 1
         try:
-            async with asyncio.timeout(remaining):
+            async with deadlines.timeout(remaining):
                 answer = await endpoint.pool.post(path, data, headers, max_bytes=self.max_response_bytes)
         except TimeoutError:
             self._record(endpoint, "timeout", started, failed=True)

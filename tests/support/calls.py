@@ -29,6 +29,10 @@ from typing import Any
 OWN = ("core", "plugins", "adapters")  # the project's code: what the budget counts
 # Tasks of the app's own that run beside requests (on a timer or a file event): never counted.
 BACKGROUND_TASKS = frozenset({"loop-lag-watchdog", "config-watcher", "config-events", "initial-config-load"})
+# The deadline wheel's timer (``core.deadlines``): one tick every few milliseconds for every block in
+# flight, so whether a request sees a tick, or finds the wheel stopped and starts it, depends on
+# how long it took, not on what it did. Not counted.
+TIMER_DRIVEN = frozenset({"core.deadlines:_Wheel._tick", "core.deadlines:_Wheel._arm"})
 # Comprehensions are functions before Python 3.12 and inlined from then on: not counted, so one
 # budget holds on either.
 _INLINED = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>"})
@@ -74,7 +78,8 @@ class CallCounter:
             return _SKIP, False
         if path.startswith(self.prefixes):
             module = path[len(self.root):].removesuffix(".py").replace("/", ".").removesuffix(".__init__")
-            return f"{module}:{code.co_qualname}", True
+            key = f"{module}:{code.co_qualname}"
+            return (_SKIP, False) if key in TIMER_DRIVEN else (key, True)
         return str(frame.f_globals.get("__name__", "?")).partition(".")[0], False
 
     def _first_resume(self, code: CodeType) -> int:
