@@ -7,7 +7,7 @@ reads answers strictly. An adapter on top only says which path and body its upst
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adapters.http.upstream import HttpUpstream
@@ -66,9 +66,10 @@ class HttpAdapter(Adapter):
         """Each request is one call; ``max_in_flight`` (default ``pool_size``) at once per model."""
         return Batching(max_in_flight=int(self.config["max_in_flight"] or self.config["pool_size"]))
 
-    async def post(self, path: str, payload: Any, route: ModelRoute, call: CallContext) -> Any:
+    def post(self, path: str, payload: Any, route: ModelRoute, call: CallContext) -> Awaitable[Any]:
+        """The upstream's parsed JSON answer to ``payload`` (to await: the call itself is the upstream's)."""
         request_id = call.request_id if call.request_id is not None else request_id_var.get()
-        return await self.http.post_json(path, payload, alias=route.alias, request_id=request_id)
+        return self.http.post_json(path, payload, alias=route.alias, request_id=request_id)
 
     async def embed_at(self, path: str, route: ModelRoute, items: list[Any], call: CallContext) -> EmbedResult:
         """POST an OpenAI embeddings body to ``path``; read one vector per item, strictly."""

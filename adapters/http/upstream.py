@@ -109,6 +109,8 @@ class HttpUpstream:
 
     def pick(self, tried: set[str]) -> Endpoint:
         """The URL for the next attempt (see the module docstring for the rules)."""
+        if len(self.endpoints) == 1:  # the rules pick the one URL, in rotation or not
+            return self.endpoints[0]
         now = time.monotonic()
         healthy = [e for e in self.endpoints if e.down_until <= now]
         candidates = [e for e in healthy if e.url not in tried] or healthy

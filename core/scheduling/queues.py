@@ -166,12 +166,15 @@ class ModelFeed:
         return await self._whole(scheduler, partial(adapter.embed, route, items, context), sum(costs), len(items),
                                  context, tenant)
 
-    async def _whole(self, scheduler: Scheduler, call: Callable[[], Awaitable[R]], cost: float, items: int,
-                     context: CallContext, tenant: Tenant) -> R:
-        """One request as one call: at once when nothing waits, else queued as one work item."""
+    def _whole(self, scheduler: Scheduler, call: Callable[[], Awaitable[R]], cost: float, items: int,
+               context: CallContext, tenant: Tenant) -> Awaitable[R]:
+        """One request as one call (to await): at once when nothing waits, else queued as one work item."""
         if scheduler.can_call_now():
-            return await scheduler.call_now(call, cost, items, context.deadline)
+            return scheduler.call_now(call, cost, items, context.deadline)
+        return self._queued(scheduler, call, cost, context, tenant)
 
+    async def _queued(self, scheduler: Scheduler, call: Callable[[], Awaitable[R]], cost: float,
+                      context: CallContext, tenant: Tenant) -> R:
         async def whole(batch: list[Any], own: bool) -> list[R]:
             return [await call()]
 

@@ -105,6 +105,10 @@ class MemoryBucketStore:
 
     async def take(self, key: str, capacity: float, rate: float, cost: float,
                    now: float | None = None) -> Decision:
+        return self.take_now(key, capacity, rate, cost, now)
+
+    def take_now(self, key: str, capacity: float, rate: float, cost: float, now: float | None = None) -> Decision:
+        """``take`` without a coroutine: the stages call it directly on this store."""
         now = self._clock() if now is None else now
         entry = self._buckets.get(key)
         state, allowed = decide(entry[0] if entry else None, capacity, rate, cost, now)

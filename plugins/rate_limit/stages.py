@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import RateLimited, TokenLimitExceeded
 from core.flow import Flow
-from plugins.rate_limit.buckets import Decision, StoreUnavailable, unavailable
+from plugins.rate_limit.buckets import Decision, MemoryBucketStore, StoreUnavailable, unavailable
 from plugins.rate_limit.limits import SECTION, BucketSpec
 from plugins.rate_limit.quota import flows as quota
 
@@ -59,6 +59,7 @@ class RateLimiter:
 
     def __init__(self, store: BucketStore, metrics: GatewayMetrics | None) -> None:
         self.store = store
+        self.local = store if isinstance(store, MemoryBucketStore) else None
         self.metrics = metrics
         self._snapshot: Snapshot | None = None
         self._per_key: dict[str, BucketSpec] = {}
@@ -154,7 +155,9 @@ async def _charge(limiter: RateLimiter, flow: Flow, kind: str, bucket: str, capa
                   cost: float, refusal: Callable[[], str]) -> None:
     """Take ``cost`` from a bucket; set the x-ratelimit-*-``kind`` headers; 429 when it is short
     (``refusal`` says why: written only then)."""
-    decision = await limiter.take(flow, bucket, capacity, rate, cost)
+    local = limiter.local  # the in-process store decides at once and cannot be unreachable
+    decision = local.take_now(bucket, capacity, rate, cost) if local is not None else \
+        await limiter.take(flow, bucket, capacity, rate, cost)
     if decision is None:
         return
     flow.response_headers.update(rate_headers(decision, kind))
