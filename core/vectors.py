@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+FLOAT32 = np.dtype(np.float32)  # the native float32: ``array.dtype is FLOAT32`` costs no dtype comparison
+
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
     """Unit length per row (zero rows stay zero), float32."""

@@ -110,3 +110,13 @@ def test_upstream_vectors_come_back_in_input_order_whatever_order_they_arrive_in
     if count > 1:
         with pytest.raises(UpstreamError, match="different lengths"):
             read_embeddings({"data": [{"index": i, "embedding": [1.0] * (i + 1)} for i in range(count)]}, count, "m")
+
+
+@pytest.mark.parametrize("shape", [(1, 384), (3, 7), (40, 1024), (0, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.int8, np.uint8])
+def test_rows_as_lists_are_the_arrays_own_values_whatever_their_size(shape, dtype):
+    from core.dialects.quantize import as_lists
+
+    values = (np.random.default_rng(1).normal(size=shape) * 50).astype(dtype)
+    rows = as_lists(values)
+    assert rows == values.tolist() and all(type(row) is list for row in rows)

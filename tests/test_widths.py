@@ -49,3 +49,4 @@ def test_the_guard_refuses_an_answer_with_a_value_not_finite():
     with pytest.raises(UpstreamError) as caught:
         guard.check(ok, 2)
     assert caught.value.code == "upstream_not_finite"
+

@@ -12,6 +12,7 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from core.errors import UpstreamError
+from core.vectors import FLOAT32
 
 
 def _bad(alias: str, what: str) -> UpstreamError:
@@ -63,7 +64,8 @@ def _vector(value: Any, alias: str) -> np.ndarray:
             raise _bad(alias, "an embedding is not valid base64") from None
         if not raw or len(raw) % 4:
             raise _bad(alias, "a base64 embedding is not a whole number of float32 values")
-        return np.frombuffer(raw, dtype="<f4").astype(np.float32, copy=False)
+        vector = np.frombuffer(raw, dtype="<f4")
+        return vector if vector.dtype is FLOAT32 else vector.astype(np.float32)  # native already on little-endian
     if isinstance(value, list) and value and all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                                  for x in value):
         return np.asarray(value, dtype=np.float32)

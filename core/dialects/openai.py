@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from core.dialects.base import Codec, Parsed, ParseLimits, count_items, response_id
 from core.dialects.fields import (
     BOOLEAN,
@@ -43,7 +41,7 @@ from core.dialects.vllm import (
 )
 from core.kinds import EMBEDDINGS, RERANK
 from core.requests import CUT_END, REFUSE, EmbeddingsOutcome, EmbeddingsRequest, RerankOutcome, RerankRequest
-from core.vectors import normalise
+from core.vectors import FLOAT32, normalise
 
 TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}, "minItems": 1}
 EMBED_INPUT = one_of(NONEMPTY_STRING, STRINGS, TOKEN_IDS,
@@ -127,7 +125,7 @@ class OpenAIEmbeddings(Codec[VectorOutput]):
         out = state or VectorOutput()
         vectors = normalise(outcome.vectors) if out.normalize else outcome.vectors
         # float32 floats, the common answer, are already what quantize would give
-        array = vectors if out.dtype == "float" and vectors.dtype == np.float32 else quantize(vectors, out.dtype)
+        array = vectors if out.dtype == "float" and vectors.dtype is FLOAT32 else quantize(vectors, out.dtype)
         rows = as_base64(array) if out.encoding == "base64" else as_lists(array)
         data = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)]
         return {"object": "list", "data": data, "model": outcome.model,

@@ -15,6 +15,7 @@ import base64
 import numpy as np
 
 TYPES = ("float", "int8", "uint8", "binary", "ubinary")
+_ONE_CALL = 8192  # values an array may hold to become lists in one ``tolist``
 
 
 def quantize(vectors: np.ndarray, dtype: str) -> np.ndarray:
@@ -33,9 +34,10 @@ def quantize(vectors: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def as_lists(array: np.ndarray) -> list[list[float]] | list[list[int]]:
-    """Row by row: one ``tolist`` of a big array holds the GIL throughout (no other thread, the
-    event loop's included, runs meanwhile); per row, the interpreter switches between them."""
-    return [row.tolist() for row in array]
+    """Row by row for a big array: one ``tolist`` of it holds the GIL throughout (no other thread,
+    the event loop's included, runs meanwhile); per row, the interpreter switches between them. A
+    small one (a few rows) in one call."""
+    return array.tolist() if array.size <= _ONE_CALL else [row.tolist() for row in array]
 
 
 def as_base64(array: np.ndarray) -> list[str]:

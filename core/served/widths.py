@@ -14,10 +14,10 @@ from collections.abc import Hashable
 import numpy as np
 
 from core.errors import UpstreamError
+from core.vectors import FLOAT32
 
 Pins = dict[Hashable, int]  # (upstream, served name) -> the first answer's width, kept across snapshots
 _BYTES_CHECK_VALUES = 1 << 16  # up to this many values, the bytes are read (below); numpy beyond
-_FLOAT32 = np.dtype(np.float32)  # native order: little-endian on the machines checked bytewise
 _LITTLE = sys.byteorder == "little"
 
 
@@ -27,7 +27,7 @@ def all_finite(vectors: np.ndarray) -> bool:
     of whose values has such a byte is finite, read from its bytes without a numpy ufunc (two of
     them, ``isfinite`` and ``all``, cost a small answer more than the rest of its check). Any
     other array, or a large one, is checked by numpy."""
-    if _LITTLE and vectors.dtype is _FLOAT32 and vectors.size <= _BYTES_CHECK_VALUES:
+    if _LITTLE and vectors.dtype is FLOAT32 and vectors.size <= _BYTES_CHECK_VALUES:
         high = vectors.tobytes()[3::4]  # little-endian: each value's most significant byte
         if b"\x7f" not in high and b"\xff" not in high:
             return True
