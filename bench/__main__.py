@@ -19,6 +19,7 @@ from tests.support.processes import ROOT
 SECTIONS = {
     "overhead": "bench.overhead",
     "versus": "bench.versus",
+    "inloop": "bench.inloop",
     "profile": "bench.profile",
     "embed": "bench.throughput",
     "rerank": "bench.rerank",
@@ -50,6 +51,8 @@ def _run_section(name: str, work: Path, args: argparse.Namespace) -> list[Sectio
 
 
 def _write(sections: list[Section], args: argparse.Namespace, started: float) -> None:
+    order = {name: i for i, name in enumerate(SECTIONS)}
+    sections = sorted(sections, key=lambda s: order.get(s.name, len(order)))  # the report's order, however run
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     save(sections, out_dir / "benchmarks.json")

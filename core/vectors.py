@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 FLOAT32 = np.dtype(np.float32)  # the native float32: ``array.dtype is FLOAT32`` costs no dtype comparison
+
+
+def as_float32(vectors: Any) -> np.ndarray:
+    """``vectors`` as a float32 array: itself when it is one already (the common answer), without a
+    call into numpy's conversion."""
+    if type(vectors) is np.ndarray and vectors.dtype is FLOAT32:
+        return vectors
+    return np.asarray(vectors, dtype=np.float32)
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
@@ -18,7 +28,7 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 def shape_vectors(vectors: np.ndarray, dimensions: int | None, renormalise: bool = True) -> np.ndarray:
     """Truncate to ``dimensions`` and renormalise to unit length (unless asked for vectors as the
     model pooled them); untouched without fewer dimensions."""
-    vectors = np.asarray(vectors, dtype=np.float32)
+    vectors = as_float32(vectors)
     if dimensions is None or dimensions >= vectors.shape[1]:
         return vectors
     return normalise(vectors[:, :dimensions]) if renormalise else vectors[:, :dimensions]

@@ -23,6 +23,7 @@ from core.errors import InvalidRequest, UpstreamTimeout
 from core.served.call import ModelCall
 from core.space import RouteSpace
 from core.variant import DEFAULT_VARIANT, Variant
+from core.vectors import as_float32
 
 if TYPE_CHECKING:
     from core.adapters import Adapter
@@ -121,7 +122,7 @@ class ServedModel:
                 tenant = call.tenant if call.priority is None else call.queued_as
                 if self.layer is None:  # ``_fresh``, inline: the common call
                     result = await self.feed.embed(inputs, context, tenant, call.token_counts)
-                    vectors = self.guard.check(np.asarray(result.vectors, dtype=np.float32), len(inputs))
+                    vectors = self.guard.check(as_float32(result.vectors), len(inputs))
                     return Embedded(vectors, result.prompt_tokens)
                 counts = call.token_counts
                 result, hits = await self.layer.embed(
@@ -130,7 +131,7 @@ class ServedModel:
                                                counts if len(misses) == len(inputs) else None), call)
                 # What the layer answered itself is checked too: a stored vector of another width
                 # (a shared store, a route whose model changed) must never reach a client.
-                vectors = self.guard.check(np.asarray(result.vectors, dtype=np.float32), len(inputs))
+                vectors = self.guard.check(as_float32(result.vectors), len(inputs))
                 return Embedded(vectors, result.prompt_tokens, hits)
         except TimeoutError:
             raise self._timed_out() from None
@@ -138,7 +139,7 @@ class ServedModel:
     async def _fresh(self, inputs: Sequence[Any], context: CallContext, tenant: Tenant,
                      counts: Sequence[int] | None) -> EmbedResult:
         result = await self.feed.embed(inputs, context, tenant, counts)
-        result.vectors = self.guard.check(np.asarray(result.vectors, dtype=np.float32), len(inputs))
+        result.vectors = self.guard.check(as_float32(result.vectors), len(inputs))
         return result
 
     async def rerank(self, query: str, documents: Sequence[str], call: ModelCall = ModelCall(),  # noqa: B008
