@@ -102,4 +102,8 @@ def _section(runs: dict[tuple[str, int], list[HttpRun]], names: list[str], notes
         if lite16:
             sec.target("router req/s ≥ 20× LiteLLM (c16)", rps / lite16, 20)
         sec.target("router added p50 ≤ 1 ms (c1)", _med(runs[("router", 1)], "p50_ms") - up1, 1.0, lower=True)
+        if ("aiohttp json pass-through", 16) in runs:
+            sec.target("router req/s ≥ 0.75× the aiohttp json pass-through (c16)",
+                       rps / _med(runs[("aiohttp json pass-through", 16)], "rps"), 0.75)
+        sec.target("router added p50 ≤ 0.4 ms (c1)", _med(runs[("router", 1)], "p50_ms") - up1, 0.4, lower=True)
     return sec
