@@ -55,7 +55,8 @@ CONCERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("scheduler and served model", ("core.scheduling", "core.served", "core.batching", "core.coalescing",
                                     "core.metrics:QueueSeries")),
     ("adapter call", ("core.adapters", "plugins.invoke", "adapters")),
-    ("metrics", ("core.metrics",)),
+    ("deadlines: the served model's and the upstream attempt's", ("core.deadlines",)),
+    ("metrics", ("core.metrics", "core.metric_series")),
 )
 
 
