@@ -10,8 +10,7 @@ accepted and ignored is refused instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.dialects.base import Codec, Parsed, ParseLimits, count_items, response_id
 from core.dialects.fields import (
@@ -53,8 +52,7 @@ JINA_TASKS = {"retrieval.query": "query", "retrieval.passage": "document", "clas
               "separation": "clustering"}
 
 
-@dataclass(frozen=True, slots=True)
-class VectorOutput:
+class VectorOutput(NamedTuple):  # immutable, and quicker to make than a frozen dataclass
     """How a body asked for its vectors: OpenAI's encoding, Voyage's/Jina's output type, Jina's
     ``normalized``."""
 

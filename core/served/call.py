@@ -9,9 +9,11 @@ from typing import Any
 from core.scheduling.work import ANONYMOUS, Tenant
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ModelCall:
-    """What a caller says about one call: whose it is (the tenant, with its weight and bounds;
+    """A value, never changed once made (``dataclasses.replace`` makes another; not frozen, as a
+    frozen dataclass costs three times as long to make, and one is made for every call). What a
+    caller says about one call: whose it is (the tenant, with its weight and bounds;
     also the scope of its cache entries), at which priority (None: the tenant's own;
     ``core.scheduling.BULK`` for a bulk job), until when it is wanted (event-loop clock; None: the
     model's timeout from now), its request id for the upstream's logs, the inputs' token counts

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from core.errors import ServiceUnavailable
 
@@ -32,14 +31,14 @@ def unavailable() -> ServiceUnavailable:
                               code="rate_limit_unavailable")
 
 
-@dataclass(frozen=True, slots=True)
-class BucketState:
+# The values of the bucket arithmetic are named tuples: immutable like a frozen dataclass, and made
+# in a third of its time (several are made on every request).
+class BucketState(NamedTuple):
     tokens: float
     updated: float
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     allowed: bool
     limit: float
     remaining: float  # tokens left after this decision
