@@ -49,7 +49,7 @@ class RerankResult:
     prompt_tokens: int | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # hashable by its fields, as when it was frozen
 class CallContext:
     """What an adapter may know about the call besides route and inputs. A value: never changed
     once made (``dataclasses.replace`` makes another); not frozen, as a frozen dataclass costs

@@ -5,8 +5,8 @@ handle made, started, stopped and closed, a few microseconds, and the common req
 two such blocks (the served model's deadline, the upstream attempt's). Here the blocks of one
 event loop share a wheel of ``TICK_S`` slots: entering a block puts it in the slot of its
 deadline (a dict entry), leaving takes it out, and one timer, running only while some block is
-in, wakes each tick and expires the blocks whose slot came due. A deadline is met at most one
-tick late, never early: a slot comes due at the end of its tick.
+in, wakes each tick and expires the blocks whose slot came due. A deadline is met at most a tick
+and a millisecond late, never early: a slot comes due at the end of its tick.
 
 What expiring does is asyncio's: the task is cancelled, and leaving the block turns that
 cancellation, and only that one, into ``TimeoutError`` (a cancellation from elsewhere, or one of
@@ -20,6 +20,7 @@ import math
 from types import TracebackType
 
 TICK_S = 0.005
+SETTLE_S = 0.001  # how long after a tick's end its timer is set to run
 
 
 class Deadline:
@@ -88,7 +89,9 @@ class _Wheel:
                 del self.slots[deadline.slot]
 
     def _arm(self) -> None:
-        self.timer = self.loop.call_at((int(self.loop.time() / TICK_S) + 1) * TICK_S, self._tick)
+        # just past the next tick's end: uvloop's timers and clock go by whole milliseconds, and a
+        # timer due on the very boundary may run while the clock still reads the tick before
+        self.timer = self.loop.call_at((int(self.loop.time() / TICK_S) + 1) * TICK_S + SETTLE_S, self._tick)
 
     def _tick(self) -> None:
         self.timer = None

@@ -107,6 +107,11 @@ def test_upstream_vectors_come_back_in_input_order_whatever_order_they_arrive_in
         assert np.array_equal(vectors, rows)
     with pytest.raises(UpstreamError):  # an index past the inputs
         read_embeddings({"data": [{"index": i + 1, "embedding": [1.0]} for i in range(count)]}, count, "m")
+    for bad in (float("nan"), float("inf")):  # refused as the whole answer, before any row is used
+        data = [{"index": i, "embedding": [1.0, bad if i == count - 1 else 2.0]} for i in range(count)]
+        with pytest.raises(UpstreamError, match="non-finite") as caught:
+            read_embeddings({"data": data}, count, "m")
+        assert caught.value.code == "upstream_bad_response"
     if count > 1:
         with pytest.raises(UpstreamError, match="different lengths"):
             read_embeddings({"data": [{"index": i, "embedding": [1.0] * (i + 1)} for i in range(count)]}, count, "m")

@@ -138,3 +138,18 @@ def test_a_block_that_catches_its_own_cancellation_is_not_turned_into_timeout_er
         return await scenario(timeout), await scenario(asyncio.timeout)
 
     assert run(main()) == (0, 0)
+
+
+def test_the_wheel_ticks_once_per_tick_while_a_block_waits(run, monkeypatch):
+    """A timer due on a tick's boundary must not run again and again while the loop's millisecond
+    clock still reads the tick before (uvloop): at most one tick per TICK_S, however busy."""
+    ticks = []
+    tick = deadlines._Wheel._tick
+    monkeypatch.setattr(deadlines._Wheel, "_tick", lambda self: (ticks.append(1), tick(self)))
+
+    async def main():
+        async with timeout(10):
+            await asyncio.sleep(0.5)
+
+    run(main())
+    assert 0 < len(ticks) <= 0.5 / TICK_S + 3

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from core.errors import UpstreamError
-from core.served.widths import WidthGuard, all_finite
+from core.served.widths import WidthGuard
+from core.vectors import all_finite
 
 
 @pytest.mark.parametrize("shape", [(1, 8), (3, 384), (2, 40000), (1, 1)])

@@ -12,7 +12,7 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from core.errors import UpstreamError
-from core.vectors import FLOAT32
+from core.vectors import FLOAT32, all_finite
 
 
 def _bad(alias: str, what: str) -> UpstreamError:
@@ -30,9 +30,7 @@ def _is_index(index: Any, count: int) -> TypeGuard[int]:
 
 
 def read_embeddings(answer: Any, count: int, alias: str) -> tuple[np.ndarray, int | None]:
-    """Vectors (count, d) float32 in input order, and the upstream's prompt-token count. Whether
-    each value is finite is the served model's width check's (``core.served.widths``), made on
-    every answer whatever its adapter."""
+    """Vectors (count, d) float32 in input order, and the upstream's prompt-token count."""
     data = answer.get("data") if isinstance(answer, dict) else None
     if not isinstance(data, list):
         raise _bad(alias, "no 'data' list")
@@ -42,7 +40,10 @@ def read_embeddings(answer: Any, count: int, alias: str) -> tuple[np.ndarray, in
         item = data[0]
         if not isinstance(item, dict) or not _is_index(item.get("index"), 1):
             raise _bad(alias, "missing, repeated or out-of-range 'index'")
-        return _vector(item.get("embedding"), alias)[None, :], _usage(answer)
+        vectors = _vector(item.get("embedding"), alias)[None, :]
+        if not all_finite(vectors):
+            raise _bad(alias, "non-finite values in a vector")
+        return vectors, _usage(answer)
     rows: list[np.ndarray | None] = [None] * count
     for item in data:
         index = item.get("index") if isinstance(item, dict) else None
@@ -53,6 +54,8 @@ def read_embeddings(answer: Any, count: int, alias: str) -> tuple[np.ndarray, in
         vectors = np.stack(rows)  # type: ignore[arg-type]
     except ValueError:
         raise _bad(alias, "vectors of different lengths") from None
+    if not all_finite(vectors):  # the whole answer refused, as one call's (a coalesced call's too)
+        raise _bad(alias, "non-finite values in a vector")
     return vectors, _usage(answer)
 
 

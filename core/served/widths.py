@@ -8,30 +8,14 @@ answer of another width, of another number of vectors, or with a value that is n
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Hashable
 
 import numpy as np
 
 from core.errors import UpstreamError
-from core.vectors import FLOAT32
+from core.vectors import all_finite
 
 Pins = dict[Hashable, int]  # (upstream, served name) -> the first answer's width, kept across snapshots
-_BYTES_CHECK_VALUES = 1 << 16  # up to this many values, the bytes are read (below); numpy beyond
-_LITTLE = sys.byteorder == "little"
-
-
-def all_finite(vectors: np.ndarray) -> bool:
-    """Whether every value of a float32 array is finite. A float32 is not finite exactly when its
-    exponent bits are all ones, so its most significant byte is then 0x7f or 0xff: an array none
-    of whose values has such a byte is finite, read from its bytes without a numpy ufunc (two of
-    them, ``isfinite`` and ``all``, cost a small answer more than the rest of its check). Any
-    other array, or a large one, is checked by numpy."""
-    if _LITTLE and vectors.dtype is FLOAT32 and vectors.size <= _BYTES_CHECK_VALUES:
-        high = vectors.tobytes()[3::4]  # little-endian: each value's most significant byte
-        if b"\x7f" not in high and b"\xff" not in high:
-            return True
-    return bool(np.isfinite(vectors).all())
 
 
 class WidthGuard:
