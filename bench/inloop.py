@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from bench.report import Section
+from bench.servers import fixed_embedding_body
 from bench.versus import reference
 from tests.support.processes import ROOT, base_env
 
@@ -31,8 +32,8 @@ SCENARIO = ROOT / "bench" / "inloop_scenario.py"
 ROUTER = "router"
 
 
-def _once(tree: Path, count: int, rounds: int) -> dict[str, float]:
-    proc = subprocess.run([sys.executable, str(SCENARIO), str(count), str(rounds)], cwd=tree,
+def _once(tree: Path, answer: Path, count: int, rounds: int) -> dict[str, float]:
+    proc = subprocess.run([sys.executable, str(SCENARIO), str(count), str(rounds), str(answer)], cwd=tree,
                           env=base_env(PYTHONPATH=str(tree)), capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"the scenario failed in {tree}:\n{proc.stderr[-3000:]}")
@@ -43,6 +44,8 @@ def measure(revs: list[str], *, count: int = 2000, rounds: int = 3, repeats: int
     """``{label: {target: CPU µs per request}}`` for this checkout (label ``this checkout``) and each REV."""
     work = Path(tempfile.mkdtemp(prefix="maas-inloop-"))
     trees = {"this checkout": ROOT}
+    answer = work / "answer.json"  # the upstream's one-vector answer, the same for every tree
+    answer.write_bytes(fixed_embedding_body())
     try:
         for rev in revs:
             tree = work / rev.replace("/", "_")
@@ -52,7 +55,7 @@ def measure(revs: list[str], *, count: int = 2000, rounds: int = 3, repeats: int
         best: dict[str, dict[str, float]] = {label: {} for label in trees}
         for _ in range(repeats):
             for label, tree in trees.items():
-                for target, us in _once(tree, count, rounds).items():
+                for target, us in _once(tree, answer, count, rounds).items():
                     best[label][target] = min(us, best[label].get(target, us))
         return best
     finally:

@@ -28,29 +28,20 @@ import orjson
 import uvloop
 from aiohttp import web
 
-DIM = 384
 BODY = b'{"model": "fixed", "input": "The quick brown fox jumps over the lazy dog"}'
 KEY = "sk-bench-local"
+ANSWER = b""  # the upstream's answer, given by ``bench.inloop`` (``bench.servers.fixed_embedding_body``)
 
 
-def _answer() -> bytes:
-    import base64
-
-    import numpy as np
-
-    vec = np.array([((i * 37) % 101) / 1000.0 for i in range(DIM)], dtype="<f4")
-    return orjson.dumps({"object": "list", "model": "fixed", "usage": {"prompt_tokens": 4, "total_tokens": 4},
-                         "data": [{"object": "embedding", "index": 0,
-                                   "embedding": base64.b64encode(vec.tobytes()).decode()}]})
-
-
-ANSWER = _answer()
-REPLY = (b"HTTP/1.1 200 OK\r\nServer: upstream\r\nContent-Type: application/json\r\nContent-Length: "
-         + str(len(ANSWER)).encode() + b"\r\nConnection: keep-alive\r\n\r\n" + ANSWER)
+def _reply() -> bytes:
+    return (b"HTTP/1.1 200 OK\r\nServer: upstream\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(ANSWER)).encode() + b"\r\nConnection: keep-alive\r\n\r\n" + ANSWER)
 
 
 class Upstream(asyncio.Protocol):
-    """Answers each whole request (head and Content-Length body) with ``REPLY``."""
+    """Answers each whole request (head and Content-Length body) with the fixed answer."""
+
+    reply = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
@@ -65,7 +56,7 @@ class Upstream(asyncio.Protocol):
             if len(self.buffer) < end + 4 + size:
                 return
             self.buffer = self.buffer[end + 4 + size:]
-            self.transport.write(REPLY)
+            self.transport.write(self.reply)
 
 
 class Client:
@@ -79,14 +70,14 @@ class Client:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         return cls(reader, writer, f"127.0.0.1:{port}")
 
-    async def post(self, path: str, body: bytes) -> int:
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """The status and the body of the answer to ``body`` POSTed to ``path``."""
         self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {KEY}\r\n"
                           f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         length = next(int(v) for k, _, v in (line.partition(": ") for line in lines) if k.lower() == "content-length")
-        await self.reader.readexactly(length)
-        return int(lines[0].split(" ", 2)[1])
+        return int(lines[0].split(" ", 2)[1]), await self.reader.readexactly(length)
 
 
 async def _bare(upstream_port: int) -> web.AppRunner:
@@ -101,12 +92,7 @@ async def _bare(upstream_port: int) -> web.AppRunner:
     async def passthrough(request: web.Request) -> web.Response:
         body = orjson.dumps(orjson.loads(await request.read()))
         async with lock:  # one connection: one call at a time (the load is one request at a time)
-            writer, reader = forward.writer, forward.reader
-            writer.write(b"POST /embeddings HTTP/1.1\r\nHost: up\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
-            answer = await reader.readexactly(length)
+            _, answer = await forward.post("/embeddings", body)
         return web.Response(body=orjson.dumps(orjson.loads(answer)), content_type="application/json")
 
     app = web.Application()
@@ -142,7 +128,7 @@ async def _router(upstream_port: int) -> web.AppRunner:
 
 async def _cpu_per_request(client: Client, path: str, count: int, rounds: int) -> float:
     for _ in range(min(count, 500)):  # warm-up: first-call caches, the capacity model's warm-up
-        status = await client.post(path, BODY)
+        status, _ = await client.post(path, BODY)
         if status != 200:
             raise RuntimeError(f"{path} answered {status}")
     best = float("inf")
@@ -156,6 +142,7 @@ async def _cpu_per_request(client: Client, path: str, count: int, rounds: int) -
 
 async def main(count: int, rounds: int) -> dict[str, float]:
     loop = asyncio.get_running_loop()
+    Upstream.reply = _reply()
     upstream = await loop.create_server(Upstream, "127.0.0.1", 0)
     up_port = upstream.sockets[0].getsockname()[1]
     bare, router = await _bare(up_port), await _router(up_port)
@@ -175,5 +162,6 @@ async def main(count: int, rounds: int) -> dict[str, float]:
 
 if __name__ == "__main__":
     sys.path.insert(0, ".")
+    ANSWER = Path(sys.argv[3]).read_bytes()
     uvloop.install()
     print(json.dumps(asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))))
