@@ -467,3 +467,62 @@ async def test_merged_lines_over_the_request_limit_together_run_alone(aiohttp_cl
     answers = await _run_and_compare(client, rows)
     assert all(a["response"]["status_code"] == 200 for a in answers)
     assert len({a["response"]["request_id"] for a in answers}) == len(rows)
+
+
+async def test_a_chunk_done_by_another_worker_between_its_read_and_the_claim_is_not_run_again(client):
+    # Another replica takes each chunk first, runs it to the end and lets it go, all between this
+    # replica's read of the done chunks and its own claim: the claim then succeeds on a done chunk.
+    plugin = _plugin(client)
+    store, runner = plugin.store, plugin.runner
+    real_claim, real_run = store.claim, runner._run_chunk
+    taken, runs = set(), []
+
+    async def run_chunk(job, k, holder):
+        runs.append(k)
+        await real_run(job, k, holder)
+
+    async def claim(batch_id, k, holder, lease_s):
+        if isinstance(k, int) and k >= 0 and k not in taken:
+            taken.add(k)
+            assert await real_claim(batch_id, k, "another", lease_s)
+            await run_chunk(await store.get(batch_id), k, "another")
+            await store.release(batch_id, k, "another")
+        return await real_claim(batch_id, k, holder, lease_s)
+
+    store.claim, runner._run_chunk = claim, run_chunk
+    rows = [line(i) for i in range(30)]
+    file = await (await upload(client, jsonl(rows))).json()
+    batch = await (await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                          "completion_window": "24h"}, headers=A)).json()
+    final = await wait_final(client, batch["id"])
+    assert final["status"] == "completed" and final["request_counts"]["completed"] == 30
+    assert sorted(runs) == list(range(5))  # 30 lines in chunks of 7: each chunk ran once
+    out = (await (await client.get(f"/v1/files/{final['output_file_id']}/content", headers=A)).read()).splitlines()
+    assert sorted(json.loads(x)["custom_id"] for x in out) == sorted(f"req-{i}" for i in range(30))
+
+
+async def test_a_chunk_whose_claim_lapsed_while_it_ran_is_not_written_by_the_worker_that_lost_it(client):
+    # Each chunk's first claim is lost while its lines run (the renew before writing says so):
+    # that run writes nothing, and the chunk is written once, by the run that holds its claim.
+    plugin = _plugin(client)
+    store = plugin.store
+    real_renew, real_done = store.renew, store.chunk_done
+    lost, written = set(), []
+
+    async def renew(batch_id, k, holder, lease_s):
+        if k not in lost:
+            lost.add(k)
+            return False
+        return await real_renew(batch_id, k, holder, lease_s)
+
+    async def chunk_done(batch_id, k, completed, failed):
+        written.append(k)
+        await real_done(batch_id, k, completed, failed)
+
+    store.renew, store.chunk_done = renew, chunk_done
+    file = await (await upload(client, jsonl([line(i) for i in range(30)]))).json()
+    batch = await (await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                          "completion_window": "24h"}, headers=A)).json()
+    final = await wait_final(client, batch["id"])
+    assert final["status"] == "completed" and final["request_counts"]["completed"] == 30
+    assert sorted(lost) == list(range(5)) and sorted(written) == list(range(5))

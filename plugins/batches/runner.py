@@ -2,13 +2,14 @@
 and finalize jobs whose chunks are all done (or that were cancelled or expired).
 
 A worker claims one chunk at a time (``JobStore.claim``; a lease in Redis), renews the claim while
-it runs and watches the job meanwhile: a cancel stops the chunk within ``WATCH_S`` and keeps what
-earlier chunks did. A chunk's lines go to the served model together (ordered by length), so the
-scheduler forms full, length-grouped batches across lines in the bulk lane. Lines of one model
-and parameters run as one request of a few texts (``execute.merge_groups``, ``run_merged``): the
-chain's and the scheduler's work per request is paid once for them, and each line's answer is
-still its synchronous one. Refusals that say "later" (429, 503) are retried; a stopping replica
-abandons its chunk for another to redo.
+it runs, writes the chunk only while it still holds the claim, and marks it done before letting the
+claim go, so a chunk runs twice only when a lapsed lease was taken over. It watches the job
+meanwhile: a cancel stops the chunk within ``WATCH_S`` and keeps what earlier chunks did. A chunk's
+lines go to the served model together (ordered by length), so the scheduler forms full, length-
+grouped batches across lines in the bulk lane. Lines of one model and parameters run as one request
+of a few texts (``execute.merge_groups``, ``run_merged``): the chain's and the scheduler's work per
+request is paid once for them, and each line's answer is still its synchronous one. Refusals that
+say "later" (429, 503) are retried; a stopping replica abandons its chunk for another to redo.
 """
 
 from __future__ import annotations
@@ -139,6 +140,10 @@ class JobRunner:
         for k in pending:
             if await self.store.claim(job["id"], k, holder, self.settings.lease_s):
                 try:
+                    # Its holder marks a chunk done before it lets the claim go: one done between
+                    # the read above and this claim is seen here, and is not run a second time.
+                    if k in await self.store.results(job["id"]):
+                        continue
                     await self._run_chunk(job, k, holder)
                 finally:
                     await self.store.release(job["id"], k, holder)
@@ -170,6 +175,8 @@ class JobRunner:
             return  # cancelled or claim lost: nothing of this chunk is written
         finally:
             watch.cancel()
+        if not await self.store.renew(job["id"], k, holder, self.settings.lease_s):
+            return  # the claim lapsed and was taken over: the taker's lines are the chunk's
         folder = self.files.jobs / job["id"]
         await off_loop(job_files.write_parts, folder, k, output, errors)
         await self.store.chunk_done(job["id"], k, len(output), failed)
