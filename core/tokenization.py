@@ -19,6 +19,7 @@ from tokenizers import Tokenizer
 
 from core.errors import ConfigError, InvalidRequest
 from core.packaged import DEFAULT_EMBEDDER, packaged_dir
+from core.tokenized import kept
 
 log = logging.getLogger("maas.tokens")
 
@@ -35,6 +36,7 @@ class TokenCounter:
         tokenizer.no_padding()
         self._tok = tokenizer
         self.name = name
+        self.keeps_encodings = False  # set by an in-process model that reads this counter's encodings
         post = tokenizer.post_processor
         self._pair_specials = post.num_special_tokens_to_add(True) if post is not None else 0
         self.specials = post.num_special_tokens_to_add(False) if post is not None else 0
@@ -54,6 +56,12 @@ class TokenCounter:
             # to hand it back: up to the switch interval, ten times the count itself.
             return [len(self._tok.encode(texts[0]).ids)]
         return [len(e.ids) for e in self._tok.encode_batch(list(texts))]
+
+    def count_keeping(self, texts: Sequence[str]) -> tuple[list[int], list[str]]:
+        """``count``, and the texts holding their encodings for an in-process model that reads
+        this counter's (``keeps_encodings``; ``core.tokenized``)."""
+        encodings = [self._tok.encode(texts[0])] if len(texts) == 1 else self._tok.encode_batch(list(texts))
+        return [len(e.ids) for e in encodings], kept(texts, encodings, self)
 
     def at_least(self, texts: Sequence[str], specials: int | None = None) -> list[int]:
         """A lower bound of ``count(texts)`` found without tokenizing (what admission may refuse

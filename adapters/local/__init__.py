@@ -24,6 +24,7 @@ from adapters.local.calibration import calibrate
 from adapters.local.models import SentenceEmbedder, load_reranker
 from core import hookimpl
 from core.adapters import Adapter, AdapterContext, Batching, CallContext, EmbedResult, RerankResult
+from core.errors import ConfigError
 from core.kinds import EMBEDDINGS
 from core.options import Option, OptionSchema
 from core.packaged import DEVICES, packaged_dir
@@ -140,6 +141,7 @@ class LocalAdapter(Adapter):
         if route.kind == EMBEDDINGS:
             model = await asyncio.to_thread(SentenceEmbedder, name, self.device)
             fn = model.encode
+            await asyncio.to_thread(self._read_counts, model)
         else:
             model = await asyncio.to_thread(load_reranker, name, device=self.device)
             fn = model.score
@@ -152,6 +154,15 @@ class LocalAdapter(Adapter):
             if loaded.speed is not None:
                 log.info("%s model %s takes %.4f s a call and %.2e s a padded token", route.kind, name, *loaded.speed)
         return loaded
+
+    @staticmethod
+    def _read_counts(model: SentenceEmbedder) -> None:
+        """Texts counted with the model's own tokenizer run without being tokenized again."""
+        try:
+            reads = model.reads(load_counter(model.tokenizer_path))
+        except ConfigError:  # no tokenizer.json beside it: the token count is not the model's
+            reads = False
+        log.info("embedding model %s %s the token count's encodings", model.name, "reads" if reads else "does not read")
 
     def batching(self, route: ModelRoute) -> Batching:
         loaded = self._models.get((route.kind, _model_name(route)))

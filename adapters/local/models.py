@@ -23,6 +23,7 @@ from core.packaged import (
     packaged_minilm_dir,
     packaged_reranker_dir,
 )
+from core.tokenized import features, known, same_pipeline
 from core.variant import DEFAULT_VARIANT, Variant
 
 __all__ = ["DEFAULT_RERANKER", "OnnxCrossEncoder", "SentenceEmbedder", "TorchCrossEncoder", "load_reranker",
@@ -62,6 +63,7 @@ class SentenceEmbedder:
         self.dimensions = get_dim()
         self.max_input_tokens: int | None = self.model.max_seq_length  # what it reads; the rest is cut
         self.tokenizer_path = str(path) if path.exists() else name
+        self.counter: Any = None  # the token counter whose encodings it reads (``reads``)
 
     def close(self) -> None:
         """Nothing beyond the model's memory, which goes with the object."""
@@ -82,7 +84,7 @@ class SentenceEmbedder:
         out = np.empty((len(texts), int(self.dimensions)), dtype=np.float32)
         cap = self.max_input_tokens or 512
         tokenizer: Any = self.model.tokenizer
-        encoded = tokenizer(texts, truncation=True, max_length=cap) if texts else {"input_ids": []}
+        encoded = self._tokenized(texts, cap)
         groups: dict[int, list[int]] = {}
         for i, tokens in enumerate(encoded["input_ids"]):
             groups.setdefault(min(cap, -(-len(tokens) // PAD_TO) * PAD_TO), []).append(i)
@@ -95,6 +97,35 @@ class SentenceEmbedder:
                 for module in self.model:
                     features = module(features)
                 out[members] = features["sentence_embedding"].float().cpu().numpy()
+        return out
+
+    def reads(self, counter: Any) -> bool:
+        """Take the encodings ``counter`` keeps (``core.tokenized``) when it tokenizes as this
+        model does: texts it counted then run without being tokenized again."""
+        if not same_pipeline(self.model.tokenizer, counter._tok):
+            return False
+        self.counter, counter.keeps_encodings = counter, True
+        return True
+
+    def _tokenized(self, texts: list[str], cap: int) -> Any:
+        """The texts' ids, token types and masks, as the model's tokenizer gives them: taken from
+        the encodings its counter made (``reads``), the others tokenized here."""
+        tokenizer: Any = self.model.tokenizer
+        have = known(texts, self.counter, cap) if self.counter is not None else []
+        if not have:
+            return tokenizer(texts, truncation=True, max_length=cap) if texts else {"input_ids": []}
+        names = list(tokenizer.model_input_names)
+        encoded = features(texts, have, names)
+        if len(have) == len(texts):
+            return encoded
+        taken = set(have)
+        rest = [i for i in range(len(texts)) if i not in taken]
+        more = tokenizer([texts[i] for i in rest], truncation=True, max_length=cap)
+        out: dict[str, list[Any]] = {name: [None] * len(texts) for name in names}
+        for name, rows in out.items():
+            for positions, given in ((have, encoded[name]), (rest, more[name])):
+                for i, row in zip(positions, given, strict=True):
+                    rows[i] = row
         return out
 
     def _encode_variant(self, texts: list[str], variant: Variant) -> np.ndarray:

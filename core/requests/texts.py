@@ -53,7 +53,10 @@ class TextInputs:
         """Tokens per input, as the model sees them (without its special tokens when asked so)."""
         if self.is_tokens:
             return [len(ids) for ids in self.inputs]
-        counts = counter.count(self.inputs)  # type: ignore[arg-type]  # texts: token ids returned above
+        if counter.keeps_encodings:  # an in-process model runs these encodings (core.tokenized)
+            counts, self.inputs = counter.count_keeping(self.inputs)  # type: ignore[arg-type]  # texts
+        else:
+            counts = counter.count(self.inputs)  # type: ignore[arg-type]  # texts: token ids returned above
         return counts if self.variant.add_special_tokens else [max(0, n - counter.specials) for n in counts]
 
     def at_least(self, counter: TokenCounter) -> list[int] | None:

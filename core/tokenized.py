@@ -1,0 +1,69 @@
+"""Texts tokenized once: a text whose tokens were counted carries that encoding to an in-process
+model with the same tokenizer, which runs it without tokenizing it again.
+
+A ``Tokenized`` text is a ``str`` (everything else reads, hashes, compares and serializes it as
+the text it is) that also holds the ids and token types its counter gave it. Any change to the
+text (a cut at the model's limit, a prompt put before it) makes a plain ``str``, which carries
+nothing, so an encoding only ever travels with the exact text it was made from. A counter makes
+them only while ``keeps_encodings`` is set, which an in-process model sets when it has checked
+that its own tokenizer is the counter's pipeline (``same_pipeline``); it takes an encoding only
+from that counter and only within its length limit (where it would cut the text itself).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+# what a tokenizer's pipeline is apart from its truncation and padding (which a counter turns off)
+_SETTINGS = ("truncation", "padding")
+
+
+class Tokenized(str):
+    """A text and the encoding its counter made of it (special tokens included)."""
+
+    ids: list[int]
+    type_ids: list[int]
+    counter: object
+
+
+def kept(texts: Sequence[str], encodings: Sequence[Any], counter: object) -> list[str]:
+    """``texts`` as ``Tokenized`` texts holding their ``encodings`` (``tokenizers.Encoding``)."""
+    out: list[str] = []
+    for text, encoding in zip(texts, encodings, strict=True):
+        item = Tokenized(text)
+        item.ids, item.type_ids, item.counter = encoding.ids, encoding.type_ids, counter
+        out.append(item)
+    return out
+
+
+def known(texts: Sequence[str], counter: object, limit: int) -> list[int]:
+    """The positions of ``texts`` that carry ``counter``'s encoding of at most ``limit`` tokens."""
+    return [i for i, text in enumerate(texts)
+            if type(text) is Tokenized and text.counter is counter and len(text.ids) <= limit]
+
+
+def features(texts: Sequence[str], positions: Sequence[int], names: Sequence[str]) -> dict[str, list[list[int]]]:
+    """What a Hugging Face tokenizer whose model reads ``names`` gives for the texts at
+    ``positions`` (unpadded): their ids, token types and an attention mask of ones."""
+    picked: list[Any] = [texts[i] for i in positions]
+    rows = {"input_ids": lambda t: t.ids, "token_type_ids": lambda t: t.type_ids,
+            "attention_mask": lambda t: [1] * len(t.ids)}
+    return {name: [rows[name](t) for t in picked] for name in names}
+
+
+def same_pipeline(hf_tokenizer: Any, counter_tokenizer: Any) -> bool:
+    """Whether a Hugging Face fast tokenizer encodes as ``counter_tokenizer`` (a ``tokenizers``
+    Tokenizer) does, apart from truncation and padding, and gives no inputs but ids, token types
+    and an attention mask: then the counter's encoding of a text within the model's limit is
+    what the model's tokenizer gives."""
+    backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+    names = set(getattr(hf_tokenizer, "model_input_names", ()))
+    if backend is None or not names <= {"input_ids", "token_type_ids", "attention_mask"}:
+        return False
+    return _pipeline(backend) == _pipeline(counter_tokenizer)
+
+
+def _pipeline(tokenizer: Any) -> dict[str, Any]:
+    return {k: v for k, v in json.loads(tokenizer.to_str()).items() if k not in _SETTINGS}
