@@ -44,6 +44,18 @@ def _routing(upstream: dict) -> dict:
     return {"embeddings": [{"model": "minilm", "served_name": MODEL, "upstream": upstream}]}
 
 
+def _side_by_side(url: str, best_bs: int, repeats: int, seconds: float, bare_s: float,
+                  **load: int) -> tuple[list[ItemRun], list[float]]:
+    """Runs of the router at ``url`` with the bare model's best batch measured before and after
+    each (this host's speed drifts over minutes), so each run is held to the two beside it."""
+    near = [bare_encode([best_bs], bare_s)[best_bs]]
+    runs: list[ItemRun] = []
+    for _ in range(repeats):
+        runs += _repeat(url + "/v1/embeddings", "minilm", 1, seconds, **load)
+        near.append(bare_encode([best_bs], bare_s)[best_bs])
+    return runs, near
+
+
 def _repeat(url: str, model: str, repeats: int, seconds: float, clients: int = CLIENTS,
             per_request: int = PER_REQUEST) -> list[ItemRun]:
     embed_load(url, model, clients=clients, per_request=per_request, seconds=2)  # warm up
@@ -54,18 +66,20 @@ def _repeat(url: str, model: str, repeats: int, seconds: float, clients: int = C
 def run(work: Path, *, quick: bool, tool: str = "hey") -> Section:
     repeats, seconds = (1, 5) if quick else (3, 12)
     sec = Section("embed", "2. Embedding throughput (all-MiniLM-L6-v2, CPU)")
-    bare = bare_encode([1, 8, 32] if quick else [1, 8, 16, 32, 64], 3 if quick else 6)
+    bare_s = 3 if quick else 6
+    bare = bare_encode([1, 8, 32] if quick else [1, 8, 16, 32, 64], bare_s)
     best_bs = max(bare, key=bare.get)
     runs: dict[str, list[ItemRun]] = {}
     local = {"type": "local", "max_batch_size": 32, "max_wait_ms": 2, "timeout_seconds": 60}
     with servers.running(servers.router(work, "router-local", _routing(local))) as r:
-        runs["router (in-process model)"] = _repeat(r.url + "/v1/embeddings", "minilm", repeats, seconds)
+        small = "router (in-process model)"
+        runs[small], beside = _side_by_side(r.url, best_bs, repeats, seconds, bare_s)
     fill_clients = 2 * best_bs // FILL_PER_REQUEST
     filled = f"router (in-process model, batches up to {best_bs}), {fill_clients} clients × {FILL_PER_REQUEST}"
     with servers.running(servers.router(work, "router-local-fill",
                                         _routing({**local, "max_batch_size": best_bs}))) as r:
-        runs[filled] = _repeat(r.url + "/v1/embeddings", "minilm", repeats, seconds, clients=fill_clients,
-                               per_request=FILL_PER_REQUEST)
+        runs[filled], beside_filled = _side_by_side(r.url, best_bs, repeats, seconds, bare_s, clients=fill_clients,
+                                                    per_request=FILL_PER_REQUEST)
     if servers.has_infinity():
         with servers.running(servers.infinity(work, "minilm")) as inf:
             runs["Infinity"] = _repeat(inf.url + "/v1/embeddings", "minilm", repeats, seconds)
@@ -94,8 +108,15 @@ def run(work: Path, *, quick: bool, tool: str = "hey") -> Section:
     sec.chart("bar", "Embedding sentences/s", [f"bare b{best_bs}"] + [r[0] for r in rows],
               {"sentences/s": [limit] + [r[1] for r in rows]}, ylabel="sentences/s")
     router = rows[0][1]
-    sec.target("router ≥ 0.9× bare model (sentences/s)", router / limit, 0.9)
-    sec.target("router at a load that fills the best batch ≥ 0.97× bare best", rows[1][1] / limit, 0.97)
+    ratios = {}
+    for name, near in ((small, beside), (filled, beside_filled)):
+        ratios[name] = [run.items_per_s * 2 / (x + y) for run, x, y in zip(runs[name], near, near[1:], strict=False)]
+        sec.notes.append(f"{name}: the bare model's batch of {best_bs} again before and after each run, "
+                         f"{' / '.join(f'{v:.0f}' for v in near)} sentences/s; each run against the mean of the "
+                         f"two beside it: {' / '.join(f'{x:.3f}' for x in ratios[name])}.")
+    sec.target("router ≥ 0.9× bare model (sentences/s; side by side)", median(ratios[small]), 0.9)
+    sec.target("router at a load that fills the best batch ≥ 0.97× bare best (side by side)", median(ratios[filled]),
+               0.97)
     if inf:
         sec.target("router ≥ 1.2× Infinity (sentences/s)", router / inf, 1.2)
     return sec
