@@ -60,8 +60,8 @@ class TokenCounter:
     def count_keeping(self, texts: Sequence[str]) -> tuple[list[int], list[str]]:
         """``count``, and the texts holding their encodings for an in-process model that reads
         this counter's (``keeps_encodings``; ``core.tokenized``)."""
-        encodings = [self._tok.encode(texts[0])] if len(texts) == 1 else self._tok.encode_batch(list(texts))
-        return [len(e.ids) for e in encodings], kept(texts, encodings, self)
+        return kept(texts, [self._tok.encode(texts[0])] if len(texts) == 1 else self._tok.encode_batch(list(texts)),
+                    self)
 
     def at_least(self, texts: Sequence[str], specials: int | None = None) -> list[int]:
         """A lower bound of ``count(texts)`` found without tokenizing (what admission may refuse

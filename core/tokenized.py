@@ -13,6 +13,7 @@ from that counter and only within its length limit (where it would cut the text 
 from __future__ import annotations
 
 import json
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,19 +24,23 @@ _SETTINGS = ("truncation", "padding")
 class Tokenized(str):
     """A text and the encoding its counter made of it (special tokens included)."""
 
-    ids: list[int]
-    type_ids: list[int]
+    ids: array[int]
+    type_ids: array[int]
     counter: object
 
 
-def kept(texts: Sequence[str], encodings: Sequence[Any], counter: object) -> list[str]:
-    """``texts`` as ``Tokenized`` texts holding their ``encodings`` (``tokenizers.Encoding``)."""
+def kept(texts: Sequence[str], encodings: Sequence[Any], counter: object) -> tuple[list[int], list[str]]:
+    """The token counts of ``encodings`` (``tokenizers.Encoding``), and ``texts`` as ``Tokenized``
+    texts holding them: as 4-byte arrays (a list of ids would hold a request's tokens at 36 bytes
+    each until it ends)."""
+    counts: list[int] = []
     out: list[str] = []
     for text, encoding in zip(texts, encodings, strict=True):
         item = Tokenized(text)
-        item.ids, item.type_ids, item.counter = encoding.ids, encoding.type_ids, counter
+        item.ids, item.type_ids, item.counter = array("i", encoding.ids), array("i", encoding.type_ids), counter
+        counts.append(len(item.ids))
         out.append(item)
-    return out
+    return counts, out
 
 
 def known(texts: Sequence[str], counter: object, limit: int) -> list[int]:
@@ -44,12 +49,12 @@ def known(texts: Sequence[str], counter: object, limit: int) -> list[int]:
             if type(text) is Tokenized and text.counter is counter and len(text.ids) <= limit]
 
 
-def features(texts: Sequence[str], positions: Sequence[int], names: Sequence[str]) -> dict[str, list[list[int]]]:
+def features(texts: Sequence[str], positions: Sequence[int], names: Sequence[str]) -> dict[str, list[Any]]:
     """What a Hugging Face tokenizer whose model reads ``names`` gives for the texts at
     ``positions`` (unpadded): their ids, token types and an attention mask of ones."""
     picked: list[Any] = [texts[i] for i in positions]
     rows = {"input_ids": lambda t: t.ids, "token_type_ids": lambda t: t.type_ids,
-            "attention_mask": lambda t: [1] * len(t.ids)}
+            "attention_mask": lambda t: array("i", [1]) * len(t.ids)}
     return {name: [rows[name](t) for t in picked] for name in names}
 
 

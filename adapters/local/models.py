@@ -152,7 +152,7 @@ def _padded(tokenizer: Any, encoded: Any, members: list[int], length: int) -> di
     import torch
 
     if tokenizer.padding_side != "right":
-        return tokenizer.pad({k: [v[i] for i in members] for k, v in encoded.items()},
+        return tokenizer.pad({k: [list(v[i]) for i in members] for k, v in encoded.items()},
                              padding="max_length", max_length=length, return_tensors="pt")
     fill = {"input_ids": tokenizer.pad_token_id or 0}
     features = {}
