@@ -28,6 +28,9 @@ class Tokenized(str):
     type_ids: array[int]
     counter: object
 
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        return str, (str(self),)  # a copy or a pickle is the plain text: the encoding stays in its process
+
 
 def kept(texts: Sequence[str], encodings: Sequence[Any], counter: object) -> tuple[list[int], list[str]]:
     """The token counts of ``encodings`` (``tokenizers.Encoding``), and ``texts`` as ``Tokenized``
@@ -62,12 +65,25 @@ def same_pipeline(hf_tokenizer: Any, counter_tokenizer: Any) -> bool:
     """Whether a Hugging Face fast tokenizer encodes as ``counter_tokenizer`` (a ``tokenizers``
     Tokenizer) does, apart from truncation and padding, and gives no inputs but ids, token types
     and an attention mask: then the counter's encoding of a text within the model's limit is
-    what the model's tokenizer gives."""
+    what the model's tokenizer gives. Besides their saved pipelines, what the saved form leaves
+    out is compared too: whether special tokens written in a text are split (``transformers``'
+    ``split_special_tokens``), and both tokenizers' ids for every added token in a text."""
     backend = getattr(hf_tokenizer, "backend_tokenizer", None)
     names = set(getattr(hf_tokenizer, "model_input_names", ()))
     if backend is None or not names <= {"input_ids", "token_type_ids", "attention_mask"}:
         return False
-    return _pipeline(backend) == _pipeline(counter_tokenizer)
+    splits = [getattr(hf_tokenizer, "split_special_tokens", False), getattr(backend, "encode_special_tokens", False)]
+    if any(splits) or getattr(counter_tokenizer, "encode_special_tokens", False):
+        return False
+    if _pipeline(backend) != _pipeline(counter_tokenizer):
+        return False
+    probe = [*_PROBE, *(f"a {token} b" for token in hf_tokenizer.get_added_vocab())]
+    probe.append(" ".join(probe))
+    return list(hf_tokenizer(probe)["input_ids"]) == [e.ids for e in counter_tokenizer.encode_batch(probe)]
+
+
+_PROBE = ["", "Kittens are young cats.", "café ﬁne Ｆｕｌｌ e\u0301", "東京 São Paulo 🎉", "tab\tnew\nline\r",
+          "\x00\x07 control \x7f", "zero\u200bwidth", "UPPER lower MiXeD 1234.5"]
 
 
 def _pipeline(tokenizer: Any) -> dict[str, Any]:

@@ -501,9 +501,22 @@ async def test_a_chunk_done_by_another_worker_between_its_read_and_the_claim_is_
     assert sorted(json.loads(x)["custom_id"] for x in out) == sorted(f"req-{i}" for i in range(30))
 
 
-async def test_a_chunk_whose_claim_lapsed_while_it_ran_is_not_written_by_the_worker_that_lost_it(client):
-    # Each chunk's first claim is lost while its lines run (the renew before writing says so):
-    # that run writes nothing, and the chunk is written once, by the run that holds its claim.
+async def test_a_chunk_whose_claim_was_taken_while_it_ran_is_neither_charged_nor_written_by_the_loser(
+        client, monkeypatch):
+    # Each chunk's first claim is taken by another while its lines run (the renew before writing
+    # says so; the watch, which renews too, is kept asleep): that run charges and writes nothing,
+    # and the chunk is charged and written once, by the run that holds its claim.
+    import plugins.batches.runner as runner
+
+    monkeypatch.setattr(runner, "WATCH_S", 60.0)
+    real_charge = runner.charge_chunk
+    charged = []
+
+    async def charge_chunk(gw, owner, tokens, lines):
+        charged.append(lines)
+        await real_charge(gw, owner, tokens, lines)
+
+    monkeypatch.setattr(runner, "charge_chunk", charge_chunk)
     plugin = _plugin(client)
     store = plugin.store
     real_renew, real_done = store.renew, store.chunk_done
@@ -526,3 +539,4 @@ async def test_a_chunk_whose_claim_lapsed_while_it_ran_is_not_written_by_the_wor
     final = await wait_final(client, batch["id"])
     assert final["status"] == "completed" and final["request_counts"]["completed"] == 30
     assert sorted(lost) == list(range(5)) and sorted(written) == list(range(5))
+    assert sum(charged) == 30  # each line charged once

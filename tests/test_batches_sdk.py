@@ -124,3 +124,39 @@ def test_two_routers_sharing_redis_split_one_job_with_no_line_done_twice(tmp_pat
     assert batch["status"] == "completed" and batch["request_counts"]["completed"] == n
     _once_each(tmp_path / "out.jsonl", n)
     assert sum(ran) == n and min(ran) > 0, ran  # both worked; no line ran twice
+
+
+async def test_chunk_claims_decide_alike_in_memory_and_in_redis(tmp_path):
+    # A claim is held by one holder; renewing keeps it, or takes it back once lapsed if nobody
+    # took it; once lapsed another may take it, and then the first holder's renewal fails.
+    import asyncio
+    import uuid
+
+    from plugins.batches.redis_store import RedisJobStore
+    from plugins.batches.store import LocalJobStore
+
+    binary = redis_binary()
+    if binary is None:
+        pytest.skip("redis-server is not installed (scripts/bootstrap.sh test installs it)")
+    redis, redis_url = start_redis(tmp_path / "redis", binary)
+    stores = [LocalJobStore(tmp_path / "local"), RedisJobStore(redis_url, prefix=f"maas:test:{uuid.uuid4().hex}:")]
+    lease = 0.2
+
+    async def steps(store) -> list[bool]:
+        seen = [await store.claim("b", 0, "a", lease), await store.claim("b", 0, "b", lease),
+                await store.renew("b", 0, "a", lease), await store.renew("b", 0, "b", lease)]
+        await asyncio.sleep(lease * 2)  # lapsed, nobody took it
+        seen += [await store.renew("b", 0, "a", lease), await store.claim("b", 0, "b", lease)]
+        await asyncio.sleep(lease * 2)  # lapsed again; now another takes it
+        seen += [await store.claim("b", 0, "b", lease), await store.renew("b", 0, "a", lease)]
+        await store.release("b", 0, "a")  # not the holder: nothing happens
+        seen += [await store.claim("b", 0, "a", lease), await store.is_done("b", 0)]
+        await store.chunk_done("b", 0, 3, 0)
+        return [*seen, await store.is_done("b", 0), await store.is_done("b", 1)]
+
+    try:
+        expected = [True, False, True, False, True, False, True, False, False, False, True, False]
+        assert [await steps(store) for store in stores] == [expected, expected]
+    finally:
+        await stores[1].close()
+        redis.stop()

@@ -5,7 +5,9 @@ texts within its limit; and a counter whose pipeline differs from the model's is
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -93,10 +95,30 @@ def test_a_counter_that_tokenizes_otherwise_is_not_read(embedder):
     assert not changed.keeps_encodings and embedder.counter is None
 
 
+def test_a_model_that_splits_special_tokens_written_in_text_does_not_read_a_counter_that_does_not(tmp_path):
+    # tokenizer.json is the same; tokenizer_config.json's split_special_tokens (which the saved
+    # pipeline does not hold) makes the model read "[CLS]" in a text as characters, the counter as a token
+    from core.packaged import packaged_minilm_dir
+
+    folder = tmp_path / "minilm-split"
+    folder.mkdir()
+    for entry in packaged_minilm_dir().iterdir():
+        if entry.name != "tokenizer_config.json":
+            (folder / entry.name).symlink_to(entry)
+    config = json.loads((packaged_minilm_dir() / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "split_special_tokens": True}))
+    model = SentenceEmbedder(str(folder), device="cpu")
+    counter = TokenCounter(Tokenizer.from_file(str(folder / "tokenizer.json")), str(folder))
+    text = "[CLS] what is [MASK]?"
+    assert model.model.tokenizer([text])["input_ids"][0] != counter._tok.encode(text).ids  # they do differ
+    assert not model.reads(counter) and not counter.keeps_encodings
+
+
 def test_a_changed_text_carries_nothing(embedder):
     _, (carried,) = _counter(embedder).count_keeping(["Kittens are young cats. "])
     assert type(carried) is Tokenized and carried == "Kittens are young cats. "
-    for changed in ("query: " + carried, carried[:-1], carried.strip(), carried.lower(), f"{carried}"):
+    for changed in ("query: " + carried, carried[:-1], carried.strip(), carried.lower(), f"{carried}",
+                    copy.deepcopy(carried), pickle.loads(pickle.dumps(carried))):  # noqa: S301  # our own bytes
         assert type(changed) is str
 
 

@@ -1,6 +1,7 @@
 """The job store in core's shared Redis (``ROUTER_REDIS_URL``): replicas see the same jobs and
-split their chunks by claims, leases a live runner renews (``SET NX PX``; renewed and released
-only by their holder, in a script), so a dead replica's chunk is taken over once its lease lapses.
+split their chunks by claims, leases a live runner renews (``SET NX PX``; renewed, or taken back
+once lapsed if nobody took it, and released only by their holder, in scripts), so a dead replica's
+chunk is taken over once its lease lapses.
 
 Keys (prefix ``maas:batch:``): ``job:<id>`` the record (JSON), ``owner:<name>`` the owner's jobs
 (sorted set by creation), ``active`` the jobs not yet final (sorted set), ``results:<id>`` each
@@ -16,7 +17,9 @@ from redis.exceptions import WatchError
 from plugins.batches.store import FINAL, TERMINAL, Job, Update
 
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not held then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
 return 0
 """
 _RELEASE = """
@@ -101,6 +104,9 @@ class RedisJobStore:
 
     def _claim(self, batch_id: str, chunk: int) -> str:
         return f"{self.p}claim:{batch_id}:{chunk}"
+
+    async def is_done(self, batch_id: str, chunk: int) -> bool:
+        return bool(await self._r.hexists(f"{self.p}results:{batch_id}", str(chunk)))
 
     async def claim(self, batch_id: str, chunk: int, holder: str, lease_s: float) -> bool:
         key = self._claim(batch_id, chunk)

@@ -143,7 +143,7 @@ class JobRunner:
                 try:
                     # Its holder marks a chunk done before it lets the claim go: one done between
                     # the read above and this claim is seen here, and is not run a second time.
-                    if k in await self.store.results(job["id"]):
+                    if await self.store.is_done(job["id"], k):
                         continue
                     await self._run_chunk(job, k, holder)
                 finally:
@@ -169,7 +169,7 @@ class JobRunner:
         work = asyncio.create_task(self._embed(job, lines))
         watch = asyncio.create_task(self._watch(job["id"], k, holder, work))
         try:
-            output, errors, failed = await work
+            parsed, results = await work
         except (asyncio.CancelledError, Abandoned):
             if self.stopping or asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 raise
@@ -177,7 +177,8 @@ class JobRunner:
         finally:
             watch.cancel()
         if not await self.store.renew(job["id"], k, holder, self.settings.lease_s):
-            return  # the claim lapsed and was taken over: the taker's lines are the chunk's
+            return  # the claim was taken over: the taker's lines are the chunk's (charged and written once)
+        output, errors, failed = await self._settle(job, parsed, results)
         folder = self.files.jobs / job["id"]
         await off_loop(job_files.write_parts, folder, k, output, errors)
         await self.store.chunk_done(job["id"], k, len(output), failed)
@@ -195,7 +196,7 @@ class JobRunner:
                 work.cancel()
                 return
 
-    async def _embed(self, job: Job, lines: list[tuple[int, bytes]]) -> tuple[list[bytes], list[bytes], int]:
+    async def _embed(self, job: Job, lines: list[tuple[int, bytes]]) -> tuple[list[dict[str, Any]], list[LineResult]]:
         parsed = [orjson.loads(raw) for _, raw in lines]
         order = sorted(range(len(parsed)), key=lambda i: len(lines[i][1]))  # similar lengths queue together
         groups = merge_groups(self.gw, parsed, order)
@@ -212,6 +213,11 @@ class JobRunner:
         finally:
             for task in tasks:
                 task.cancel()
+        return parsed, results
+
+    async def _settle(self, job: Job, parsed: list[dict[str, Any]],
+                      results: list[LineResult]) -> tuple[list[bytes], list[bytes], int]:
+        """The chunk's lines charged to the job's owner, and its output and error lines."""
         done = [r for r in results if r.error is None]
         try:
             if done:

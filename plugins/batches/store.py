@@ -40,8 +40,11 @@ class JobStore(Protocol):
     async def remove(self, batch_id: str) -> None: ...
     async def chunk_done(self, batch_id: str, chunk: int, completed: int, failed: int) -> None: ...
     async def results(self, batch_id: str) -> dict[int, tuple[int, int]]: ...
+    async def is_done(self, batch_id: str, chunk: int) -> bool: ...
     async def claim(self, batch_id: str, chunk: int, holder: str, lease_s: float) -> bool: ...
-    async def renew(self, batch_id: str, chunk: int, holder: str, lease_s: float) -> bool: ...
+    async def renew(self, batch_id: str, chunk: int, holder: str, lease_s: float) -> bool:
+        """Extend ``holder``'s claim, or take it back if its lease lapsed and nobody took it;
+        False when another holds it."""
     async def release(self, batch_id: str, chunk: int, holder: str) -> None: ...
     async def claimed(self, batch_id: str) -> bool:
         """Whether any replica holds a claim on one of the job's chunks."""
@@ -136,6 +139,10 @@ class LocalJobStore:
         await self._load()
         return dict(self._results.get(batch_id, {}))
 
+    async def is_done(self, batch_id: str, chunk: int) -> bool:
+        await self._load()
+        return chunk in self._results.get(batch_id, {})
+
     async def claim(self, batch_id: str, chunk: int, holder: str, lease_s: float) -> bool:
         now = time.monotonic()
         held = self._claims.get((batch_id, chunk))
@@ -145,11 +152,7 @@ class LocalJobStore:
         return True
 
     async def renew(self, batch_id: str, chunk: int, holder: str, lease_s: float) -> bool:
-        held = self._claims.get((batch_id, chunk))
-        if held is None or held[0] != holder:
-            return False
-        self._claims[(batch_id, chunk)] = (holder, time.monotonic() + lease_s)
-        return True
+        return await self.claim(batch_id, chunk, holder, lease_s)  # ours, or lapsed and free: (re)taken
 
     async def release(self, batch_id: str, chunk: int, holder: str) -> None:
         if self._claims.get((batch_id, chunk), ("",))[0] == holder:
