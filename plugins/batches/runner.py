@@ -2,10 +2,10 @@
 and finalize jobs whose chunks are all done (or that were cancelled or expired).
 
 A worker claims one chunk at a time (``JobStore.claim``; a lease in Redis), renews the claim while
-it runs, writes the chunk only while it still holds the claim, and marks it done before letting the
-claim go, so a chunk runs twice only when a lapsed lease was taken over. It watches the job
-meanwhile: a cancel stops the chunk within ``WATCH_S`` and keeps what earlier chunks did. A chunk's
-lines go to the served model together (ordered by length), so the scheduler forms full,
+it runs, charges and writes the chunk only while it still holds the claim, and marks it done before
+letting the claim go, so a chunk runs twice only when a lapsed lease was taken over. It watches the
+job meanwhile: a cancel stops the chunk within ``WATCH_S`` and keeps what earlier chunks did. A
+chunk's lines go to the served model together (ordered by length), so the scheduler forms full,
 length-grouped batches across lines in the bulk lane. Lines of one model and parameters run as one
 request of a few texts (``execute.merge_groups``, ``run_merged``): the chain's and the scheduler's
 work per request is paid once for them, and each line's answer is still its synchronous one.
