@@ -528,9 +528,9 @@ async def test_a_chunk_whose_claim_was_taken_while_it_ran_is_neither_charged_nor
             return False
         return await real_renew(batch_id, k, holder, lease_s)
 
-    async def chunk_done(batch_id, k, completed, failed):
+    async def chunk_done(batch_id, k, completed, failed, run):
         written.append(k)
-        await real_done(batch_id, k, completed, failed)
+        await real_done(batch_id, k, completed, failed, run)
 
     store.renew, store.chunk_done = renew, chunk_done
     file = await (await upload(client, jsonl([line(i) for i in range(30)]))).json()
@@ -540,3 +540,39 @@ async def test_a_chunk_whose_claim_was_taken_while_it_ran_is_neither_charged_nor
     assert final["status"] == "completed" and final["request_counts"]["completed"] == 30
     assert sorted(lost) == list(range(5)) and sorted(written) == list(range(5))
     assert sum(charged) == 30  # each line charged once
+
+
+async def test_two_runs_of_one_chunk_writing_at_once_leave_one_runs_lines_whole(client):
+    # A run whose claim was taken over while it wrote (a 30 s stall) writes its parts beside the
+    # taker's: each run's parts are its own, and the output holds the recorded run's lines only.
+    import plugins.batches.jobs as job_files
+
+    plugin = _plugin(client)
+    store = plugin.store
+    real_done = store.chunk_done
+
+    async def chunk_done(batch_id, k, completed, failed, run):
+        folder = plugin.runner.files.jobs / batch_id
+        job_files.write_parts(folder, k, [b'{"stale": "out"}\n'], [b'{"stale": "err"}\n'], "stale")
+        await real_done(batch_id, k, completed, failed, run)
+
+    store.chunk_done = chunk_done
+    file = await (await upload(client, jsonl([line(i) for i in range(30)]))).json()
+    batch = await (await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                          "completion_window": "24h"}, headers=A)).json()
+    final = await wait_final(client, batch["id"])
+    assert final["status"] == "completed" and final["error_file_id"] is None
+    out = (await (await client.get(f"/v1/files/{final['output_file_id']}/content", headers=A)).read()).splitlines()
+    assert [json.loads(x)["custom_id"] for x in out] == [f"req-{i}" for i in range(30)]
+
+
+async def test_chunks_recorded_before_parts_were_named_by_run_are_read_by_their_old_names(tmp_path):
+    import plugins.batches.jobs as job_files
+    from plugins.batches.store import Done, LocalJobStore
+
+    state = {"jobs": {}, "results": {"batch_x": {"0": [5, 1], "1": [2, 0, "ab12"]}}}  # chunk 0: an older record
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    results = await LocalJobStore(tmp_path).results("batch_x")
+    assert results == {0: Done(5, 1, ""), 1: Done(2, 0, "ab12")}
+    assert job_files.part(tmp_path, 0, "out", results[0].run).name == "000000.out.jsonl"
+    assert job_files.part(tmp_path, 1, "err", results[1].run).name == "000001.ab12.err.jsonl"

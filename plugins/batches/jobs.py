@@ -1,10 +1,12 @@
 """A job's record and its files: OpenAI's Batch object, the input split into chunks, each
 chunk's output part, and the output and error files a finished job leaves.
 
-A chunk's lines are embedded, then written as two parts (``<k>.err.jsonl``, then ``<k>.out.jsonl``)
-under temporary names and renamed into place, then recorded as done in the store. A chunk run
-again after a crash replaces its parts whole, so at the end, when the parts of the recorded chunks
-are joined in order, every line is in the output (or error) file exactly once.
+A chunk's lines are embedded, then written as two parts named by the chunk and the run that wrote
+them (``<k>.<run>.err.jsonl``, then ``<k>.<run>.out.jsonl``) under temporary names and renamed into
+place, then recorded as done in the store with that run's name, in one write. A chunk run again
+after a crash writes parts of its own, and the record names one run's pair: so at the end, when the
+recorded parts are joined in order, every line is in the output (or error) file exactly once, even
+when two runs of one chunk wrote at once (a claim taken over while its holder still worked).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from core import ids
 from core.errors import InvalidRequest
 from plugins.batches.files import FileStore, new_id, write_atomic
 from plugins.batches.lines import numbered
-from plugins.batches.store import Job
+from plugins.batches.store import Done, Job
 
 WINDOWS = {"24h": 24 * 3600}
 _PUBLIC = ("id", "object", "endpoint", "errors", "input_file_id", "completion_window", "status", "output_file_id",
@@ -64,7 +66,7 @@ def new_job(owner: str, input_meta: dict[str, Any], endpoint: str, window: str, 
             "owner": owner, "total": input_meta["lines"], "chunks": chunks}
 
 
-def public(job: Job, results: dict[int, tuple[int, int]]) -> dict[str, Any]:
+def public(job: Job, results: dict[int, Done]) -> dict[str, Any]:
     """The OpenAI Batch object: the record's public fields and its progress."""
     body = {k: job.get(k) for k in _PUBLIC}
     body["request_counts"] = {"total": job["total"], "completed": sum(r[0] for r in results.values()),
@@ -84,14 +86,14 @@ def read_chunk(path: Path, offset: int, count: int) -> list[tuple[int, bytes]]:
         return out
 
 
-def part(folder: Path, chunk: int, kind: str) -> Path:
-    return folder / f"{chunk:06d}.{kind}.jsonl"
+def part(folder: Path, chunk: int, kind: str, run: str) -> Path:
+    return folder / (f"{chunk:06d}.{run}.{kind}.jsonl" if run else f"{chunk:06d}.{kind}.jsonl")
 
 
-def write_parts(folder: Path, chunk: int, output: list[bytes], errors: list[bytes]) -> None:
+def write_parts(folder: Path, chunk: int, output: list[bytes], errors: list[bytes], run: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(part(folder, chunk, "err"), b"".join(errors))
-    write_atomic(part(folder, chunk, "out"), b"".join(output))
+    write_atomic(part(folder, chunk, "err", run), b"".join(errors))
+    write_atomic(part(folder, chunk, "out", run), b"".join(output))
 
 
 def line_record(custom_id: str, request_id: str, status: int | None, body: Any,
@@ -114,13 +116,13 @@ def expired_lines(input_path: Path, chunks: list[list[int]], undone: list[int]) 
     return out
 
 
-def finish_files(files: FileStore, job: Job, done: list[int], status: str) -> dict[str, str | None]:
-    """Join the done chunks' parts into the job's output and error files (fixed ids, so doing it
-    twice writes the same files); the ids of those that hold lines."""
+def finish_files(files: FileStore, job: Job, done: dict[int, Done], status: str) -> dict[str, str | None]:
+    """Join the done chunks' recorded parts, in chunk order, into the job's output and error files
+    (fixed ids, so doing it twice writes the same files); the ids of those that hold lines."""
     folder = files.jobs / job["id"]
     stem = job["id"].removeprefix("batch_")
-    outs = [part(folder, k, "out") for k in done]
-    errs = [part(folder, k, "err") for k in done]
+    outs = [part(folder, k, "out", done[k].run) for k in sorted(done)]
+    errs = [part(folder, k, "err", done[k].run) for k in sorted(done)]
     if status == "expired":
         undone = [k for k in range(len(job["chunks"])) if k not in set(done)]
         extra = folder / "expired.err.jsonl"

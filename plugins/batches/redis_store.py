@@ -14,7 +14,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from plugins.batches.store import FINAL, TERMINAL, Job, Update
+from plugins.batches.store import FINAL, TERMINAL, Done, Job, Update
 
 _RENEW = """
 local held = redis.call('GET', KEYS[1])
@@ -91,15 +91,15 @@ class RedisJobStore:
                 pipe.zrem(f"{self.p}owner:{job['owner']}", batch_id)
             await pipe.execute()
 
-    async def chunk_done(self, batch_id: str, chunk: int, completed: int, failed: int) -> None:
-        await self._r.hset(f"{self.p}results:{batch_id}", str(chunk), f"{completed},{failed}")
+    async def chunk_done(self, batch_id: str, chunk: int, completed: int, failed: int, run: str) -> None:
+        await self._r.hset(f"{self.p}results:{batch_id}", str(chunk), f"{completed},{failed},{run}")
 
-    async def results(self, batch_id: str) -> dict[int, tuple[int, int]]:
+    async def results(self, batch_id: str) -> dict[int, Done]:
         raw = await self._r.hgetall(f"{self.p}results:{batch_id}")
         out = {}
         for k, v in raw.items():
-            done, failed = str(v).split(",")
-            out[int(k)] = (int(done), int(failed))
+            done, failed, *run = str(v).split(",")  # "completed,failed,run" ("completed,failed" before runs)
+            out[int(k)] = Done(int(done), int(failed), *run)
         return out
 
     def _claim(self, batch_id: str, chunk: int) -> str:

@@ -180,8 +180,9 @@ class JobRunner:
             return  # the claim was taken over: the taker's lines are the chunk's (charged and written once)
         output, errors, failed = await self._settle(job, parsed, results)
         folder = self.files.jobs / job["id"]
-        await off_loop(job_files.write_parts, folder, k, output, errors)
-        await self.store.chunk_done(job["id"], k, len(output), failed)
+        run = secrets.token_hex(4)  # this run's parts: another run of the chunk writes its own
+        await off_loop(job_files.write_parts, folder, k, output, errors, run)
+        await self.store.chunk_done(job["id"], k, len(output), failed, run)
         self.metrics.lines.labels(result="completed").inc(len(output))
         self.metrics.lines.labels(result="failed").inc(failed)
         self.metrics.chunk_seconds.observe(time.perf_counter() - began)
@@ -275,7 +276,7 @@ class JobRunner:
                 await self.store.update(batch_id, lambda j: {**j, "status": "finalizing",
                                                              "finalizing_at": int(time.time())})
             results = await self.store.results(batch_id)
-            ids = await off_loop(job_files.finish_files, self.files, job, sorted(results), status)
+            ids = await off_loop(job_files.finish_files, self.files, job, results, status)
             stamp = {"completed": "completed_at", "cancelled": "cancelled_at", "expired": "expired_at",
                      "failed": "failed_at"}[status]
             errors = {"object": "list", "data": [{"code": code, "message": message, "param": None, "line": None}]} \

@@ -7,7 +7,8 @@ dead replica's chunk is taken over once its lease lapses.
 
 A job record is a dict: OpenAI's Batch fields plus ``owner`` (the key name) and ``chunks`` (each
 chunk's byte offset and line count in the input file). A chunk's result is its counts
-(completed, failed); its output lines are files (``plugins.batches.jobs``).
+(completed, failed) and the name of the run whose parts hold its lines (``Done``); its output
+lines are files (``plugins.batches.jobs``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -26,6 +27,15 @@ from plugins.batches.files import write_atomic
 Job = dict[str, Any]
 Update = Callable[[Job], Job | None]  # the new record, or None to leave it as it is
 FINAL = -1  # the claim a replica holds while it finalizes a job
+
+
+class Done(NamedTuple):
+    """A done chunk: its counts, and the run whose parts are its lines ("": a part of one name,
+    as chunks were written before parts were named by their run)."""
+
+    completed: int
+    failed: int
+    run: str = ""
 
 
 class JobStore(Protocol):
@@ -38,8 +48,9 @@ class JobStore(Protocol):
     async def active(self) -> list[str]:
         """Ids of the jobs not yet in a final state, oldest first."""
     async def remove(self, batch_id: str) -> None: ...
-    async def chunk_done(self, batch_id: str, chunk: int, completed: int, failed: int) -> None: ...
-    async def results(self, batch_id: str) -> dict[int, tuple[int, int]]: ...
+    async def chunk_done(self, batch_id: str, chunk: int, completed: int, failed: int, run: str) -> None:
+        """Record the chunk done by ``run`` (whose parts are then its lines), in one write."""
+    async def results(self, batch_id: str) -> dict[int, Done]: ...
     async def is_done(self, batch_id: str, chunk: int) -> bool: ...
     async def claim(self, batch_id: str, chunk: int, holder: str, lease_s: float) -> bool: ...
     async def renew(self, batch_id: str, chunk: int, holder: str, lease_s: float) -> bool:
@@ -61,7 +72,7 @@ class LocalJobStore:
     def __init__(self, root: Path) -> None:
         self.path = root / "state.json"
         self._jobs: dict[str, Job] = {}
-        self._results: dict[str, dict[int, tuple[int, int]]] = {}
+        self._results: dict[str, dict[int, Done]] = {}
         self._claims: dict[tuple[str, int], tuple[str, float]] = {}
         self._lock = asyncio.Lock()
         self._loading: asyncio.Future[None] | None = None
@@ -78,7 +89,7 @@ class LocalJobStore:
         if raw is not None:
             state = orjson.loads(raw)
             self._jobs = state.get("jobs", {})
-            self._results = {bid: {int(k): (v[0], v[1]) for k, v in chunks.items()}
+            self._results = {bid: {int(k): Done(*v) for k, v in chunks.items()}
                              for bid, chunks in state.get("results", {}).items()}
 
     async def _save(self) -> None:
@@ -129,13 +140,13 @@ class LocalJobStore:
             self._results.pop(batch_id, None)
             await self._save()
 
-    async def chunk_done(self, batch_id: str, chunk: int, completed: int, failed: int) -> None:
+    async def chunk_done(self, batch_id: str, chunk: int, completed: int, failed: int, run: str) -> None:
         async with self._lock:
             await self._load()
-            self._results.setdefault(batch_id, {})[chunk] = (completed, failed)
+            self._results.setdefault(batch_id, {})[chunk] = Done(completed, failed, run)
             await self._save()
 
-    async def results(self, batch_id: str) -> dict[int, tuple[int, int]]:
+    async def results(self, batch_id: str) -> dict[int, Done]:
         await self._load()
         return dict(self._results.get(batch_id, {}))
 
