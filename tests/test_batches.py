@@ -530,7 +530,7 @@ async def test_a_chunk_whose_claim_was_taken_while_it_ran_is_neither_charged_nor
 
     async def chunk_done(batch_id, k, completed, failed, run):
         written.append(k)
-        await real_done(batch_id, k, completed, failed, run)
+        return await real_done(batch_id, k, completed, failed, run)
 
     store.renew, store.chunk_done = renew, chunk_done
     file = await (await upload(client, jsonl([line(i) for i in range(30)]))).json()
@@ -554,7 +554,7 @@ async def test_two_runs_of_one_chunk_writing_at_once_leave_one_runs_lines_whole(
     async def chunk_done(batch_id, k, completed, failed, run):
         folder = plugin.runner.files.jobs / batch_id
         job_files.write_parts(folder, k, [b'{"stale": "out"}\n'], [b'{"stale": "err"}\n'], "stale")
-        await real_done(batch_id, k, completed, failed, run)
+        return await real_done(batch_id, k, completed, failed, run)
 
     store.chunk_done = chunk_done
     file = await (await upload(client, jsonl([line(i) for i in range(30)]))).json()
@@ -567,12 +567,38 @@ async def test_two_runs_of_one_chunk_writing_at_once_leave_one_runs_lines_whole(
 
 
 async def test_chunks_recorded_before_parts_were_named_by_run_are_read_by_their_old_names(tmp_path):
+    # chunk 0 recorded by a version before runs (no run), chunk 1 after
     import plugins.batches.jobs as job_files
     from plugins.batches.store import Done, LocalJobStore
 
-    state = {"jobs": {}, "results": {"batch_x": {"0": [5, 1], "1": [2, 0, "ab12"]}}}  # chunk 0: an older record
+    state = {"jobs": {}, "results": {"batch_x": {"0": [5, 1], "1": [2, 0]}}, "runs": {"batch_x": {"1": "ab12"}}}
     (tmp_path / "state.json").write_text(json.dumps(state))
     results = await LocalJobStore(tmp_path).results("batch_x")
     assert results == {0: Done(5, 1, ""), 1: Done(2, 0, "ab12")}
     assert job_files.part(tmp_path, 0, "out", results[0].run).name == "000000.out.jsonl"
     assert job_files.part(tmp_path, 1, "err", results[1].run).name == "000001.ab12.err.jsonl"
+
+
+async def test_a_run_recorded_after_another_run_of_its_chunk_drops_its_parts_and_the_first_stands(client):
+    import plugins.batches.jobs as job_files
+
+    plugin = _plugin(client)
+    store = plugin.store
+    real_done = store.chunk_done
+
+    async def chunk_done(batch_id, k, completed, failed, run):
+        folder = plugin.runner.files.jobs / batch_id
+        job_files.write_parts(folder, k, [b'{"custom_id": "first-%d"}\n' % k], [], "first")
+        assert await real_done(batch_id, k, 1, 0, "first")  # another run of the chunk, recorded first
+        return await real_done(batch_id, k, completed, failed, run)
+
+    store.chunk_done = chunk_done
+    file = await (await upload(client, jsonl([line(i) for i in range(30)]))).json()
+    batch = await (await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                          "completion_window": "24h"}, headers=A)).json()
+    final = await wait_final(client, batch["id"])
+    assert final["status"] == "completed" and final["request_counts"]["completed"] == 5
+    out = (await (await client.get(f"/v1/files/{final['output_file_id']}/content", headers=A)).read()).splitlines()
+    assert [json.loads(x)["custom_id"] for x in out] == [f"first-{k}" for k in range(5)]
+    parts = sorted(p.name for p in (plugin.runner.files.jobs / batch["id"]).glob("0*.jsonl"))
+    assert parts == sorted(f"{k:06d}.first.{kind}.jsonl" for k in range(5) for kind in ("out", "err"))

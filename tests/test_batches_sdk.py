@@ -151,12 +151,15 @@ async def test_chunk_claims_decide_alike_in_memory_and_in_redis(tmp_path):
         seen += [await store.claim("b", 0, "b", lease), await store.renew("b", 0, "a", lease)]
         await store.release("b", 0, "a")  # not the holder: nothing happens
         seen += [await store.claim("b", 0, "a", lease), await store.is_done("b", 0)]
-        await store.chunk_done("b", 0, 3, 0, "r1")
+        seen += [await store.chunk_done("b", 0, 3, 0, "r1"), await store.chunk_done("b", 0, 2, 1, "r2")]
         return [*seen, await store.is_done("b", 0), await store.is_done("b", 1), await store.results("b")]
 
     try:
-        expected = [True, False, True, False, True, False, True, False, False, False, True, False, {0: (3, 0, "r1")}]
+        expected = [True, False, True, False, True, False, True, False, False, False, True, False, True, False,
+                    {0: (3, 0, "r1")}]  # the first record of a chunk stands
         assert [await steps(store) for store in stores] == [expected, expected]
+        await stores[1]._r.hset(f"{stores[1].p}results:old", "0", "5,1")  # recorded before runs were named
+        assert await stores[1].results("old") == {0: (5, 1, "")}
     finally:
         await stores[1].close()
         redis.stop()

@@ -96,6 +96,11 @@ def write_parts(folder: Path, chunk: int, output: list[bytes], errors: list[byte
     write_atomic(part(folder, chunk, "out", run), b"".join(output))
 
 
+def drop_parts(folder: Path, chunk: int, run: str) -> None:
+    for kind in ("out", "err"):
+        part(folder, chunk, kind, run).unlink(missing_ok=True)
+
+
 def line_record(custom_id: str, request_id: str, status: int | None, body: Any,
                 error: dict[str, str] | None = None) -> bytes:
     """One line of an output or error file, in OpenAI's shape."""

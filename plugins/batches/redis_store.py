@@ -5,7 +5,9 @@ chunk is taken over once its lease lapses.
 
 Keys (prefix ``maas:batch:``): ``job:<id>`` the record (JSON), ``owner:<name>`` the owner's jobs
 (sorted set by creation), ``active`` the jobs not yet final (sorted set), ``results:<id>`` each
-done chunk's counts (hash), ``claim:<id>:<chunk>`` a lease (its holder).
+done chunk's counts (hash), ``runs:<id>`` the run whose parts hold each done chunk's lines (hash,
+written with the counts in one script; apart, so a replica of a version before runs reads the
+counts as it did), ``claim:<id>:<chunk>`` a lease (its holder).
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ if held == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 if not held then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
 return 0
 """
+_DONE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -34,6 +42,7 @@ class RedisJobStore:
         self.p = prefix
         self._renew = self._r.register_script(_RENEW)
         self._release = self._r.register_script(_RELEASE)
+        self._done = self._r.register_script(_DONE)
 
     def _job(self, batch_id: str) -> str:
         return f"{self.p}job:{batch_id}"
@@ -85,21 +94,25 @@ class RedisJobStore:
     async def remove(self, batch_id: str) -> None:
         job = await self.get(batch_id)
         async with self._r.pipeline(transaction=True) as pipe:
-            pipe.delete(self._job(batch_id), f"{self.p}results:{batch_id}")
+            pipe.delete(self._job(batch_id), f"{self.p}results:{batch_id}", f"{self.p}runs:{batch_id}")
             pipe.zrem(f"{self.p}active", batch_id)
             if job is not None:
                 pipe.zrem(f"{self.p}owner:{job['owner']}", batch_id)
             await pipe.execute()
 
-    async def chunk_done(self, batch_id: str, chunk: int, completed: int, failed: int, run: str) -> None:
-        await self._r.hset(f"{self.p}results:{batch_id}", str(chunk), f"{completed},{failed},{run}")
+    async def chunk_done(self, batch_id: str, chunk: int, completed: int, failed: int, run: str) -> bool:
+        keys = [f"{self.p}results:{batch_id}", f"{self.p}runs:{batch_id}"]
+        return bool(await self._done(keys=keys, args=[str(chunk), f"{completed},{failed}", run]))
 
     async def results(self, batch_id: str) -> dict[int, Done]:
-        raw = await self._r.hgetall(f"{self.p}results:{batch_id}")
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hgetall(f"{self.p}results:{batch_id}")
+            pipe.hgetall(f"{self.p}runs:{batch_id}")
+            raw, runs = await pipe.execute()
         out = {}
         for k, v in raw.items():
-            done, failed, *run = str(v).split(",")  # "completed,failed,run" ("completed,failed" before runs)
-            out[int(k)] = Done(int(done), int(failed), *run)
+            done, failed = str(v).split(",")
+            out[int(k)] = Done(int(done), int(failed), runs.get(k, ""))  # no run: recorded before runs were named
         return out
 
     def _claim(self, batch_id: str, chunk: int) -> str:

@@ -182,7 +182,9 @@ class JobRunner:
         folder = self.files.jobs / job["id"]
         run = secrets.token_hex(4)  # this run's parts: another run of the chunk writes its own
         await off_loop(job_files.write_parts, folder, k, output, errors, run)
-        await self.store.chunk_done(job["id"], k, len(output), failed, run)
+        if not await self.store.chunk_done(job["id"], k, len(output), failed, run):
+            await off_loop(job_files.drop_parts, folder, k, run)  # another run was recorded first: its lines stand
+            return
         self.metrics.lines.labels(result="completed").inc(len(output))
         self.metrics.lines.labels(result="failed").inc(failed)
         self.metrics.chunk_seconds.observe(time.perf_counter() - began)

@@ -48,8 +48,9 @@ class JobStore(Protocol):
     async def active(self) -> list[str]:
         """Ids of the jobs not yet in a final state, oldest first."""
     async def remove(self, batch_id: str) -> None: ...
-    async def chunk_done(self, batch_id: str, chunk: int, completed: int, failed: int, run: str) -> None:
-        """Record the chunk done by ``run`` (whose parts are then its lines), in one write."""
+    async def chunk_done(self, batch_id: str, chunk: int, completed: int, failed: int, run: str) -> bool:
+        """Record the chunk done by ``run`` (whose parts are then its lines), in one write, unless
+        it is recorded already (the first record stands); whether this one was recorded."""
     async def results(self, batch_id: str) -> dict[int, Done]: ...
     async def is_done(self, batch_id: str, chunk: int) -> bool: ...
     async def claim(self, batch_id: str, chunk: int, holder: str, lease_s: float) -> bool: ...
@@ -89,12 +90,15 @@ class LocalJobStore:
         if raw is not None:
             state = orjson.loads(raw)
             self._jobs = state.get("jobs", {})
-            self._results = {bid: {int(k): Done(*v) for k, v in chunks.items()}
+            runs = state.get("runs", {})  # kept apart: "results" reads as it did before runs were named
+            self._results = {bid: {int(k): Done(v[0], v[1], runs.get(bid, {}).get(k, "")) for k, v in chunks.items()}
                              for bid, chunks in state.get("results", {}).items()}
 
     async def _save(self) -> None:
         state = {"jobs": self._jobs,
-                 "results": {bid: {str(k): list(v) for k, v in r.items()} for bid, r in self._results.items()}}
+                 "results": {bid: {str(k): [d.completed, d.failed] for k, d in r.items()}
+                             for bid, r in self._results.items()},
+                 "runs": {bid: {str(k): d.run for k, d in r.items() if d.run} for bid, r in self._results.items()}}
         data = orjson.dumps(state)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         await off_loop(write_atomic, self.path, data)
@@ -140,11 +144,15 @@ class LocalJobStore:
             self._results.pop(batch_id, None)
             await self._save()
 
-    async def chunk_done(self, batch_id: str, chunk: int, completed: int, failed: int, run: str) -> None:
+    async def chunk_done(self, batch_id: str, chunk: int, completed: int, failed: int, run: str) -> bool:
         async with self._lock:
             await self._load()
-            self._results.setdefault(batch_id, {})[chunk] = Done(completed, failed, run)
+            done = self._results.setdefault(batch_id, {})
+            if chunk in done:
+                return False
+            done[chunk] = Done(completed, failed, run)
             await self._save()
+            return True
 
     async def results(self, batch_id: str) -> dict[int, Done]:
         await self._load()
