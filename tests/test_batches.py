@@ -469,6 +469,18 @@ async def test_merged_lines_over_the_request_limit_together_run_alone(aiohttp_cl
     assert len({a["response"]["request_id"] for a in answers}) == len(rows)
 
 
+async def _thirty_line_job(client) -> dict:
+    """Thirty lines (five chunks of seven) run as a job to its end."""
+    file = await (await upload(client, jsonl([line(i) for i in range(30)]))).json()
+    batch = await (await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
+                                                          "completion_window": "24h"}, headers=A)).json()
+    return await wait_final(client, batch["id"])
+
+
+async def _output(client, final: dict) -> list[bytes]:
+    return (await (await client.get(f"/v1/files/{final['output_file_id']}/content", headers=A)).read()).splitlines()
+
+
 async def test_a_chunk_done_by_another_worker_between_its_read_and_the_claim_is_not_run_again(client):
     # Another replica takes each chunk first, runs it to the end and lets it go, all between this
     # replica's read of the done chunks and its own claim: the claim then succeeds on a done chunk.
@@ -490,14 +502,10 @@ async def test_a_chunk_done_by_another_worker_between_its_read_and_the_claim_is_
         return await real_claim(batch_id, k, holder, lease_s)
 
     store.claim, runner._run_chunk = claim, run_chunk
-    rows = [line(i) for i in range(30)]
-    file = await (await upload(client, jsonl(rows))).json()
-    batch = await (await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
-                                                          "completion_window": "24h"}, headers=A)).json()
-    final = await wait_final(client, batch["id"])
+    final = await _thirty_line_job(client)
     assert final["status"] == "completed" and final["request_counts"]["completed"] == 30
     assert sorted(runs) == list(range(5))  # 30 lines in chunks of 7: each chunk ran once
-    out = (await (await client.get(f"/v1/files/{final['output_file_id']}/content", headers=A)).read()).splitlines()
+    out = await _output(client, final)
     assert sorted(json.loads(x)["custom_id"] for x in out) == sorted(f"req-{i}" for i in range(30))
 
 
@@ -533,36 +541,38 @@ async def test_a_chunk_whose_claim_was_taken_while_it_ran_is_neither_charged_nor
         return await real_done(batch_id, k, completed, failed, run)
 
     store.renew, store.chunk_done = renew, chunk_done
-    file = await (await upload(client, jsonl([line(i) for i in range(30)]))).json()
-    batch = await (await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
-                                                          "completion_window": "24h"}, headers=A)).json()
-    final = await wait_final(client, batch["id"])
+    final = await _thirty_line_job(client)
     assert final["status"] == "completed" and final["request_counts"]["completed"] == 30
     assert sorted(lost) == list(range(5)) and sorted(written) == list(range(5))
     assert sum(charged) == 30  # each line charged once
 
 
-async def test_two_runs_of_one_chunk_writing_at_once_leave_one_runs_lines_whole(client):
-    # A run whose claim was taken over while it wrote (a 30 s stall) writes its parts beside the
-    # taker's: each run's parts are its own, and the output holds the recorded run's lines only.
+def _another_run_writes_first(client, run: str, *, records: bool):
+    """Before each chunk's run records it, another run of the chunk (``run``) writes its parts (an
+    output line ``<run>-<k>`` and an error line) and, with ``records``, records the chunk first."""
     import plugins.batches.jobs as job_files
 
     plugin = _plugin(client)
-    store = plugin.store
-    real_done = store.chunk_done
+    real_done = plugin.store.chunk_done
 
-    async def chunk_done(batch_id, k, completed, failed, run):
-        folder = plugin.runner.files.jobs / batch_id
-        job_files.write_parts(folder, k, [b'{"stale": "out"}\n'], [b'{"stale": "err"}\n'], "stale")
-        return await real_done(batch_id, k, completed, failed, run)
+    async def chunk_done(batch_id, k, completed, failed, own):
+        lines = [b'{"custom_id": "%s-%d"}\n' % (run.encode(), k)]
+        job_files.write_parts(plugin.runner.files.jobs / batch_id, k, lines, lines, run)
+        if records:
+            assert await real_done(batch_id, k, 1, 1, run)
+        return await real_done(batch_id, k, completed, failed, own)
 
-    store.chunk_done = chunk_done
-    file = await (await upload(client, jsonl([line(i) for i in range(30)]))).json()
-    batch = await (await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
-                                                          "completion_window": "24h"}, headers=A)).json()
-    final = await wait_final(client, batch["id"])
+    plugin.store.chunk_done = chunk_done
+    return plugin
+
+
+async def test_two_runs_of_one_chunk_writing_at_once_leave_one_runs_lines_whole(client):
+    # A run whose claim was taken over while it wrote (a 30 s stall) writes its parts beside the
+    # taker's: each run's parts are its own, and the output holds the recorded run's lines only.
+    _another_run_writes_first(client, "stale", records=False)
+    final = await _thirty_line_job(client)
     assert final["status"] == "completed" and final["error_file_id"] is None
-    out = (await (await client.get(f"/v1/files/{final['output_file_id']}/content", headers=A)).read()).splitlines()
+    out = await _output(client, final)
     assert [json.loads(x)["custom_id"] for x in out] == [f"req-{i}" for i in range(30)]
 
 
@@ -580,25 +590,10 @@ async def test_chunks_recorded_before_parts_were_named_by_run_are_read_by_their_
 
 
 async def test_a_run_recorded_after_another_run_of_its_chunk_drops_its_parts_and_the_first_stands(client):
-    import plugins.batches.jobs as job_files
-
-    plugin = _plugin(client)
-    store = plugin.store
-    real_done = store.chunk_done
-
-    async def chunk_done(batch_id, k, completed, failed, run):
-        folder = plugin.runner.files.jobs / batch_id
-        job_files.write_parts(folder, k, [b'{"custom_id": "first-%d"}\n' % k], [], "first")
-        assert await real_done(batch_id, k, 1, 0, "first")  # another run of the chunk, recorded first
-        return await real_done(batch_id, k, completed, failed, run)
-
-    store.chunk_done = chunk_done
-    file = await (await upload(client, jsonl([line(i) for i in range(30)]))).json()
-    batch = await (await client.post("/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/embeddings",
-                                                          "completion_window": "24h"}, headers=A)).json()
-    final = await wait_final(client, batch["id"])
-    assert final["status"] == "completed" and final["request_counts"]["completed"] == 5
-    out = (await (await client.get(f"/v1/files/{final['output_file_id']}/content", headers=A)).read()).splitlines()
+    plugin = _another_run_writes_first(client, "first", records=True)
+    final = await _thirty_line_job(client)
+    assert final["status"] == "completed" and final["request_counts"] == {"total": 30, "completed": 5, "failed": 5}
+    out = await _output(client, final)
     assert [json.loads(x)["custom_id"] for x in out] == [f"first-{k}" for k in range(5)]
-    parts = sorted(p.name for p in (plugin.runner.files.jobs / batch["id"]).glob("0*.jsonl"))
+    parts = sorted(p.name for p in (plugin.runner.files.jobs / final["id"]).glob("0*.jsonl"))
     assert parts == sorted(f"{k:06d}.first.{kind}.jsonl" for k in range(5) for kind in ("out", "err"))
