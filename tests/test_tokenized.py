@@ -136,3 +136,21 @@ async def test_a_served_request_runs_the_counted_encodings_and_answers_as_the_ba
     assert calls.texts == []  # the served model (the spy sees every instance) read the counted encodings
     got = np.array([d["embedding"] for d in sorted(body["data"], key=lambda d: d["index"])], dtype=np.float32)
     assert got.tobytes() == bare.tobytes()
+
+
+async def test_a_tokenizer_the_check_cannot_read_leaves_the_model_loading_and_tokenizing_itself(
+        aiohttp_client, tmp_path, embedder, monkeypatch):
+    import adapters.local.models as models
+
+    def unreadable(hf_tokenizer, counter_tokenizer):
+        raise RuntimeError("a tokenizer this check does not know")
+
+    monkeypatch.setattr(models, "same_pipeline", unreadable)
+    routing = {"embeddings": [{"model": "minilm", "served_name": MODEL, "upstream": {"type": "local"}}]}
+    client = await serve(aiohttp_client, write_configs(tmp_path, routing=routing))
+    embedder.counter = None
+    bare = embedder.encode(["Kittens are young cats."])
+    answer = await client.post("/v1/embeddings", json={"model": "minilm", "input": ["Kittens are young cats."]})
+    body = await answer.json()
+    assert answer.status == 200, body
+    assert np.array(body["data"][0]["embedding"], dtype=np.float32).tobytes() == bare[0].tobytes()

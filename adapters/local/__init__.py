@@ -162,6 +162,10 @@ class LocalAdapter(Adapter):
             reads = model.reads(load_counter(model.tokenizer_path))
         except ConfigError:  # no tokenizer.json beside it: the token count is not the model's
             reads = False
+        except Exception:  # a tokenizer the check cannot read: the model tokenizes as before, and still loads
+            log.warning("embedding model %s: comparing its tokenizer with the token count's failed", model.name,
+                        exc_info=True)
+            reads = False
         log.info("embedding model %s %s the token count's encodings", model.name, "reads" if reads else "does not read")
 
     def batching(self, route: ModelRoute) -> Batching:
