@@ -20,6 +20,7 @@ import orjson
 from aiohttp import ClientPayloadError, web
 
 from core import deadlines, ids
+from core.answer import JsonAnswer
 from core.cors import Cors
 from core.dialects import Codec, CodecRegistry
 from core.docs_page import add_docs_routes
@@ -140,7 +141,7 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
 def serve(codec: Codec) -> Handler:
     """The handler of one codec's path."""
 
-    async def handler(request: web.Request) -> web.Response:
+    async def handler(request: web.Request) -> web.StreamResponse:
         gw = request.app[GATEWAY]
         if gw.snapshot is None:
             # A replica that opened its port a moment before its config loaded (a restart behind a
@@ -165,7 +166,7 @@ def serve(codec: Codec) -> Handler:
                                   "caller": flow.caller.name if flow.caller else None,
                                   "tokens": flow.usage_tokens}
         if not flow.big_answer:
-            return json_response(flow.response, headers=flow.response_headers or None)
+            return JsonAnswer(_dumps(flow.response), flow.response_headers or None)
         body = await off_loop(_dumps, flow.response, deadline=gw.deadline(flow))  # a big answer's JSON, off the loop
         return web.Response(body=body, content_type=_JSON, headers=flow.response_headers or None)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import numpy as np
+import orjson
 import pytest
 
 from core.dialects import ParseLimits
@@ -119,9 +120,16 @@ def test_upstream_vectors_come_back_in_input_order_whatever_order_they_arrive_in
 
 @pytest.mark.parametrize("shape", [(1, 384), (3, 7), (40, 1024), (0, 4)])
 @pytest.mark.parametrize("dtype", [np.float32, np.int8, np.uint8])
-def test_rows_as_lists_are_the_arrays_own_values_whatever_their_size(shape, dtype):
-    from core.dialects.quantize import as_lists
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_json_rows_write_the_text_of_the_arrays_own_values_whatever_their_size(shape, dtype, order):
+    from core.dialects.quantize import json_rows
 
-    values = (np.random.default_rng(1).normal(size=shape) * 50).astype(dtype)
-    rows = as_lists(values)
-    assert rows == values.tolist() and all(type(row) is list for row in rows)
+    rng = np.random.default_rng(1)
+    scale = 10.0 ** rng.integers(-30, 30, size=shape) if dtype is np.float32 else 50.0
+    values = (rng.normal(size=shape) * scale).astype(dtype, order=order)
+    if dtype is np.float32 and values.size:  # the float32 extremes and signed zero, where a repr is likeliest to slip
+        values.flat[:6] = [np.float32(1.4e-45), np.float32(3.4028235e38), -0.0, 0.1, 1e-7, 16777217.0]
+    text = orjson.dumps(json_rows(values), option=orjson.OPT_SERIALIZE_NUMPY)
+    assert text == orjson.dumps(values.tolist())  # the bytes the Python floats and ints gave
+    read = np.array(orjson.loads(text), dtype=np.float64).reshape(shape)
+    assert np.array_equal(read, values.astype(np.float64))  # a reader of doubles gets each value exactly

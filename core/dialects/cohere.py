@@ -14,7 +14,7 @@ from typing import Any
 from core.dialects.base import Codec, Parsed, ParseLimits, count_items, response_id
 from core.dialects.fields import NONEMPTY_STRING, POSITIVE_INT, STRING, STRINGS, Field, FieldTable, enum
 from core.dialects.openai import RERANK_FIELDS, parse_rerank_body
-from core.dialects.quantize import as_base64, as_lists, quantize
+from core.dialects.quantize import as_base64, json_rows, quantize
 from core.dialects.units import rerank_meta
 from core.errors import GatewayError
 from core.kinds import EMBEDDINGS, RERANK
@@ -91,14 +91,14 @@ class CohereEmbedV1(CohereErrors, Codec[CohereOutput]):
         meta = {"api_version": {"version": str(self.version)}, "billed_units": {"input_tokens": outcome.tokens}}
         body: dict[str, Any] = {"id": response_id(), "texts": list(out.texts), "meta": meta}
         if not out.by_type:
-            body.update(embeddings=as_lists(outcome.vectors), response_type="embeddings_floats")
+            body.update(embeddings=json_rows(outcome.vectors), response_type="embeddings_floats")
             return body
         embeddings: dict[str, Any] = {}
         for kind in out.types:
             if kind == "base64":
                 embeddings[kind] = as_base64(quantize(outcome.vectors, "float"))
             else:
-                embeddings[kind] = as_lists(quantize(outcome.vectors, kind))
+                embeddings[kind] = json_rows(quantize(outcome.vectors, kind))
         body.update(embeddings=embeddings, response_type="embeddings_by_type")
         return body
 

@@ -26,7 +26,7 @@ from core.dialects.fields import (
     one_of,
     texts_of,
 )
-from core.dialects.quantize import as_base64, as_lists, quantize
+from core.dialects.quantize import as_base64, json_rows, quantize
 from core.dialects.units import rerank_meta
 from core.dialects.vllm import (
     EMBED_EXCLUSIVE,
@@ -124,7 +124,7 @@ class OpenAIEmbeddings(Codec[VectorOutput]):
         vectors = normalise(outcome.vectors) if out.normalize else outcome.vectors
         # float32 floats, the common answer, are already what quantize would give
         array = vectors if out.dtype == "float" and vectors.dtype is FLOAT32 else quantize(vectors, out.dtype)
-        rows = as_base64(array) if out.encoding == "base64" else as_lists(array)
+        rows = as_base64(array) if out.encoding == "base64" else json_rows(array)
         data = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)]
         return {"object": "list", "data": data, "model": outcome.model,
                 "usage": {"prompt_tokens": outcome.tokens, "total_tokens": outcome.tokens}}

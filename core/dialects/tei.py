@@ -14,6 +14,7 @@ from typing import Any
 from core.dialects.base import Codec, Parsed, ParseLimits, count_items
 from core.dialects.fields import BOOLEAN, NONEMPTY_STRING, POSITIVE_INT, STRINGS, Field, FieldTable, enum, one_of
 from core.dialects.openai import GuideRerank
+from core.dialects.quantize import json_rows
 from core.dialects.vllm import RAW_LOGITS
 from core.kinds import EMBEDDINGS, RERANK
 from core.requests import (
@@ -85,7 +86,7 @@ class TeiEmbed(TeiUsage, Codec[None]):
                                         truncation=_truncation(b), **_normalisation(b)))
 
     def render(self, request: EmbeddingsRequest, state: None, outcome: EmbeddingsOutcome) -> Any:
-        return (normalise(outcome.vectors) if request.variant.normalize else outcome.vectors).tolist()
+        return json_rows(normalise(outcome.vectors) if request.variant.normalize else outcome.vectors)
 
 
 class TeiRerank(TeiUsage, Codec[None]):

@@ -106,7 +106,7 @@ def line_record(custom_id: str, request_id: str, status: int | None, body: Any,
     """One line of an output or error file, in OpenAI's shape."""
     response = None if status is None else {"status_code": status, "request_id": request_id, "body": body}
     return orjson.dumps({"id": f"batch_req_{ids.token()}", "custom_id": custom_id, "response": response,
-                         "error": error}) + b"\n"
+                         "error": error}, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
 
 
 def expired_lines(input_path: Path, chunks: list[list[int]], undone: list[int]) -> list[bytes]:

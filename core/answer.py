@@ -1,0 +1,77 @@
+"""The answer the edge writes for a codec's JSON body: head and body in one write."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # aiohttp refuses these in a header too
+
+
+class JsonAnswer(web.StreamResponse):
+    """A codec's answer to a POST, written whole in one write: status line, headers and body.
+
+    ``web.Response`` takes the general path for any body: it parses its content type, fills a
+    header multidict that aiohttp's writer serialises, and checks for chunking and compression
+    as it ends; that costs about 9 µs a request. This answer writes the same head (``Date``,
+    ``Server``, ``Connection`` as aiohttp sets them, every header the edge added) and its body in
+    one transport write, then waits, as aiohttp does, while the client reads too slowly. The
+    app's ``on_response_prepare`` signals are not sent: the gateway registers none.
+    """
+
+    def __init__(self, body: bytes, headers: dict[str, str] | None = None) -> None:
+        super().__init__(headers=headers)
+        self._json = body
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        if self._eof_sent:
+            return
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("Cannot write to closing transport")
+        keep_alive = request.keep_alive if self._keep_alive is None else self._keep_alive
+        self._keep_alive = keep_alive
+        version = request.version
+        if keep_alive:
+            connection = "Connection: keep-alive\r\n" if version[1] == 0 else ""
+        else:
+            connection = "Connection: close\r\n" if version[1] == 1 else ""
+        count = len(self._headers)
+        lines = "\r\n".join(map(": ".join, self._headers.items())) + "\r\n" if count else ""
+        if lines.count("\n") != count or lines.count("\r") != count or _CONTROL.search(lines):
+            raise ValueError("a response header holds a line break or a control character")
+        head = (f"HTTP/{version[0]}.{version[1]} {self._status} {self._reason}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(self._json)}\r\n"
+                f"Date: {_http_date()}\r\nServer: {SERVER_SOFTWARE}\r\n{connection}{lines}\r\n")
+        self._eof_sent = True
+        transport.write(head.encode() + self._json)
+        await request.writer.drain()  # a client that does not read holds its answers, not the process's memory
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+class _Date:
+    """The ``Date`` header's value (RFC 9110's IMF-fixdate, English names whatever the locale),
+    formatted once a second."""
+
+    _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+    _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+    def __init__(self) -> None:
+        self._second, self._text = -1, ""
+
+    def __call__(self) -> str:
+        now = int(time.time())
+        if now != self._second:
+            t = time.gmtime(now)
+            self._second = now
+            self._text = (f"{self._DAYS[t.tm_wday]}, {t.tm_mday:02d} {self._MONTHS[t.tm_mon - 1]} {t.tm_year} "
+                          f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+        return self._text
+
+
+_http_date = _Date()
