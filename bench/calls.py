@@ -37,8 +37,8 @@ print(json.dumps({kind: [dict(c) for c in repeated] for kind, repeated in runs.i
 
 # (concern, module prefixes), first match wins; a key is "module:qualname".
 CONCERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("edge: middleware, body and header timeouts, access log, the answer", ("core.http", "core.answer", "core.serving",
-                                                                           "core.logs")),
+    ("edge: the lean lane (or aiohttp's middleware), timeouts, access log, the answer",
+     ("core.http", "core.lane", "core.answer", "core.ids", "core.serving", "core.logs")),
     ("CORS", ("core.cors",)),
     ("flow and chain", ("core.flow", "core.chain", "core.dispatcher", "core.gateway", "core.plugins",
                         "core.snapshot")),

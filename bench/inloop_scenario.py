@@ -104,7 +104,7 @@ async def _bare(upstream_port: int) -> web.AppRunner:
     return runner
 
 
-async def _router(upstream_port: int) -> web.AppRunner:
+async def _router(upstream_port: int) -> tuple[web.AppRunner, int]:
     from core.app import create_app
     from core.http import GATEWAY
     from core.plugins import build_plugin_manager
@@ -118,10 +118,16 @@ async def _router(upstream_port: int) -> web.AppRunner:
     app = create_app(settings, build_plugin_manager())
     runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:  # the API port as ``maas serve`` opens it: with the lean lane where the tree has one
+        from core.lane import listen
+    except ImportError:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+    else:
+        port = (await listen(runner, "127.0.0.1", 0, header_timeout_s=30.0)).server.sockets[0].getsockname()[1]
     for _ in range(3000):
         if app[GATEWAY].ready:
-            return runner
+            return runner, port
         await asyncio.sleep(0.01)
     raise TimeoutError("the router did not load its config")
 
@@ -145,12 +151,13 @@ async def main(count: int, rounds: int) -> dict[str, float]:
     Upstream.reply = _reply()
     upstream = await loop.create_server(Upstream, "127.0.0.1", 0)
     up_port = upstream.sockets[0].getsockname()[1]
-    bare, router = await _bare(up_port), await _router(up_port)
+    bare, (router, router_port) = await _bare(up_port), await _router(up_port)
+    bare_port = bare.addresses[0][1]
     out = {}
-    for name, runner, path in (("bare aiohttp, fixed answer", bare, "/fixed"),
-                               ("bare aiohttp, JSON pass-through", bare, "/passthrough"),
-                               ("router", router, "/v1/embeddings")):
-        client = await Client.to(runner.addresses[0][1])
+    for name, port, path in (("bare aiohttp, fixed answer", bare_port, "/fixed"),
+                             ("bare aiohttp, JSON pass-through", bare_port, "/passthrough"),
+                             ("router", router_port, "/v1/embeddings")):
+        client = await Client.to(port)
         out[name] = await _cpu_per_request(client, path, count, rounds)
         client.writer.close()
     upstream_only = await Client.to(up_port)

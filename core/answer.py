@@ -1,13 +1,17 @@
-"""The answer the edge writes for a codec's JSON body: head and body in one write."""
+"""The answer the edge writes for a codec's JSON body: head and body in one write (``JsonAnswer``,
+and ``head`` for the lean lane, ``core.lane``)."""
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
+from http import HTTPStatus
 
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # aiohttp refuses these in a header too
 
 
@@ -34,24 +38,31 @@ class JsonAnswer(web.StreamResponse):
             raise ConnectionResetError("Cannot write to closing transport")
         keep_alive = request.keep_alive if self._keep_alive is None else self._keep_alive
         self._keep_alive = keep_alive
-        version = request.version
-        if keep_alive:
-            connection = "Connection: keep-alive\r\n" if version[1] == 0 else ""
-        else:
-            connection = "Connection: close\r\n" if version[1] == 1 else ""
-        count = len(self._headers)
-        lines = "\r\n".join(map(": ".join, self._headers.items())) + "\r\n" if count else ""
-        if lines.count("\n") != count or lines.count("\r") != count or _CONTROL.search(lines):
-            raise ValueError("a response header holds a line break or a control character")
-        head = (f"HTTP/{version[0]}.{version[1]} {self._status} {self._reason}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(self._json)}\r\n"
-                f"Date: {_http_date()}\r\nServer: {SERVER_SOFTWARE}\r\n{connection}{lines}\r\n")
+        data = head(request.version[1], self._status, keep_alive, self._headers, len(self._json)) + self._json
         self._eof_sent = True
-        transport.write(head.encode() + self._json)
+        transport.write(data)
         await request.writer.drain()  # a client that does not read holds its answers, not the process's memory
 
     async def write_eof(self, data: bytes = b"") -> None:
         return None
+
+
+def head(minor: int, status: int, keep_alive: bool, headers: Mapping[str, str], length: int) -> bytes:
+    """An HTTP/1.``minor`` answer's head for a JSON body of ``length`` bytes: the status line,
+    ``Content-Type``, ``Content-Length``, ``Date``, ``Server`` and ``Connection`` as aiohttp
+    writes them, then ``headers``; ValueError for a header that holds a line break or a control
+    character (aiohttp refuses those too)."""
+    if keep_alive:
+        connection = "Connection: keep-alive\r\n" if minor == 0 else ""
+    else:
+        connection = "Connection: close\r\n" if minor == 1 else ""
+    count = len(headers)
+    lines = "\r\n".join(map(": ".join, headers.items())) + "\r\n" if count else ""
+    if lines.count("\n") != count or lines.count("\r") != count or _CONTROL.search(lines):
+        raise ValueError("a response header holds a line break or a control character")
+    return (f"HTTP/1.{minor} {status} {_REASONS.get(status, '')}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {length}\r\nDate: {_http_date()}\r\nServer: {SERVER_SOFTWARE}\r\n{connection}{lines}\r\n"
+            ).encode()
 
 
 class _Date:

@@ -64,6 +64,7 @@ def serve_router(host: str, port: int, *, shutdown_timeout: float = 30.0,
     from core.app import HEAP
     from core.heap import HeapFreeze
     from core.http import GATEWAY, metrics_app
+    from core.lane import api_listen
     from core.serving import serve_until_stopped
 
     app[HEAP] = HeapFreeze(app[GATEWAY])  # the long-lived heap out of the collector's way
@@ -82,7 +83,8 @@ def serve_router(host: str, port: int, *, shutdown_timeout: float = 30.0,
         return app[GATEWAY].snapshot is not None  # it served: balancers need the drain to notice
 
     asyncio.run(serve_until_stopped(app, host, port, drain_s=settings.drain_s, shutdown_timeout=shutdown_timeout,
-                                    on_drain=drain, header_timeout_s=settings.header_timeout_s, beside=beside))
+                                    on_drain=drain, header_timeout_s=settings.header_timeout_s, beside=beside,
+                                    listen=api_listen(settings)))
     if app[GATEWAY].snapshot is None:  # stopped because the first config never loaded
         print("maas: the configuration failed to load (see the log)", file=sys.stderr)
         return 1

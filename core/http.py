@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import Any
 
 import orjson
 from aiohttp import ClientPayloadError, web
@@ -57,12 +58,24 @@ def json_response(body: object, status: int = 200, headers: dict[str, str] | Non
                         content_type=_JSON, headers=headers)
 
 
-def error_response(exc: GatewayError, codecs: CodecRegistry | None = None, path: str = "") -> web.Response:
+def error_body(exc: GatewayError, codecs: CodecRegistry | None, path: str) -> tuple[bytes, bool]:
+    """The error's JSON in the shape of the path's codec, and whether the connection must close
+    after it (it is in an unknown state: a body half read)."""
     body = codecs.error_body(path, exc) if codecs is not None else exc.to_body()
-    response = json_response(body, status=exc.status, headers=exc.headers)
-    if exc.headers.get("Connection") == "close":  # the connection is in an unknown state (a body half read)
+    return _dumps(body), exc.headers.get("Connection") == "close"
+
+
+def error_response(exc: GatewayError, codecs: CodecRegistry | None = None, path: str = "") -> web.Response:
+    body, close = error_body(exc, codecs, path)
+    response = web.Response(body=body, status=exc.status, content_type=_JSON, headers=exc.headers)
+    if close:
         response.force_close()
     return response
+
+
+def request_id(incoming: str) -> str:
+    """The caller's ``X-Request-ID`` when it is safe to log and echo, else a new one."""
+    return incoming if _SAFE_ID.match(incoming) else ids.token()
 
 
 _HTTP_ERRORS = {404: ("Unknown route", "not_found"), 405: ("Method not allowed", "method_not_allowed"),
@@ -73,9 +86,7 @@ _UNLOGGED = ("/health", "/metrics")  # probes and scrapes: no access-log line
 @web.middleware
 async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id in and out, errors in OpenAI shape, one access-log line per request."""
-    incoming = request.headers.get("X-Request-ID", "")
-    rid = incoming if _SAFE_ID.match(incoming) else ids.token()
-    request[REQUEST_ID] = rid
+    rid = request[REQUEST_ID] = request_id(request.headers.get("X-Request-ID", ""))
     token = request_id_var.set(rid)
     started = time.perf_counter()
     app = request.app  # found through the match info: once per request, not per lookup
@@ -93,7 +104,8 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 err.headers["Allow"] = exc.headers["Allow"]
             response = error_response(err, app.get(CODECS), request.path)
         except asyncio.CancelledError:
-            _log_access(request, 499, started)  # the client left: nginx's 499, for the log only
+            # the client left: nginx's 499, for the log only
+            log_access(request.method, request.path, 499, started, request.get(LOG_EXTRA))
             raise
         except Exception:
             log.exception("unhandled error")
@@ -104,18 +116,19 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
             response.force_close()
         if cors is not None:
             cors.decorate(request, response)
-        _log_access(request, response.status, started)
+        log_access(request.method, request.path, response.status, started, request.get(LOG_EXTRA))
         return response
     finally:
         request_id_var.reset(token)
 
 
-def _log_access(request: web.Request, status: int, started: float) -> None:
-    if not request.path.startswith(_UNLOGGED):
-        access_log.info(f"{request.method} {request.path} {status}",
-                        {"status": status, "path": request.path,
-                         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                         **request.get(LOG_EXTRA, {})})
+def log_access(method: str, path: str, status: int, started: float, extra: dict | None) -> None:
+    """The request's access-log line (none for probes and scrapes); ``extra``: what the gateway
+    knows of it (model, caller, tokens)."""
+    if not path.startswith(_UNLOGGED):
+        access_log.info(f"{method} {path} {status}",
+                        {"status": status, "path": path,
+                         "duration_ms": round((time.perf_counter() - started) * 1000, 2), **(extra or {})})
 
 
 async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
@@ -130,12 +143,46 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
         async with deadlines.timeout(timeout_s):
             return await request.read()
     except TimeoutError:
-        raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} s "
-                             "(ROUTER_BODY_TIMEOUT_SECONDS)", headers={"Connection": "close"}) from None
+        raise late_body(timeout_s) from None
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes") from None
     except (ConnectionResetError, ClientPayloadError):  # the client hung up mid-body
         raise ClientClosedRequest("The client closed the connection before sending the whole body") from None
+
+
+def late_body(timeout_s: float) -> RequestTimeout:
+    """The refusal of a body that did not all arrive in time; the connection closes after it."""
+    return RequestTimeout(f"The request body did not arrive within {timeout_s:g} s (ROUTER_BODY_TIMEOUT_SECONDS)",
+                          headers={"Connection": "close"})
+
+
+async def run_codec(gw: Gateway, codec: Codec, rid: str, client_ip: str, headers: Any,
+                    read: Callable[[], Awaitable[bytes]], extra: dict[str, Any]) -> tuple[bytes, dict[str, str] | None]:
+    """One request on a codec's path through the gateway: its answer's JSON and headers. ``extra``
+    gets the access log's fields, also when the request fails."""
+    if gw.snapshot is None:
+        # A replica that opened its port a moment before its config loaded (a restart behind a
+        # front that checks no readiness): a short wait serves the request instead of a 503.
+        try:
+            await asyncio.wait_for(gw.loaded.wait(), STARTING_WAIT_S)
+        except TimeoutError:
+            raise ServiceUnavailable("The gateway is starting; retry shortly") from None
+    # No await between taking the snapshot and gw.handle pinning its adapters: a reload in
+    # between could retire (close) an adapter this request is about to use.
+    snapshot = gw.snapshot
+    if snapshot is None:  # the first load failed meanwhile: the process is stopping
+        raise ServiceUnavailable("The gateway is starting; retry shortly")
+    flow = Flow(kind=codec.kind, snapshot=snapshot, request_id=rid, client_ip=client_ip, headers=headers,
+                codec=codec, read_body=read)
+    try:
+        await gw.handle(flow)
+    finally:
+        extra.update(model=flow.model.alias if flow.model else None, caller=flow.caller.name if flow.caller else None,
+                     tokens=flow.usage_tokens)
+    if not flow.big_answer:
+        return _dumps(flow.response), flow.response_headers or None
+    # a big answer's JSON, off the loop
+    return await off_loop(_dumps, flow.response, deadline=gw.deadline(flow)), flow.response_headers or None
 
 
 def serve(codec: Codec) -> Handler:
@@ -143,32 +190,12 @@ def serve(codec: Codec) -> Handler:
 
     async def handler(request: web.Request) -> web.StreamResponse:
         gw = request.app[GATEWAY]
-        if gw.snapshot is None:
-            # A replica that opened its port a moment before its config loaded (a restart behind a
-            # front that checks no readiness): a short wait serves the request instead of a 503.
-            try:
-                await asyncio.wait_for(gw.loaded.wait(), STARTING_WAIT_S)
-            except TimeoutError:
-                raise ServiceUnavailable("The gateway is starting; retry shortly") from None
-        limit = gw.settings.max_body_bytes
-        # No await between taking the snapshot and gw.handle pinning its adapters: a reload in
-        # between could retire (close) an adapter this request is about to use.
-        snapshot = gw.snapshot
-        if snapshot is None:  # the first load failed meanwhile: the process is stopping
-            raise ServiceUnavailable("The gateway is starting; retry shortly")
-        flow = Flow(kind=codec.kind, snapshot=snapshot, request_id=request[REQUEST_ID],
-                    client_ip=request.remote or "unknown", headers=request.headers, codec=codec,
-                    read_body=partial(read_body, request, limit, gw.settings.body_timeout_s))
-        try:
-            await gw.handle(flow)
-        finally:
-            request[LOG_EXTRA] = {"model": flow.model.alias if flow.model else None,
-                                  "caller": flow.caller.name if flow.caller else None,
-                                  "tokens": flow.usage_tokens}
-        if not flow.big_answer:
-            return JsonAnswer(_dumps(flow.response), flow.response_headers or None)
-        body = await off_loop(_dumps, flow.response, deadline=gw.deadline(flow))  # a big answer's JSON, off the loop
-        return web.Response(body=body, content_type=_JSON, headers=flow.response_headers or None)
+        settings = gw.settings
+        extra = request[LOG_EXTRA] = {}
+        body, headers = await run_codec(gw, codec, request[REQUEST_ID], request.remote or "unknown", request.headers,
+                                        partial(read_body, request, settings.max_body_bytes, settings.body_timeout_s),
+                                        extra)
+        return JsonAnswer(body, headers)
 
     return handler
 

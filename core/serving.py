@@ -17,8 +17,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -80,10 +80,18 @@ def _exit_now() -> None:
     os._exit(130)
 
 
+class Listener(Protocol):
+    async def close(self, timeout_s: float) -> None: ...
+
+
+#: opens the API port in front of the runner's aiohttp server (the router's lean lane, ``core.lane``)
+Listen = Callable[[web.AppRunner, str, int], Awaitable[Listener]]
+
+
 async def serve_until_stopped(app: web.Application, host: str, port: int, *, drain_s: float,
                               shutdown_timeout: float, on_drain: Callable[[], bool] = lambda: True,
                               header_timeout_s: float = 30.0,
-                              beside: Sequence[tuple[web.Application, int]] = ()) -> None:
+                              beside: Sequence[tuple[web.Application, int]] = (), listen: Listen | None = None) -> None:
     """``on_drain`` marks the app not ready and says whether there is anything to drain (a
     process stopping because it never became ready has no traffic to wait for).
 
@@ -93,7 +101,8 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, *, dra
     client trickling header bytes is cut off then, like an idle one; the body has its own timeout.
 
     ``beside``: small apps served on ports of their own on the same host (``/metrics`` under
-    ``ROUTER_METRICS_PORT``), up through the drain and closed after the API's."""
+    ``ROUTER_METRICS_PORT``), up through the drain and closed after the API's. ``listen``: opens
+    the API port instead of aiohttp's own site; its listener closes before the runner."""
     drain = app.setdefault(DRAIN, Drain())
     harden_parser_errors()
     # handler_cancellation: a client that hangs up (or half-closes, as Nginx reads a FIN) cancels its
@@ -106,7 +115,9 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, *, dra
     for other, (_, other_port) in zip(others, beside, strict=True):
         await other.setup()
         await web.TCPSite(other, host, other_port).start()
-    await web.TCPSite(runner, host, port).start()
+    listener = await listen(runner, host, port) if listen is not None else None
+    if listener is None:
+        await web.TCPSite(runner, host, port).start()
     log.info("serving", extra={"host": host, "port": port, "also": [p for _, p in beside],
                                "gil_switch_ms": round(sys.getswitchinterval() * 1000, 3)})
     stop = asyncio.Event()
@@ -124,6 +135,8 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, *, dra
                      extra={"drain_s": drain_s})
             await asyncio.sleep(drain_s)
     finally:
+        if listener is not None:
+            await listener.close(shutdown_timeout)
         await runner.cleanup()
         for other in others:
             await other.cleanup()

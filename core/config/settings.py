@@ -88,6 +88,7 @@ class Settings:
     redis_url: str | None = field(default=None, repr=False)
     body_timeout_s: float = 30.0  # a request body must arrive within this
     header_timeout_s: float = 30.0  # a request head must arrive within this of connecting or of the last answer
+    lean_lane: bool = True  # the API port's common requests read by the lean lane (core.lane), not aiohttp's app
     drain_s: float = 5.0  # after SIGTERM: keep serving, readiness 503, before the listener closes
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*" for any); none: CORS off
     metrics_port: int | None = None  # /metrics on this port only (same host), not the API's; none: on the API's
@@ -130,6 +131,7 @@ class Settings:
             drain_s=number(e, "ROUTER_DRAIN_SECONDS", float, cls.drain_s, minimum=0),
             body_timeout_s=number(e, "ROUTER_BODY_TIMEOUT_SECONDS", float, cls.body_timeout_s, minimum=0.001),
             header_timeout_s=number(e, "ROUTER_HEADER_TIMEOUT_SECONDS", float, cls.header_timeout_s, minimum=0.001),
+            lean_lane=bool_env(e.get("ROUTER_LEAN_LANE"), True),
             disabled_plugins=list_env(e.get("ROUTER_DISABLED_PLUGINS")),
             log_level=e.get("ROUTER_LOG_LEVEL", cls.log_level).upper(),
             max_config_bytes=number(e, "ROUTER_MAX_CONFIG_BYTES", int, cls.max_config_bytes, minimum=1),

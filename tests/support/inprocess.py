@@ -17,6 +17,7 @@ from core.http import GATEWAY
 from core.plugins import build_plugin_manager
 from tests.support import echo
 from tests.support.configs import write_yaml
+from tests.support.lane_server import LaneTestServer
 
 ECHO_ROUTING: dict[str, Any] = {
     # echo-emb reads token ids as they are (the model's own), so tests can count them exactly
@@ -51,7 +52,7 @@ async def serve(aiohttp_client, settings: Settings, plugins: dict[str, object] |
     for name, plugin in (plugins or {}).items():
         pm.register(plugin, name=name)
     app = create_app(settings, pm)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(LaneTestServer(app, header_timeout_s=settings.header_timeout_s))
     for _ in range(12000):  # in-process models load in the background: up to 120 s on a slow machine
         if app[GATEWAY].ready:
             return client
