@@ -135,8 +135,10 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, *, dra
                      extra={"drain_s": drain_s})
             await asyncio.sleep(drain_s)
     finally:
-        if listener is not None:
-            await listener.close(shutdown_timeout)
+        server = runner.server
+        if listener is not None and server is not None:  # the lane's requests and aiohttp's finish side by side
+            server.pre_shutdown()
+            await asyncio.gather(listener.close(shutdown_timeout), server.shutdown(shutdown_timeout))
         await runner.cleanup()
         for other in others:
             await other.cleanup()

@@ -7,7 +7,9 @@ same app behind aiohttp alone and behind the lane, side by side."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
+import time
 
 import orjson
 import pytest
@@ -43,6 +45,8 @@ TAKEN = {
     "an empty body": _post("/v1/embeddings", b""),
     "a request id to replace (made up)": _post("/v1/embeddings", EMB, rid="bad id!"),
     "header whitespace": _post("/v1/embeddings", EMB, extra="X-Priority:\t  low \t\r\n"),
+    "Connection: keep-alive, close": _post("/v1/embeddings", EMB, extra="Connection: keep-alive, close\r\n"),
+    "Connection: closed (not close)": _post("/v1/embeddings", EMB, extra="Connection: closed\r\n"),
 }
 HANDED = {
     "HTTP/1.0": _post("/v1/embeddings", EMB, version="1.0"),
@@ -58,6 +62,12 @@ HANDED = {
     "a bare LF in a header (400)": _post("/v1/embeddings", EMB, extra="X-Odd: 1\nX-Two: 2\r\n"),
     "a Content-Length of 5,000 digits": _post("/v1/embeddings", EMB).replace(f"Content-Length: {len(EMB)}".encode(),
                                                                              b"Content-Length: " + b"9" * 5000),
+    "a gzip body": _post("/v1/embeddings", gzip.compress(EMB), extra="Content-Encoding: gzip\r\n"),
+    "no Host (400)": _post("/v1/embeddings", EMB).replace(b"Host: router\r\n", b""),
+    "a header twice": _post("/v1/embeddings", EMB, extra="Accept: */*\r\nAccept: */*\r\n"),
+    "Connection twice": _post("/v1/embeddings", EMB, extra="Connection: keep-alive\r\nConnection: close\r\n"),
+    "Proxy-Connection: close": _post("/v1/embeddings", EMB, extra="Proxy-Connection: close\r\n"),
+    "129 header lines": _post("/v1/embeddings", EMB, extra="".join(f"X-N{i}: {i}\r\n" for i in range(126))),
     "a body over the limit (413)": _post("/v1/embeddings", EMB).replace(f"Content-Length: {len(EMB)}".encode(),
                                                                         b"Content-Length: 99999999999"),
 }
@@ -79,6 +89,20 @@ def handed(monkeypatch):
         hand_over(self)
     monkeypatch.setattr(core.lane.Lane, "_hand_over", counting)
     return count
+
+
+@pytest.fixture
+def release(monkeypatch):
+    """The echo model holds every call until the test sets this event."""
+    event = asyncio.Event()
+    from tests.support.echo import EchoAdapter
+    embed = EchoAdapter.embed
+
+    async def gated(self, route, inputs, call):
+        await event.wait()
+        return await embed(self, route, inputs, call)
+    monkeypatch.setattr(EchoAdapter, "embed", gated)
+    return event
 
 
 async def _started(server: TestServer) -> TestServer:
@@ -249,16 +273,7 @@ async def test_while_draining_each_answer_closes_its_connection(tmp_path):
         await lane.close()
 
 
-async def test_closing_the_listener_closes_idle_connections_and_lets_a_running_request_finish(tmp_path,
-                                                                                             monkeypatch):
-    release = asyncio.Event()
-    from tests.support.echo import EchoAdapter
-    embed = EchoAdapter.embed
-
-    async def gated(self, route, inputs, call):
-        await release.wait()
-        return await embed(self, route, inputs, call)
-    monkeypatch.setattr(EchoAdapter, "embed", gated)
+async def test_closing_the_listener_closes_idle_connections_and_lets_a_running_request_finish(tmp_path, release):
     lane = await _started(LaneTestServer(await _app(tmp_path)))
     idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", lane.port)
     reader, writer = await asyncio.open_connection("127.0.0.1", lane.port)
@@ -299,3 +314,61 @@ async def test_maas_serve_opens_the_api_port_with_the_lane_unless_router_lean_la
     finally:
         await listener.close(1.0)
         await runner.cleanup()
+
+
+async def test_a_client_that_pipelines_without_reading_is_read_no_further_than_the_limit(tmp_path, monkeypatch,
+                                                                                             release):
+    most = [0]
+    data_received = core.lane.connection.Lane.data_received
+
+    def measured(self, data):
+        data_received(self, data)
+        most[0] = max(most[0], len(self.buffer))
+    monkeypatch.setattr(core.lane.connection.Lane, "data_received", measured)
+    lane = await _started(LaneTestServer(await _app(tmp_path)))
+    try:
+        count = 4000  # about 1 MB of requests in one write
+        reader, writer = await asyncio.open_connection("127.0.0.1", lane.port)
+        writer.write(b"".join(_post("/v1/embeddings", EMB, rid=f"r{i}") for i in range(count)))
+        await asyncio.sleep(0.5)
+        (connection,) = lane.listener.edge.lanes
+        assert connection.busy and len(connection.buffer) <= 2 * core.lane.connection._MAX_AHEAD + 262144
+        release.set()
+        ids = [(await asyncio.wait_for(_read_answer(reader), 10))[1]["x-request-id"] for _ in range(count)]
+        assert ids == [f"r{i}" for i in range(count)]  # every one answered, in order, once released
+        assert most[0] <= 2 * core.lane.connection._MAX_AHEAD + 262144  # held while they were answered too
+        writer.close()
+    finally:
+        await lane.close()
+
+
+async def test_an_error_that_escapes_the_request_closes_its_connection(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a codec's error renderer failed")
+    monkeypatch.setattr(core.lane.connection, "error_body", broken)
+    lane = await _started(LaneTestServer(await _app(tmp_path)))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", lane.port)
+        writer.write(_post("/v1/embeddings", b'{"model": "nope", "input": "x"}'))
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed at once, as aiohttp does; not left hanging
+        writer.close()
+        answers, _ = await _exchange(lane.port, _post("/v1/embeddings", EMB))
+        assert answers[0][0] == "HTTP/1.1 200 OK"  # and the next connection is served
+    finally:
+        await lane.close()
+
+
+async def test_a_head_trickled_across_a_hand_over_gets_no_second_header_timeout(tmp_path):
+    lane = await _started(LaneTestServer(await _app(tmp_path), header_timeout_s=1.0))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", lane.port)
+        began = time.monotonic()
+        head = b"POST /v1/embeddings HTTP/1.1\r\nHost: r\r\nX-Pad: " + b"a" * 4000 + b"\r\nX-More: " + b"a" * 4000
+        writer.write(head)
+        await asyncio.sleep(0.7)
+        writer.write(b"a" * 400)  # past 8 KiB: aiohttp reads the rest of this head, which never ends
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert time.monotonic() - began < 1.5  # the lane's deadline (1 s), not the hand-over's plus 1 s
+        writer.close()
+    finally:
+        await lane.close()

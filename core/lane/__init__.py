@@ -6,26 +6,28 @@ router's CPU a request, a tenth of it. Every connection on the API port starts i
 (``Lane``). The lane serves exactly the common request:
 
 * ``POST <a codec's path> HTTP/1.1``, no query string;
-* a head of at most 8 KiB, each header line a token, a colon and printable ASCII, lines ended
-  by CRLF;
-* at most one ``Content-Length``, within ``ROUTER_MAX_BODY_BYTES``; no ``Transfer-Encoding``,
-  ``Expect`` or ``Upgrade``; no ``Origin`` while CORS is on;
+* a head of at most 8 KiB and 128 lines, each header line a token, a colon and printable ASCII,
+  lines ended by CRLF; one ``Host``, no header twice;
+* a ``Content-Length`` within ``ROUTER_MAX_BODY_BYTES`` or none; no ``Transfer-Encoding``,
+  ``Content-Encoding``, ``Expect``, ``Upgrade`` or ``Proxy-Connection``; no ``Origin`` while CORS
+  is on;
 * a body that came with its head, or of at most 64 KiB (it is waited for within
   ``ROUTER_BODY_TIMEOUT_SECONDS``: a 408 after, and a client that leaves meanwhile is logged as
   a 499, as aiohttp's path does).
 
 It runs such a request through the same code as aiohttp's handler (``core.http.run_codec``) and
 writes the answer aiohttp would (``core.answer.head``). At any other request (another path or
-method, HTTP/1.0, a chunked body or a bigger one still arriving, a malformed head) the connection is
-handed to aiohttp with the bytes read so far: aiohttp serves that request and the rest of the
-connection as it serves a connection without the lane, with its errors, limits and body timeout,
-and auth before a slow body is read.
+method, HTTP/1.0, no ``Host`` or a header twice, a chunked, compressed or bigger late body, a
+malformed head) the connection is handed to aiohttp with the bytes read so far: aiohttp serves
+that request and the rest of the connection as it serves a connection without the lane, with
+its errors, limits and body timeout, and auth before a slow body is read. (A small late body
+the lane waits for is read before auth: at most 64 KiB for at most the body timeout.)
 
 The lane keeps the edge's rules: a request id in and out, one access-log line, the codec's
 error shapes; a client that leaves cancels its request; a connection waits at most
-``ROUTER_HEADER_TIMEOUT_SECONDS`` for a request head; ``Connection: close`` while the process
-drains; a client that does not read its answers, or pipelines past 64 KiB, stops being read.
-``listen`` opens the port with the lane; its ``Listener`` closes it.
+``ROUTER_HEADER_TIMEOUT_SECONDS`` for a request head, across a hand-over too; ``Connection:
+close`` while the process drains; a client that pipelines past 64 KiB, or does not read its
+answers, stops being read. ``listen`` opens the port with the lane; its ``Listener`` closes it.
 """
 
 from __future__ import annotations
@@ -50,16 +52,23 @@ class Listener:
         self.server, self.edge = server, edge
 
     async def close(self, timeout_s: float) -> None:
-        """Stop listening; close idle connections now, and busy ones once their request is answered
-        (or after ``timeout_s``). Connections handed to aiohttp close with its runner."""
+        """Stop listening; close idle connections now, and busy ones (a request running, or its
+        body arriving) once it is answered, or after ``timeout_s``. Connections handed to aiohttp
+        close with its server (``serve_until_stopped`` waits for both at once)."""
         self.server.close()
-        self.edge.closing = True
-        for lane in list(self.edge.lanes):
-            if lane.task is None:
-                lane.close()
-        busy = [lane.task for lane in self.edge.lanes if lane.task is not None]
-        if busy:
-            await asyncio.wait(busy, timeout=timeout_s)
+        self.edge.closing = True  # every answer from now on closes its connection
+        loop = asyncio.get_running_loop()
+        due = loop.time() + timeout_s
+        while self.edge.lanes and loop.time() < due:
+            for lane in list(self.edge.lanes):
+                if not lane.busy:
+                    lane.close()
+            running = [lane.task for lane in self.edge.lanes if lane.task is not None]
+            wait = min(due - loop.time(), 0.05)
+            if running:
+                await asyncio.wait(running, timeout=wait)
+            elif self.edge.lanes:  # only bodies still arriving: each ends in a request or a 408
+                await asyncio.sleep(wait)
         for lane in list(self.edge.lanes):
             lane.close()
 

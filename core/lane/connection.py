@@ -66,8 +66,16 @@ class Lane(asyncio.Protocol):
         self._writable: asyncio.Future[None] | None = None
         self._read_paused = False
 
+    @property
+    def busy(self) -> bool:
+        """A request runs, or its body is arriving."""
+        return self.task is not None or self._waiting is not None
+
     # -- the connection
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.edge.closing:  # accepted just before the listener closed
+            transport.close()
+            return
         self.transport = tcp = transport  # type: ignore[assignment]
         tcp_nodelay(tcp, True)  # type: ignore[arg-type] # as aiohttp sets its connections
         tcp_keepalive(tcp)  # type: ignore[arg-type]
@@ -78,12 +86,12 @@ class Lane(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        if self.task is not None:  # a request runs: the next waits (pipelined), read no further past a limit
-            if len(self.buffer) > _MAX_AHEAD and not self._read_paused:
-                self._read_paused = True
-                self.transport.pause_reading()  # type: ignore[union-attr]
-            return
-        self._next()
+        if self.task is None:
+            self._next()
+        # a request runs and the next ones wait (pipelined): read no further past a limit
+        if self.task is not None and len(self.buffer) > _MAX_AHEAD and not self._read_paused:
+            self._read_paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
 
     def eof_received(self) -> bool:
         return False  # a client that stops sending is gone: close, and cancel its request (as aiohttp does)
@@ -136,6 +144,26 @@ class Lane(asyncio.Protocol):
                                                                        head.keep_alive))
 
     async def _serve(self, codec: Codec, headers: CIMultiDict[str], body: bytes, keep_alive: bool) -> None:
+        try:
+            await self._respond(codec, headers, body, keep_alive)
+        except BaseException as exc:  # the connection is in an unknown state: as aiohttp, it closes
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("unhandled error")
+            self.close()
+            raise
+        self.task = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        request_id_var.set(None)  # the next request's task, or aiohttp's after a hand-over, starts clean
+        self._idle(asyncio.get_running_loop())
+        if self.buffer:  # a request sent meanwhile (pipelined)
+            self._next()
+        if self._read_paused and self.transport is not None and (self.task is None or len(self.buffer) <= _MAX_AHEAD):
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    async def _respond(self, codec: Codec, headers: CIMultiDict[str], body: bytes, keep_alive: bool) -> None:
         edge, path = self.edge, codec.path
         rid = request_id(headers.get("X-Request-ID", ""))
         request_id_var.set(rid)  # the task's own context
@@ -148,6 +176,7 @@ class Lane(asyncio.Protocol):
         except GatewayError as exc:
             answer, close = error_body(exc, edge.errors, path)
             status, out, keep_alive = exc.status, dict(exc.headers), keep_alive and not close
+            out.pop("Connection", None)  # the head says it, once
         except asyncio.CancelledError:
             log_access("POST", path, 499, started, extra)  # the client left: nginx's 499, for the log only
             raise
@@ -158,24 +187,10 @@ class Lane(asyncio.Protocol):
         out["X-Request-ID"] = rid
         keep_alive = keep_alive and not edge.drain.active and not edge.closing
         log_access("POST", path, status, started, extra)
-        try:
-            self._answer(status, out, answer, keep_alive)
-        except Exception:  # a header the head refuses: as aiohttp, log it and close the connection
-            log.exception("unhandled error writing an answer")
-            self.close()
-            return
+        self._answer(status, out, answer, keep_alive)  # a header the head refuses raises: _serve closes
         if self._write_paused and self.transport is not None:  # the client reads slowly: wait before the next
             self._writable = asyncio.get_running_loop().create_future()
             await self._writable
-        self.task = None
-        if self.transport is None or self.transport.is_closing():
-            return
-        if self._read_paused:
-            self._read_paused = False
-            self.transport.resume_reading()
-        self._idle(asyncio.get_running_loop())
-        if self.buffer:  # a request sent meanwhile (pipelined)
-            self._next()
 
     def _answer(self, status: int, headers: dict[str, str], body: bytes, keep_alive: bool) -> None:
         transport = self.transport
@@ -243,9 +258,20 @@ class Lane(asyncio.Protocol):
         handler = self.edge.server()
         transport.set_protocol(handler)  # type: ignore[union-attr]
         handler.connection_made(transport)  # type: ignore[arg-type]
+        _keep_deadline(handler, self.idle_since + self.header_timeout_s)
         if self._read_paused:
             transport.resume_reading()  # type: ignore[union-attr]
         if self.buffer:
             handler.data_received(bytes(self.buffer))
         self.buffer.clear()
 
+
+def _keep_deadline(handler: Any, due: float) -> None:
+    """aiohttp's handler times a connection's head from its own start: hold it to the deadline the
+    lane already started, so a head trickled across the hand-over gets no second timeout. (Its
+    keep-alive timer is private: where it is missing, the handler's own timeout stands.)"""
+    handle = getattr(handler, "_keepalive_handle", None)
+    if handle is not None and hasattr(handler, "_process_keepalive"):
+        handle.cancel()
+        handler._next_keepalive_close_time = due
+        handler._keepalive_handle = asyncio.get_running_loop().call_at(due, handler._process_keepalive)

@@ -16,6 +16,9 @@ class Open(Protocol):
 
     task: asyncio.Task[None] | None
 
+    @property
+    def busy(self) -> bool: ...
+
     def close(self) -> None: ...
 
 

@@ -12,6 +12,10 @@ from core.dialects import Codec
 MAX_HEAD = 8192  # a longer head goes to aiohttp, whose limits then apply
 _REQUEST_LINE = re.compile(rb"POST (/[\x21-\x3e\x40-\x7e]*) HTTP/1\.1\r\n")  # no "?": a query goes to aiohttp
 _HEADER_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e]*\r\n)*\r\n")
+_MAX_LINES = 128  # aiohttp's limit of header lines
+#: headers whose request aiohttp reads: framing, decoding, upgrades, interim answers, hop-by-hop oddities
+_NOT_TAKEN = frozenset({"transfer-encoding", "content-encoding", "expect", "upgrade", "proxy-connection",
+                        "sec-websocket-key1"})
 
 
 class Head(NamedTuple):
@@ -38,12 +42,18 @@ def read_head(buffer: bytearray, codecs: dict[str, Codec], limit: int, cors: boo
         return HAND_OVER
     text = buffer[line.end():end].decode("ascii")  # type: ignore[union-attr]
     parts = [row.partition(":") for row in text.split("\r\n")] if text else []
-    headers = CIMultiDict([(name, value.strip(" \t")) for name, _, value in parts])
-    lengths = headers.getall("Content-Length", ())
-    if (len(lengths) > 1 or "Transfer-Encoding" in headers or "Expect" in headers or "Upgrade" in headers
-            or (cors and "Origin" in headers)
-            or (lengths and not (lengths[0].isdigit() and len(lengths[0]) <= 15 and int(lengths[0]) <= limit))):
+    names = [name.lower() for name, _, _ in parts]
+    unique = set(names)
+    # one Host, no header twice (aiohttp refuses some repeats), none the lane leaves to aiohttp
+    if (len(unique) != len(names) or "host" not in unique or len(names) > _MAX_LINES
+            or not _NOT_TAKEN.isdisjoint(unique)):
         return HAND_OVER
-    keep_alive = "close" not in headers.get("Connection", "").lower()
-    return Head(codec, headers, end + 4, int(lengths[0]) if lengths else 0, keep_alive)
+    headers = CIMultiDict([(name, value.strip(" \t")) for name, _, value in parts])
+    length = headers.get("Content-Length")
+    if (cors and "origin" in unique) or (length is not None and not (
+            length.isdigit() and len(length) <= 15 and int(length) <= limit)):
+        return HAND_OVER
+    connection = headers.get("Connection")
+    keep_alive = connection is None or "close" not in [t.strip().lower() for t in connection.split(",")]
+    return Head(codec, headers, end + 4, int(length) if length is not None else 0, keep_alive)
 
