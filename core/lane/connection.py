@@ -146,9 +146,11 @@ class Lane(asyncio.Protocol):
     async def _serve(self, codec: Codec, headers: CIMultiDict[str], body: bytes, keep_alive: bool) -> None:
         try:
             await self._respond(codec, headers, body, keep_alive)
-        except BaseException as exc:  # the connection is in an unknown state: as aiohttp, it closes
-            if not isinstance(exc, asyncio.CancelledError):
-                log.exception("unhandled error")
+        except Exception:  # the connection is in an unknown state: as aiohttp, log it and close
+            log.exception("unhandled error")
+            self.close()
+            return
+        except BaseException:  # cancelled (the client left, or the process stops)
             self.close()
             raise
         self.task = None
