@@ -11,8 +11,9 @@ answer; a pass-through that forwards the body and parses and re-encodes both JSO
 the floor any aiohttp gateway starts from.
 
 Only long-stable entry points of the tree are used (``core.app.create_app``,
-``core.plugins.build_plugin_manager``, ``tests.support.inprocess.write_configs``), so an older
-checkout runs it too. Prints one JSON line: CPU µs per request by target, the best of the rounds.
+``core.plugins.build_plugin_manager``, ``tests.support.inprocess.write_configs``, and
+``core.lane.listen`` where the tree has the lean lane, as ``maas serve`` opens its port with it),
+so an older checkout runs it too. Prints one JSON line: CPU µs per request by target, the best of the rounds.
 """
 
 from __future__ import annotations
