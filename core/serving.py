@@ -138,7 +138,10 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, *, dra
         server = runner.server
         if listener is not None and server is not None:  # the lane's requests and aiohttp's finish side by side
             server.pre_shutdown()
-            await asyncio.gather(listener.close(shutdown_timeout), server.shutdown(shutdown_timeout))
+            for failed in await asyncio.gather(listener.close(shutdown_timeout), server.shutdown(shutdown_timeout),
+                                               return_exceptions=True):
+                if isinstance(failed, BaseException):
+                    log.error("closing connections failed", exc_info=failed)
         await runner.cleanup()
         for other in others:
             await other.cleanup()

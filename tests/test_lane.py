@@ -372,3 +372,31 @@ async def test_a_head_trickled_across_a_hand_over_gets_no_second_header_timeout(
         writer.close()
     finally:
         await lane.close()
+
+
+async def test_closing_the_listener_does_not_wait_for_an_idle_connection_whose_client_reads_slowly(tmp_path):
+    import socket
+
+    lane = await _started(LaneTestServer(await _app(tmp_path)))
+    client = socket.socket()
+    try:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that reads nothing
+        client.connect(("127.0.0.1", lane.port))
+        client.setblocking(False)
+        await asyncio.sleep(0.05)
+        (connection,) = lane.listener.edge.lanes
+        connection.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        body = b'{"model": "echo-emb", "input": ["' + b"x" * 3000 + b'"]}'
+        for i in range(2000):  # until the lane is idle with answer bytes it cannot send
+            client.send(_post("/v1/embeddings", body, rid=f"r{i}"))
+            await asyncio.sleep(0.02)
+            if connection.task is None and connection.transport.get_write_buffer_size() > 0:
+                break
+        assert not connection.busy and connection.transport.get_write_buffer_size() > 0
+        began = time.monotonic()
+        await lane.listener.close(5.0)
+        assert time.monotonic() - began < 2.5  # not the whole timeout: nothing runs on it
+        lane.listener = None
+    finally:
+        client.close()
+        await lane.close()

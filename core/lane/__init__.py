@@ -59,18 +59,24 @@ class Listener:
         self.edge.closing = True  # every answer from now on closes its connection
         loop = asyncio.get_running_loop()
         due = loop.time() + timeout_s
-        while self.edge.lanes and loop.time() < due:
+        while loop.time() < due:
             for lane in list(self.edge.lanes):
                 if not lane.busy:
-                    lane.close()
-            running = [lane.task for lane in self.edge.lanes if lane.task is not None]
+                    lane.close()  # an answer still being sent goes out; nothing waits for it
+            busy = [lane for lane in self.edge.lanes if lane.busy]
+            if not busy:
+                break
+            running = [lane.task for lane in busy if lane.task is not None]
             wait = min(due - loop.time(), 0.05)
             if running:
                 await asyncio.wait(running, timeout=wait)
-            elif self.edge.lanes:  # only bodies still arriving: each ends in a request or a 408
+            else:  # only bodies still arriving: each ends in a request or a 408
                 await asyncio.sleep(wait)
         for lane in list(self.edge.lanes):
-            lane.close()
+            if lane.busy:  # past the deadline: its request is dropped (the task is cancelled)
+                lane.abort()
+            else:
+                lane.close()
 
 
 def api_listen(settings: Settings) -> Listen | None:

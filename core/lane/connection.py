@@ -69,7 +69,7 @@ class Lane(asyncio.Protocol):
     @property
     def busy(self) -> bool:
         """A request runs, or its body is arriving."""
-        return self.task is not None or self._waiting is not None
+        return (self.task is not None and not self.task.done()) or self._waiting is not None
 
     # -- the connection
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -148,6 +148,7 @@ class Lane(asyncio.Protocol):
             await self._respond(codec, headers, body, keep_alive)
         except Exception:  # the connection is in an unknown state: as aiohttp, log it and close
             log.exception("unhandled error")
+            self.task = None
             self.close()
             return
         except BaseException:  # cancelled (the client left, or the process stops)
@@ -245,6 +246,10 @@ class Lane(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
     def _stop_timers(self) -> None:
         if self._idle_timer is not None:

@@ -21,6 +21,8 @@ class Open(Protocol):
 
     def close(self) -> None: ...
 
+    def abort(self) -> None: ...
+
 
 class Edge:
     """What every lane connection of one app shares."""

@@ -25,8 +25,8 @@ class LaneTestServer(TestServer):
         if self.runner:
             return
         self._loop = loop
-        self.runner = await self._make_runner(handler_cancellation=True, keepalive_timeout=self.header_timeout_s,
-                                              **kwargs)
+        kwargs.setdefault("keepalive_timeout", self.header_timeout_s)
+        self.runner = await self._make_runner(handler_cancellation=True, **kwargs)
         await self.runner.setup()
         self.listener = await listen(self.runner, "127.0.0.1", 0, header_timeout_s=self.header_timeout_s)
         sockets = self.listener.server.sockets
