@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 import plugins.batches.jobs as job_files
+from core import ids
 from core.errors import GatewayError, RateLimited, ServiceUnavailable
 from core.offload import off_loop
 from plugins.batches.execute import LineResult, charge_chunk, merge_groups, run_merged
@@ -180,7 +181,7 @@ class JobRunner:
             return  # the claim was taken over: the taker's lines are the chunk's (charged and written once)
         output, errors, failed = await self._settle(job, parsed, results)
         folder = self.files.jobs / job["id"]
-        run = secrets.token_hex(4)  # this run's parts: another run of the chunk writes its own
+        run = ids.token()[:8]  # this run's parts: another run of the chunk writes its own
         await off_loop(job_files.write_parts, folder, k, output, errors, run)
         if not await self.store.chunk_done(job["id"], k, len(output), failed, run):
             await off_loop(job_files.drop_parts, folder, k, run)  # another run was recorded first: its lines stand
