@@ -118,6 +118,59 @@ def test_upstream_vectors_come_back_in_input_order_whatever_order_they_arrive_in
             read_embeddings({"data": [{"index": i, "embedding": [1.0] * (i + 1)} for i in range(count)]}, count, "m")
 
 
+def test_an_upstream_base64_vector_is_read_exactly_as_the_standard_librarys_strict_decoder_reads_it():
+    """Mutated base64 of random float32 rows (a character changed, added or dropped; padding
+    past the end; whitespace, URL-safe and non-ASCII characters): what the standard library's
+    strict decoder refuses is a 502, what it reads is the vector, byte for byte."""
+    import binascii
+    import random
+
+    from adapters.http.wire import _vector
+    from core.errors import UpstreamError
+
+    rnd = random.Random(7)
+    alphabet = "ABCXYZabcxyz0189+/=-_ \n\t.\u00e9\x00"
+    checked = refused = 0
+    for n in range(6000):
+        text = base64.b64encode(np.asarray([rnd.uniform(-1, 1) for _ in range(rnd.randrange(1, 6))],
+                                           dtype="<f4").tobytes()).decode()
+        chars = list(text)
+        for _ in range(rnd.randrange(0, 3)):
+            at = rnd.randrange(len(chars) + 1)
+            if n % 3 == 0 and at < len(chars):
+                chars[at] = rnd.choice(alphabet)
+            elif n % 3 == 1:
+                chars.insert(at, rnd.choice(alphabet))
+            elif chars:
+                del chars[min(at, len(chars) - 1)]
+        if n % 7 == 0:
+            chars.append("=")
+        text = "".join(chars)
+        try:
+            expected = binascii.a2b_base64(text, strict_mode=True)
+        except (binascii.Error, ValueError):
+            expected = None
+        if expected is None or not expected or len(expected) % 4:
+            with pytest.raises(UpstreamError):
+                _vector(text, "m")
+            refused += 1
+        else:
+            assert _vector(text, "m").tobytes() == expected
+        checked += 1
+    assert refused > 1000 and checked - refused > 1000  # both kinds were tried
+
+
+@pytest.mark.parametrize("dtype", [np.float32, ">f4", np.int8, np.uint8])
+def test_base64_rows_are_the_standard_librarys_text_of_the_little_endian_bytes(dtype):
+    from core.dialects.quantize import as_base64
+
+    rng = np.random.default_rng(3)
+    for rows, width in ((1, 1), (2, 3), (5, 384), (3, 1025)):
+        array = (rng.standard_normal((rows, width)) * 50).astype(dtype)
+        little = array.astype(np.dtype(dtype).newbyteorder("<"))
+        assert as_base64(array) == [base64.b64encode(row.tobytes()).decode() for row in little]
+
+
 @pytest.mark.parametrize("shape", [(1, 384), (3, 7), (40, 1024), (0, 4)])
 @pytest.mark.parametrize("dtype", [np.float32, np.int8, np.uint8])
 @pytest.mark.parametrize("order", ["C", "F"])

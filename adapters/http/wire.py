@@ -10,6 +10,7 @@ import binascii
 from typing import Any, TypeGuard
 
 import numpy as np
+import pybase64
 
 from core.errors import UpstreamError
 from core.vectors import FLOAT32, all_finite
@@ -62,9 +63,14 @@ def read_embeddings(answer: Any, count: int, alias: str) -> tuple[np.ndarray, in
 def _vector(value: Any, alias: str) -> np.ndarray:
     if isinstance(value, str):  # base64 of little-endian float32, as OpenAI and Infinity send it
         try:
-            raw = binascii.a2b_base64(value, strict_mode=True)
+            raw = pybase64.b64decode(value, validate=True)  # SIMD: a 1,024-wide vector in ~1 µs, not ~10
         except (binascii.Error, ValueError):
-            raise _bad(alias, "an embedding is not valid base64") from None
+            # pybase64 refuses a little more (padding past the end): what it refuses, the standard
+            # library's strict decoder settles, so exactly the same answers pass as before
+            try:
+                raw = binascii.a2b_base64(value, strict_mode=True)
+            except (binascii.Error, ValueError):
+                raise _bad(alias, "an embedding is not valid base64") from None
         if not raw or len(raw) % 4:
             raise _bad(alias, "a base64 embedding is not a whole number of float32 values")
         vector = np.frombuffer(raw, dtype="<f4")

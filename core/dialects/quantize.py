@@ -10,9 +10,8 @@
 
 from __future__ import annotations
 
-import base64
-
 import numpy as np
+import pybase64
 
 TYPES = ("float", "int8", "uint8", "binary", "ubinary")
 _FLOAT64 = np.dtype(np.float64)
@@ -44,6 +43,7 @@ def json_rows(array: np.ndarray) -> list[np.ndarray]:
 
 
 def as_base64(array: np.ndarray) -> list[str]:
-    """One base64 string per row of the array's little-endian bytes."""
+    """One base64 string per row of the array's little-endian bytes (the standard alphabet, padded:
+    the text ``base64.b64encode`` writes)."""
     little = array.astype(array.dtype.newbyteorder("<"), copy=False)
-    return [base64.b64encode(row.tobytes()).decode() for row in little]
+    return [pybase64.b64encode(row.tobytes()).decode() for row in little]
