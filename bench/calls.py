@@ -53,7 +53,7 @@ CONCERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cache layer", ("core.served.layers", "plugins.cache")),
     ("embedding space (X-Embedding-Space)", ("core.space",)),
     ("width check", ("core.served.widths",)),
-    ("scheduler and served model", ("core.scheduling", "core.served", "core.batching", "core.coalescing",
+    ("scheduler and served model", ("core.scheduling", "core.slots", "core.served", "core.batching", "core.coalescing",
                                     "core.metrics:QueueSeries")),
     ("adapter call", ("core.adapters", "plugins.invoke", "adapters")),
     ("deadlines: the served model's and the upstream attempt's", ("core.deadlines",)),

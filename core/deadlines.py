@@ -24,7 +24,7 @@ SETTLE_S = 0.001  # how long after a tick's end its timer is set to run
 
 
 class Deadline:
-    """One ``async with`` block bounded in time (made by ``timeout_at`` / ``timeout``)."""
+    """One ``with`` (or ``async with``) block bounded in time (made by ``timeout_at`` / ``timeout``)."""
 
     __slots__ = ("when", "slot", "task", "cancelling", "expired", "wheel")
 
@@ -36,23 +36,33 @@ class Deadline:
         self.cancelling = 0
         self.expired = False
 
-    async def __aenter__(self) -> Deadline:
-        task = asyncio.current_task()
+    def __enter__(self) -> Deadline:
+        wheel = self.wheel
+        task = asyncio.current_task(wheel.loop)  # the loop is known: no second look for the running one
         if task is None:
             raise RuntimeError("a deadline is for code running in a task")
         self.task = task
         self.cancelling = task.cancelling()
-        self.wheel.add(self)
+        wheel.add(self)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if not self.expired:
             self.wheel.remove(self)
             return
         # asyncio's rule: this block's cancellation, and nothing else's, becomes TimeoutError
         if self.task.uncancel() <= self.cancelling and exc_type is asyncio.CancelledError:  # type: ignore[union-attr]
             raise TimeoutError from exc
+
+    # ``async with`` as asyncio's own blocks are written; entering and leaving never suspend, so the
+    # request path uses the plain ``with`` and spares the two coroutines
+    async def __aenter__(self) -> Deadline:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.__exit__(exc_type, exc, tb)
 
     def expire(self) -> None:
         self.expired = True

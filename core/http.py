@@ -140,7 +140,7 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     try:
         if request.content.is_eof():  # the whole body came with the head (a small one): no wait to bound
             return await request.read()
-        async with deadlines.timeout(timeout_s):
+        with deadlines.timeout(timeout_s):
             return await request.read()
     except TimeoutError:
         raise late_body(timeout_s) from None

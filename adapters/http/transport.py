@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
 from adapters.http.connection import Connection, ConnectionFailed, Protocol, Response, Stale
+from core.slots import Slots
 
 _USER_AGENT = "quadrate-maas"
 
@@ -52,7 +53,7 @@ class ConnectionPool:
         _check_header_values(fixed)
         self._fixed = "".join(f"{k}: {v}\r\n" for k, v in fixed.items())
         self._idle: list[Connection] = []
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = Slots(limit)
         self._closed = False
 
     async def post(self, path: str, body: bytes, headers: Mapping[str, str] | None = None, *,
@@ -63,7 +64,10 @@ class ConnectionPool:
             raise ValueError("a request header holds a line break")
         request = (f"POST {self.base_path}{path} HTTP/1.1\r\n{self._fixed}{extra}"
                    f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
-        async with self._slots:
+        slots = self._slots
+        if not slots.take_now():
+            await slots.take()
+        try:
             connection = await self._connection()
             try:
                 try:
@@ -81,6 +85,8 @@ class ConnectionPool:
             else:
                 connection.close()
             return response
+        finally:
+            slots.give()
 
     async def _connection(self) -> Connection:
         oldest = time.monotonic() - self.keepalive_s

@@ -152,7 +152,7 @@ class HttpUpstream:
         started = time.perf_counter()
         endpoint.inflight += 1
         try:
-            async with deadlines.timeout(remaining):
+            with deadlines.timeout(remaining):
                 answer = await endpoint.pool.post(path, data, headers, max_bytes=self.max_response_bytes)
         except TimeoutError:
             self._record(endpoint, "timeout", started, failed=True)

@@ -39,6 +39,7 @@ from core.scheduling.capacity import Capacity, Load
 from core.scheduling.flows import Job, Shape, TenantFlow
 from core.scheduling.work import Work
 from core.scheduling.worker import QUANTUM, BatchWorker, QueueObserver
+from core.slots import Slots
 
 T = TypeVar("T")
 
@@ -64,7 +65,7 @@ class Scheduler(BatchWorker):
         self._jobs: dict[int, Job] = {}  # queued jobs in arrival order: the oldest sets the wait window
         self._seq = 0
         self._bulk_wait = 0  # batches given to interactive work while bulk work waited
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._slots = Slots(max_in_flight)
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
@@ -133,7 +134,8 @@ class Scheduler(BatchWorker):
 
     def can_call_now(self) -> bool:
         """Nothing waits and a call slot is free (see ``call_now``)."""
-        return not self._jobs and not self._slots.locked()
+        slots = self._slots  # (``Slots.locked``, inline: asked on every request)
+        return not self._jobs and slots.free > 0 and not slots.waiting
 
     async def call_now(self, fn: Callable[[], Awaitable[T]], cost: float, items: int,
                        deadline: float | None = None) -> T:
@@ -145,14 +147,15 @@ class Scheduler(BatchWorker):
             if 0 < left < alone:
                 self._refuse("too_large")
                 raise too_large(self.name, items, alone, left, 0.0)
-        await self._slots.acquire()  # free: returns at once
+        if not self._slots.take_now():  # free when the caller asked ``can_call_now``; else waits its turn
+            await self._slots.take()
         self._active += 1
         started = self._clock()
         try:  # it never waited and is no batch of the worker's: nothing for the queue's metrics
             result = await fn()
         finally:
             self._active -= 1
-            self._slots.release()
+            self._slots.give()
         self._measured(cost, self._clock() - started, alone)
         return result
 

@@ -19,12 +19,13 @@ from core.scheduling.work import BULK, INTERACTIVE
 
 if TYPE_CHECKING:
     from core.scheduling.capacity import Capacity, Load
+    from core.slots import Slots
 
 QUANTUM = 64.0  # cost units (tokens) a flow earns per turn: a few short inputs, so batches mix flows
 BULK_EVERY = 8  # with interactive work waiting, one batch in BULK_EVERY + 1 still goes to bulk
-# Another flow's item longer than a batch's longest joins it only if a full batch padded to its
-# length takes at most this many times as long: a one-sentence request is not made to wait for
-# another tenant's long inputs padded into its batch; they start the next batch instead.
+# Another flow's item longer than a batch's longest joins it only if a full batch padded to its length
+# takes at most this many times as long: a one-sentence request does not wait for another tenant's
+# long inputs padded into its batch; they start the next batch instead.
 PAD_LIMIT = 2.0
 
 
@@ -53,7 +54,7 @@ class BatchWorker:
     _rings: tuple[deque[TenantFlow], deque[TenantFlow]]
     _jobs: dict[int, Job]
     _bulk_wait: int
-    _slots: asyncio.Semaphore
+    _slots: Slots  # the calls in flight, at most ``max_in_flight``
     _wakeup: asyncio.Event
     _running: set[asyncio.Task]
     _active: int
@@ -91,10 +92,10 @@ class BatchWorker:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except TimeoutError:
                     break
-            await self._slots.acquire()
+            await self._slots.take()
             batch = self._take()
             if batch is None:
-                self._slots.release()
+                self._slots.give()
                 # What is left is abandoned work whose done callbacks have not run yet: let them.
                 await asyncio.sleep(0)
                 continue
@@ -255,7 +256,7 @@ class BatchWorker:
             if held:
                 held = False
                 self._active -= 1
-                self._slots.release()
+                self._slots.give()
 
         try:
             parts = [(job, idx) for job, idx in batch.parts.items() if not job.future.done()]

@@ -118,7 +118,7 @@ class ServedModel:
         if variant is not DEFAULT_VARIANT:  # another variant's answers are other entries of the cache
             call = replace(call, shaping={**call.shaping, **variant.changed()})
         try:
-            async with deadlines.timeout_at(deadline):
+            with deadlines.timeout_at(deadline):
                 tenant = call.tenant if call.priority is None else call.queued_as
                 if self.layer is None:  # ``_fresh``, inline: the common call
                     result = await self.feed.embed(inputs, context, tenant, call.token_counts)
@@ -150,7 +150,7 @@ class ServedModel:
                               variant=variant)
         tenant = call.tenant if call.priority is None else call.queued_as
         try:
-            async with deadlines.timeout_at(deadline):
+            with deadlines.timeout_at(deadline):
                 return await self.feed.rerank(query, documents, context, tenant, call.token_counts)
         except TimeoutError:
             raise self._timed_out() from None
