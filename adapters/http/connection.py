@@ -131,65 +131,68 @@ class Connection:
         self.protocol.closed = True
 
     async def exchange(self, request: bytes, max_bytes: int) -> tuple[Response, bool]:
-        """Send ``request``; return the answer and whether the connection may be reused."""
+        """Send ``request``; return the answer and whether the connection may be reused (the common
+        answer, head and body arrived together, is read with no coroutine of its own)."""
         p = self.protocol
         p.busy, p.limit = True, max_bytes + _MAX_HEAD
         p.transport.write(request)  # type: ignore[union-attr]
         sent = time.monotonic()
         while True:
-            try:
-                status, headers = await self._head()
-            except ConnectionFailed as exc:
-                # Closed with not a byte of answer, on a reused connection, right after the send:
-                # the peer was closing it as idle. A later close may follow work done on the call.
-                if self.answered and not p.buffer and time.monotonic() - sent < _STALE_WINDOW_S:
-                    raise Stale(str(exc)) from None
-                raise
+            buffer = p.buffer
+            while (end := buffer.find(b"\r\n\r\n")) < 0:
+                if len(buffer) > _MAX_HEAD:
+                    raise BadResponse("response headers are too large")
+                try:
+                    await p.more()
+                except ConnectionFailed as exc:
+                    # Closed with not a byte of answer, on a reused connection, right after the send:
+                    # the peer was closing it as idle. A later close may follow work done on the call.
+                    if self.answered and not buffer and time.monotonic() - sent < _STALE_WINDOW_S:
+                        raise Stale(str(exc)) from None
+                    raise
+            status, headers = self._head(end)
             if not 100 <= status < 200:
                 break  # 1xx interim answers (100 Continue, 103 Early Hints) are skipped
             sent = 0.0  # the peer has the call: never send it again
-        body, reusable = (b"", True) if status in (204, 304) else await self._body(headers, max_bytes)
+        size = 0 if status in (204, 304) else _length(headers)
+        if size is not None and size <= len(p.buffer) and size <= max_bytes:  # all here: taken now
+            body, reusable = bytes(p.buffer[:size]), True
+            del p.buffer[:size]
+        else:
+            body, reusable = await self._body(headers, size, max_bytes)
         self.answered += 1
         p.busy = False
         if "close" in headers.get("Connection", "").lower():
             reusable = False
         return Response(status, headers, decoded(body, headers.get("Content-Encoding", ""), max_bytes)), reusable
 
-    async def _head(self) -> tuple[int, CIMultiDict[str]]:
+    def _head(self, end: int) -> tuple[int, CIMultiDict[str]]:
+        """The status and headers ending at ``end`` in the buffer (taken out of it)."""
         p = self.protocol
-        while (end := p.buffer.find(b"\r\n\r\n")) < 0:
-            if len(p.buffer) > _MAX_HEAD:
-                raise BadResponse("response headers are too large")
-            await p.more()
-        head = bytes(p.buffer[:end]).decode("latin-1")
+        lines = p.buffer[:end].decode("latin-1").split("\r\n")
         del p.buffer[:end + 4]
-        status_line, *lines = head.split("\r\n")
+        status_line = lines[0]
         version, _, rest = status_line.partition(" ")
         code, _, _ = rest.partition(" ")
         if not version.startswith("HTTP/1.") or not _is_digits(code) or len(code) != 3:
             raise BadResponse(f"not an HTTP/1.x status line: {status_line[:80]!r}")
-        headers: CIMultiDict[str] = CIMultiDict()
-        for line in lines:
+        fields = []
+        for line in lines[1:]:
             name, sep, value = line.partition(":")
             if not sep or not name or name != name.strip():
                 raise BadResponse(f"malformed header line: {line[:80]!r}")
-            headers.add(name, value.strip())
+            fields.append((name, value.strip()))
+        headers: CIMultiDict[str] = CIMultiDict(fields)  # built whole: ``add`` per line costs twice as much
         if version == "HTTP/1.0" and "keep-alive" not in headers.get("Connection", "").lower():
             headers["Connection"] = "close"
         return int(code), headers
 
-    async def _body(self, headers: CIMultiDict[str], max_bytes: int) -> tuple[bytes, bool]:
-        coding = headers.get("Transfer-Encoding")
-        if coding is not None:
-            if coding.strip().lower() != "chunked" or len(headers.getall("Transfer-Encoding")) > 1:
-                raise BadResponse(f"unsupported Transfer-Encoding {coding[:40]!r}")
+    async def _body(self, headers: CIMultiDict[str], size: int | None, max_bytes: int) -> tuple[bytes, bool]:
+        """The body of ``size`` bytes (None: chunked, else until the close); whether to reuse."""
+        if size is not None:
+            return await self._exactly(size, max_bytes), True
+        if "Transfer-Encoding" in headers:
             return await self._chunked(max_bytes), True
-        lengths = set(headers.getall("Content-Length", ()))
-        if lengths:
-            length = lengths.pop().strip()
-            if lengths or not _is_digits(length):
-                raise BadResponse(f"bad Content-Length {length[:40]!r}")
-            return await self._exactly(int(length), max_bytes), True
         return await self._until_close(max_bytes), False
 
     async def _exactly(self, size: int, max_bytes: int) -> bytes:
@@ -246,6 +249,22 @@ class Connection:
                 await p.more()
             except ConnectionFailed:  # the close that ends this body
                 pass
+
+
+def _length(headers: CIMultiDict[str]) -> int | None:
+    """The body's Content-Length; None when it is chunked or runs until the close. BadResponse
+    for a transfer coding other than a lone ``chunked``, or a missing, conflicting or malformed
+    length beside it."""
+    coding = headers.get("Transfer-Encoding")
+    if coding is not None and (coding.strip().lower() != "chunked" or len(headers.getall("Transfer-Encoding")) > 1):
+        raise BadResponse(f"unsupported Transfer-Encoding {coding[:40]!r}")
+    lengths = set(headers.getall("Content-Length", ()))
+    if coding is not None or not lengths:
+        return None
+    length = lengths.pop().strip()
+    if lengths or not _is_digits(length):
+        raise BadResponse(f"bad Content-Length {length[:40]!r}")
+    return int(length)
 
 
 def decoded(body: bytes, encoding: str, max_bytes: int) -> bytes:
