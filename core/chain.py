@@ -14,6 +14,10 @@ Precedence, by origin rather than registration order (pluggy's is last-registere
   no model (``/v1/models``), which skip the rest (no body, no rate-limit charge).
 
 The resulting order is logged at startup and exposed as ``Chain.names``.
+
+A stage is called with the flow and may return an awaitable (an ``async def __call__`` returns
+its coroutine), which the chain awaits, or None: a stage that settles the flow without
+waiting (auth, route, the common token-limit and rate-limit cases) costs no coroutine.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ EVERY_REQUEST_SLOTS = frozenset({"auth"})  # slots that run for every request, /
 class Stage(Protocol):
     name: str
 
-    def __call__(self, flow: Flow) -> Awaitable[None]: ...
+    def __call__(self, flow: Flow) -> Awaitable[None] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +133,14 @@ class Chain:
         the stages that apply to every request (a request that calls no model)."""
         for stage in self.common if common_only else self.stages:
             flow.stages_run.append(stage.name)
-            await stage(flow)
+            waiting = stage(flow)
+            if waiting is not None:
+                await waiting
             if flow.response is not None:
                 return
 
 
-StageFn = Callable[[Flow], Awaitable[None]]
+StageFn = Callable[[Flow], Awaitable[None] | None]
 
 
 class FunctionStage:
@@ -144,5 +150,5 @@ class FunctionStage:
         self.name = name
         self._fn = fn
 
-    def __call__(self, flow: Flow) -> Awaitable[None]:
+    def __call__(self, flow: Flow) -> Awaitable[None] | None:
         return self._fn(flow)

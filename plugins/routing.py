@@ -18,7 +18,7 @@ _OTHER = {EMBEDDINGS: "/v1/rerank", RERANK: "/v1/embeddings"}
 class RouteStage:
     name = "route"
 
-    async def __call__(self, flow: Flow) -> None:
+    def __call__(self, flow: Flow) -> None:  # settles the flow without waiting: no coroutine
         req = flow.request if flow.request is not None else flow.parsed()  # ``parse`` ran before
         alias = req.model
         if alias is None:  # a dialect without a model field (TEI): the routing's default for the kind

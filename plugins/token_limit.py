@@ -40,6 +40,8 @@ from core.offload import off_loop
 from core.requests import REFUSE
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from core.config import Settings
     from core.requests import ModelRequest, OverLimit
     from core.tokenization import TokenCounter
@@ -54,7 +56,7 @@ class TokenLimitStage:
         self.request_limit = request_limit
         self.document_limit = document_limit
 
-    async def __call__(self, flow: Flow) -> None:
+    def __call__(self, flow: Flow) -> Awaitable[None] | None:
         # ``parse`` and ``route`` ran before: their results are read directly (the accessors only
         # when one is missing, for their error)
         req = flow.request if flow.request is not None else flow.parsed()
@@ -66,15 +68,15 @@ class TokenLimitStage:
             raise InvalidRequest(f"The request forbids truncation, but the input limit of '{model.alias}' is not "
                                  "known here (the route sets no max_input_tokens); allow truncation or ask the "
                                  "operator", param="truncate", code="unknown_input_limit")
-        if req.is_tokens or req.chars() < _INLINE_CHARS:
+        if req.is_tokens or req.chars() < _INLINE_CHARS:  # settled now: no coroutine
             self._apply(flow, req, counter, policy, limit)
-            return
+            return None
         deadline = flow.deadline(model.facts.timeout_s)
         at_least = req.at_least(counter) if model.layer is None else None  # (a cache may answer much of it)
         if at_least is not None:  # surely too large for its deadline: 413 before paying for the count
             model.feed.refuse_unfit([min(n, limit) for n in at_least] if limit else at_least, deadline)
-        # a big request: tokenized, cut and windowed off the event loop, within its timeout
-        await off_loop(self._apply, flow, req, counter, policy, limit, deadline=deadline)
+        # a big request: tokenized, cut and windowed off the event loop, within its timeout (to await)
+        return off_loop(self._apply, flow, req, counter, policy, limit, deadline=deadline)
 
     def _apply(self, flow: Flow, req: ModelRequest, counter: TokenCounter, policy: OverLimit,
                limit: int | None) -> None:

@@ -252,3 +252,42 @@ def test_request_finished_observers_are_called_as_pluggy_would_and_follow_regist
     pm.register(observer("wrap", wrapper=True))  # a wrapper: pluggy's machinery runs them all
     hooks.request_finished("f4")
     assert calls == ["wrap:before", "first:f4", "wrap:after"]
+
+
+async def test_the_chain_awaits_what_a_stage_returns_and_nothing_when_it_returns_none():
+    """Stages may be ``async def``, plain functions that settle the flow, or plain functions that
+    return an awaitable when they must wait: each runs once, in order, and the chain stops at
+    the first that sets a response."""
+    import asyncio
+
+    from core.chain import Chain, FunctionStage
+
+    ran: list[str] = []
+
+    async def waits(flow):
+        await asyncio.sleep(0)
+        ran.append("async")
+
+    def settles(flow):
+        ran.append("sync")
+
+    def hands_back(flow):
+        async def later():
+            await asyncio.sleep(0)
+            ran.append("returned")
+            flow.response = {"done": True}
+        return later()
+
+    def never(flow):
+        ran.append("after the response")
+
+    class FakeFlow:
+        response = None
+        stages_run: list[str] = []
+
+    flow = FakeFlow()
+    chain = Chain([FunctionStage("a", waits), FunctionStage("b", settles), FunctionStage("c", hands_back),
+                   FunctionStage("d", never)])
+    await chain.run(flow)  # type: ignore[arg-type]
+    assert ran == ["async", "sync", "returned"]
+    assert flow.stages_run == ["a", "b", "c"] and flow.response == {"done": True}

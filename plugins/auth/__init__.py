@@ -66,7 +66,7 @@ class AuthStage:
         self.trusted = parse_networks(trusted_proxies)
         self.metrics = metrics
 
-    async def __call__(self, flow: Flow) -> None:
+    def __call__(self, flow: Flow) -> None:  # settles the flow without waiting: no coroutine
         """Set ``flow.caller``: who is calling (AuthError, counted by reason, when nobody may)."""
         try:
             # without trusted proxies the peer is the client (``client_address`` says the same)

@@ -202,7 +202,9 @@ async def _through_stages(gw: RunningGateway, snapshot: Snapshot, owner: str, ur
                 codec=codec, read_body=read_body)
     flow.caller = caller_of(snapshot, owner)
     for name in STAGES:
-        await gw.chain.find(name)(flow)
+        waiting = gw.chain.find(name)(flow)  # a stage that must wait returns what to await
+        if waiting is not None:
+            await waiting
     return flow
 
 

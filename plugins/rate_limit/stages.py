@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from core.errors import RateLimited, TokenLimitExceeded
@@ -102,6 +102,7 @@ class RateLimiter:
             self.metrics.rate_limited.labels(caller=caller, reason=reason).inc()
 
 
+_ASK = object()  # ``_charge``: no decision yet, ask the store
 BUCKET = "rate_limit.bucket"  # flow.meta: the caller's (bucket id, limits), or None when no bucket applies
 
 
@@ -112,18 +113,18 @@ class RateLimitStage:
         self.limiter = limiter
         self.meter = meter
 
-    async def __call__(self, flow: Flow) -> None:
+    def __call__(self, flow: Flow) -> Awaitable[None] | None:
         if self.meter is not None:
             quota.wants_counts(self.meter, flow)
         found = flow.meta[BUCKET] = self.limiter.spec_for(flow)  # token_budget reuses it
         if found is None:
-            return
+            return None
         bucket, spec = found
         if spec.tokens_per_minute is not None:
             flow.needs_token_counts = True  # the token_budget stage charges them
-        await _charge(self.limiter, flow, "requests", "req:" + bucket, spec.capacity, spec.refill_rate, 1,
-                      lambda: f"Rate limit reached: {int(spec.capacity)} requests, refilling at "
-                              f"{spec.refill_rate:g} per second")
+        return _charge(self.limiter, flow, "requests", "req:" + bucket, spec.capacity, spec.refill_rate, 1,
+                       lambda: f"Rate limit reached: {int(spec.capacity)} requests, refilling at "
+                               f"{spec.refill_rate:g} per second")
 
 
 class TokenBudgetStage:
@@ -135,7 +136,7 @@ class TokenBudgetStage:
         self.limiter = limiter
         self.meter = meter
 
-    async def __call__(self, flow: Flow) -> None:
+    def __call__(self, flow: Flow) -> Awaitable[None] | None:
         # as the rate_limit stage found it; asked here only when that stage did not run
         found = flow.meta[BUCKET] if BUCKET in flow.meta else self.limiter.spec_for(flow)
         bucket, spec = found or ("", None)
@@ -145,23 +146,41 @@ class TokenBudgetStage:
             if tokens > tpm:  # could never fit: waiting would not help, so not a 429
                 raise TokenLimitExceeded(f"The request has {tokens} tokens; this caller's budget is {tpm} "
                                          "tokens per minute", code="token_budget_exceeded")
-            await _charge(self.limiter, flow, "tokens", "tok:" + bucket, tpm, tpm / 60.0, tokens,
-                          lambda: f"Token budget reached: {tpm} tokens per minute; this request needs {tokens}")
-        if self.meter is not None:
-            await quota.charge(self.meter, flow)
+            waiting = _charge(self.limiter, flow, "tokens", "tok:" + bucket, tpm, tpm / 60.0, tokens,
+                              lambda: f"Token budget reached: {tpm} tokens per minute; this request needs {tokens}")
+            if waiting is not None:  # a shared store answers later: the quota after it
+                return self._then_quota(waiting, flow)
+        return quota.charge(self.meter, flow) if self.meter is not None else None
+
+    async def _then_quota(self, waiting: Awaitable[None], flow: Flow) -> None:
+        await waiting
+        charged = quota.charge(self.meter, flow) if self.meter is not None else None
+        if charged is not None:
+            await charged
 
 
-async def _charge(limiter: RateLimiter, flow: Flow, kind: str, bucket: str, capacity: float, rate: float,
-                  cost: float, refusal: Callable[[], str]) -> None:
+def _charge(limiter: RateLimiter, flow: Flow, kind: str, bucket: str, capacity: float, rate: float,
+            cost: float, refusal: Callable[[], str], decision: object = _ASK) -> Awaitable[None] | None:
     """Take ``cost`` from a bucket; set the x-ratelimit-*-``kind`` headers; 429 when it is short
-    (``refusal`` says why: written only then)."""
-    local = limiter.local  # the in-process store decides at once and cannot be unreachable
-    decision = local.take_now(bucket, capacity, rate, cost) if local is not None else \
-        await limiter.take(flow, bucket, capacity, rate, cost)
-    if decision is None:
-        return
+    (``refusal`` says why: written only then). The in-process store decides at once and cannot
+    be unreachable (None returned); a shared one answers later (the call to await returned),
+    and its ``decision`` comes back here (None: it could not answer and the request passes)."""
+    if decision is _ASK:
+        local = limiter.local
+        if local is None:
+            return _charge_shared(limiter, flow, kind, bucket, capacity, rate, cost, refusal)
+        decision = local.take_now(bucket, capacity, rate, cost)
+    if not isinstance(decision, Decision):
+        return None
     flow.response_headers.update(rate_headers(decision, kind))
     if not decision.allowed:
         limiter.limited(flow, kind)
         raise RateLimited(f"{refusal()}; retry in {decision.retry_after:.2f} s", retry_after=decision.retry_after,
                           headers=dict(flow.response_headers))
+    return None
+
+
+async def _charge_shared(limiter: RateLimiter, flow: Flow, kind: str, bucket: str, capacity: float, rate: float,
+                         cost: float, refusal: Callable[[], str]) -> None:
+    _charge(limiter, flow, kind, bucket, capacity, rate, cost, refusal, await limiter.take(flow, bucket, capacity,
+                                                                                          rate, cost))

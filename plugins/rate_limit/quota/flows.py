@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from core.flow import Flow
     from plugins.rate_limit.quota.meter import QuotaMeter
 
@@ -27,11 +29,16 @@ def wants_counts(meter: QuotaMeter, flow: Flow) -> None:
         flow.needs_token_counts = True  # charged by token_budget, as counted for usage
 
 
-async def charge(meter: QuotaMeter, flow: Flow) -> None:
+def charge(meter: QuotaMeter, flow: Flow) -> Awaitable[None] | None:
+    """Charge the caller's quota (to await), or None when the caller has none."""
     caller = flow.caller
     if caller is None or caller.anonymous or (SPEC in flow.meta and flow.meta[SPEC] is None):
-        return
-    ticket = await meter.charge(flow.snapshot, caller.name, flow.prompt_tokens or 0)
+        return None
+    return _charged(meter, flow, caller.name)
+
+
+async def _charged(meter: QuotaMeter, flow: Flow, name: str) -> None:
+    ticket = await meter.charge(flow.snapshot, name, flow.prompt_tokens or 0)
     if ticket is not None:
         flow.meta[TICKET] = ticket
 
