@@ -12,7 +12,7 @@ options of ``adapters.http.upstream``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from adapters.http import HttpAdapter, resilience_options
@@ -35,12 +35,13 @@ class InfinityAdapter(HttpAdapter):
         self.prefix = "/" + str(self.config["url_prefix"]).strip("/")
         self.prefix = "" if self.prefix == "/" else self.prefix
 
-    async def embed(self, route: ModelRoute, inputs: Sequence[Any], call: CallContext) -> EmbedResult:
-        return await self.embed_at(f"{self.prefix}/embeddings", route, self.texts(route, inputs, call), call)
+    # the calls themselves are ``embed_at``'s and ``rerank_at``'s: handed back to await, no coroutine of their own
+    def embed(self, route: ModelRoute, inputs: Sequence[Any], call: CallContext) -> Coroutine[Any, Any, EmbedResult]:
+        return self.embed_at(f"{self.prefix}/embeddings", route, self.texts(route, inputs, call), call)
 
-    async def rerank(self, route: ModelRoute, query: str, documents: Sequence[str],
-                     call: CallContext) -> RerankResult:
-        return await self.rerank_at(f"{self.prefix}/rerank", route, query, documents, call, return_documents=False)
+    def rerank(self, route: ModelRoute, query: str, documents: Sequence[str],
+               call: CallContext) -> Coroutine[Any, Any, RerankResult]:
+        return self.rerank_at(f"{self.prefix}/rerank", route, query, documents, call, return_documents=False)
 
 
 @hookimpl

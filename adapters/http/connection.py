@@ -96,20 +96,19 @@ class Protocol(asyncio.Protocol):
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
-    async def more(self) -> None:
-        """Wait for more bytes; ConnectionFailed if the peer has closed."""
+    def more(self) -> asyncio.Future[None]:
+        """What to await for more bytes (or the close); ConnectionFailed now if the peer has closed."""
         if self.overflow:
             raise ResponseTooLarge
         if self.closed:
             raise ConnectionFailed(f"connection closed{f': {self.error}' if self.error else ''}")
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
 
 
 class Connection:

@@ -199,7 +199,7 @@ class Lane(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        transport.write(answer_head(1, status, keep_alive, headers, len(body)) + body)
+        transport.writelines((answer_head(1, status, keep_alive, headers, len(body)), body))  # one send, no copy
         if not keep_alive:
             transport.close()
 
