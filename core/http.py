@@ -126,9 +126,7 @@ def log_access(method: str, path: str, status: int, started: float, extra: dict 
     """The request's access-log line (none for probes and scrapes); ``extra``: what the gateway
     knows of it (model, caller, tokens)."""
     if not path.startswith(_UNLOGGED):
-        access_log.info(f"{method} {path} {status}",
-                        {"status": status, "path": path,
-                         "duration_ms": round((time.perf_counter() - started) * 1000, 2), **(extra or {})})
+        access_log.request(method, path, status, started, extra)
 
 
 async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:

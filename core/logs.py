@@ -27,16 +27,20 @@ _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 class _Clock:
     """ISO-8601 UTC timestamps with milliseconds; the date part is formatted once a second."""
 
-    __slots__ = ("_second", "_text")
+    __slots__ = ("_second", "_text", "_ms", "_stamp")
 
     def __init__(self) -> None:
-        self._second, self._text = -1, ""
+        self._second, self._text, self._ms, self._stamp = -1, "", -1, ""
 
     def stamp(self, created: float) -> str:
         second = int(created)
+        ms = int((created - second) * 1000)
+        if second == self._second and ms == self._ms:  # a busy access log writes several lines a millisecond
+            return self._stamp
         if second != self._second:
             self._second, self._text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._text}.{int((created - second) * 1000):03d}Z"
+        self._ms, self._stamp = ms, f"{self._text}.{ms:03d}Z"
+        return self._stamp
 
 
 def _line(ts: str, level: str, logger: str, msg: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -82,8 +86,31 @@ class AccessLog:
         if self._stream is None:
             self.logger.info(msg, extra=fields)
             return
-        self._pending.append(orjson.dumps(_line(self._clock.stamp(time.time()), "info", self.logger.name,
-                                                msg, fields), default=str) + b"\n")
+        self._add(_line(self._clock.stamp(time.time()), "info", self.logger.name, msg, fields))
+
+    def request(self, method: str, path: str, status: int, started: float, extra: dict[str, Any] | None) -> None:
+        """A request's line: ``msg`` "METHOD path status", then ``status``, ``path``, ``duration_ms``
+        (since ``started``, on ``time.perf_counter``) and ``extra``; the dict of the line built once."""
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        now = time.perf_counter()
+        msg = f"{method} {path} {status}"
+        duration_ms = round((now - started) * 100000) / 100  # hundredths of a millisecond
+        if self._stream is None:
+            self.logger.info(msg, extra={"status": status, "path": path, "duration_ms": duration_ms, **(extra or {})})
+            return
+        rid = request_id_var.get()
+        line: dict[str, Any] = {"ts": self._clock.stamp(time.time()), "level": "info", "logger": self.logger.name,
+                                "msg": msg}
+        if rid:
+            line["request_id"] = rid
+        line["status"], line["path"], line["duration_ms"] = status, path, duration_ms
+        if extra:
+            line.update(extra)
+        self._add(line)
+
+    def _add(self, line: dict[str, Any]) -> None:
+        self._pending.append(orjson.dumps(line, default=str) + b"\n")
         if len(self._pending) == 1:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
