@@ -41,19 +41,24 @@ def read_head(buffer: bytearray, codecs: dict[str, Codec], limit: int, cors: boo
     if codec is None or not _HEADER_LINES.fullmatch(buffer, line.end(), end + 4):  # type: ignore[union-attr]
         return HAND_OVER
     text = buffer[line.end():end].decode("ascii")  # type: ignore[union-attr]
-    parts = [row.partition(":") for row in text.split("\r\n")] if text else []
-    names = [name.lower() for name, _, _ in parts]
-    unique = set(names)
-    # one Host, no header twice (aiohttp refuses some repeats), none the lane leaves to aiohttp
-    if (len(unique) != len(names) or "host" not in unique or len(names) > _MAX_LINES
-            or not _NOT_TAKEN.isdisjoint(unique)):
+    rows = text.split("\r\n") if text else []
+    if len(rows) > _MAX_LINES:
         return HAND_OVER
-    headers = CIMultiDict([(name, value.strip(" \t")) for name, _, value in parts])
-    length = headers.get("Content-Length")
+    fields = []
+    unique: dict[str, str] = {}  # lower-case name: value
+    for row in rows:  # one pass: the fields, and each name once
+        name, _, value = row.partition(":")
+        value = value.strip(" \t")
+        fields.append((name, value))
+        unique[name.lower()] = value
+    # one Host, no header twice (aiohttp refuses some repeats), none the lane leaves to aiohttp
+    if len(unique) != len(fields) or "host" not in unique or not _NOT_TAKEN.isdisjoint(unique):
+        return HAND_OVER
+    length = unique.get("content-length")
     if (cors and "origin" in unique) or (length is not None and not (
             length.isdigit() and len(length) <= 15 and int(length) <= limit)):
         return HAND_OVER
-    connection = headers.get("Connection")
+    connection = unique.get("connection")
     keep_alive = connection is None or "close" not in [t.strip().lower() for t in connection.split(",")]
-    return Head(codec, headers, end + 4, int(length) if length is not None else 0, keep_alive)
+    return Head(codec, CIMultiDict(fields), end + 4, int(length) if length is not None else 0, keep_alive)
 
