@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # aiohttp refuses these in a header too
+_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # aiohttp refuses these in a header too (CR and LF included)
 
 
 class JsonAnswer(web.StreamResponse):
@@ -56,10 +56,15 @@ def head(minor: int, status: int, keep_alive: bool, headers: Mapping[str, str], 
         connection = "Connection: keep-alive\r\n" if minor == 0 else ""
     else:
         connection = "Connection: close\r\n" if minor == 1 else ""
-    count = len(headers)
-    lines = "\r\n".join(map(": ".join, headers.items())) + "\r\n" if count else ""
-    if lines.count("\n") != count or lines.count("\r") != count or _CONTROL.search(lines):
-        raise ValueError("a response header holds a line break or a control character")
+    if headers:
+        # printable text holds no control character: only text that is not (a tab, a non-ASCII
+        # space) is searched
+        text = "".join(headers) + "".join(headers.values())
+        if not text.isprintable() and _UNSAFE.search(text):
+            raise ValueError("a response header holds a line break or a control character")
+        lines = "\r\n".join(map(": ".join, headers.items())) + "\r\n"
+    else:
+        lines = ""
     return (f"HTTP/1.{minor} {status} {_REASONS.get(status, '')}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {length}\r\nDate: {_http_date()}\r\nServer: {SERVER_SOFTWARE}\r\n{connection}{lines}\r\n"
             ).encode()

@@ -97,3 +97,18 @@ async def test_a_header_value_with_a_line_break_or_control_character_is_never_wr
         writer.close()
     finally:
         await runner.cleanup()
+
+
+def test_the_head_refuses_exactly_the_control_characters_aiohttp_refuses_in_a_name_or_a_value():
+    from core.answer import head
+
+    for code in [*range(0x100), 0x2028, 0x3000, 0xFEFF]:
+        char = chr(code)
+        unsafe = code < 0x20 and char != "\t" or code == 0x7F
+        for headers in ({"X-Echo": f"a{char}b"}, {f"X-E{char}cho": "ab"}):
+            if unsafe:
+                with pytest.raises(ValueError):
+                    head(1, 200, True, headers, 2)
+            else:
+                assert head(1, 200, True, headers, 2).endswith(
+                    f"{next(iter(headers))}: {next(iter(headers.values()))}\r\n\r\n".encode())
