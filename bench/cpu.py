@@ -10,6 +10,7 @@ Runs alternate between the three; medians are printed, with each round's figure.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import tempfile
 from contextlib import ExitStack
@@ -55,6 +56,7 @@ def measure(rev: str, *, seconds: float, repeats: int) -> dict[str, tuple[list[f
             return out
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

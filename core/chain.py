@@ -15,20 +15,34 @@ Precedence, by origin rather than registration order (pluggy's is last-registere
 
 The resulting order is logged at startup and exposed as ``Chain.names``.
 
-A stage is called with the flow and may return an awaitable (an ``async def __call__`` returns
-its coroutine), which the chain awaits, or None: a stage that settles the flow without
-waiting (auth, route, the common token-limit and rate-limit cases) costs no coroutine.
+A stage is called with the flow and returns an awaitable (an ``async def __call__`` returns its
+coroutine), which the chain awaits. A stage that settles the flow without waiting (auth, route,
+the common token-limit and rate-limit cases) returns ``SETTLED``, which the chain does not
+await, and costs no coroutine; code that awaits a stage itself may await ``SETTLED`` as any
+other awaitable. A plain function that returns None is taken as settled too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Protocol
 
 from core.errors import ConfigError
 from core.flow import Flow
 
+
+class _Settled:
+    """``SETTLED``: the flow is settled, nothing to wait for (awaiting it ends at once)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield  # a generator: awaiting ``SETTLED`` ends at once
+
+
+SETTLED: Awaitable[None] = _Settled()
 SLOTS: tuple[str, ...] = ("auth", "rate_limit", "parse", "route", "token_limit", "token_budget", "adapter")
 EVERY_REQUEST_SLOTS = frozenset({"auth"})  # slots that run for every request, /v1/models included
 
@@ -134,7 +148,7 @@ class Chain:
         for stage in self.common if common_only else self.stages:
             flow.stages_run.append(stage.name)
             waiting = stage(flow)
-            if waiting is not None:
+            if waiting is not SETTLED and waiting is not None:
                 await waiting
             if flow.response is not None:
                 return

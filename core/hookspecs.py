@@ -48,8 +48,9 @@ def register_stages(register: Callable[..., None], settings: Settings, metrics: 
     ``register(stage, before="route")`` or ``register(stage, after="auth")`` inserts an extra
     stage next to a named one; ``every_request=True`` runs it for every request, ``/v1/models``
     included, not only for model calls (the ``auth`` slot always does). A stage is an object with ``name: str`` and
-    ``async def __call__(flow) -> None`` (or a plain ``__call__`` that returns None, or an
-    awaitable when it must wait: the chain awaits what it returns). ``metrics`` is the gateway's ``GatewayMetrics``
+    ``async def __call__(flow) -> None``, or a plain ``__call__`` that returns
+    ``core.chain.SETTLED`` when it settled the flow and an awaitable when it must wait (the
+    chain awaits what it returns, ``SETTLED`` excepted). ``metrics`` is the gateway's ``GatewayMetrics``
     (take it only if the stage counts something).
 
     Precedence (``core.chain``): a third-party plugin's stage replaces the built-in stage of

@@ -6,7 +6,10 @@ not exist, or that the caller may not use, costs no tokenization and no token bu
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from core import hookimpl
+from core.chain import SETTLED
 from core.errors import InvalidRequest, ModelNotFound, PermissionDenied
 from core.flow import Flow
 from core.kinds import EMBEDDINGS, RERANK
@@ -18,7 +21,7 @@ _OTHER = {EMBEDDINGS: "/v1/rerank", RERANK: "/v1/embeddings"}
 class RouteStage:
     name = "route"
 
-    def __call__(self, flow: Flow) -> None:  # settles the flow without waiting: no coroutine
+    def __call__(self, flow: Flow) -> Awaitable[None]:  # settles the flow without waiting: no coroutine
         req = flow.request if flow.request is not None else flow.parsed()  # ``parse`` ran before
         alias = req.model
         if alias is None:  # a dialect without a model field (TEI): the routing's default for the kind
@@ -40,6 +43,7 @@ class RouteStage:
         if req.variant is not DEFAULT_VARIANT:  # what the model must answer besides its default
             model.check_variant(req.variant)
         flow.model = model
+        return SETTLED
 
 
 @hookimpl

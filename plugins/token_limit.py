@@ -33,6 +33,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from core import hookimpl
+from core.chain import SETTLED
 from core.config.sections import EnvOption, SettingsSection
 from core.errors import InvalidRequest, TokenLimitExceeded
 from core.flow import Flow
@@ -56,7 +57,7 @@ class TokenLimitStage:
         self.request_limit = request_limit
         self.document_limit = document_limit
 
-    def __call__(self, flow: Flow) -> Awaitable[None] | None:
+    def __call__(self, flow: Flow) -> Awaitable[None]:
         # ``parse`` and ``route`` ran before: their results are read directly (the accessors only
         # when one is missing, for their error)
         req = flow.request if flow.request is not None else flow.parsed()
@@ -70,7 +71,7 @@ class TokenLimitStage:
                                  "operator", param="truncate", code="unknown_input_limit")
         if req.is_tokens or req.chars() < _INLINE_CHARS:  # settled now: no coroutine
             self._apply(flow, req, counter, policy, limit)
-            return None
+            return SETTLED
         deadline = flow.deadline(model.facts.timeout_s)
         at_least = req.at_least(counter) if model.layer is None else None  # (a cache may answer much of it)
         if at_least is not None:  # surely too large for its deadline: 413 before paying for the count

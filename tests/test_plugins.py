@@ -260,9 +260,13 @@ async def test_the_chain_awaits_what_a_stage_returns_and_nothing_when_it_returns
     the first that sets a response."""
     import asyncio
 
-    from core.chain import Chain, FunctionStage
+    from core.chain import SETTLED, Chain, FunctionStage
 
     ran: list[str] = []
+
+    def settled(flow):
+        ran.append("settled")
+        return SETTLED
 
     async def waits(flow):
         await asyncio.sleep(0)
@@ -286,8 +290,9 @@ async def test_the_chain_awaits_what_a_stage_returns_and_nothing_when_it_returns
         stages_run: list[str] = []
 
     flow = FakeFlow()
-    chain = Chain([FunctionStage("a", waits), FunctionStage("b", settles), FunctionStage("c", hands_back),
-                   FunctionStage("d", never)])
+    chain = Chain([FunctionStage("a", waits), FunctionStage("b", settles), FunctionStage("s", settled),
+                   FunctionStage("c", hands_back), FunctionStage("d", never)])
     await chain.run(flow)  # type: ignore[arg-type]
-    assert ran == ["async", "sync", "returned"]
-    assert flow.stages_run == ["a", "b", "c"] and flow.response == {"done": True}
+    assert ran == ["async", "sync", "settled", "returned"]
+    assert flow.stages_run == ["a", "b", "s", "c"] and flow.response == {"done": True}
+    assert await SETTLED is None  # code that awaits a stage itself may await what a settled one returns

@@ -22,12 +22,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core import hookimpl
+from core.chain import SETTLED
 from core.config.sections import EnvOption, SettingsSection
 from core.errors import AuthError
 from core.flow import Caller, Flow
 from plugins.auth.client_address import client_address, parse_networks
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from core.snapshot import Snapshot
 
 log = logging.getLogger("maas.auth")
@@ -66,7 +69,7 @@ class AuthStage:
         self.trusted = parse_networks(trusted_proxies)
         self.metrics = metrics
 
-    def __call__(self, flow: Flow) -> None:  # settles the flow without waiting: no coroutine
+    def __call__(self, flow: Flow) -> Awaitable[None]:  # settles the flow without waiting: no coroutine
         """Set ``flow.caller``: who is calling (AuthError, counted by reason, when nobody may)."""
         try:
             # without trusted proxies the peer is the client (``client_address`` says the same)
@@ -74,7 +77,7 @@ class AuthStage:
             auth = flow.snapshot.files.auth
             if auth.anonymous_allowed:
                 flow.caller = Caller(name="anonymous", anonymous=True, client_ip=ip)
-                return
+                return SETTLED
             key = presented_key(flow.headers)
             if key is None:
                 if not auth.keys:
@@ -90,6 +93,7 @@ class AuthStage:
             if self.metrics is not None:
                 self.metrics.auth_failures.labels(reason=exc.code).inc()
             raise
+        return SETTLED
 
 
 @hookimpl

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from core.chain import SETTLED
 from core.errors import RateLimited, TokenLimitExceeded
 from core.flow import Flow
 from plugins.rate_limit.buckets import Decision, MemoryBucketStore, StoreUnavailable, unavailable
@@ -113,12 +114,12 @@ class RateLimitStage:
         self.limiter = limiter
         self.meter = meter
 
-    def __call__(self, flow: Flow) -> Awaitable[None] | None:
+    def __call__(self, flow: Flow) -> Awaitable[None]:
         if self.meter is not None:
             quota.wants_counts(self.meter, flow)
         found = flow.meta[BUCKET] = self.limiter.spec_for(flow)  # token_budget reuses it
         if found is None:
-            return None
+            return SETTLED
         bucket, spec = found
         if spec.tokens_per_minute is not None:
             flow.needs_token_counts = True  # the token_budget stage charges them
@@ -136,7 +137,7 @@ class TokenBudgetStage:
         self.limiter = limiter
         self.meter = meter
 
-    def __call__(self, flow: Flow) -> Awaitable[None] | None:
+    def __call__(self, flow: Flow) -> Awaitable[None]:
         # as the rate_limit stage found it; asked here only when that stage did not run
         found = flow.meta[BUCKET] if BUCKET in flow.meta else self.limiter.spec_for(flow)
         bucket, spec = found or ("", None)
@@ -150,7 +151,8 @@ class TokenBudgetStage:
                               lambda: f"Token budget reached: {tpm} tokens per minute; this request needs {tokens}")
             if waiting is not None:  # a shared store answers later: the quota after it
                 return self._then_quota(waiting, flow)
-        return quota.charge(self.meter, flow) if self.meter is not None else None
+        charged = quota.charge(self.meter, flow) if self.meter is not None else None
+        return charged if charged is not None else SETTLED
 
     async def _then_quota(self, waiting: Awaitable[None], flow: Flow) -> None:
         await waiting
@@ -160,24 +162,25 @@ class TokenBudgetStage:
 
 
 def _charge(limiter: RateLimiter, flow: Flow, kind: str, bucket: str, capacity: float, rate: float,
-            cost: float, refusal: Callable[[], str], decision: object = _ASK) -> Awaitable[None] | None:
+            cost: float, refusal: Callable[[], str], decision: object = _ASK) -> Awaitable[None]:
     """Take ``cost`` from a bucket; set the x-ratelimit-*-``kind`` headers; 429 when it is short
     (``refusal`` says why: written only then). The in-process store decides at once and cannot
-    be unreachable (None returned); a shared one answers later (the call to await returned),
+    be unreachable (``SETTLED`` returned); a shared one answers later (the call to await returned),
     and its ``decision`` comes back here (None: it could not answer and the request passes)."""
     if decision is _ASK:
         local = limiter.local
         if local is None:
             return _charge_shared(limiter, flow, kind, bucket, capacity, rate, cost, refusal)
         decision = local.take_now(bucket, capacity, rate, cost)
-    if not isinstance(decision, Decision):
-        return None
-    flow.response_headers.update(rate_headers(decision, kind))
-    if not decision.allowed:
+    if decision is None:
+        return SETTLED
+    taken = cast(Decision, decision)  # (``_ASK`` was replaced above)
+    flow.response_headers.update(rate_headers(taken, kind))
+    if not taken.allowed:
         limiter.limited(flow, kind)
-        raise RateLimited(f"{refusal()}; retry in {decision.retry_after:.2f} s", retry_after=decision.retry_after,
+        raise RateLimited(f"{refusal()}; retry in {taken.retry_after:.2f} s", retry_after=taken.retry_after,
                           headers=dict(flow.response_headers))
-    return None
+    return SETTLED
 
 
 async def _charge_shared(limiter: RateLimiter, flow: Flow, kind: str, bucket: str, capacity: float, rate: float,
