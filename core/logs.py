@@ -3,9 +3,11 @@
 Every line is one JSON object: ``ts``, ``level``, ``logger``, ``msg``, ``request_id`` (while a
 request is being served) and the record's extra fields. The access log (``maas.access``, one
 line per /v1 request) is the busiest: once ``setup_logging`` has installed the JSON stream
-handler, ``AccessLog`` builds its lines without a ``LogRecord`` and writes the lines finished
-within one event-loop turn together, right after that turn. Elsewhere (the app embedded in
-another program, tests capturing records) it logs through ``logging`` like any other logger.
+handler, ``AccessLog`` builds its lines without a ``LogRecord`` and writes them in one write at
+most every ``FLUSH_S`` (sooner once ``FLUSH_LINES`` are waiting; all of them when the app stops),
+as Envoy and Nginx's ``flush=`` buffer theirs: a write and a flush per request, or per event-loop
+turn, cost the busiest path more than building the line. Elsewhere (the app embedded in another
+program, tests capturing records) it logs through ``logging`` like any other logger.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from typing import IO, Any
 import orjson
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+FLUSH_S = 0.05  # access lines wait at most this long for their write
+FLUSH_LINES = 256  # or until this many wait (a few tens of KB: one write a pipe takes at once)
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -74,6 +79,8 @@ class AccessLog:
         self._stream: IO[bytes] | None = None
         self._clock = _Clock()
         self._pending: list[bytes] = []
+        self._due: asyncio.TimerHandle | None = None  # the flush the pending lines wait for
+        self._due_loop: asyncio.AbstractEventLoop | None = None
 
     def write_to(self, stream: IO[bytes] | None) -> None:
         """Write lines straight to ``stream`` (the JSON handler's), or through ``logging`` if None."""
@@ -110,14 +117,22 @@ class AccessLog:
         self._add(line)
 
     def _add(self, line: dict[str, Any]) -> None:
-        self._pending.append(orjson.dumps(line, default=str) + b"\n")
-        if len(self._pending) == 1:
+        pending = self._pending
+        pending.append(orjson.dumps(line, default=str) + b"\n")
+        if len(pending) >= FLUSH_LINES:
+            self.flush()
+        elif self._due is None or self._due_loop is None or self._due_loop.is_closed():
             try:
-                asyncio.get_running_loop().call_soon(self.flush)
+                loop = asyncio.get_running_loop()
             except RuntimeError:  # no event loop: write now
                 self.flush()
+                return
+            self._due, self._due_loop = loop.call_later(FLUSH_S, self.flush), loop
 
     def flush(self) -> None:
+        due, loop, self._due, self._due_loop = self._due, self._due_loop, None, None
+        if due is not None and loop is not None and not loop.is_closed():
+            due.cancel()
         if not self._pending or self._stream is None:
             return
         lines, self._pending = b"".join(self._pending), []

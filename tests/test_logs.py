@@ -1,4 +1,4 @@
-"""The JSON log lines, and the access log's direct path (lines of one loop turn written together)."""
+"""The JSON log lines, and the access log's direct path (lines buffered for ``FLUSH_S``, written together)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import logging
 import re
 
-from core.logs import AccessLog, JsonFormatter, request_id_var
+from core.logs import FLUSH_LINES, FLUSH_S, AccessLog, JsonFormatter, request_id_var
 
 FIELDS = {"status": 200, "path": "/v1/embeddings", "duration_ms": 1.5, "model": "m", "caller": "key-1", "tokens": 3}
 
@@ -23,18 +23,24 @@ class _Stream(io.BytesIO):
         return super().write(data)
 
 
-async def test_lines_of_one_loop_turn_go_out_in_one_write_after_it():
+def _log(access: AccessLog, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        token = request_id_var.set(f"rid-{i}")
+        access.info(f"POST /v1/embeddings {200 + i % 100}", FIELDS)
+        request_id_var.reset(token)
+
+
+async def test_lines_wait_for_one_write_at_most_flush_s_after_the_first():
     stream = _Stream()
     access = AccessLog("maas.access.test-direct")
     access.logger.setLevel(logging.INFO)
     access.write_to(stream)
-    for i in range(3):
-        token = request_id_var.set(f"rid-{i}")
-        access.info(f"POST /v1/embeddings {200 + i}", FIELDS)
-        request_id_var.reset(token)
-    assert stream.getvalue() == b"", "nothing is written inside the turn"
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    _log(access, 2)
+    for _ in range(3):  # later event-loop turns join the same write
+        await asyncio.sleep(0)
+    _log(access, 1, start=2)
+    assert stream.getvalue() == b"", "nothing is written before FLUSH_S"
+    await asyncio.sleep(FLUSH_S * 2)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert stream.writes == 1 and len(lines) == 3
     assert [line["request_id"] for line in lines] == ["rid-0", "rid-1", "rid-2"]
@@ -43,6 +49,39 @@ async def test_lines_of_one_loop_turn_go_out_in_one_write_after_it():
     assert first["msg"] == "POST /v1/embeddings 200"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["ts"])
     assert {k: first[k] for k in FIELDS} == FIELDS
+    _log(access, 1, start=3)  # the next line waits for a write of its own
+    await asyncio.sleep(FLUSH_S * 2)
+    assert stream.writes == 2 and stream.getvalue().count(b"\n") == 4
+
+
+async def test_flush_lines_waiting_are_written_at_once_and_flush_writes_the_rest():
+    stream = _Stream()
+    access = AccessLog("maas.access.test-full")
+    access.logger.setLevel(logging.INFO)
+    access.write_to(stream)
+    _log(access, FLUSH_LINES + 5)
+    assert stream.writes == 1 and stream.getvalue().count(b"\n") == FLUSH_LINES, "a full buffer is written at once"
+    access.flush()  # as the app does when it stops
+    ids = [json.loads(line)["request_id"] for line in stream.getvalue().splitlines()]
+    assert ids == [f"rid-{i}" for i in range(FLUSH_LINES + 5)], "every line, once, in order"
+    await asyncio.sleep(FLUSH_S * 2)  # the timer went with the flush: nothing written twice
+    assert stream.writes == 2
+
+
+def test_a_loop_that_closed_before_its_flush_does_not_hold_later_lines():
+    stream = _Stream()
+    access = AccessLog("maas.access.test-closed")
+    access.logger.setLevel(logging.INFO)
+    access.write_to(stream)
+
+    async def one(wait: float) -> None:
+        _log(access, 1)
+        await asyncio.sleep(wait)
+
+    asyncio.run(one(0))  # the loop ends with the line still waiting for its timer
+    assert stream.writes == 0
+    asyncio.run(one(FLUSH_S * 2))  # a new loop: its line schedules a flush of its own, which writes both
+    assert stream.writes == 1 and stream.getvalue().count(b"\n") == 2
 
 
 def test_direct_lines_have_the_formatters_shape():
