@@ -101,3 +101,22 @@ async def test_the_scheduler_learns_the_batch_time_of_the_batches_it_runs():
     assert scheduler.capacity.batches == 5 + 8 + 20 - 1  # the first call is the model warming up
     assert scheduler.capacity.batch_seconds(FULL) == pytest.approx(_true(FULL), rel=0.02)
     await scheduler.close()
+
+
+@pytest.mark.parametrize(("seconds", "in_flight", "every"), [(0.03, 1, 4), (0.0001, 1, 64), (0.003, 1, 4),
+                                                              (0.003, 16, 56)])
+def test_the_fit_is_refitted_every_fourth_batch_of_a_slow_model_and_rarely_for_a_fast_one(
+        monkeypatch, seconds, in_flight, every):
+    """After the first batches, every fourth once 10 ms of the model's time (its seconds over its
+    parallel calls) passed, or 64 batches: the estimate follows a slow model as closely as ever and
+    an upstream answering in a tenth of a millisecond does not pay for a refit every few requests."""
+    capacity = Capacity(max_in_flight=in_flight)
+    refits: list[int] = []
+    refit = capacity._refit
+    monkeypatch.setattr(capacity, "_refit", lambda: (refits.append(capacity.batches), refit()))
+    for _ in range(400):
+        capacity.observe(SENTENCE, seconds)
+    assert refits[:32] == list(range(1, 33))
+    gaps = {b - a for a, b in zip(refits[32:], refits[33:], strict=False)}
+    assert gaps == {every}, gaps
+    assert capacity.batch_seconds(SENTENCE) == pytest.approx(seconds, rel=0.1)

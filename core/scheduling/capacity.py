@@ -12,7 +12,11 @@ of the others (a pause, a noisy neighbour) is left out, unless several in a row 
 model's speed changed); so is a model's first call (loading, allocating, compiling), and nothing
 is refused for time until a few batches were fitted. Each batch costs a constant amount of work
 (running sums over the window), whatever its length, and the fit itself is refitted from the sums
-after every batch at first, then after every ``REFIT_EVERY``-th.
+after every batch at first, then after every ``REFIT_EVERY``-th once the batches fitted since the
+last refit took ``REFIT_S`` of the model's time (their seconds over its parallel calls) or were
+``REFIT_MOST``, and at once when a batch is taken after a run of them was left out (the speed
+changed): a model of tens of milliseconds a batch refits every fourth, as often as ever, and an
+upstream answering thousands of calls a second not on every few requests.
 
 A model timed when it loaded (``speed``, seconds per call and per padded token: an in-process
 model runs a few batches of two sizes before it takes traffic, ``adapters.local.calibration``)
@@ -43,10 +47,13 @@ WINDOW = 128
 WARM_UP = 1  # a model's first calls are left out: they load, allocate and compile as well
 MEASURED_AFTER = 3  # batches fitted before the estimate refuses anything
 LEFT_OUT_IN_A_ROW = 4  # batches far off the fit left out in a row; the next one is taken (the speed changed)
-# The fit is refitted after every batch while the window fills, then after every fourth: one batch of
-# the 128 moves it little, and at thousands of calls a second the refit showed on every request.
+# The fit is refitted after every batch at first, then after every fourth: one batch of the 128
+# moves it little. Every fourth once 10 ms of the model's time passed, or 64 batches: at thousands
+# of calls a second the refit showed on every request.
 REFIT_ALWAYS = 32
 REFIT_EVERY = 4
+REFIT_S = 0.01
+REFIT_MOST = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,7 @@ class Capacity:
         self._offs: deque[float] = deque(maxlen=WINDOW)  # how far off the fit each kept batch was
         self._typical_off = 0.0  # the median of _offs, refreshed now and then
         self._left_out = 0  # batches left out in a row
+        self._since_refit, self._refit_batches = 0.0, 0  # seconds fitted since the last refit; batches then
 
     def batch_seconds(self, padded: float) -> float:
         """The estimated time of one call of ``padded`` tokens."""
@@ -121,6 +129,7 @@ class Capacity:
                 and self._left_out < LEFT_OUT_IN_A_ROW:
             self._left_out += 1
             return
+        changed = self._left_out >= LEFT_OUT_IN_A_ROW  # taken after a run left out: the speed changed
         self._left_out = 0
         n, sx, sxx, st, sxt, stt = self._sums  # over the window; the oldest batch leaves when it is full
         if len(recent) == WINDOW:
@@ -134,14 +143,20 @@ class Capacity:
         if not self.measured:
             self.measured = self.batches >= MEASURED_AFTER
         self._offs.append(off)
-        if self.batches <= REFIT_ALWAYS or not self.batches % REFIT_EVERY:
+        if self.batches <= REFIT_ALWAYS or changed:
             self._refit()
+        else:
+            self._since_refit += t
+            if not self.batches % REFIT_EVERY and (self._since_refit >= REFIT_S * self.max_in_flight
+                                                   or self.batches - self._refit_batches >= REFIT_MOST):
+                self._refit()
 
     def _refit(self) -> None:
         """Ridge least squares of t = fixed + per_token × x towards the prior, as much as the noise
         of the times against the prior's spread says (Bayesian linear regression), both kept ≥ 0:
         fitted once without noise, then again with the variance of the times about that first fit
         (a tenth of their mean, squared, while too few to tell)."""
+        self._since_refit, self._refit_batches = 0.0, self.batches
         a0, b0 = self.prior
         n, sx, sxx, st, sxt, stt = self._sums
         noise = 0.0
