@@ -43,7 +43,7 @@ class Flow:
     # The body is read and parsed by the ``parse`` stage, after auth and rate limiting, so an
     # unauthenticated or limited caller costs no body read. Later stages use ``request``.
     codec: Codec | None = None  # the wire format (core.dialects); the parse stage may pick another
-    read_body: Callable[[], Awaitable[bytes]] | None = None
+    read_body: bytes | Callable[[], Awaitable[bytes]] | None = None  # the body as read, or how to read it
     request: ModelRequest | None = None
     wire: Any = None  # what the codec's parser kept for its render (Parsed.state); no stage reads it
     caller: Caller | None = None

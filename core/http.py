@@ -155,9 +155,11 @@ def late_body(timeout_s: float) -> RequestTimeout:
 
 
 async def run_codec(gw: Gateway, codec: Codec, rid: str, client_ip: str, headers: Any,
-                    read: Callable[[], Awaitable[bytes]], extra: dict[str, Any]) -> tuple[bytes, dict[str, str] | None]:
-    """One request on a codec's path through the gateway: its answer's JSON and headers. ``extra``
-    gets the access log's fields, also when the request fails."""
+                    read: bytes | Callable[[], Awaitable[bytes]],
+                    extra: dict[str, Any]) -> tuple[bytes, dict[str, str] | None]:
+    """One request on a codec's path through the gateway: its answer's JSON and headers. ``read``:
+    the body as the lean lane read it, or how to read it (aiohttp's). ``extra`` gets the access
+    log's fields, also when the request fails."""
     if gw.snapshot is None:
         # A replica that opened its port a moment before its config loaded (a restart behind a
         # front that checks no readiness): a short wait serves the request instead of a 503.

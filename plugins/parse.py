@@ -38,7 +38,8 @@ class ParseStage:
             return
         if flow.codec is None:
             raise RuntimeError("a flow without a request needs the codec of its path")
-        raw = await flow.read_body() if flow.read_body is not None else b""
+        given = flow.read_body  # the lean lane's whole body, or aiohttp's reader of it
+        raw = given if isinstance(given, bytes) else await given() if given is not None else b""
         if not raw:
             raise InvalidRequest("Request body is empty; send a JSON object")
         codec = flow.codec

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp.tcp_helpers import tcp_keepalive, tcp_nodelay
@@ -26,10 +25,6 @@ log = logging.getLogger("maas.http")
 
 MAX_WAITED_BODY = 65536  # a bigger body still arriving after its head goes to aiohttp
 _MAX_AHEAD = 65536  # bytes read past a running request before the connection stops being read
-
-
-async def _given(body: bytes) -> bytes:
-    return body
 
 
 @dataclass(slots=True)
@@ -174,7 +169,7 @@ class Lane(asyncio.Protocol):
         extra: dict[str, Any] = {}
         try:
             answer, answer_headers = await run_codec(edge.gateway, codec, rid, self.peer, headers,
-                                                     partial(_given, body), extra)
+                                                     body, extra)
             status, out = 200, answer_headers if answer_headers is not None else {}
         except GatewayError as exc:
             answer, close = error_body(exc, edge.errors, path)

@@ -193,13 +193,8 @@ async def _through_stages(gw: RunningGateway, snapshot: Snapshot, owner: str, ur
                           rid: str) -> Flow:
     """A flow of ``body`` from its owner's key through ``STAGES``."""
     codec = gw.codecs.by_path[url]
-    raw = orjson.dumps(body)
-
-    async def read_body() -> bytes:
-        return raw
-
     flow = Flow(kind=codec.kind, snapshot=snapshot, request_id=rid, client_ip="bulk", headers=CIMultiDict(),
-                codec=codec, read_body=read_body)
+                codec=codec, read_body=orjson.dumps(body))
     flow.caller = caller_of(snapshot, owner)
     for name in STAGES:
         waiting = gw.chain.find(name)(flow)  # a stage that must wait returns what to await
