@@ -86,6 +86,9 @@ class Batching:
     run at once: a model on every core runs one batch at a time, an HTTP upstream several.
     ``speed``: the model's batch time measured as it loaded (seconds per call, per padded
     token), so admission knows it before the first request ran (None: learned from traffic).
+    ``spread``: the queued inputs are shared out over the free call slots (a batch takes its
+    share, the next slot the rest) instead of filling one batch first: batches that run together
+    on a CPU's cores get through more inputs than one as large on all of them.
     """
 
     max_in_flight: int = DEFAULT_IN_FLIGHT
@@ -93,6 +96,7 @@ class Batching:
     max_batch_size: int = 32
     max_wait_s: float = 0.0
     speed: tuple[float, float] | None = None
+    spread: bool = False
 
 
 @dataclass(slots=True)

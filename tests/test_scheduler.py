@@ -34,6 +34,22 @@ async def test_concurrent_requests_share_batches_and_keep_order():
     assert len(batches) == 3
 
 
+@pytest.mark.parametrize(("spread", "expected"), [(False, [32]), (True, [16, 16])])
+async def test_spread_shares_the_queue_out_over_the_free_slots(spread, expected):
+    """With ``spread`` (a CPU model whose parallel batches share the cores) 8 requests × 4 inputs
+    run as two batches of 16 at once on two slots, each answered in order; without it, as one of 32."""
+    model = GatedModel()  # each batch runs until released: both are running before either ends
+    scheduler = Scheduler("gated", max_in_flight=2, spread=spread)
+    requests = [[(i, k) for k in range(4)] for i in range(8)]
+    answers = asyncio.gather(*(scheduler.submit(_work(r, model.run, max_batch_size=32, max_wait_s=0.005))
+                               for r in requests))
+    await model.started(len(expected))
+    assert [len(b) for b in model.batches] == expected
+    model.release(len(expected))
+    assert await answers == requests
+    await scheduler.close()
+
+
 async def test_a_request_larger_than_a_batch_is_split():
     sizes: list[int] = []
 

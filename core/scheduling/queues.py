@@ -246,7 +246,7 @@ class Schedulers:
             batching = adapter.batching(route)
             observer = self._observer(name) if self._observer is not None else None
             scheduler = Scheduler(name, max_in_flight=batching.max_in_flight, observer=observer,
-                                  speed=batching.speed)
+                                  speed=batching.speed, spread=batching.spread)
             entry = self._entries[key] = _Entry(adapter, scheduler, batching)
         return entry
 

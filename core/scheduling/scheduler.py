@@ -47,7 +47,8 @@ T = TypeVar("T")
 class Scheduler(BatchWorker):
     def __init__(self, name: str, *, max_in_flight: int = 1, queue_timeout_s: float | None = None,
                  observer: QueueObserver | None = None, quantum: float = QUANTUM,
-                 clock: Callable[[], float] = time.perf_counter, speed: tuple[float, float] | None = None) -> None:
+                 clock: Callable[[], float] = time.perf_counter, speed: tuple[float, float] | None = None,
+                 spread: bool = False) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         if quantum <= 0:
@@ -55,6 +56,7 @@ class Scheduler(BatchWorker):
         self.name = name
         self.quantum = quantum
         self.max_in_flight = max_in_flight
+        self.spread = spread  # queued inputs shared out over the free slots (``Batching.spread``)
         self.queue_timeout_s = queue_timeout_s
         self.observer = observer
         self.queued_items = 0

@@ -23,10 +23,11 @@ if TYPE_CHECKING:
 
 QUANTUM = 64.0  # cost units (tokens) a flow earns per turn: a few short inputs, so batches mix flows
 BULK_EVERY = 8  # with interactive work waiting, one batch in BULK_EVERY + 1 still goes to bulk
-# Another flow's item longer than a batch's longest joins it only if a full batch padded to its length
-# takes at most this many times as long: a one-sentence request does not wait for another tenant's
-# long inputs padded into its batch; they start the next batch instead.
+# Another flow's item longer than a batch's longest joins it only if a full batch padded to its length takes
+# at most this many times as long: a one-sentence request does not wait for another tenant's long inputs
+# padded into its batch; they start the next batch instead.
 PAD_LIMIT = 2.0
+WHOLE = 1 << 62  # a batch's share of the queue when it is not spread over the free slots
 
 
 class QueueObserver(Protocol):
@@ -55,6 +56,7 @@ class BatchWorker:
     _jobs: dict[int, Job]
     _bulk_wait: int
     _slots: Slots  # the calls in flight, at most ``max_in_flight``
+    spread: bool
     _wakeup: asyncio.Event
     _running: set[asyncio.Task]
     _active: int
@@ -83,10 +85,8 @@ class BatchWorker:
                 continue
             oldest = next(iter(self._jobs.values()))
             deadline = oldest.enqueued + oldest.work.max_wait_s
-            while self.queued_items < oldest.work.max_batch_size and self._jobs:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
+            while (self.queued_items < oldest.work.max_batch_size and self._jobs
+                   and (remaining := deadline - time.monotonic()) > 0):
                 self._wakeup.clear()
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
@@ -125,11 +125,11 @@ class BatchWorker:
         if len(ring) > 1:
             self._lead(ring, now, rate)
         ring[0].passed = False  # it leads this batch
+        share = max(1, -(-self.queued_items // (self._slots.free + 1))) if self.spread else WHOLE  # Batching.spread
         batch = Batch()
         group: Any = UNSET
         size, longest = 0, 0.0
-        limit_items, limit_tokens = 1, None
-        full = False
+        limit_items, limit_tokens, full = 1, None, False
         members: set[TenantFlow] = set()  # the flows with items in the batch
         ranks: dict[TenantFlow, Ranking] = {}
         while ring and not full:
@@ -160,7 +160,7 @@ class BatchWorker:
                         break
                     if group is UNSET:
                         group = job.work.group
-                        limit_items, limit_tokens = job.work.max_batch_size, job.work.max_batch_tokens
+                        limit_items, limit_tokens = min(job.work.max_batch_size, share), job.work.max_batch_tokens
                         if not job.work.split:  # one batch of its own
                             self._take_items(batch, job, len(job.order))  # (no other flow joins it)
                             flow.deficit -= cost

@@ -1,0 +1,83 @@
+"""``parallel_batches``: an in-process model running several batches at once, sharing the cores.
+
+A batch that starts alone runs on every core torch was given; batches that run together share
+them, each setting its own thread's count. A text's vector does not depend on how many threads its
+batch ran on, and the router answers with the bare model's vectors under concurrent load."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import torch
+
+from adapters.local import LocalModel
+from adapters.local.models import SentenceEmbedder
+from adapters.local.threads import set_torch_threads, torch_threads
+from core.variant import DEFAULT_VARIANT
+from tests.support.inprocess import serve, write_configs
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+TEXTS = ["Kittens are young cats.", "A cat is a small domesticated carnivorous mammal. " * 6, "Dogs bark.",
+         "Berlin has a population of about 3.7 million registered inhabitants.", "Paris is in France.",
+         "The quick brown fox jumps over the lazy dog, again and again, " * 10, "ok", "Zürich, 東京, São Paulo."]
+
+
+class _Closable:
+    def close(self) -> None:
+        pass
+
+
+async def test_batches_running_together_share_the_cores_and_a_lone_one_takes_them_all():
+    cores = torch_threads()
+    seen: list[tuple[str, int]] = []
+    entered, hold = threading.Event(), threading.Event()
+
+    def fn(batch: str, variant: object) -> str:
+        seen.append((batch, torch.get_num_threads()))  # this thread's own count, as set for the batch
+        if batch == "first":
+            entered.set()
+            hold.wait(10)
+        return batch
+
+    model = LocalModel(_Closable(), fn, "", parallel=2)
+    try:
+        first = asyncio.ensure_future(model.run("first", DEFAULT_VARIANT))
+        assert await asyncio.to_thread(entered.wait, 10)
+        assert await model.run("second", DEFAULT_VARIANT) == "second"  # runs while the first is held
+        hold.set()
+        assert await first == "first"
+        assert await model.run("third", DEFAULT_VARIANT) == "third"  # alone again
+    finally:
+        model.close()
+    assert seen == [("first", cores), ("second", max(1, cores // 2)), ("third", cores)]
+
+
+def test_a_texts_vector_does_not_depend_on_the_threads_its_batch_ran_on():
+    embedder = SentenceEmbedder(MINILM, device="cpu")
+    cores = torch_threads()
+    try:
+        on_all = embedder.encode(TEXTS)
+        set_torch_threads(1)
+        on_one = embedder.encode(TEXTS)
+    finally:
+        set_torch_threads(cores)
+    np.testing.assert_allclose(on_one, on_all, rtol=1e-6, atol=1e-7)
+
+
+async def test_the_router_with_parallel_batches_answers_the_bare_models_vectors(aiohttp_client, tmp_path):
+    routing = {"embeddings": [{"model": "m", "served_name": MINILM, "upstream": {
+        "type": "local", "parallel_batches": 2, "max_wait_ms": 5, "calibrate": False}}]}
+    client = await serve(aiohttp_client, write_configs(tmp_path, routing=routing))
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        resp = await client.post("/v1/embeddings", json={"model": "m", "input": texts})
+        assert resp.status == 200, await resp.text()
+        return np.array([row["embedding"] for row in (await resp.json())["data"]], dtype=np.float32)
+
+    groups = [TEXTS[i:i + 2] for i in range(0, len(TEXTS), 2)] * 3
+    answers = await asyncio.gather(*(embed(g) for g in groups))  # batches formed and run side by side
+    bare = SentenceEmbedder(MINILM, device="cpu")
+    for texts, got in zip(groups, answers, strict=True):
+        np.testing.assert_allclose(got, bare.encode(texts), rtol=1e-6, atol=1e-7)
