@@ -86,9 +86,10 @@ class Batching:
     run at once: a model on every core runs one batch at a time, an HTTP upstream several.
     ``speed``: the model's batch time measured as it loaded (seconds per call, per padded
     token), so admission knows it before the first request ran (None: learned from traffic).
-    ``spread``: the queued inputs are shared out over the free call slots (a batch takes its
-    share, the next slot the rest) instead of filling one batch first: batches that run together
-    on a CPU's cores get through more inputs than one as large on all of them.
+    ``spread``: the inputs of several queued requests are shared out over the free call slots (a
+    batch takes its share, the next slot the rest) instead of filling one batch first: batches
+    that run together on a CPU's cores get through more inputs than one as large on all of them.
+    A lone request is not cut up for it.
     """
 
     max_in_flight: int = DEFAULT_IN_FLIGHT

@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from core import ids
+from core.logs import access_log
 
 log = logging.getLogger("maas.serving")
 
@@ -76,6 +77,7 @@ def harden_parser_errors() -> None:
 
 def _exit_now() -> None:
     log.warning("stopping at once: a second signal during the drain")
+    access_log.flush()
     logging.shutdown()
     os._exit(130)
 

@@ -88,3 +88,22 @@ _PROBE = ["", "Kittens are young cats.", "café ﬁne Ｆｕｌｌ e\u0301", "�
 
 def _pipeline(tokenizer: Any) -> dict[str, Any]:
     return {k: v for k, v in json.loads(tokenizer.to_str()).items() if k not in _SETTINGS}
+
+
+def padded(tokenizer: Any, encoded: Any, members: list[int], length: int) -> dict[str, Any]:
+    """The ``members`` of a tokenized list padded to ``length`` as the tokenizer pads (its pad id,
+    a zero attention mask and token type), as tensors."""
+    import numpy as np
+    import torch
+
+    if tokenizer.padding_side != "right":
+        return tokenizer.pad({k: [list(v[i]) for i in members] for k, v in encoded.items()},
+                             padding="max_length", max_length=length, return_tensors="pt")
+    fill = {"input_ids": tokenizer.pad_token_id or 0}
+    features = {}
+    for name, rows in encoded.items():
+        grid = np.full((len(members), length), fill.get(name, 0), dtype=np.int64)
+        for r, i in enumerate(members):
+            grid[r, :len(rows[i])] = rows[i]
+        features[name] = torch.from_numpy(grid)
+    return features

@@ -15,7 +15,7 @@ import torch
 from adapters.local import LocalModel
 from adapters.local.models import SentenceEmbedder
 from adapters.local.threads import set_torch_threads, torch_threads
-from core.variant import DEFAULT_VARIANT
+from core.variant import DEFAULT_VARIANT, Variant
 from tests.support.inprocess import serve, write_configs
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -49,9 +49,13 @@ async def test_batches_running_together_share_the_cores_and_a_lone_one_takes_the
         hold.set()
         assert await first == "first"
         assert await model.run("third", DEFAULT_VARIANT) == "third"  # alone again
+        both = await asyncio.gather(model.run("fourth", DEFAULT_VARIANT), model.run("fifth", DEFAULT_VARIANT))
+        assert both == ["fourth", "fifth"]  # started together (a queue shared out): half the cores each
     finally:
         model.close()
-    assert seen == [("first", cores), ("second", max(1, cores // 2)), ("third", cores)]
+    half = max(1, cores // 2)
+    assert seen[:3] == [("first", cores), ("second", half), ("third", cores)]
+    assert sorted(seen[3:]) == [("fifth", half), ("fourth", half)]
 
 
 def test_a_texts_vector_does_not_depend_on_the_threads_its_batch_ran_on():
@@ -81,3 +85,35 @@ async def test_the_router_with_parallel_batches_answers_the_bare_models_vectors(
     bare = SentenceEmbedder(MINILM, device="cpu")
     for texts, got in zip(groups, answers, strict=True):
         np.testing.assert_allclose(got, bare.encode(texts), rtol=1e-6, atol=1e-7)
+
+
+def test_batches_in_two_threads_take_turns_with_the_tokenizer():
+    """The tokenizer keeps its padding setting between calls: a default batch's tokens (each text
+    its own length) and a variant batch's (padded, as tensors) made in two threads at once are each
+    exactly what they are alone, and neither call fails."""
+    embedder = SentenceEmbedder(MINILM, device="cpu")
+    raw = Variant(normalize=False)
+    texts = ["The quick brown fox jumps over the lazy dog, again and again. " * 8] * 31 + ["ok"]
+    alone = embedder._tokenized(texts, 256)["input_ids"]
+    padded = embedder._variant_features(texts, raw)["input_ids"].tolist()
+    wrong: list[str] = []
+    errors: list[BaseException] = []
+
+    def loop(variant: bool) -> None:
+        try:
+            for _ in range(300):
+                if variant:
+                    if embedder._variant_features(texts, raw)["input_ids"].tolist() != padded:
+                        wrong.append("variant")
+                elif embedder._tokenized(texts, 256)["input_ids"] != alone:
+                    wrong.append("default")
+        except BaseException as exc:  # any failure is the finding
+            errors.append(exc)
+
+    threads = [threading.Thread(target=loop, args=(v,)) for v in (False, True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:1]
+    assert not wrong

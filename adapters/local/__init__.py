@@ -72,6 +72,8 @@ class LocalModel:
     async def run(self, batch: list[Any], variant: Variant) -> Any:
         self.running += 1
         try:
+            if self.parallel > 1:  # batches started together (a queue shared out) all count before one picks
+                await asyncio.sleep(0)
             threads = max(1, self.cores // min(self.running, self.parallel))
             return await asyncio.get_running_loop().run_in_executor(self.executor, self._in_threads, threads,
                                                                     self.fn, batch, variant)
@@ -121,9 +123,9 @@ class LocalAdapter(Adapter):
                shapes_output=False),
         Option("max_wait_ms", float, 2, "how long a batch waits to fill", minimum=0, shapes_output=False),
         Option("device", str, "auto", "where the model runs", choices=DEVICES, changes_space=False),
-        Option("parallel_batches", int, 1, "batches the model runs at once, sharing the cores (on a CPU, 2 "
-               "gets through more inputs a second under load; a lone batch still takes every core)", minimum=1,
-               maximum=16, shapes_output=False),
+        Option("parallel_batches", int, 1, "batches an embedding model on a CPU runs at once, sharing the cores "
+               "(2 gets through more inputs a second under load; a lone request still takes every core)",
+               minimum=1, maximum=16, shapes_output=False),
         Option("calibrate", bool, True, "time a few batches as the model loads, so that admission knows its "
                "speed before the first request", shapes_output=False),
     ])
@@ -176,7 +178,13 @@ class LocalAdapter(Adapter):
         else:
             model = await asyncio.to_thread(load_reranker, name, device=self.device)
             fn = model.score
-        loaded = LocalModel(model, fn, model.tokenizer_path, self.parallel)
+        # batches side by side share a CPU's cores; a GPU, or a reranker (ONNX's sessions keep their
+        # own threads), runs one at a time
+        parallel = self.parallel if route.kind == EMBEDDINGS and model.on_cpu else 1
+        if parallel < self.parallel:
+            log.info("%s model %s runs one batch at a time: parallel_batches is for embedding models on a CPU",
+                     route.kind, name)
+        loaded = LocalModel(model, fn, model.tokenizer_path, parallel)
         if self.calibrated:
             try:
                 await loaded.calibrate(route.kind, self.max_batch_size)
@@ -201,9 +209,10 @@ class LocalAdapter(Adapter):
 
     def batching(self, route: ModelRoute) -> Batching:
         loaded = self._models.get((route.kind, _model_name(route)))
-        return Batching(max_in_flight=self.parallel, split=True, max_batch_size=self.max_batch_size,
+        parallel = loaded.parallel if loaded is not None else 1
+        return Batching(max_in_flight=parallel, split=True, max_batch_size=self.max_batch_size,
                         max_wait_s=self.max_wait_s, speed=loaded.speed if loaded is not None else None,
-                        spread=self.parallel > 1)
+                        spread=parallel > 1)
 
     def describe(self, route: ModelRoute) -> dict[str, Any]:
         loaded = self._models.get((route.kind, _model_name(route)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +24,7 @@ from core.packaged import (
     packaged_minilm_dir,
     packaged_reranker_dir,
 )
-from core.tokenized import features, known, same_pipeline
+from core.tokenized import features, known, padded, same_pipeline
 from core.variant import DEFAULT_VARIANT, Variant
 
 __all__ = ["DEFAULT_RERANKER", "OnnxCrossEncoder", "SentenceEmbedder", "TorchCrossEncoder", "load_reranker",
@@ -64,6 +65,10 @@ class SentenceEmbedder:
         self.max_input_tokens: int | None = self.model.max_seq_length  # what it reads; the rest is cut
         self.tokenizer_path = str(path) if path.exists() else name
         self.counter: Any = None  # the token counter whose encodings it reads (``reads``)
+        self.on_cpu = self.model.device.type == "cpu"
+        # The tokenizer keeps its padding setting between calls: batches in two threads (the local
+        # adapter's parallel_batches) take turns with it; the model itself runs them side by side.
+        self._tokenizing = threading.Lock()
 
     def close(self) -> None:
         """Nothing beyond the model's memory, which goes with the object."""
@@ -77,8 +82,9 @@ class SentenceEmbedder:
         if not variant.is_default:
             return self._encode_variant(texts, variant)
         if not self.dimensions:  # a model that does not say its width: padded as its batch is
-            return self.model.encode(texts, batch_size=max(1, len(texts)), convert_to_numpy=True,
-                                     show_progress_bar=False).astype(np.float32, copy=False)
+            with self._tokenizing:  # (its encode tokenizes too)
+                return self.model.encode(texts, batch_size=max(1, len(texts)), convert_to_numpy=True,
+                                         show_progress_bar=False).astype(np.float32, copy=False)
         import torch
 
         out = np.empty((len(texts), int(self.dimensions)), dtype=np.float32)
@@ -92,7 +98,7 @@ class SentenceEmbedder:
         # ``SentenceTransformer.encode`` does per batch, bit for bit, without tokenizing again).
         with torch.inference_mode():
             for length, members in groups.items():
-                features: Any = _padded(tokenizer, encoded, members, length)
+                features: Any = padded(tokenizer, encoded, members, length)
                 features = {k: v.to(self.model.device) for k, v in features.items()}
                 for module in self.model:
                     features = module(features)
@@ -113,20 +119,29 @@ class SentenceEmbedder:
         tokenizer: Any = self.model.tokenizer
         have = known(texts, self.counter, cap) if self.counter is not None else []
         if not have:
-            return tokenizer(texts, truncation=True, max_length=cap) if texts else {"input_ids": []}
+            with self._tokenizing:
+                return tokenizer(texts, truncation=True, max_length=cap) if texts else {"input_ids": []}
         names = list(tokenizer.model_input_names)
         encoded = features(texts, have, names)
         if len(have) == len(texts):
             return encoded
         taken = set(have)
         rest = [i for i in range(len(texts)) if i not in taken]
-        more = tokenizer([texts[i] for i in rest], truncation=True, max_length=cap)
+        with self._tokenizing:
+            more = tokenizer([texts[i] for i in rest], truncation=True, max_length=cap)
         out: dict[str, list[Any]] = {name: [None] * len(texts) for name in names}
         for name, rows in out.items():
             for positions, given in ((have, encoded[name]), (rest, more[name])):
                 for i, row in zip(positions, given, strict=True):
                     rows[i] = row
         return out
+
+    def _variant_features(self, texts: list[str], variant: Variant) -> Any:
+        """The texts tokenized for ``_encode_variant``: padded to the longest, as tensors."""
+        tokenizer: Any = self.model[0].tokenizer
+        with self._tokenizing:
+            return tokenizer(texts, padding=True, truncation=True, max_length=self.model.max_seq_length,
+                             return_tensors="pt", add_special_tokens=variant.add_special_tokens)
 
     def _encode_variant(self, texts: list[str], variant: Variant) -> np.ndarray:
         """The model's modules run by hand: tokenized with or without the special tokens, and
@@ -135,33 +150,12 @@ class SentenceEmbedder:
         import torch
         from sentence_transformers.models import Normalize
 
-        tokenizer: Any = self.model[0].tokenizer
-        features: Any = tokenizer(texts, padding=True, truncation=True, max_length=self.model.max_seq_length,
-                                  return_tensors="pt", add_special_tokens=variant.add_special_tokens)
-        features = {k: v.to(self.model.device) for k, v in features.items()}
+        features = {k: v.to(self.model.device) for k, v in self._variant_features(texts, variant).items()}
         with torch.inference_mode():
             for module in list(self.model):
                 if variant.normalize or not isinstance(module, Normalize):
                     features = module(features)
         return features["sentence_embedding"].float().cpu().numpy().astype(np.float32, copy=False)
-
-
-def _padded(tokenizer: Any, encoded: Any, members: list[int], length: int) -> dict[str, Any]:
-    """The ``members`` of a tokenized list padded to ``length`` as the tokenizer pads (its pad id,
-    a zero attention mask and token type), as tensors."""
-    import torch
-
-    if tokenizer.padding_side != "right":
-        return tokenizer.pad({k: [list(v[i]) for i in members] for k, v in encoded.items()},
-                             padding="max_length", max_length=length, return_tensors="pt")
-    fill = {"input_ids": tokenizer.pad_token_id or 0}
-    features = {}
-    for name, rows in encoded.items():
-        array = np.full((len(members), length), fill.get(name, 0), dtype=np.int64)
-        for r, i in enumerate(members):
-            array[r, :len(rows[i])] = rows[i]
-        features[name] = torch.from_numpy(array)
-    return features
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -23,4 +23,5 @@ def set_torch_threads(threads: int) -> None:
     import torch
 
     torch_threads()  # the starting count, kept before the first change
-    torch.set_num_threads(threads)
+    torch.get_num_threads()  # torch sets a thread's count at its first use, from the process-wide value:
+    torch.set_num_threads(threads)  # done now, so another thread's later change cannot replace this one

@@ -95,6 +95,7 @@ class Capacity:
         self._sums = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # n, Σx, Σx², Σt, Σxt, Σt² over _recent
         self._offs: deque[float] = deque(maxlen=WINDOW)  # how far off the fit each kept batch was
         self._typical_off = 0.0  # the median of _offs, refreshed now and then
+        self._off_at = 0  # batches fitted when it was last refreshed
         self._left_out = 0  # batches left out in a row
         self._since_refit, self._refit_batches = 0.0, 0  # seconds fitted since the last refit; batches then
 
@@ -180,5 +181,5 @@ class Capacity:
                 residual = stt - 2 * a * st - 2 * b * sxt + a * a * n + 2 * a * b * sx + b * b * sxx
                 noise = (0.1 * st / n) ** 2 if n <= 2 else max(0.0, residual) / (n - 2)
         self.fixed, self.per_token = a, b
-        if self.batches % 16 == 0 or len(self._offs) < 16:  # refreshed now and then
-            self._typical_off = statistics.median(self._offs)
+        if self.batches - self._off_at >= 16 or len(self._offs) < 16:  # refreshed now and then
+            self._typical_off, self._off_at = statistics.median(self._offs), self.batches

@@ -27,7 +27,7 @@ BULK_EVERY = 8  # with interactive work waiting, one batch in BULK_EVERY + 1 sti
 # at most this many times as long: a one-sentence request does not wait for another tenant's long inputs
 # padded into its batch; they start the next batch instead.
 PAD_LIMIT = 2.0
-WHOLE = 1 << 62  # a batch's share of the queue when it is not spread over the free slots
+WHOLE = 1 << 62  # a batch's share of the queue unless spread over the free slots (Batching.spread)
 
 
 class QueueObserver(Protocol):
@@ -100,10 +100,8 @@ class BatchWorker:
                 await asyncio.sleep(0)
                 continue
             task = asyncio.get_running_loop().create_task(self._execute(batch))
-            if len(batch.parts) == 1:
-                job = next(iter(batch.parts))
-                if not job.work.split:
-                    job.task = task
+            if len(batch.parts) == 1 and not (job := next(iter(batch.parts))).work.split:
+                job.task = task
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
@@ -125,7 +123,8 @@ class BatchWorker:
         if len(ring) > 1:
             self._lead(ring, now, rate)
         ring[0].passed = False  # it leads this batch
-        share = max(1, -(-self.queued_items // (self._slots.free + 1))) if self.spread else WHOLE  # Batching.spread
+        free = self._slots.free + 1  # this batch's slot and those still free
+        share = max(1, -(-self.queued_items // free)) if self.spread and len(self._jobs) > 1 else WHOLE
         batch = Batch()
         group: Any = UNSET
         size, longest = 0, 0.0
