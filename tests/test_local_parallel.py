@@ -10,11 +10,15 @@ import asyncio
 import threading
 
 import numpy as np
+import pytest
 import torch
 
-from adapters.local import LocalModel
+from adapters.local import LocalAdapter, LocalModel
 from adapters.local.models import SentenceEmbedder
 from adapters.local.threads import set_torch_threads, torch_threads
+from core.adapters import AdapterContext
+from core.config import ModelRoute, Settings, UpstreamConfig
+from core.scheduling import Scheduler, Work
 from core.variant import DEFAULT_VARIANT, Variant
 from tests.support.inprocess import serve, write_configs
 
@@ -56,6 +60,75 @@ async def test_batches_running_together_share_the_cores_and_a_lone_one_takes_the
     half = max(1, cores // 2)
     assert seen[:3] == [("first", cores), ("second", half), ("third", cores)]
     assert sorted(seen[3:]) == [("fifth", half), ("fourth", half)]
+
+
+async def test_the_schedulers_shares_run_side_by_side_on_half_the_cores_each():
+    """8 requests × 4 inputs through the scheduler onto a model with two batches at once: two
+    batches of 16, started in one turn, each on half the cores (not one on all and one on half)."""
+    cores = torch_threads()
+    seen: list[tuple[int, int]] = []
+    together = threading.Barrier(2, timeout=10)  # both batches are in the model at once
+
+    def fn(batch: list[int], variant: object) -> list[int]:
+        seen.append((len(batch), torch.get_num_threads()))
+        together.wait()
+        return batch
+
+    model = LocalModel(_Closable(), fn, "", parallel=2)
+    scheduler = Scheduler("m", max_in_flight=2, spread=True)
+    requests = [list(range(i * 4, i * 4 + 4)) for i in range(8)]
+    try:
+        answers = await asyncio.gather(*(scheduler.submit(Work(r, lambda items, own: model.run(items, DEFAULT_VARIANT),
+                                                               max_batch_size=32, max_wait_s=0.005))
+                                         for r in requests))
+    finally:
+        await scheduler.close()
+        model.close()
+    assert answers == requests
+    assert seen == [(16, max(1, cores // 2))] * 2
+
+
+def test_a_threads_own_count_holds_when_another_thread_sets_another():
+    """torch sets a thread's count at its first use from the process-wide value, which any thread's
+    set changes: a model thread's count must survive another's set made before its first batch."""
+    ready, other_set = threading.Event(), threading.Event()
+    got: list[int] = []
+
+    def first() -> None:
+        set_torch_threads(1)
+        ready.set()
+        other_set.wait(10)
+        got.append(torch.get_num_threads())
+
+    def second() -> None:
+        ready.wait(10)
+        set_torch_threads(3)
+        other_set.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        set_torch_threads(torch_threads())
+    assert got == [1]
+
+
+@pytest.mark.parametrize(("kind", "device", "expected"), [("embeddings", "cpu", 2), ("rerank", "cpu", 1),
+                                                          ("embeddings", "cuda", 1)])
+def test_only_embedding_models_on_a_cpu_run_batches_side_by_side(monkeypatch, kind, device, expected):
+    """What the scheduler is told before the model loads (as the load decides): a reranker (its
+    ONNX session keeps its own threads) or a GPU (batches better large) runs one batch at a time."""
+    import adapters.local as local
+
+    monkeypatch.setattr(local, "resolve_device", lambda wanted: device)
+    adapter = LocalAdapter(UpstreamConfig(type="local", options={"parallel_batches": 2}),
+                           AdapterContext(settings=Settings()))
+    route = ModelRoute(alias="m", kind=kind, served_name=MINILM, enabled=True, upstream=adapter.upstream)
+    batching = adapter.batching(route)
+    assert (batching.max_in_flight, batching.spread) == (expected, expected > 1)
 
 
 def test_a_texts_vector_does_not_depend_on_the_threads_its_batch_ran_on():

@@ -39,11 +39,12 @@ async def test_concurrent_requests_share_batches_and_keep_order():
 async def test_spread_shares_the_queue_out_over_the_free_slots(spread, sizes, expected):
     """With ``spread`` (a CPU model whose parallel batches share the cores) 8 requests × 4 inputs
     run as two batches of 16 at once on two slots, each answered in order; without it, as one of 32.
-    A lone request of 32 is not cut up: alone, it runs as one batch on every core."""
+    A lone request of 32 is not cut up: alone, it runs as one batch on every core. The second share
+    starts beside the first at once, without waiting for a batch to fill (a wait of a minute here)."""
     model = GatedModel()  # each batch runs until released: both are running before either ends
     scheduler = Scheduler("gated", max_in_flight=2, spread=spread)
     requests = [[(i, k) for k in range(n)] for i, n in enumerate(sizes)]
-    answers = asyncio.gather(*(scheduler.submit(_work(r, model.run, max_batch_size=32, max_wait_s=0.005))
+    answers = asyncio.gather(*(scheduler.submit(_work(r, model.run, max_batch_size=32, max_wait_s=60))
                                for r in requests))
     await model.started(len(expected))
     assert [len(b) for b in model.batches] == expected

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from adapters.local.calibration import calibrate
-from adapters.local.models import SentenceEmbedder, load_reranker
+from adapters.local.models import SentenceEmbedder, load_reranker, resolve_device
 from adapters.local.threads import set_torch_threads, torch_threads
 from core import hookimpl
 from core.adapters import Adapter, AdapterContext, Batching, CallContext, EmbedResult, RerankResult
@@ -178,9 +178,9 @@ class LocalAdapter(Adapter):
         else:
             model = await asyncio.to_thread(load_reranker, name, device=self.device)
             fn = model.score
-        # batches side by side share a CPU's cores; a GPU, or a reranker (ONNX's sessions keep their
-        # own threads), runs one at a time
-        parallel = self.parallel if route.kind == EMBEDDINGS and model.on_cpu else 1
+        # batches side by side share a CPU's cores; a GPU, a reranker (ONNX's sessions keep their own
+        # threads) or a model that does not say its width (its own encode tokenizes) runs one at a time
+        parallel = self.parallel if route.kind == EMBEDDINGS and model.on_cpu and model.dimensions else 1
         if parallel < self.parallel:
             log.info("%s model %s runs one batch at a time: parallel_batches is for embedding models on a CPU",
                      route.kind, name)
@@ -209,10 +209,14 @@ class LocalAdapter(Adapter):
 
     def batching(self, route: ModelRoute) -> Batching:
         loaded = self._models.get((route.kind, _model_name(route)))
-        parallel = loaded.parallel if loaded is not None else 1
+        parallel = loaded.parallel if loaded is not None else self._parallel_for(route)
         return Batching(max_in_flight=parallel, split=True, max_batch_size=self.max_batch_size,
                         max_wait_s=self.max_wait_s, speed=loaded.speed if loaded is not None else None,
                         spread=parallel > 1)
+
+    def _parallel_for(self, route: ModelRoute) -> int:
+        """The batches at once a route's model will run before it is loaded (as ``_load`` decides)."""
+        return self.parallel if route.kind == EMBEDDINGS and resolve_device(self.device) == "cpu" else 1
 
     def describe(self, route: ModelRoute) -> dict[str, Any]:
         loaded = self._models.get((route.kind, _model_name(route)))

@@ -25,8 +25,7 @@ from core.adapters import Batching, CallContext, EmbedResult, RerankResult
 from core.errors import InvalidRequest, UpstreamRejected
 from core.options import Option
 from core.scheduling.scheduler import Scheduler
-from core.scheduling.work import ANONYMOUS, Bounds, Tenant, Work, estimate_tokens
-from core.scheduling.worker import QueueObserver
+from core.scheduling.work import ANONYMOUS, Bounds, QueueObserver, Tenant, Work, estimate_tokens
 
 if TYPE_CHECKING:
     from core.adapters import Adapter

@@ -37,8 +37,8 @@ from core.errors import ServiceUnavailable
 from core.scheduling.admission import MARGIN, Arrival, admit, alone_seconds, too_large
 from core.scheduling.capacity import Capacity, Load
 from core.scheduling.flows import Job, Shape, TenantFlow
-from core.scheduling.work import Work
-from core.scheduling.worker import QUANTUM, BatchWorker, QueueObserver
+from core.scheduling.work import QueueObserver, Work
+from core.scheduling.worker import QUANTUM, BatchWorker
 from core.slots import Slots
 
 T = TypeVar("T")
@@ -72,6 +72,7 @@ class Scheduler(BatchWorker):
         self._worker: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
         self._active = 0
+        self._rest_now = False
         self.capacity = Capacity(max_in_flight, speed=speed)  # what admission and Retry-After estimate with
         self._clock = clock  # times batches (a test's fake model may keep its own)
 

@@ -1,10 +1,11 @@
-"""What the scheduler is given: who asks (a tenant), for what (a job's items), within which bounds."""
+"""What the scheduler is given: who asks (a tenant), for what (a job's items), within which bounds;
+and what it reports (``QueueObserver``)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 INTERACTIVE, BULK = 0, 1
 PRIORITIES = {"interactive": INTERACTIVE, "bulk": BULK}
@@ -73,3 +74,16 @@ def estimate_tokens(text: str) -> float:
     """A cheap token estimate for scheduling (about four characters a token, plus the specials);
     never for limits or usage, which count with the model's tokenizer."""
     return float(len(text) // 4 + 2)
+
+
+class QueueObserver(Protocol):
+    """What the scheduler reports (Prometheus in the router, nothing in the rerank service)."""
+
+    def depth(self, items: int) -> None: ...
+    def waited(self, seconds: float) -> None: ...
+    def batch(self, items: int) -> None: ...
+    def refused(self, reason: str) -> None: ...
+    def cancelled(self, items: int) -> None: ...
+    def capacity(self, fixed: float, per_token: float, seconds: float, estimated: float | None) -> None:
+        """A batch took ``seconds`` (``estimated`` before: None while the model had run none);
+        the refitted fixed cost per call and cost per padded token."""

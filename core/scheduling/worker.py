@@ -11,11 +11,11 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ServiceUnavailable
 from core.scheduling.flows import UNSET, Batch, Job, Ranking, TenantFlow
-from core.scheduling.work import BULK, INTERACTIVE
+from core.scheduling.work import BULK, INTERACTIVE, QueueObserver
 
 if TYPE_CHECKING:
     from core.scheduling.capacity import Capacity, Load
@@ -28,19 +28,6 @@ BULK_EVERY = 8  # with interactive work waiting, one batch in BULK_EVERY + 1 sti
 # padded into its batch; they start the next batch instead.
 PAD_LIMIT = 2.0
 WHOLE = 1 << 62  # a batch's share of the queue unless spread over the free slots (Batching.spread)
-
-
-class QueueObserver(Protocol):
-    """What the scheduler reports (Prometheus in the router, nothing in the rerank service)."""
-
-    def depth(self, items: int) -> None: ...
-    def waited(self, seconds: float) -> None: ...
-    def batch(self, items: int) -> None: ...
-    def refused(self, reason: str) -> None: ...
-    def cancelled(self, items: int) -> None: ...
-    def capacity(self, fixed: float, per_token: float, seconds: float, estimated: float | None) -> None:
-        """A batch took ``seconds`` (``estimated`` before: None while the model had run none);
-        the refitted fixed cost per call and cost per padded token."""
 
 
 class BatchWorker:
@@ -57,6 +44,7 @@ class BatchWorker:
     _bulk_wait: int
     _slots: Slots  # the calls in flight, at most ``max_in_flight``
     spread: bool
+    _rest_now: bool  # a queue was shared out and free slots take the rest at once
     _wakeup: asyncio.Event
     _running: set[asyncio.Task]
     _active: int
@@ -85,7 +73,8 @@ class BatchWorker:
                 continue
             oldest = next(iter(self._jobs.values()))
             deadline = oldest.enqueued + oldest.work.max_wait_s
-            while (self.queued_items < oldest.work.max_batch_size and self._jobs
+            # (the rest of a queue shared out goes to the free slots now, beside the batch just taken)
+            while (not self._rest_now and self.queued_items < oldest.work.max_batch_size and self._jobs
                    and (remaining := deadline - time.monotonic()) > 0):
                 self._wakeup.clear()
                 try:
@@ -115,6 +104,7 @@ class BatchWorker:
 
     def _take(self) -> Batch | None:
         """The next batch, by deficit round robin over the flows of one priority."""
+        self._rest_now = False
         priority = self._priority()
         if priority is None:
             return None
@@ -194,6 +184,7 @@ class BatchWorker:
                 skip = int(rounds_short) - 1
                 for flow in ring:
                     flow.deficit += skip * self.quantum * flow.tenant.weight
+        self._rest_now = share < WHOLE and self.queued_items > 0 and self._slots.free > 0
         return batch if batch.parts else None
 
     def _lead(self, ring: deque[TenantFlow], now: float, rate: float) -> None:
