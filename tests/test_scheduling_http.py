@@ -22,6 +22,7 @@ from tests.support.configs import copy_default_configs, read_yaml, write_yaml
 from tests.support.gated import GatedModel
 from tests.support.inprocess import echo_plugin_manager, write_configs
 from tests.support.processes import start_router
+from tests.support.waiting import wait_for
 
 KEYS = {"alpha": "sk-test-alpha-0001", "beta": "sk-test-beta-0002", "gamma": "sk-test-gamma-0003"}
 
@@ -209,8 +210,12 @@ def test_work_of_a_client_that_hangs_up_or_half_closes_is_dropped(tmp_path):
                                       headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(ping, timeout=30) as resp:
             assert resp.status == 200
-        log = router.log_text()
-        assert log.count('"status": 499') >= 2 or log.count("POST /v1/embeddings 499") >= 2, log[-3000:]
+
+        def both_logged() -> bool:  # access lines are written within 50 ms of the first waiting
+            log = router.log_text()
+            return log.count('"status": 499') >= 2 or log.count("POST /v1/embeddings 499") >= 2
+
+        assert wait_for(both_logged), router.log_text()[-3000:]
     finally:
         router.stop()
 
