@@ -180,7 +180,7 @@ class LocalAdapter(Adapter):
             fn = model.score
         # batches side by side share a CPU's cores; a GPU, a reranker (ONNX's sessions keep their own
         # threads) or a model that does not say its width (its own encode tokenizes) runs one at a time
-        parallel = self.parallel if route.kind == EMBEDDINGS and model.on_cpu and model.dimensions else 1
+        parallel = self._parallel_for(route) if route.kind != EMBEDDINGS or (model.on_cpu and model.dimensions) else 1
         if parallel < self.parallel:
             log.info("%s model %s runs one batch at a time: parallel_batches is for embedding models on a CPU",
                      route.kind, name)
@@ -215,7 +215,8 @@ class LocalAdapter(Adapter):
                         spread=parallel > 1)
 
     def _parallel_for(self, route: ModelRoute) -> int:
-        """The batches at once a route's model will run before it is loaded (as ``_load`` decides)."""
+        """The batches at once a route's model runs: embedding models on a CPU only (``_load`` also
+        keeps a model that does not say its width to one, as its own encode tokenizes)."""
         return self.parallel if route.kind == EMBEDDINGS and resolve_device(self.device) == "cpu" else 1
 
     def describe(self, route: ModelRoute) -> dict[str, Any]:
